@@ -1,0 +1,435 @@
+//! The agent's TOML configuration (documented in `docs/agent-config.md`).
+//!
+//! Parsing happens in two steps, "parse, don't validate": serde reads the
+//! file into raw structs of strings, then [`AgentConfig::from_toml`] turns
+//! each field into its typed value or fails with a [`ConfigError`] that names
+//! the field (`link[1].public_key`) and the problem. Everything after this
+//! module works with typed, already-checked values.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use freimesh_proto::PublicKeyBytes;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The link profiles an operator can name. Their timers arrive with the
+/// failover work; the names are fixed now so configs stay valid.
+pub const PROFILES: [&str; 3] = ["fast", "default", "metered"];
+/// The name that routes use for "this node".
+pub const LOCAL_HOP: &str = "local";
+/// WireGuard over IPv6 underlay needs 80 bytes; 1420 is what wg-quick uses.
+pub const DEFAULT_MTU: u16 = 1420;
+pub const DEFAULT_TUN_NAME: &str = "fm0";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
+
+/// A configuration problem: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: String },
+}
+
+fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Field { field: field.into(), problem: problem.into() }
+}
+
+/// Which backend carries local traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A TUN device configured over netlink (needs CAP_NET_ADMIN).
+    Linux,
+    /// A smoltcp stack inside the agent (no privileges).
+    Userspace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub name: String,
+    pub public_key: PublicKeyBytes,
+    pub endpoint: Option<SocketAddr>,
+    pub profile: String,
+    pub keepalive: Option<u16>,
+    pub allowed_sources: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextHop {
+    Local,
+    Link(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub prefix: IpNet,
+    pub via: Vec<NextHop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxConfig {
+    pub tun_name: String,
+    pub mtu: u16,
+    /// Prefixes steered from the kernel into the TUN device.
+    pub kernel_routes: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpForwardConfig {
+    pub listen: SocketAddr,
+    pub target: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpExposeConfig {
+    pub port: u16,
+    pub target: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserspaceConfig {
+    pub mtu: u16,
+    pub tcp_forwards: Vec<TcpForwardConfig>,
+    pub tcp_exposes: Vec<TcpExposeConfig>,
+}
+
+/// A checked agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub name: String,
+    pub private_key_file: PathBuf,
+    /// Create the key file on first start if it is missing.
+    pub generate_key: bool,
+    pub listen: SocketAddr,
+    pub addresses: Vec<IpNet>,
+    pub local_prefixes: Vec<IpNet>,
+    pub backend: Backend,
+    pub control_socket: PathBuf,
+    pub linux: LinuxConfig,
+    pub userspace: UserspaceConfig,
+    pub links: Vec<LinkConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    #[serde(default)]
+    linux: RawLinux,
+    #[serde(default)]
+    userspace: RawUserspace,
+    #[serde(default)]
+    link: Vec<RawLink>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
+    private_key_file: String,
+    #[serde(default)]
+    generate_key: bool,
+    listen: String,
+    addresses: Vec<String>,
+    #[serde(default)]
+    local_prefixes: Vec<String>,
+    backend: Option<String>,
+    control_socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinux {
+    tun_name: Option<String>,
+    mtu: Option<i64>,
+    kernel_routes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUserspace {
+    mtu: Option<i64>,
+    #[serde(default)]
+    tcp_forward: Vec<RawForward>,
+    #[serde(default)]
+    tcp_expose: Vec<RawExpose>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    listen: String,
+    target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpose {
+    port: i64,
+    target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    name: String,
+    public_key: String,
+    endpoint: Option<String>,
+    profile: Option<String>,
+    keepalive: Option<i64>,
+    #[serde(default)]
+    allowed_sources: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    via: Vec<String>,
+}
+
+fn parse_socket(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        field_err(
+            field,
+            format!("{text:?} is not an IP address with a port (e.g. 192.0.2.1:51820 or [2001:db8::1]:51820)"),
+        )
+    })
+}
+
+fn parse_net(field: &str, text: &str) -> Result<IpNet, ConfigError> {
+    text.parse()
+        .map_err(|_| field_err(field, format!("{text:?} is not a prefix (e.g. 10.99.0.0/16 or fd99::/64)")))
+}
+
+fn parse_mtu(field: &str, value: Option<i64>) -> Result<u16, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_MTU),
+        Some(v) => u16::try_from(v)
+            .ok()
+            .filter(|v| *v >= 1280)
+            .ok_or_else(|| field_err(field, format!("{v} is outside 1280..=65535 (IPv6 needs at least 1280)"))),
+    }
+}
+
+impl AgentConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|err| match err {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Self::check(raw)
+    }
+
+    fn check(raw: RawConfig) -> Result<Self, ConfigError> {
+        let node = raw.node;
+        if node.private_key_file.trim().is_empty() {
+            return Err(field_err("node.private_key_file", "must name a file"));
+        }
+        let listen = parse_socket("node.listen", &node.listen)?;
+        if node.addresses.is_empty() {
+            return Err(field_err("node.addresses", "a node needs at least one overlay address"));
+        }
+        let mut addresses = Vec::new();
+        for (i, text) in node.addresses.iter().enumerate() {
+            let field = format!("node.addresses[{i}]");
+            let net = parse_net(&field, text)?;
+            if addresses.iter().any(|a: &IpNet| a.addr() == net.addr()) {
+                return Err(field_err(field, format!("address {} is listed twice", net.addr())));
+            }
+            addresses.push(net);
+        }
+        let local_prefixes = node
+            .local_prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse_net(&format!("node.local_prefixes[{i}]"), t).map(|n| n.trunc()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend = match node.backend.as_deref() {
+            None | Some("linux") => Backend::Linux,
+            Some("userspace") => Backend::Userspace,
+            Some(other) => {
+                return Err(field_err(
+                    "node.backend",
+                    format!("{other:?} is not a backend; use \"linux\" or \"userspace\""),
+                ));
+            }
+        };
+
+        let links = check_links(raw.link)?;
+        let routes = check_routes(raw.route, &links)?;
+
+        let tun_name = raw.linux.tun_name.unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned());
+        if tun_name.is_empty() || tun_name.len() > 15 || tun_name.contains(['/', ' ']) {
+            return Err(field_err(
+                "linux.tun_name",
+                format!("{tun_name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"),
+            ));
+        }
+        let kernel_routes = match raw.linux.kernel_routes {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, t)| parse_net(&format!("linux.kernel_routes[{i}]"), t).map(|n| n.trunc()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => default_kernel_routes(&routes, &addresses, &local_prefixes),
+        };
+        let linux = LinuxConfig { tun_name, mtu: parse_mtu("linux.mtu", raw.linux.mtu)?, kernel_routes };
+
+        let mut tcp_forwards = Vec::new();
+        for (i, f) in raw.userspace.tcp_forward.iter().enumerate() {
+            tcp_forwards.push(TcpForwardConfig {
+                listen: parse_socket(&format!("userspace.tcp_forward[{i}].listen"), &f.listen)?,
+                target: parse_socket(&format!("userspace.tcp_forward[{i}].target"), &f.target)?,
+            });
+        }
+        let mut tcp_exposes: Vec<TcpExposeConfig> = Vec::new();
+        for (i, e) in raw.userspace.tcp_expose.iter().enumerate() {
+            let field = format!("userspace.tcp_expose[{i}].port");
+            let port = u16::try_from(e.port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| field_err(&field, format!("{} is not a port (1-65535)", e.port)))?;
+            if tcp_exposes.iter().any(|x| x.port == port) {
+                return Err(field_err(field, format!("port {port} is exposed twice")));
+            }
+            tcp_exposes.push(TcpExposeConfig {
+                port,
+                target: parse_socket(&format!("userspace.tcp_expose[{i}].target"), &e.target)?,
+            });
+        }
+        let userspace =
+            UserspaceConfig { mtu: parse_mtu("userspace.mtu", raw.userspace.mtu)?, tcp_forwards, tcp_exposes };
+
+        Ok(Self {
+            name: node.name.unwrap_or_else(|| "freimesh".to_owned()),
+            private_key_file: PathBuf::from(node.private_key_file),
+            generate_key: node.generate_key,
+            listen,
+            addresses,
+            local_prefixes,
+            backend,
+            control_socket: PathBuf::from(node.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.to_owned())),
+            linux,
+            userspace,
+            links,
+            routes,
+        })
+    }
+
+    /// The node's own addresses as host prefixes (/32, /128): what the
+    /// forwarding table delivers locally.
+    pub fn host_addresses(&self) -> Vec<IpNet> {
+        self.addresses.iter().map(|a| IpNet::from(a.addr())).collect()
+    }
+}
+
+fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {
+    let mut links: Vec<LinkConfig> = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, link) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("link[{i}].{f}");
+        if link.name.is_empty() || link.name == LOCAL_HOP {
+            return Err(field_err(at("name"), format!("{:?} is not usable as a link name", link.name)));
+        }
+        if !names.insert(link.name.clone()) {
+            return Err(field_err(at("name"), format!("link name {:?} is used twice", link.name)));
+        }
+        let public_key = PublicKeyBytes::from_base64(&link.public_key)
+            .map_err(|e| field_err(at("public_key"), e.to_string()))?;
+        if let Some(other) = links.iter().find(|l| l.public_key == public_key) {
+            return Err(field_err(at("public_key"), format!("the same key as link {:?}", other.name)));
+        }
+        let endpoint = link.endpoint.as_deref().map(|e| parse_socket(&at("endpoint"), e)).transpose()?;
+        let profile = link.profile.unwrap_or_else(|| "default".to_owned());
+        if !PROFILES.contains(&profile.as_str()) {
+            return Err(field_err(
+                at("profile"),
+                format!("unknown profile {profile:?}; known: {}", PROFILES.join(", ")),
+            ));
+        }
+        let keepalive = link
+            .keepalive
+            .map(|k| {
+                u16::try_from(k)
+                    .ok()
+                    .filter(|k| *k > 0)
+                    .ok_or_else(|| field_err(at("keepalive"), format!("{k} is outside 1..=65535 seconds")))
+            })
+            .transpose()?;
+        let allowed_sources = link
+            .allowed_sources
+            .iter()
+            .enumerate()
+            .map(|(j, t)| parse_net(&at(&format!("allowed_sources[{j}]")), t))
+            .collect::<Result<Vec<_>, _>>()?;
+        links.push(LinkConfig { name: link.name, public_key, endpoint, profile, keepalive, allowed_sources });
+    }
+    Ok(links)
+}
+
+fn check_routes(raw: Vec<RawRoute>, links: &[LinkConfig]) -> Result<Vec<RouteConfig>, ConfigError> {
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for (i, route) in raw.into_iter().enumerate() {
+        let prefix = parse_net(&format!("route[{i}].prefix"), &route.prefix)?.trunc();
+        if routes.iter().any(|r| r.prefix == prefix) {
+            return Err(field_err(format!("route[{i}].prefix"), format!("{prefix} has two routes")));
+        }
+        if route.via.is_empty() {
+            return Err(field_err(format!("route[{i}].via"), "needs at least one next hop"));
+        }
+        let mut via = Vec::new();
+        for (j, hop) in route.via.iter().enumerate() {
+            let field = format!("route[{i}].via[{j}]");
+            let next = if hop == LOCAL_HOP {
+                NextHop::Local
+            } else if links.iter().any(|l| &l.name == hop) {
+                NextHop::Link(hop.clone())
+            } else {
+                return Err(field_err(field, format!("{hop:?} is neither a link name nor \"local\"")));
+            };
+            if via.contains(&next) {
+                return Err(field_err(field, format!("{hop:?} is listed twice")));
+            }
+            via.push(next);
+        }
+        routes.push(RouteConfig { prefix, via });
+    }
+    Ok(routes)
+}
+
+/// By default the kernel sends into the TUN every prefix the mesh routes,
+/// except the node's own addresses and what lies behind it locally.
+fn default_kernel_routes(routes: &[RouteConfig], addresses: &[IpNet], local: &[IpNet]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = routes
+        .iter()
+        .filter(|r| !r.via.iter().all(|h| *h == NextHop::Local))
+        .map(|r| r.prefix)
+        .filter(|p| !local.contains(p) && !addresses.iter().any(|a| IpNet::from(a.addr()) == *p))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,153 @@
+//! One link: the WireGuard session with one neighbour, its underlay endpoint
+//! and its counters.
+//!
+//! A link is a thin wrapper around boringtun's `Tunn` that adds what a mesh
+//! needs on top of WireGuard: the peer's current endpoint (updated when an
+//! authenticated packet arrives from a new address, i.e. roaming), which inner
+//! source addresses the peer may send from, and re-initiation with backoff
+//! after boringtun gives up on a silent peer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::Tunn;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::x25519::{PublicKey, StaticSecret};
+use freimesh_proto::PublicKeyBytes;
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::LinkId;
+
+/// First wait before re-initiating a handshake with a peer that stopped
+/// answering (boringtun itself retries every 5 s for 90 s, then gives up).
+pub(crate) const REINIT_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between re-initiations: a neighbour that reboots is back in
+/// the mesh at most this long after it is reachable again.
+pub(crate) const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+#[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct LinkCounters {
+    /// Inner (decrypted) packets and bytes received.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Inner packets and bytes sent.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+pub(crate) struct Link {
+    pub id: LinkId,
+    pub name: String,
+    pub peer: PublicKeyBytes,
+    pub tunn: Tunn,
+    pub endpoint: Option<SocketAddr>,
+    pub profile: String,
+    /// Inner source prefixes the peer may send from; empty means any (a mesh
+    /// neighbour carries transit traffic from the whole mesh).
+    pub allowed_sources: Vec<IpNet>,
+    pub counters: LinkCounters,
+    /// When the last authenticated packet (data, keepalive or handshake)
+    /// arrived.
+    pub last_authenticated_rx: Option<Instant>,
+    pub reinit_backoff: Duration,
+    pub next_reinit: Option<Instant>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("peer", &self.peer)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: LinkId,
+        name: String,
+        secret: &StaticSecret,
+        peer: PublicKeyBytes,
+        endpoint: Option<SocketAddr>,
+        keepalive: Option<u16>,
+        index: u32,
+        rate_limiter: Arc<RateLimiter>,
+    ) -> Self {
+        let tunn = Tunn::new(
+            secret.clone(),
+            PublicKey::from(peer.0),
+            None,
+            keepalive,
+            index,
+            Some(rate_limiter),
+        );
+        Self {
+            id,
+            name,
+            peer,
+            tunn,
+            endpoint,
+            profile: String::new(),
+            allowed_sources: Vec::new(),
+            counters: LinkCounters::default(),
+            last_authenticated_rx: None,
+            reinit_backoff: REINIT_BACKOFF_MIN,
+            next_reinit: None,
+        }
+    }
+
+    pub fn allows_source(&self, src: IpAddr) -> bool {
+        self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|net| net.contains(&src))
+    }
+
+    /// Records proof of life from the peer at `from`; returns the previous
+    /// endpoint if the peer roamed.
+    pub fn authenticated(&mut self, from: SocketAddr, now: Instant) -> Option<Option<SocketAddr>> {
+        self.last_authenticated_rx = Some(now);
+        self.reinit_backoff = REINIT_BACKOFF_MIN;
+        self.next_reinit = None;
+        if self.endpoint == Some(from) {
+            None
+        } else {
+            Some(self.endpoint.replace(from))
+        }
+    }
+
+    pub fn status(&self, now: Instant) -> LinkStatus {
+        let (since_handshake, ..) = self.tunn.stats();
+        LinkStatus {
+            name: self.name.clone(),
+            peer: self.peer.to_base64(),
+            endpoint: self.endpoint,
+            profile: self.profile.clone(),
+            handshake_age_ms: since_handshake.map(|d| millis(d)),
+            last_rx_age_ms: self
+                .last_authenticated_rx
+                .map(|t| millis(now.saturating_duration_since(t))),
+            counters: self.counters,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A link as `freimesh-agent status` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub peer: String,
+    pub endpoint: Option<SocketAddr>,
+    pub profile: String,
+    /// Time since the last completed WireGuard handshake.
+    pub handshake_age_ms: Option<u64>,
+    /// Time since the last authenticated packet from the peer.
+    pub last_rx_age_ms: Option<u64>,
+    pub counters: LinkCounters,
+}

@@ -1,0 +1,476 @@
+//! The forwarding table: for every destination prefix an ordered list of next
+//! hops (the primary first, then the loop-free alternates), with
+//! longest-prefix match for IPv4 and IPv6.
+//!
+//! Prefixes do not point at hops directly. They point at a shared
+//! [`NextHopGroup`] (one per distinct ordered hop list), and each group caches
+//! its first live hop. A link that goes down or up only touches the groups
+//! that contain it, never the prefixes: thousands of prefixes behind the same
+//! neighbours fail over in one step whose cost does not grow with the table
+//! (the "prefix independent convergence" shape of big routers).
+//!
+//! Lookups use one hash probe per prefix length present in the table, longest
+//! first. Nothing here iterates a `HashMap`, so every run is repeatable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::LinkId;
+
+/// Where a packet goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hop {
+    /// Delivered to this node (its own addresses, or prefixes behind its local
+    /// interface such as a building LAN).
+    Local,
+    /// Sent into the tunnel of a neighbour.
+    Link(LinkId),
+}
+
+/// Index of a group in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupId(usize);
+
+/// An ordered list of next hops shared by every prefix that uses the same
+/// list, with the first live one cached.
+#[derive(Debug, Clone)]
+pub struct NextHopGroup {
+    hops: Vec<Hop>,
+    /// Index into `hops` of the first live hop, if any.
+    active: Option<usize>,
+    /// How many prefixes point here; the group is freed at zero.
+    users: usize,
+}
+
+impl NextHopGroup {
+    pub fn hops(&self) -> &[Hop] {
+        &self.hops
+    }
+
+    /// The hop traffic takes now, or `None` when every hop is down.
+    pub fn active(&self) -> Option<Hop> {
+        self.active.and_then(|i| self.hops.get(i).copied())
+    }
+}
+
+/// Why a route was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("route {0} has no next hop")]
+    NoHops(IpNet),
+    #[error("route {prefix} lists next hop {hop:?} twice")]
+    DuplicateHop { prefix: IpNet, hop: Hop },
+}
+
+/// A route as shown by `freimesh-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteView {
+    pub prefix: IpNet,
+    pub hops: Vec<Hop>,
+    pub active: Option<Hop>,
+}
+
+/// Multiplicative hashing for integer keys: fast, and deterministic across
+/// runs (the table never iterates its maps, but repeatability costs nothing).
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u128(&mut self, n: u128) {
+        let folded = u64::try_from((n ^ (n >> 64)) & u128::from(u64::MAX)).unwrap_or(0);
+        self.0 = (self.0 ^ folded).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// Longest-prefix match over one address family, keyed by the address as an
+/// integer (`u32` or `u128`) with host bits cleared.
+#[derive(Debug)]
+struct Lpm<K> {
+    /// Prefix lengths present, longest first.
+    lengths: Vec<u8>,
+    by_length: BTreeMap<u8, IntMap<K, GroupId>>,
+    bits: u8,
+}
+
+trait Key: Copy + Eq + std::hash::Hash {
+    fn mask(self, len: u8, bits: u8) -> Self;
+}
+
+impl Key for u32 {
+    fn mask(self, len: u8, bits: u8) -> Self {
+        if len == 0 { 0 } else { self & (u32::MAX << (bits - len)) }
+    }
+}
+
+impl Key for u128 {
+    fn mask(self, len: u8, bits: u8) -> Self {
+        if len == 0 { 0 } else { self & (u128::MAX << (bits - len)) }
+    }
+}
+
+impl<K: Key> Lpm<K> {
+    fn new(bits: u8) -> Self {
+        Self { lengths: Vec::new(), by_length: BTreeMap::new(), bits }
+    }
+
+    fn insert(&mut self, key: K, len: u8, group: GroupId) -> Option<GroupId> {
+        let map = self.by_length.entry(len).or_default();
+        let old = map.insert(key.mask(len, self.bits), group);
+        self.refresh_lengths();
+        old
+    }
+
+    fn remove(&mut self, key: K, len: u8) -> Option<GroupId> {
+        let map = self.by_length.get_mut(&len)?;
+        let old = map.remove(&key.mask(len, self.bits));
+        if map.is_empty() {
+            self.by_length.remove(&len);
+        }
+        self.refresh_lengths();
+        old
+    }
+
+    fn refresh_lengths(&mut self) {
+        self.lengths = self.by_length.keys().rev().copied().collect();
+    }
+
+    fn lookup(&self, key: K) -> Option<GroupId> {
+        self.lengths.iter().find_map(|&len| {
+            self.by_length
+                .get(&len)
+                .and_then(|map| map.get(&key.mask(len, self.bits)).copied())
+        })
+    }
+}
+
+/// The table: prefixes → groups → first live hop.
+#[derive(Debug)]
+pub struct ForwardingTable {
+    v4: Lpm<u32>,
+    v6: Lpm<u128>,
+    /// Every route, in prefix order, for display and for replacing routes.
+    routes: BTreeMap<IpNet, GroupId>,
+    groups: Vec<Option<NextHopGroup>>,
+    free_groups: Vec<usize>,
+    group_by_hops: BTreeMap<Vec<Hop>, GroupId>,
+    /// For each link, the groups that contain it.
+    groups_by_link: BTreeMap<LinkId, BTreeSet<GroupId>>,
+    /// Links currently down. Links are up unless marked down.
+    down: BTreeSet<LinkId>,
+}
+
+impl Default for ForwardingTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ForwardingTable {
+    pub fn new() -> Self {
+        Self {
+            v4: Lpm::new(32),
+            v6: Lpm::new(128),
+            routes: BTreeMap::new(),
+            groups: Vec::new(),
+            free_groups: Vec::new(),
+            group_by_hops: BTreeMap::new(),
+            groups_by_link: BTreeMap::new(),
+            down: BTreeSet::new(),
+        }
+    }
+
+    /// Installs (or replaces) the route for `prefix`. Host bits are cleared.
+    pub fn insert(&mut self, prefix: IpNet, hops: Vec<Hop>) -> Result<(), TableError> {
+        let prefix = prefix.trunc();
+        if hops.is_empty() {
+            return Err(TableError::NoHops(prefix));
+        }
+        for (i, hop) in hops.iter().enumerate() {
+            if hops[..i].contains(hop) {
+                return Err(TableError::DuplicateHop { prefix, hop: *hop });
+            }
+        }
+        self.remove(prefix);
+        let group = self.group_for(hops);
+        match prefix {
+            IpNet::V4(net) => self.v4.insert(u32::from(net.addr()), net.prefix_len(), group),
+            IpNet::V6(net) => self.v6.insert(u128::from(net.addr()), net.prefix_len(), group),
+        };
+        self.routes.insert(prefix, group);
+        Ok(())
+    }
+
+    /// Removes the route for `prefix`; returns whether there was one.
+    pub fn remove(&mut self, prefix: IpNet) -> bool {
+        let prefix = prefix.trunc();
+        let Some(group) = self.routes.remove(&prefix) else {
+            return false;
+        };
+        match prefix {
+            IpNet::V4(net) => self.v4.remove(u32::from(net.addr()), net.prefix_len()),
+            IpNet::V6(net) => self.v6.remove(u128::from(net.addr()), net.prefix_len()),
+        };
+        self.release_group(group);
+        true
+    }
+
+    /// The group of the longest prefix that contains `addr`.
+    pub fn lookup_group(&self, addr: IpAddr) -> Option<&NextHopGroup> {
+        let id = match addr {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        }?;
+        self.groups.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The hop a packet for `addr` takes now: `None` when no prefix matches
+    /// or every hop of the matching prefix is down.
+    pub fn lookup(&self, addr: IpAddr) -> Option<Hop> {
+        self.lookup_group(addr).and_then(NextHopGroup::active)
+    }
+
+    /// Marks a link up or down and re-selects the active hop of every group
+    /// that contains it. Returns how many groups changed their active hop.
+    /// Cost grows with the number of groups using the link, not with the
+    /// number of prefixes.
+    pub fn set_link_up(&mut self, link: LinkId, up: bool) -> usize {
+        let changed_state = if up { self.down.remove(&link) } else { self.down.insert(link) };
+        if !changed_state {
+            return 0;
+        }
+        let Some(affected) = self.groups_by_link.get(&link) else {
+            return 0;
+        };
+        let mut changed = 0;
+        for id in affected {
+            if let Some(Some(group)) = self.groups.get_mut(id.0) {
+                let before = group.active;
+                group.active = first_live(&group.hops, &self.down);
+                if before != group.active {
+                    changed += 1;
+                }
+            }
+        }
+        changed
+    }
+
+    pub fn is_link_up(&self, link: LinkId) -> bool {
+        !self.down.contains(&link)
+    }
+
+    /// Every route in prefix order.
+    pub fn routes(&self) -> Vec<RouteView> {
+        self.routes
+            .iter()
+            .filter_map(|(prefix, id)| {
+                let group = self.groups.get(id.0)?.as_ref()?;
+                Some(RouteView { prefix: *prefix, hops: group.hops.clone(), active: group.active() })
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    fn group_for(&mut self, hops: Vec<Hop>) -> GroupId {
+        if let Some(&id) = self.group_by_hops.get(&hops) {
+            if let Some(Some(group)) = self.groups.get_mut(id.0) {
+                group.users += 1;
+            }
+            return id;
+        }
+        let group = NextHopGroup { active: first_live(&hops, &self.down), hops: hops.clone(), users: 1 };
+        let id = match self.free_groups.pop() {
+            Some(slot) => {
+                self.groups[slot] = Some(group);
+                GroupId(slot)
+            }
+            None => {
+                self.groups.push(Some(group));
+                GroupId(self.groups.len() - 1)
+            }
+        };
+        for hop in &hops {
+            if let Hop::Link(link) = hop {
+                self.groups_by_link.entry(*link).or_default().insert(id);
+            }
+        }
+        self.group_by_hops.insert(hops, id);
+        id
+    }
+
+    fn release_group(&mut self, id: GroupId) {
+        let Some(Some(group)) = self.groups.get_mut(id.0) else {
+            return;
+        };
+        group.users -= 1;
+        if group.users > 0 {
+            return;
+        }
+        let hops = std::mem::take(&mut group.hops);
+        self.groups[id.0] = None;
+        self.free_groups.push(id.0);
+        for hop in &hops {
+            if let Hop::Link(link) = hop
+                && let Some(set) = self.groups_by_link.get_mut(link)
+            {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.groups_by_link.remove(link);
+                }
+            }
+        }
+        self.group_by_hops.remove(&hops);
+    }
+}
+
+fn first_live(hops: &[Hop], down: &BTreeSet<LinkId>) -> Option<usize> {
+    hops.iter().position(|hop| match hop {
+        Hop::Local => true,
+        Hop::Link(link) => !down.contains(link),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test prefix")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn longest_prefix_wins_v4_and_v6() {
+        let mut t = ForwardingTable::new();
+        t.insert(net("0.0.0.0/0"), vec![Hop::Link(LinkId(9))]).expect("insert");
+        t.insert(net("10.99.0.0/16"), vec![Hop::Link(LinkId(1))]).expect("insert");
+        t.insert(net("10.99.0.4/32"), vec![Hop::Link(LinkId(2))]).expect("insert");
+        t.insert(net("fd99::/64"), vec![Hop::Link(LinkId(3))]).expect("insert");
+        t.insert(net("fd99::4/128"), vec![Hop::Local]).expect("insert");
+        assert_eq!(t.lookup(ip("10.99.0.4")), Some(Hop::Link(LinkId(2))));
+        assert_eq!(t.lookup(ip("10.99.7.7")), Some(Hop::Link(LinkId(1))));
+        assert_eq!(t.lookup(ip("192.0.2.1")), Some(Hop::Link(LinkId(9))));
+        assert_eq!(t.lookup(ip("fd99::4")), Some(Hop::Local));
+        assert_eq!(t.lookup(ip("fd99::5")), Some(Hop::Link(LinkId(3))));
+        assert_eq!(t.lookup(ip("fe80::1")), None);
+    }
+
+    #[test]
+    fn host_bits_are_cleared_and_routes_replace() {
+        let mut t = ForwardingTable::new();
+        t.insert(net("10.1.2.3/24"), vec![Hop::Link(LinkId(1))]).expect("insert");
+        t.insert(net("10.1.2.0/24"), vec![Hop::Link(LinkId(2))]).expect("insert");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup(ip("10.1.2.200")), Some(Hop::Link(LinkId(2))));
+        assert!(t.remove(net("10.1.2.9/24")));
+        assert_eq!(t.lookup(ip("10.1.2.200")), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn rejects_empty_and_duplicate_hops() {
+        let mut t = ForwardingTable::new();
+        assert!(matches!(t.insert(net("10.0.0.0/8"), vec![]), Err(TableError::NoHops(_))));
+        assert!(matches!(
+            t.insert(net("10.0.0.0/8"), vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(1))]),
+            Err(TableError::DuplicateHop { .. })
+        ));
+    }
+
+    #[test]
+    fn link_down_switches_every_prefix_of_the_group_at_once() {
+        let mut t = ForwardingTable::new();
+        for i in 0..1000u32 {
+            let prefix = IpNet::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).expect("prefix");
+            t.insert(prefix, vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))]).expect("insert");
+        }
+        assert_eq!(t.set_link_up(LinkId(1), false), 1, "one group changed, not 1000 prefixes");
+        assert_eq!(t.lookup(ip("10.0.5.1")), Some(Hop::Link(LinkId(2))));
+        assert_eq!(t.set_link_up(LinkId(2), false), 1);
+        assert_eq!(t.lookup(ip("10.0.5.1")), None);
+        t.set_link_up(LinkId(1), true);
+        assert_eq!(t.lookup(ip("10.0.5.1")), Some(Hop::Link(LinkId(1))));
+    }
+
+    #[test]
+    fn groups_are_shared_and_freed() {
+        let mut t = ForwardingTable::new();
+        let hops = vec![Hop::Link(LinkId(1))];
+        t.insert(net("10.0.0.0/24"), hops.clone()).expect("insert");
+        t.insert(net("10.0.1.0/24"), hops.clone()).expect("insert");
+        assert_eq!(t.group_by_hops.len(), 1);
+        t.remove(net("10.0.0.0/24"));
+        assert_eq!(t.group_by_hops.len(), 1);
+        t.remove(net("10.0.1.0/24"));
+        assert!(t.group_by_hops.is_empty());
+        assert!(t.groups_by_link.is_empty());
+        // A new route created while link 1 is down starts on its alternate.
+        t.set_link_up(LinkId(1), false);
+        t.insert(net("10.0.2.0/24"), vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(3))]).expect("insert");
+        assert_eq!(t.lookup(ip("10.0.2.1")), Some(Hop::Link(LinkId(3))));
+    }
+
+    /// Reference: the answer a linear scan over every route gives.
+    fn naive(routes: &[(IpNet, Hop)], addr: IpAddr) -> Option<Hop> {
+        routes
+            .iter()
+            .filter(|(p, _)| p.contains(&addr))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, h)| *h)
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_linear_scan(
+            entries in proptest::collection::vec((any::<u32>(), 0u8..=32, 0usize..4), 1..40),
+            probes in proptest::collection::vec(any::<u32>(), 1..40),
+        ) {
+            let mut t = ForwardingTable::new();
+            let mut reference: BTreeMap<IpNet, Hop> = BTreeMap::new();
+            for (addr, len, link) in entries {
+                let prefix = IpNet::new(IpAddr::V4(addr.into()), len).expect("len <= 32").trunc();
+                let hop = Hop::Link(LinkId(link));
+                t.insert(prefix, vec![hop]).expect("insert");
+                reference.insert(prefix, hop);
+            }
+            let reference: Vec<(IpNet, Hop)> = reference.into_iter().collect();
+            for probe in probes {
+                let addr = IpAddr::V4(probe.into());
+                prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
+            }
+            // Probe inside each prefix too, where random probes rarely land.
+            for (prefix, _) in &reference {
+                let addr = prefix.addr();
+                prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! # freimesh-agent
+//!
+//! The agent is what runs on every router of a freimesh mesh. It holds one
+//! WireGuard session (a *link*) per neighbour and forwards mesh traffic from
+//! tunnel to tunnel itself, choosing for every packet the first live next hop
+//! of the longest matching prefix.
+//!
+//! The crate is split the way quinn and Firezone split theirs:
+//!
+//! * [`core`] decides. It is sans-IO: fed with datagrams, local packets and
+//!   timer ticks, drained with `poll_*`; it opens no sockets and reads no clock
+//!   of its own (boringtun's `Tunn` inside it does, see `NOTES.md`).
+//! * The shells move bytes: [`udp`] and [`run`] drive the core over a UDP
+//!   socket; local traffic enters and leaves through one of two backends:
+//!   [`linux`] (a TUN device configured over netlink) or [`userspace`] (a
+//!   smoltcp stack inside the agent, no privileges needed).
+//! * [`config`] and [`identity`] read what the operator wrote; [`control`]
+//!   serves `freimesh-agent status` over a local socket.
+
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod identity;
+pub mod linux;
+pub mod run;
+pub mod userspace;

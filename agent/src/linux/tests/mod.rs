@@ -1,0 +1,144 @@
+//! Tests against the real kernel. Each runs on its own thread in a fresh,
+//! unnamed network namespace (`unshare(CLONE_NEWNET)` on that thread), with
+//! a current-thread tokio runtime, so the netlink sockets and TUN devices it
+//! opens live there. The namespace dies with the thread: nothing is left on
+//! the host, even when a test fails halfway.
+//!
+//! They need root (CAP_SYS_ADMIN for the namespace, CAP_NET_ADMIN inside).
+//! Without it they are skipped with a notice, except when `CI` is set: CI
+//! must run them, so there they fail.
+
+mod backend;
+mod underlay;
+
+use std::{error::Error, io, time::Duration};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::LinkUnspec;
+
+use super::{DEFAULT_MTU, LinuxSettings, ROUTE_METRIC, error, netlink::Netlink, reconcile::Route};
+
+pub(super) type TestResult = Result<(), Box<dyn Error>>;
+
+/// How long to wait for the kernel: it answers in microseconds, but a
+/// loaded 2-core CI machine may not schedule the test task for a while.
+pub(super) const KERNEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Outcome {
+    Ran(Result<(), String>),
+    Unprivileged(io::Error),
+}
+
+/// Runs `test` in a throwaway network namespace (see the module docs).
+pub(super) fn in_netns<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = TestResult>,
+{
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = unshare_network_namespace() {
+            return Outcome::Unprivileged(e);
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => return Outcome::Ran(Err(format!("building tokio runtime: {e}"))),
+        };
+        Outcome::Ran(runtime.block_on(test()).map_err(|e| e.to_string()))
+    });
+    match thread.join() {
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Outcome::Ran(Ok(()))) => {}
+        Ok(Outcome::Ran(Err(e))) => panic!("{name}: {e}"),
+        Ok(Outcome::Unprivileged(e)) if std::env::var_os("CI").is_some() => panic!(
+            "{name}: cannot create a network namespace ({e}); CI must run the linux \
+             backend tests as root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+        ),
+        Ok(Outcome::Unprivileged(e)) => eprintln!(
+            "skipping {name}: needs root to create a network namespace ({e}); \
+             run as root or set CI=1 to make this a failure"
+        ),
+    }
+}
+
+/// Moves the calling thread (only it) into a new network namespace.
+#[allow(unsafe_code)]
+fn unshare_network_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes no pointers and touches no memory of ours;
+    // CLONE_NEWNET changes only the calling thread's network namespace,
+    // which is the test thread that owns everything opened afterwards.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub(super) fn net(s: &str) -> IpNet {
+    match s.parse() {
+        Ok(net) => net,
+        Err(e) => panic!("bad test prefix {s}: {e}"),
+    }
+}
+
+pub(super) fn nets(list: &[&str]) -> Vec<IpNet> {
+    list.iter().map(|s| net(s)).collect()
+}
+
+pub(super) fn settings(name: &str, addresses: &[&str], routes: &[&str]) -> LinuxSettings {
+    LinuxSettings {
+        tun_name: name.to_owned(),
+        mtu: DEFAULT_MTU,
+        addresses: nets(addresses),
+        routes: nets(routes),
+    }
+}
+
+pub(super) fn our(prefix: &str, ifindex: u32) -> Route {
+    Route {
+        prefix: net(prefix),
+        ifindex,
+        metric: ROUTE_METRIC,
+    }
+}
+
+pub(super) async fn ifindex(netlink: &Netlink, name: &str) -> Result<Option<u32>, Box<dyn Error>> {
+    let mut links = netlink
+        .handle()
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|link| link.header.index)),
+        // The kernel answers a lookup of a missing name with ENODEV.
+        Err(e) if error::os_error(e.clone()).raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn set_up(netlink: &Netlink, name: &str, up: bool) -> TestResult {
+    let index = ifindex(netlink, name)
+        .await?
+        .ok_or_else(|| format!("no interface {name}"))?;
+    let builder = LinkUnspec::new_with_index(index);
+    let builder = if up { builder.up() } else { builder.down() };
+    netlink
+        .handle()
+        .link()
+        .set(builder.build())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Tagged routes, sorted, duplicates kept.
+pub(super) async fn tagged(netlink: &Netlink) -> Result<Vec<Route>, Box<dyn Error>> {
+    let mut routes = netlink.tagged_routes().await?;
+    routes.sort();
+    Ok(routes)
+}

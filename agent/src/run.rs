@@ -1,0 +1,365 @@
+//! The I/O shell: drives the sans-IO [`Engine`] over a UDP socket and one of
+//! the two local backends, and serves the control socket.
+//!
+//! Tasks, all on one tokio runtime:
+//!
+//! ```text
+//!  UDP socket ──recv──▶ underlay task ─┐             ┌─▶ UDP send_to
+//!                                       ├─▶ Engine ──┤
+//!  TUN / smoltcp ─────▶ local task ────┘  (mutex)    └─▶ TUN write / smoltcp
+//!  interval(TICK) ────▶ timer task ──────▶ handle_timeout
+//!  control socket ────▶ status / ping
+//! ```
+//!
+//! The engine sits behind a plain mutex held only while it decides; sends
+//! happen after the lock is released, so the two directions overlap.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand_core::{OsRng, RngCore as _};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::{AgentConfig, Backend, NextHop};
+use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Request, Response};
+use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
+use crate::identity::{IdentityError, PrivateKey};
+use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
+use crate::userspace::{self, StackHandle, TcpExpose, TcpForward, UserspaceError, UserspaceSettings};
+
+/// Largest datagram or packet we read; larger than any MTU we configure.
+const MAX_PACKET: usize = 65_536;
+/// Packets waiting between the smoltcp stack and the engine.
+const STACK_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("binding the underlay UDP socket {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("linux backend: {0}")]
+    Linux(#[from] LinuxError),
+    #[error("userspace backend: {0}")]
+    Userspace(#[from] UserspaceError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// Where packets for this node go.
+enum LocalSink {
+    Tun(Arc<tun_rs::AsyncDevice>),
+    Stack(StackHandle),
+}
+
+struct Shared {
+    engine: Mutex<Engine>,
+    udp: UdpSocket,
+    local: LocalSink,
+}
+
+impl Shared {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A panic while holding the lock would be a bug in the engine; the
+        // engine's state is still the best we have, so keep forwarding.
+        self.engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the engine, then carries out everything it asked for.
+    async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
+        {
+            let mut engine = self.engine();
+            f(&mut engine);
+            while let Some(output) = engine.poll_output() {
+                outputs.push(output);
+            }
+        }
+        for output in outputs.drain(..) {
+            match output {
+                Output::Transmit { to, datagram } => {
+                    if let Err(err) = self.udp.send_to(&datagram, to).await {
+                        tracing::debug!(%to, %err, "underlay send failed");
+                    }
+                }
+                Output::Local(packet) => match &self.local {
+                    LocalSink::Tun(device) => {
+                        if let Err(err) = device.send(&packet).await {
+                            tracing::debug!(%err, "TUN write failed");
+                        }
+                    }
+                    LocalSink::Stack(stack) => stack.deliver(packet),
+                },
+            }
+        }
+    }
+}
+
+/// Builds the engine from a checked configuration.
+pub fn build_engine(config: &AgentConfig, key: &PrivateKey, index_seed: u32) -> Result<Engine, EngineError> {
+    let specs = config
+        .links
+        .iter()
+        .map(|l| LinkSpec {
+            name: l.name.clone(),
+            peer: l.public_key,
+            endpoint: l.endpoint,
+            keepalive: l.keepalive,
+            allowed_sources: l.allowed_sources.clone(),
+            profile: l.profile.clone(),
+        })
+        .collect();
+    let mut engine = Engine::new(key.bytes(), specs, index_seed)?;
+    for prefix in config.host_addresses().into_iter().chain(config.local_prefixes.iter().copied()) {
+        engine.insert_route(prefix, vec![Hop::Local])?;
+    }
+    for route in &config.routes {
+        let hops = route
+            .via
+            .iter()
+            .filter_map(|hop| match hop {
+                NextHop::Local => Some(Hop::Local),
+                NextHop::Link(name) => engine.link_id(name).map(Hop::Link),
+            })
+            .collect();
+        engine.insert_route(route.prefix, hops)?;
+    }
+    Ok(engine)
+}
+
+/// Runs the agent until `shutdown` completes, then removes what it created.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let started = Instant::now();
+    let key = if config.generate_key {
+        PrivateKey::load_or_create(&config.private_key_file)?
+    } else {
+        PrivateKey::load(&config.private_key_file)?
+    };
+    let mut engine = build_engine(&config, &key, OsRng.next_u32())?;
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind { addr: config.listen, source })?;
+    let listen = udp.local_addr().map_err(|source| RunError::Bind { addr: config.listen, source })?;
+    let control = ControlServer::bind(&config.control_socket).await?;
+    tracing::info!(
+        node = %config.name, public_key = %key.public(), %listen,
+        links = config.links.len(), routes = engine.table().len(), "agent starting"
+    );
+
+    let mut tasks = JoinSet::new();
+    let (local, linux_backend, stack_rx, backend_name) = match config.backend {
+        Backend::Linux => {
+            let backend = LinuxBackend::open(LinuxSettings {
+                tun_name: config.linux.tun_name.clone(),
+                mtu: config.linux.mtu,
+                addresses: config.addresses.clone(),
+                routes: config.linux.kernel_routes.clone(),
+            })
+            .await?;
+            let name = format!("linux ({})", backend.name());
+            (LocalSink::Tun(backend.device()), Some(backend), None, name)
+        }
+        Backend::Userspace => {
+            let (to_mesh, from_stack) = mpsc::channel(STACK_QUEUE);
+            let stack = userspace::spawn(
+                UserspaceSettings {
+                    addresses: config.addresses.clone(),
+                    mtu: config.userspace.mtu,
+                    tcp_forwards: config
+                        .userspace
+                        .tcp_forwards
+                        .iter()
+                        .map(|f| TcpForward { listen: f.listen, target: f.target })
+                        .collect(),
+                    tcp_exposes: config
+                        .userspace
+                        .tcp_exposes
+                        .iter()
+                        .map(|e| TcpExpose { port: e.port, target: e.target })
+                        .collect(),
+                },
+                to_mesh,
+            )?;
+            (LocalSink::Stack(stack), None, Some(from_stack), "userspace".to_owned())
+        }
+    };
+
+    engine.start(Instant::now());
+    let shared = Arc::new(Shared { engine: Mutex::new(engine), udp, local });
+    let mut outputs = Vec::new();
+    shared.with_engine(&mut outputs, |_| {}).await;
+
+    tasks.spawn(underlay_task(shared.clone()));
+    tasks.spawn(timer_task(shared.clone()));
+    match (&shared.local, stack_rx) {
+        (LocalSink::Tun(device), _) => {
+            tasks.spawn(tun_task(shared.clone(), device.clone()));
+        }
+        (LocalSink::Stack(_), Some(from_stack)) => {
+            tasks.spawn(stack_task(shared.clone(), from_stack));
+        }
+        (LocalSink::Stack(_), None) => {}
+    }
+    let status_context = Arc::new(StatusContext {
+        name: config.name.clone(),
+        backend: backend_name,
+        listen,
+        addresses: config.addresses.clone(),
+        started,
+    });
+    let control_shared = shared.clone();
+    let control_path = control.path().to_owned();
+    tasks.spawn(control.serve(move |request| {
+        let shared = control_shared.clone();
+        let context = status_context.clone();
+        async move { answer(&shared, &context, request).await }
+    }));
+    if let Some(backend) = &linux_backend {
+        let _ = backend;
+        tasks.spawn(carrier_task());
+    }
+
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        Some(ended) = tasks.join_next() => {
+            tracing::error!(?ended, "an agent task ended unexpectedly; shutting down");
+        }
+    }
+    tasks.shutdown().await;
+    let _ = std::fs::remove_file(&control_path);
+    if let Some(backend) = linux_backend {
+        backend.close().await?;
+    }
+    if let Ok(shared) = Arc::try_unwrap(shared)
+        && let LocalSink::Stack(stack) = shared.local
+    {
+        stack.shutdown().await;
+    }
+    Ok(())
+}
+
+struct StatusContext {
+    name: String,
+    backend: String,
+    listen: SocketAddr,
+    addresses: Vec<ipnet::IpNet>,
+    started: Instant,
+}
+
+async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> Response {
+    match request {
+        Request::Status => {
+            let engine = shared.engine().status(Instant::now());
+            Response::Status(Box::new(AgentStatus {
+                name: context.name.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                backend: context.backend.clone(),
+                listen: context.listen,
+                addresses: context.addresses.clone(),
+                uptime_s: context.started.elapsed().as_secs(),
+                engine,
+            }))
+        }
+        Request::Ping { target, count } => match &shared.local {
+            LocalSink::Stack(stack) => {
+                match stack.ping(target, count, Duration::from_millis(200), Duration::from_secs(2)).await {
+                    Ok(report) => Response::Ping(PingSummary {
+                        target,
+                        sent: report.sent,
+                        received: report.received,
+                        rtts_us: report
+                            .replies
+                            .iter()
+                            .map(|r| u64::try_from(r.rtt.as_micros()).unwrap_or(u64::MAX))
+                            .collect(),
+                    }),
+                    Err(err) => Response::Error { message: err.to_string() },
+                }
+            }
+            LocalSink::Tun(_) => Response::Error {
+                message: "this agent uses the linux backend: use ping(8) against the overlay address".into(),
+            },
+        },
+    }
+}
+
+async fn underlay_task(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut outputs = Vec::new();
+    loop {
+        let (len, from) = match shared.udp.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP errors surface here (e.g. a neighbour's port is
+                // closed); they say nothing about our own socket.
+                tracing::trace!(%err, "underlay receive error");
+                continue;
+            }
+        };
+        let datagram = &buf[..len];
+        shared
+            .with_engine(&mut outputs, |engine| engine.handle_datagram(from, datagram, Instant::now()))
+            .await;
+    }
+}
+
+async fn tun_task(shared: Arc<Shared>, device: Arc<tun_rs::AsyncDevice>) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut outputs = Vec::new();
+    loop {
+        let len = match device.recv(&mut buf).await {
+            Ok(len) => len,
+            Err(err) => {
+                tracing::error!(%err, "TUN read failed");
+                return;
+            }
+        };
+        let packet = &mut buf[..len];
+        shared
+            .with_engine(&mut outputs, |engine| engine.handle_local_packet(packet, Instant::now()))
+            .await;
+    }
+}
+
+async fn stack_task(shared: Arc<Shared>, mut from_stack: mpsc::Receiver<Vec<u8>>) {
+    let mut outputs = Vec::new();
+    while let Some(mut packet) = from_stack.recv().await {
+        shared
+            .with_engine(&mut outputs, |engine| engine.handle_local_packet(&mut packet, Instant::now()))
+            .await;
+    }
+}
+
+async fn timer_task(shared: Arc<Shared>) {
+    let mut outputs = Vec::new();
+    let mut ticks = tokio::time::interval(Engine::TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        shared
+            .with_engine(&mut outputs, |engine| engine.handle_timeout(Instant::now()))
+            .await;
+    }
+}
+
+/// Logs carrier changes on underlay interfaces. (Marking the links over a
+/// dead interface down arrives with the failover work.)
+async fn carrier_task() {
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Err(err) = crate::linux::watch_carrier(tx).await {
+            tracing::warn!(%err, "cannot watch underlay carrier events");
+        }
+    });
+    while let Some(event) = rx.recv().await {
+        tracing::info!(interface = %event.name, carrier = event.carrier_up, "underlay carrier changed");
+    }
+    // Without carrier events the agent still forwards; keep the task alive
+    // so its end is not mistaken for a failure.
+    std::future::pending::<()>().await;
+}

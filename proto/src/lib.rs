@@ -1,0 +1,28 @@
+//! # freimesh-proto: the words every freimesh component agrees on
+//!
+//! This crate holds the wire-level vocabulary shared by the agent, the
+//! controller and the terminal UI: node identities, WireGuard key encoding and
+//! the protocol version with its changelog. It does no I/O and has no opinion
+//! on how bytes move; the agent and controller crates own that.
+//!
+//! ```
+//! use freimesh_proto::{NodeId, PublicKeyBytes};
+//!
+//! let key = PublicKeyBytes::from_base64("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").unwrap();
+//! let id = NodeId::of(&key);
+//! assert_eq!(id.to_string().len(), 16);
+//! ```
+//!
+//! ## Protocol versions
+//!
+//! | version | date | what it added |
+//! |---|---|---|
+//! | 1 | 2026-11-22 | node identity (`NodeId`), WireGuard key encoding |
+
+mod key;
+
+pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key};
+
+/// The protocol version this build speaks. Bump it, and add a row to the
+/// changelog in this crate's docs, whenever a message changes shape.
+pub const PROTOCOL_VERSION: u16 = 1;

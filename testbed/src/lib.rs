@@ -1,0 +1,16 @@
+//! # freimesh-testbed
+//!
+//! Everything that runs real freimesh agents for people and tests: the demo
+//! mesh on loopback, network-namespace labs with veth links, and the traffic
+//! that proves a mesh forwards. Labs only touch namespaces they create, keep
+//! every address inside them, and remove them again on drop.
+//!
+//! Unlike the agent, the testbed may shell out to `ip`, `ping`, `iperf3` and
+//! `wg`: it is test infrastructure, and those are the tools operators trust.
+
+pub mod demo;
+pub mod lab;
+pub mod mesh;
+pub mod process;
+pub mod topology;
+pub mod traffic;
