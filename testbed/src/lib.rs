@@ -11,6 +11,7 @@
 pub mod demo;
 pub mod lab;
 pub mod mesh;
+pub mod netns_mesh;
 pub mod process;
 pub mod topology;
 pub mod traffic;

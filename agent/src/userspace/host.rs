@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -200,17 +200,33 @@ async fn upstream(
 }
 
 /// Mesh → host. Ends with a half-close once the stack drops its sender.
+///
+/// While idle it also watches for the host resetting the connection: after
+/// the host has half-closed, nobody reads, and a reset (say, the host app
+/// closed with unread data) would otherwise go unnoticed until the mesh sends
+/// again.
 async fn downstream(
     mut write: WriteHalf<'_>,
     mut to_host: mpsc::Receiver<Vec<u8>>,
     shared: &Shared,
 ) -> io::Result<()> {
-    while let Some(chunk) = to_host.recv().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = to_host.recv() => chunk,
+            ready = write.ready(Interest::ERROR) => {
+                ready?;
+                return Err(write.as_ref().take_error()?.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::ConnectionReset, "host connection failed")
+                }));
+            }
+        };
+        let Some(chunk) = chunk else {
+            return write.shutdown().await;
+        };
         // Room in the channel again: the stack may move more data now.
         shared.wake.notify_one();
         write.write_all(&chunk).await?;
     }
-    write.shutdown().await
 }
 
 /// Accepts host connections for one forward and hands them to the stack.

@@ -126,6 +126,9 @@ pub struct StackStats {
     pub dropped_out: u64,
     /// TCP connections currently carried (forwards and exposes).
     pub open_connections: usize,
+    /// Turns of the stack task's loop. Grows with traffic; an idle stack
+    /// should hardly wake at all.
+    pub wakeups: u64,
 }
 
 /// Errors of the userspace backend; each names the operation and the address.

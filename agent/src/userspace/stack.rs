@@ -95,6 +95,7 @@ pub(super) struct Stack {
     packets_in: u64,
     packets_out: u64,
     dropped_out: u64,
+    wakeups: u64,
     shared: Arc<Shared>,
 }
 
@@ -212,6 +213,7 @@ impl Stack {
             packets_in: 0,
             packets_out: 0,
             dropped_out: 0,
+            wakeups: 0,
             shared,
         })
     }
@@ -236,6 +238,7 @@ impl Stack {
                 () = self.shared.wake.notified() => Event::Wake,
                 () = sleep_or_forever(pause) => Event::Wake,
             };
+            self.wakeups += 1;
             match event {
                 Event::Shutdown => break,
                 // `drive` below flushes the queue.
@@ -491,6 +494,7 @@ impl Stack {
         stats.packets_out = self.packets_out;
         stats.dropped_out = self.dropped_out + self.device.dropped();
         stats.open_connections = self.conns.len();
+        stats.wakeups = self.wakeups;
     }
 }
 

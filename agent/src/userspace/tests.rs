@@ -218,7 +218,10 @@ async fn one_mebibyte_echoes_through_forward_and_expose() {
     assert_eq!(back.len(), data.len());
     assert!(back == data, "echoed bytes differ");
     let mbit = 2.0 * 8.0 * (data.len() as f64) / elapsed.as_secs_f64() / 1e6;
-    eprintln!("1 MiB echo in {elapsed:?}: {mbit:.0} Mbit/s (both directions counted)");
+    eprintln!(
+        "1 MiB echo in {elapsed:?}: {mbit:.0} Mbit/s (both directions counted); A {:?}",
+        pair.a.stats()
+    );
     wait_until("connections are removed", || {
         pair.a.stats().open_connections == 0 && pair.b.stats().open_connections == 0
     })
@@ -249,6 +252,25 @@ async fn twenty_concurrent_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stack_sleeps() {
+    let (a, b) = forward_to(ECHO_PORT, echo_server().await);
+    let pair = wire(a, b);
+    let mut client = TcpStream::connect(pair.entry()).await.expect("connect");
+    client.write_all(b"x").await.expect("write");
+    let mut x = [0; 1];
+    within(client.read_exact(&mut x)).await.expect("echo");
+    // Let delayed ACKs go out, then count wake-ups of an idle connection.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let wakeups = || pair.a.stats().wakeups + pair.b.stats().wakeups;
+    let before = wakeups();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = wakeups() - before;
+    assert!(idle < 10, "{idle} wake-ups in an idle second");
+    drop(client);
+    pair.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_travels_both_ways() {
     // The server reads until the client's FIN, then answers and closes.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
@@ -274,16 +296,15 @@ async fn closing_the_server_closes_the_client() {
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accept");
         stream.write_all(b"bye").await.expect("write");
-        // Dropping the stream closes it while the client still sends.
+        // Dropping the stream closes the server's side.
     });
     let (a, b) = forward_to(8081, server_addr);
     let pair = wire(a, b);
     let mut client = TcpStream::connect(pair.entry()).await.expect("connect");
-    client.write_all(b"still talking").await.expect("write");
     let mut back = Vec::new();
-    // EOF, or a reset because the server never read what we sent: closed.
-    let _ = within(client.read_to_end(&mut back)).await;
+    within(client.read_to_end(&mut back)).await.expect("EOF");
     assert_eq!(back, b"bye");
+    drop(client);
     wait_until("connections are removed", || {
         pair.a.stats().open_connections == 0 && pair.b.stats().open_connections == 0
     })
@@ -291,10 +312,45 @@ async fn closing_the_server_closes_the_client() {
     pair.shutdown().await;
 }
 
-/// Reads until the connection is closed (EOF or reset) and returns the bytes.
-async fn read_until_closed(mut stream: TcpStream) -> Vec<u8> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_reset_resets_the_mesh_side() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+    let server_addr = listener.local_addr().expect("address");
+    let (unread_tx, unread_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        stream.write_all(b"bye").await.expect("write");
+        let _ = unread_rx.await;
+        // Closing with unread data makes the kernel send a reset.
+    });
+    let (a, b) = forward_to(8082, server_addr);
+    let pair = wire(a, b);
+    let mut client = TcpStream::connect(pair.entry()).await.expect("connect");
+    client.write_all(b"never read").await.expect("write");
+    let mut bye = [0; 3];
+    within(client.read_exact(&mut bye)).await.expect("read");
+    assert_eq!(&bye, b"bye");
+    // Give the request time to reach the server before it closes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = unread_tx.send(());
+    let mut rest = Vec::new();
+    let closed = within(client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{closed:?}");
+    // The client still holds its socket: the reset alone cleans up.
+    wait_until("connections are removed", || {
+        pair.a.stats().open_connections == 0 && pair.b.stats().open_connections == 0
+    })
+    .await;
+    pair.shutdown().await;
+}
+
+/// Connects and reads until the connection is closed (EOF or reset; a reset
+/// may already fail the connect) and returns the bytes.
+async fn read_until_closed(addr: SocketAddr) -> Vec<u8> {
     let mut back = Vec::new();
-    let _ = within(stream.read_to_end(&mut back)).await;
+    if let Ok(mut stream) = TcpStream::connect(addr).await {
+        let _ = within(stream.read_to_end(&mut back)).await;
+    }
     back
 }
 
@@ -317,10 +373,8 @@ async fn failures_close_the_other_side() {
         target: echo_server().await,
     });
     let pair = wire(a, b);
-    let to_refusing = TcpStream::connect(pair.a.forward_addrs()[0]).await.expect("connect");
-    assert!(read_until_closed(to_refusing).await.is_empty());
-    let to_unexposed = TcpStream::connect(pair.a.forward_addrs()[1]).await.expect("connect");
-    assert!(read_until_closed(to_unexposed).await.is_empty());
+    assert!(read_until_closed(pair.a.forward_addrs()[0]).await.is_empty());
+    assert!(read_until_closed(pair.a.forward_addrs()[1]).await.is_empty());
 
     // Stopping A resets the connections it carries.
     let (a_out, _a_rx) = mpsc::channel(16);
@@ -333,7 +387,10 @@ async fn failures_close_the_other_side() {
     let carried = TcpStream::connect(lone.forward_addrs()[0]).await.expect("connect");
     wait_until("the connection is carried", || lone.stats().open_connections == 1).await;
     lone.shutdown().await;
-    assert!(read_until_closed(carried).await.is_empty());
+    let mut carried = carried;
+    let mut back = Vec::new();
+    let _ = within(carried.read_to_end(&mut back)).await;
+    assert!(back.is_empty());
     wait_until("connections are removed", || {
         pair.a.stats().open_connections == 0 && pair.b.stats().open_connections == 0
     })

@@ -1,0 +1,180 @@
+//! A mesh of linux-backend agents, one network namespace per node, one veth
+//! pair per link: the closest this machine gets to routers on a wire.
+//!
+//! Link `k` of the topology gets the underlay subnet `172.31.k.0/24`, its
+//! first node `.1`, its second `.2`; inside node `x`'s namespace the
+//! interface towards node `y` is called `to-y`. Every agent listens on UDP
+//! 51820 and owns `10.99.0.<n>` / `fd99::<n>` on its TUN device `fm0`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::lab::Lab;
+use crate::mesh::{self, Backend, PlannedNode, Underlay};
+use crate::process::{AgentProcess, wait_for_path};
+use crate::topology::Topology;
+
+/// The UDP port every lab agent listens on.
+pub const LAB_PORT: u16 = 51820;
+
+/// Underlay addressing of a namespace lab.
+#[derive(Debug, Clone)]
+pub struct VethUnderlay {
+    links: Vec<(usize, usize)>,
+}
+
+impl VethUnderlay {
+    /// The underlay address of `node` on link `k`.
+    pub fn address(&self, k: usize, node: usize) -> Ipv4Addr {
+        let third = u8::try_from(k).unwrap_or(u8::MAX);
+        let host = if self.links[k].0 == node { 1 } else { 2 };
+        Ipv4Addr::new(172, 31, third, host)
+    }
+
+    fn link_between(&self, a: usize, b: usize) -> Option<usize> {
+        self.links.iter().position(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+    }
+}
+
+impl Underlay for VethUnderlay {
+    fn listen(&self, _node: usize) -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], LAB_PORT))
+    }
+    fn endpoint(&self, from: usize, to: usize) -> SocketAddr {
+        let k = self.link_between(from, to).unwrap_or(0);
+        SocketAddr::new(IpAddr::V4(self.address(k, to)), LAB_PORT)
+    }
+}
+
+/// A running namespace mesh. Dropping it kills the agents, then removes the
+/// namespaces.
+#[derive(Debug)]
+pub struct NetnsMesh {
+    // Declared first so they are dropped (killed) before the lab goes.
+    agents: Vec<Option<AgentProcess>>,
+    pub nodes: Vec<PlannedNode>,
+    pub topology: Topology,
+    pub underlay: VethUnderlay,
+    pub lab: Lab,
+    _dir: tempfile::TempDir,
+}
+
+impl NetnsMesh {
+    /// Builds the namespaces and links, writes configs and starts an agent
+    /// in every namespace.
+    pub fn start(tag: &str, topology: Topology) -> anyhow::Result<Self> {
+        let mut lab = Lab::new(tag);
+        for name in &topology.names {
+            lab.add_namespace(name)?;
+        }
+        let underlay = VethUnderlay { links: topology.links.clone() };
+        for (k, &(a, b)) in topology.links.iter().enumerate() {
+            let (na, nb) = (&topology.names[a], &topology.names[b]);
+            lab.veth(
+                na,
+                &format!("to-{nb}"),
+                &format!("{}/24", underlay.address(k, a)),
+                nb,
+                &format!("to-{na}"),
+                &format!("{}/24", underlay.address(k, b)),
+            )?;
+        }
+        let dir = tempfile::Builder::new().prefix("freimesh-lab-").tempdir()?;
+        let nodes = mesh::write_configs(dir.path(), &topology, Backend::Linux, &underlay, &|_| String::new())?;
+        let mut this = Self { agents: Vec::new(), nodes, topology, underlay, lab, _dir: dir };
+        for i in 0..this.nodes.len() {
+            let agent = this.spawn(i)?;
+            this.agents.push(Some(agent));
+        }
+        for i in 0..this.nodes.len() {
+            this.wait_ready(i)?;
+        }
+        Ok(this)
+    }
+
+    fn spawn(&self, node: usize) -> anyhow::Result<AgentProcess> {
+        let n = &self.nodes[node];
+        let _ = std::fs::remove_file(&n.socket);
+        AgentProcess::start(&n.name, &n.config, &n.log, Some(&self.lab.ns(&n.name)))
+    }
+
+    fn wait_ready(&self, node: usize) -> anyhow::Result<()> {
+        let n = &self.nodes[node];
+        wait_for_path(&n.socket, Duration::from_secs(10))
+            .with_context(|| format!("agent {} did not come up:\n{}", n.name, self.log(node)))
+    }
+
+    /// The agent's log so far (for failure messages).
+    pub fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(&self.nodes[node].log).unwrap_or_default()
+    }
+
+    pub fn name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    /// `ping` from `from`'s namespace to `to`'s overlay address; returns
+    /// how many of `count` replies came back.
+    pub fn ping(&self, from: usize, to: IpAddr, count: u32) -> anyhow::Result<u32> {
+        let output = self.lab.try_exec(
+            self.name(from),
+            &["ping", "-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1", &to.to_string()],
+        )?;
+        parse_ping_received(&output)
+    }
+
+    /// Pings until one reply arrives or `timeout` passes.
+    pub fn wait_reachable(&self, from: usize, to: IpAddr, timeout: Duration) -> anyhow::Result<()> {
+        crate::traffic::retry(timeout, || match self.ping(from, to, 1)? {
+            0 => bail!("{to} unreachable from {}", self.name(from)),
+            _ => Ok(()),
+        })
+    }
+
+    /// Stops an agent cleanly (SIGTERM).
+    pub fn stop(&mut self, node: usize) -> anyhow::Result<()> {
+        if let Some(agent) = self.agents[node].take() {
+            agent.stop(Duration::from_secs(5)).with_context(|| self.log(node))?;
+        }
+        Ok(())
+    }
+
+    /// Kills an agent (SIGKILL), as a crash would.
+    pub fn kill(&mut self, node: usize) {
+        if let Some(agent) = self.agents[node].take() {
+            agent.kill();
+        }
+    }
+
+    /// Starts a stopped or killed agent again and waits for its socket.
+    pub fn restart(&mut self, node: usize) -> anyhow::Result<()> {
+        self.stop(node)?;
+        let agent = self.spawn(node)?;
+        self.agents[node] = Some(agent);
+        self.wait_ready(node)
+    }
+
+    /// Runs a command in `node`'s namespace.
+    pub fn exec(&self, node: usize, args: &[&str]) -> anyhow::Result<Output> {
+        self.lab.exec(self.name(node), args)
+    }
+
+    pub fn config_path(&self, node: usize) -> &Path {
+        &self.nodes[node].config
+    }
+}
+
+/// Reads "N received" from ping's summary line.
+pub fn parse_ping_received(output: &Output) -> anyhow::Result<u32> {
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once(" transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .with_context(|| format!("unexpected ping output: {text}"))
+}
