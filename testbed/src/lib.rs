@@ -8,6 +8,7 @@
 //! Unlike the agent, the testbed may shell out to `ip`, `ping`, `iperf3` and
 //! `wg`: it is test infrastructure, and those are the tools operators trust.
 
+pub mod bench;
 pub mod demo;
 pub mod lab;
 pub mod mesh;

@@ -26,6 +26,15 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Measure the data plane against wireguard-go (root; see docs/benchmarks.md).
+    Bench {
+        /// The agent built with the router profile, whose size is reported.
+        #[arg(long)]
+        router_binary: Option<PathBuf>,
+        /// Also print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +44,7 @@ fn main() -> ExitCode {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("freimesh-demo-{}", std::process::id())));
             freimesh_testbed::demo::run(&freimesh_testbed::demo::DemoOptions { nodes, dir, once })
         }
+        Command::Bench { router_binary, json } => freimesh_testbed::bench::run(router_binary.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,11 @@ impl Topology {
         Self { names: (0..4).map(node_name).collect(), links: vec![(0, 1), (0, 2), (1, 3), (2, 3)] }
     }
 
+    /// Node `a` in the middle, joined to `leaves` others.
+    pub fn star(leaves: usize) -> Self {
+        Self { names: (0..=leaves).map(node_name).collect(), links: (1..=leaves).map(|i| (0, i)).collect() }
+    }
+
     pub fn neighbours(&self, node: usize) -> Vec<usize> {
         let mut out: Vec<usize> = self
             .links

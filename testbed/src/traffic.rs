@@ -93,3 +93,28 @@ pub fn retry<T>(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<T>) -> 
         }
     }
 }
+
+/// One TCP stream with iperf3 from namespace `client` to a server in
+/// namespace `server` bound to `server_addr`; returns the receiver's bits
+/// per second.
+pub fn iperf3(lab: &crate::lab::Lab, client: &str, server: &str, server_addr: &str, seconds: u32) -> anyhow::Result<f64> {
+    let mut daemon = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(server), "iperf3", "-s", "-1", "-B", server_addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s")?;
+    let output = retry(Duration::from_secs(5), || {
+        let out = lab.try_exec(client, &["iperf3", "-c", server_addr, "-t", &seconds.to_string(), "-J"])?;
+        if out.status.success() { Ok(out) } else { bail!("iperf3 -c failed: {}", String::from_utf8_lossy(&out.stdout)) }
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let text = String::from_utf8_lossy(&output?.stdout).to_string();
+    let tail = text.split("\"sum_received\"").nth(1).with_context(|| format!("no sum_received in: {text}"))?;
+    tail.split("\"bits_per_second\":")
+        .nth(1)
+        .and_then(|s| s.split([',', '}']).next())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .with_context(|| format!("no bits_per_second in: {text}"))
+}

@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use freimesh_testbed::mesh::{overlay_v4, overlay_v6};
 use freimesh_testbed::netns_mesh::NetnsMesh;
+use freimesh_testbed::traffic::iperf3;
 use freimesh_testbed::topology::Topology;
 
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(15);
+
+fn tcp_stream(mesh: &NetnsMesh, from: usize, to: usize, seconds: u32) -> anyhow::Result<f64> {
+    iperf3(&mesh.lab, mesh.name(from), mesh.name(to), &overlay_v4(to).to_string(), seconds)
+}
 
 fn v4(index: usize) -> IpAddr {
     overlay_v4(index).into()
@@ -17,36 +22,6 @@ fn v4(index: usize) -> IpAddr {
 
 fn v6(index: usize) -> IpAddr {
     overlay_v6(index).into()
-}
-
-/// One TCP stream across the mesh with iperf3; returns bits per second.
-fn tcp_stream(mesh: &NetnsMesh, from: usize, to: usize, seconds: u32) -> anyhow::Result<f64> {
-    let server_ns = mesh.lab.ns(mesh.name(to));
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &server_ns, "iperf3", "-s", "-1", "-B"])
-        .arg(overlay_v4(to).to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
-    let output = mesh.lab.try_exec(
-        mesh.name(from),
-        &["iperf3", "-c", &overlay_v4(to).to_string(), "-t", &seconds.to_string(), "-J"],
-    );
-    let _ = server.kill();
-    let _ = server.wait();
-    let output = output?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "iperf3 failed: {text}");
-    // "sum_received": {... "bits_per_second": N ...}
-    let tail = text.split("\"sum_received\"").nth(1).ok_or_else(|| anyhow::anyhow!("no sum_received: {text}"))?;
-    let bps = tail
-        .split("\"bits_per_second\":")
-        .nth(1)
-        .and_then(|s| s.split([',', '}']).next())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no bits_per_second: {text}"))?;
-    Ok(bps)
 }
 
 #[test]

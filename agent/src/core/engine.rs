@@ -68,6 +68,10 @@ pub enum DropReason {
     MalformedPacket,
     /// A neighbour sent a packet from a source it may not use.
     SpoofedSource,
+    /// The destination is link-local, multicast, broadcast or unspecified:
+    /// a router never forwards those (the kernel sends some, such as IPv6
+    /// router solicitations, into the TUN device).
+    NotRoutable,
     NoRoute,
     TtlExpired,
     /// The best next hop is the link the packet came in on.
@@ -79,13 +83,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::MalformedDatagram,
         DropReason::Unauthenticated,
         DropReason::UnknownPeer,
         DropReason::UnknownIndex,
         DropReason::MalformedPacket,
         DropReason::SpoofedSource,
+        DropReason::NotRoutable,
         DropReason::NoRoute,
         DropReason::TtlExpired,
         DropReason::Hairpin,
@@ -101,6 +106,7 @@ impl DropReason {
             DropReason::UnknownIndex => "unknown_index",
             DropReason::MalformedPacket => "malformed_packet",
             DropReason::SpoofedSource => "spoofed_source",
+            DropReason::NotRoutable => "not_routable",
             DropReason::NoRoute => "no_route",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::Hairpin => "hairpin",
@@ -560,7 +566,12 @@ impl Engine {
             self.drop_packet(DropReason::SpoofedSource);
             return;
         }
+        if !is_routable(header.dst) {
+            self.drop_packet(DropReason::NotRoutable);
+            return;
+        }
         let Some(hop) = self.table.lookup(header.dst) else {
+            tracing::trace!(?ingress, src = %header.src, dst = %header.dst, "no route");
             self.drop_packet(DropReason::NoRoute);
             return;
         };
@@ -605,6 +616,14 @@ impl Engine {
             TunnResult::Err(_) => self.drop_packet(DropReason::TunnelError),
             TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
         }
+    }
+}
+
+/// Whether a router may forward a packet to `dst` at all.
+fn is_routable(dst: std::net::IpAddr) -> bool {
+    match dst {
+        std::net::IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_link_local()),
+        std::net::IpAddr::V6(a) => !(a.is_multicast() || a.is_unspecified() || a.is_unicast_link_local()),
     }
 }
 

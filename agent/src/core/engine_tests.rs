@@ -171,6 +171,20 @@ fn ttl_expires_in_transit() {
 }
 
 #[test]
+fn link_local_and_multicast_are_never_forwarded() {
+    let mut mesh = line();
+    let all_routers: std::net::Ipv6Addr = "ff02::2".parse().expect("addr");
+    let link_local: std::net::Ipv6Addr = "fe80::1".parse().expect("addr");
+    mesh.engine(2).insert_route("::/0".parse().expect("net"), vec![Hop::Local]).expect("route");
+    mesh.send(1, ipv6_packet(link_local, all_routers, 255, b"rs"));
+    mesh.send(1, ipv4_packet(overlay(1), Ipv4Addr::BROADCAST, 64, b"x"));
+    mesh.send(1, ipv4_packet(overlay(1), Ipv4Addr::new(224, 0, 0, 5), 64, b"x"));
+    assert_eq!(mesh.engine(1).drops(DropReason::NotRoutable), 3);
+    assert_eq!(mesh.engine(1).drops(DropReason::NoRoute), 0);
+    assert!(mesh.delivered.is_empty());
+}
+
+#[test]
 fn no_route_is_counted() {
     let mut mesh = line();
     mesh.send(2, ipv4_packet(overlay(2), Ipv4Addr::new(203, 0, 113, 9), 64, b"x"));

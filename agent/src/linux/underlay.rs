@@ -83,7 +83,10 @@ pub struct CarrierEvent {
 pub async fn watch_carrier(events: Sender<CarrierEvent>) -> Result<(), LinuxError> {
     let watch_error = |cause| LinuxError::WatchLinks { cause };
     // Subscribe before the first dump, so no change can fall between the
-    // dump and the subscription; a change seen by both is reported once.
+    // dump and the subscription. A change seen by both is reported once; a
+    // flip already undone by the time of the dump may be replayed (up, then
+    // down again), but the last event per interface is always the kernel's
+    // latest state.
     let (connection, handle, mut notifications) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(watch_error)?;
     let _task = ConnectionTask::spawn(connection);

@@ -1,4 +1,5 @@
-//! A smoltcp `phy::Device` (`Medium::Ip`) over two packet queues.
+//! A smoltcp `phy::Device` (`Medium::Ip`) over two packet queues, and the
+//! `Interface` on it.
 //!
 //! Inbound holds at most one packet: the stack task puts a packet in and
 //! calls `Interface::poll_ingress_single` right away, so it can re-arm
@@ -8,9 +9,15 @@
 //! pushes back on the stack.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
+use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use super::{MIN_MTU, UserspaceError, UserspaceSettings};
 
 /// Packets the stack may queue for `to_mesh` before smoltcp is told the
 /// device is busy. About two 64 KiB windows of full-size segments: enough to
@@ -89,6 +96,65 @@ impl phy::Device for QueueDevice {
         caps.max_transmission_unit = self.mtu;
         caps
     }
+}
+
+/// The smoltcp interface on `device`: the overlay addresses, and default
+/// routes so that the stack can reach any address (the engine decides where
+/// a packet goes).
+pub(super) fn interface(
+    settings: &UserspaceSettings,
+    device: &mut QueueDevice,
+    seed: u64,
+    now: Instant,
+) -> Result<Interface, UserspaceError> {
+    if settings.mtu < MIN_MTU {
+        return Err(UserspaceError::Mtu { mtu: settings.mtu });
+    }
+    let mut config = Config::new(HardwareAddress::Ip);
+    config.random_seed = seed;
+    let mut iface = Interface::new(config, device, now);
+    for &address in &settings.addresses {
+        let bad = |reason| UserspaceError::Address { address, reason };
+        let ip = IpAddress::from(address.addr());
+        if !ip.is_unicast() {
+            return Err(bad("not a unicast address"));
+        }
+        let mut full = false;
+        iface.update_ip_addrs(|addrs| {
+            full = addrs.push(IpCidr::new(ip, address.prefix_len())).is_err();
+        });
+        if full {
+            return Err(bad("more addresses than the stack holds (8)"));
+        }
+    }
+    // Everything not on an overlay prefix leaves through the mesh. With
+    // `Medium::Ip` smoltcp only checks that a route exists (there is no
+    // neighbour to resolve), so the gateway is just our own address.
+    let route_error = |address: IpNet| UserspaceError::Address {
+        address,
+        reason: "no room for its default route",
+    };
+    let v4 = settings.addresses.iter().find_map(|net| match net.addr() {
+        IpAddr::V4(addr) => Some((net, addr)),
+        IpAddr::V6(_) => None,
+    });
+    if let Some((net, gateway)) = v4 {
+        let routes = iface.routes_mut();
+        routes
+            .add_default_ipv4_route(gateway)
+            .map_err(|_| route_error(*net))?;
+    }
+    let v6 = settings.addresses.iter().find_map(|net| match net.addr() {
+        IpAddr::V6(addr) => Some((net, addr)),
+        IpAddr::V4(_) => None,
+    });
+    if let Some((net, gateway)) = v6 {
+        let routes = iface.routes_mut();
+        routes
+            .add_default_ipv6_route(gateway)
+            .map_err(|_| route_error(*net))?;
+    }
+    Ok(iface)
 }
 
 #[derive(Debug)]

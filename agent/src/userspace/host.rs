@@ -67,38 +67,54 @@ pub(super) struct HostLink {
     pub(super) from_host: mpsc::Receiver<FromHost>,
     pub(super) to_host: mpsc::Sender<Vec<u8>>,
     pub(super) abort: oneshot::Sender<()>,
+    /// For [`HostOrigin::Connect`]: send once the mesh handshake completed,
+    /// so that stray or spoofed SYNs never reach the host target.
+    pub(super) go: Option<oneshot::Sender<()>>,
 }
 
 impl HostLink {
     /// Channels with nobody on the host side: the connection fails at its
     /// first service and the mesh side is reset. Used to refuse a connection.
     pub(super) fn refused() -> Self {
-        let (link, _, _, _) = Self::channels();
-        link
+        Self::channels().0
     }
 
-    fn channels() -> (
-        Self,
-        mpsc::Sender<FromHost>,
-        mpsc::Receiver<Vec<u8>>,
-        oneshot::Receiver<()>,
-    ) {
+    fn channels() -> (Self, HostEnds) {
         let (from_host_tx, from_host) = mpsc::channel(CHANNEL_CHUNKS);
         let (to_host, to_host_rx) = mpsc::channel(CHANNEL_CHUNKS);
         let (abort, abort_rx) = oneshot::channel();
+        let (go, go_rx) = oneshot::channel();
         let link = Self {
             from_host,
             to_host,
             abort,
+            go: Some(go),
         };
-        (link, from_host_tx, to_host_rx, abort_rx)
+        let ends = HostEnds {
+            from_host: from_host_tx,
+            to_host: to_host_rx,
+            abort: abort_rx,
+            go: go_rx,
+        };
+        (link, ends)
     }
+}
+
+/// The connection task's ends of the same channels.
+struct HostEnds {
+    from_host: mpsc::Sender<FromHost>,
+    to_host: mpsc::Receiver<Vec<u8>>,
+    abort: oneshot::Receiver<()>,
+    go: oneshot::Receiver<()>,
 }
 
 /// Spawns the task for one host connection and returns the stack's ends.
 pub(super) fn spawn_host(origin: HostOrigin, shared: Arc<Shared>) -> HostLink {
-    let (link, from_host, to_host, abort) = HostLink::channels();
-    tokio::spawn(host_task(origin, from_host, to_host, abort, shared));
+    let (mut link, ends) = HostLink::channels();
+    if matches!(origin, HostOrigin::Accepted(_)) {
+        link.go = None;
+    }
+    tokio::spawn(host_task(origin, ends, shared));
     link
 }
 
@@ -111,13 +127,13 @@ impl Drop for WakeOnDrop {
     }
 }
 
-async fn host_task(
-    origin: HostOrigin,
-    from_host: mpsc::Sender<FromHost>,
-    to_host: mpsc::Receiver<Vec<u8>>,
-    abort: oneshot::Receiver<()>,
-    shared: Arc<Shared>,
-) {
+async fn host_task(origin: HostOrigin, ends: HostEnds, shared: Arc<Shared>) {
+    let HostEnds {
+        from_host,
+        to_host,
+        abort,
+        go,
+    } = ends;
     let _wake = WakeOnDrop(Arc::clone(&shared));
     // A dropped abort sender means the stack removed a cleanly finished
     // connection: only an explicit send aborts.
@@ -131,6 +147,12 @@ async fn host_task(
     let mut stream = match origin {
         HostOrigin::Accepted(stream) => stream,
         HostOrigin::Connect(target) => {
+            tokio::select! {
+                () = &mut aborted => return,
+                go = go => if go.is_err() {
+                    return; // the handshake failed: the connection is gone
+                },
+            }
             let connect = tokio::time::timeout(HOST_CONNECT_TIMEOUT, TcpStream::connect(target));
             tokio::select! {
                 () = &mut aborted => return,

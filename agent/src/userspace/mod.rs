@@ -48,6 +48,8 @@
 //! ```
 
 mod device;
+#[cfg(test)]
+mod fuzz;
 mod host;
 mod ping;
 mod stack;
@@ -140,7 +142,10 @@ pub enum UserspaceError {
     #[error("starting the userspace stack: MTU {mtu} is below the minimum of {MIN_MTU}")]
     Mtu { mtu: u16 },
     #[error("configuring overlay address {address}: {reason}")]
-    Address { address: IpNet, reason: &'static str },
+    Address {
+        address: IpNet,
+        reason: &'static str,
+    },
     #[error("exposing overlay TCP port {port} (to {target}): {reason}")]
     Expose {
         port: u16,
@@ -296,7 +301,11 @@ impl PacketInlet {
     /// Same as [`StackHandle::deliver`].
     pub fn deliver(&self, packet: Vec<u8>) {
         if self.packets.try_send(packet).is_err() {
-            let mut stats = self.shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stats = self
+                .shared
+                .stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             stats.dropped_in += 1;
         }
     }

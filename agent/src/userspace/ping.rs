@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::icmp;
 use smoltcp::wire::{
-    IpAddress, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr,
+    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress,
     Ipv6Address,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -116,9 +116,77 @@ pub(super) async fn run(
     Ok(report)
 }
 
-/// The stack task's side of one running ping.
+/// The stack task's side of the running pings.
 #[derive(Debug)]
-pub(super) struct Ping {
+pub(super) struct Pings {
+    running: Vec<Ping>,
+    next_ident: u16,
+}
+
+impl Pings {
+    pub(super) fn new(seed: u64) -> Self {
+        Self {
+            running: Vec::new(),
+            next_ident: u16::try_from(seed >> 48).unwrap_or(1),
+        }
+    }
+
+    /// Opens an ICMP socket for a new ping; returns its echo identifier.
+    pub(super) fn open(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        target: IpAddr,
+        replies: mpsc::Sender<PingReply>,
+    ) -> Result<u16, UserspaceError> {
+        let mut ident = None;
+        for _ in 0..=u16::MAX {
+            let candidate = self.next_ident;
+            self.next_ident = self.next_ident.wrapping_add(1);
+            if !self.running.iter().any(|p| p.ident == candidate) {
+                ident = Some(candidate);
+                break;
+            }
+        }
+        let ident = ident.ok_or(UserspaceError::PingBusy { target })?;
+        let socket = sockets.add(Ping::new_socket(ident));
+        self.running.push(Ping {
+            ident,
+            target: target.into(),
+            socket,
+            replies,
+            outstanding: BTreeMap::new(),
+        });
+        Ok(ident)
+    }
+
+    pub(super) fn send(&mut self, sockets: &mut SocketSet<'static>, ident: u16, seq: u16) {
+        if let Some(ping) = self.running.iter_mut().find(|p| p.ident == ident) {
+            ping.send(sockets.get_mut::<icmp::Socket<'_>>(ping.socket), seq);
+        }
+    }
+
+    /// Forwards replies; closes the sockets of pings whose caller is gone.
+    /// Returns whether any packet was read.
+    pub(super) fn service(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let mut progress = false;
+        for ping in &mut self.running {
+            progress |= ping.service(sockets.get_mut::<icmp::Socket<'_>>(ping.socket));
+        }
+        self.running.retain(|ping| {
+            // The caller dropped its receiver: finished or given up.
+            let abandoned = ping.replies.is_closed();
+            if abandoned {
+                sockets.remove(ping.socket);
+            }
+            !abandoned
+        });
+        progress
+    }
+}
+
+/// One running ping.
+#[derive(Debug)]
+struct Ping {
     ident: u16,
     target: IpAddress,
     socket: SocketHandle,
@@ -128,7 +196,7 @@ pub(super) struct Ping {
 }
 
 impl Ping {
-    pub(super) fn new_socket(ident: u16) -> icmp::Socket<'static> {
+    fn new_socket(ident: u16) -> icmp::Socket<'static> {
         let buffer = || {
             icmp::PacketBuffer::new(
                 vec![icmp::PacketMetadata::EMPTY; SOCKET_PACKETS],
@@ -141,36 +209,8 @@ impl Ping {
         socket
     }
 
-    pub(super) fn new(
-        ident: u16,
-        target: IpAddr,
-        socket: SocketHandle,
-        replies: mpsc::Sender<PingReply>,
-    ) -> Self {
-        Self {
-            ident,
-            target: target.into(),
-            socket,
-            replies,
-            outstanding: BTreeMap::new(),
-        }
-    }
-
-    pub(super) fn ident(&self) -> u16 {
-        self.ident
-    }
-
-    pub(super) fn socket(&self) -> SocketHandle {
-        self.socket
-    }
-
-    /// The caller has finished (or given up): the socket can go.
-    pub(super) fn is_abandoned(&self) -> bool {
-        self.replies.is_closed()
-    }
-
     /// Queues echo request `seq` in the socket.
-    pub(super) fn send(&mut self, socket: &mut icmp::Socket<'_>, seq: u16) {
+    fn send(&mut self, socket: &mut icmp::Socket<'_>, seq: u16) {
         let data = [0xa5; PAYLOAD_LEN];
         // smoltcp parses the queued message and emits it afresh, with the
         // real source address and checksum: no checksum is needed here.
@@ -210,7 +250,7 @@ impl Ping {
 
     /// Forwards the echo replies waiting in the socket. Returns whether any
     /// packet was read.
-    pub(super) fn service(&mut self, socket: &mut icmp::Socket<'_>) -> bool {
+    fn service(&mut self, socket: &mut icmp::Socket<'_>) -> bool {
         let mut progress = false;
         while let Ok((payload, from)) = socket.recv() {
             progress = true;

@@ -9,22 +9,20 @@
 //! `poll_ingress_single` one at a time so that an exposed port's listening
 //! socket is replaced as soon as it accepts: concurrent SYNs each find one.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ipnet::IpNet;
-use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
-use smoltcp::socket::{icmp, tcp};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
+use smoltcp::iface::{Interface, PollResult, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpCidr, IpListenEndpoint};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::device::QueueDevice;
+use super::device::{QueueDevice, interface};
 use super::host::{HostLink, HostOrigin, spawn_host};
-use super::ping::{Ping, PingReply};
-use super::tcp::{Conn, Expose, MAX_CONNECTIONS, Verdict, new_socket};
-use super::{MIN_MTU, StackStats, UserspaceError, UserspaceSettings};
+use super::ping::{PingReply, Pings};
+use super::tcp::{Conn, Expose, MAX_CONNECTIONS, Ports, Verdict, listen_exposes, new_socket};
+use super::{StackStats, UserspaceError, UserspaceSettings};
 
 /// Packets taken from the inbound queue per wake-up before the stack looks at
 /// its other inputs again: bounds the work between two looks.
@@ -34,9 +32,6 @@ const INGEST_BATCH: usize = 64;
 /// moved nothing (it cannot make progress yet). A guard against spinning,
 /// not a polling interval: it should never be hit in normal operation.
 const STALL_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Local ports for connections the stack opens (IANA dynamic range).
-const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// State shared between the handle, the connection tasks and the stack task.
 #[derive(Debug, Default)]
@@ -86,10 +81,8 @@ pub(super) struct Stack {
     sockets: SocketSet<'static>,
     exposes: Vec<Expose>,
     conns: Vec<Conn>,
-    pings: Vec<Ping>,
-    ports_in_use: BTreeSet<u16>,
-    next_port: u16,
-    next_ident: u16,
+    pings: Pings,
+    ports: Ports,
     to_mesh: mpsc::Sender<Vec<u8>>,
     mesh_closed: bool,
     packets_in: u64,
@@ -104,7 +97,7 @@ impl std::fmt::Debug for Stack {
         f.debug_struct("Stack")
             .field("addresses", &self.iface.ip_addrs())
             .field("connections", &self.conns.len())
-            .field("pings", &self.pings.len())
+            .field("pings", &self.pings)
             .finish_non_exhaustive()
     }
 }
@@ -129,85 +122,20 @@ impl Stack {
         to_mesh: mpsc::Sender<Vec<u8>>,
         shared: Arc<Shared>,
     ) -> Result<Self, UserspaceError> {
-        if settings.mtu < MIN_MTU {
-            return Err(UserspaceError::Mtu { mtu: settings.mtu });
-        }
         let mut device = QueueDevice::new(settings.mtu);
         let seed = random_seed();
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = seed;
-        let mut iface = Interface::new(config, &mut device, now());
-        for &address in &settings.addresses {
-            let bad = |reason| UserspaceError::Address { address, reason };
-            let ip = IpAddress::from(address.addr());
-            if !ip.is_unicast() {
-                return Err(bad("not a unicast address"));
-            }
-            let mut full = false;
-            iface.update_ip_addrs(|addrs| {
-                full = addrs.push(IpCidr::new(ip, address.prefix_len())).is_err();
-            });
-            if full {
-                return Err(bad("more addresses than the stack holds (8)"));
-            }
-        }
-        // Everything not on an overlay prefix leaves through the mesh. With
-        // `Medium::Ip` smoltcp only checks that a route exists (there is no
-        // neighbour to resolve), so the gateway is just our own address.
-        let route_error = |address: IpNet| UserspaceError::Address {
-            address,
-            reason: "no room for its default route",
-        };
-        if let Some(net) = settings.addresses.iter().find(|a| a.addr().is_ipv4()) {
-            if let IpAddr::V4(gateway) = net.addr() {
-                iface
-                    .routes_mut()
-                    .add_default_ipv4_route(gateway)
-                    .map_err(|_| route_error(*net))?;
-            }
-        }
-        if let Some(net) = settings.addresses.iter().find(|a| a.addr().is_ipv6()) {
-            if let IpAddr::V6(gateway) = net.addr() {
-                iface
-                    .routes_mut()
-                    .add_default_ipv6_route(gateway)
-                    .map_err(|_| route_error(*net))?;
-            }
-        }
+        let iface = interface(settings, &mut device, seed, now())?;
 
         let mut sockets = SocketSet::new(Vec::new());
-        let mut exposes: Vec<Expose> = Vec::with_capacity(settings.tcp_exposes.len());
-        for expose in &settings.tcp_exposes {
-            let bad = |reason| UserspaceError::Expose {
-                port: expose.port,
-                target: expose.target,
-                reason,
-            };
-            if exposes.iter().any(|e| e.port == expose.port) {
-                return Err(bad("port exposed twice"));
-            }
-            let mut socket = new_socket();
-            socket
-                .listen(expose.port)
-                .map_err(|_| bad("smoltcp cannot listen on it (port 0?)"))?;
-            exposes.push(Expose {
-                port: expose.port,
-                target: expose.target,
-                listener: sockets.add(socket),
-            });
-        }
-        let span = u64::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
-        let offset = u16::try_from(seed % span).unwrap_or(0);
+        let exposes = listen_exposes(settings, &mut sockets)?;
         Ok(Self {
             iface,
             device,
             sockets,
             exposes,
             conns: Vec::new(),
-            pings: Vec::new(),
-            ports_in_use: BTreeSet::new(),
-            next_port: EPHEMERAL_PORTS.start().saturating_add(offset),
-            next_ident: u16::try_from(seed >> 48).unwrap_or(1),
+            pings: Pings::new(seed),
+            ports: Ports::new(seed),
             to_mesh,
             mesh_closed: false,
             packets_in: 0,
@@ -233,8 +161,9 @@ impl Stack {
                 biased;
                 _ = &mut inputs.shutdown => Event::Shutdown,
                 permit = self.to_mesh.reserve(), if mesh_pending => Event::MeshReady(permit.is_ok()),
-                Some(packet) = inputs.packets.recv() => Event::Packet(packet),
+                // Before packets, which may keep coming for a long time.
                 Some(command) = inputs.commands.recv() => Event::Command(command),
+                Some(packet) = inputs.packets.recv() => Event::Packet(packet),
                 () = self.shared.wake.notified() => Event::Wake,
                 () = sleep_or_forever(pause) => Event::Wake,
             };
@@ -280,7 +209,9 @@ impl Stack {
         let mut moved = false;
         loop {
             let mut progress = self.service();
-            while self.iface.poll_egress(now, &mut self.device, &mut self.sockets)
+            while self
+                .iface
+                .poll_egress(now, &mut self.device, &mut self.sockets)
                 == PollResult::SocketStateChanged
             {
                 progress = true;
@@ -298,7 +229,10 @@ impl Stack {
     fn accept(&mut self) -> bool {
         let mut accepted = false;
         for expose in &mut self.exposes {
-            let listening = self.sockets.get::<tcp::Socket<'_>>(expose.listener).is_listening();
+            let listening = self
+                .sockets
+                .get::<tcp::Socket<'_>>(expose.listener)
+                .is_listening();
             if listening {
                 continue;
             }
@@ -310,10 +244,14 @@ impl Stack {
             let link = if self.conns.len() < MAX_CONNECTIONS {
                 spawn_host(HostOrigin::Connect(expose.target), Arc::clone(&self.shared))
             } else {
-                tracing::warn!(port = expose.port, "userspace expose: too many connections, refusing");
+                tracing::warn!(
+                    port = expose.port,
+                    "userspace expose: too many connections, refusing"
+                );
                 HostLink::refused()
             };
-            self.conns.push(Conn::new(socket_handle, None, expose.target, link));
+            self.conns
+                .push(Conn::new(socket_handle, None, expose.target, link));
             accepted = true;
         }
         accepted
@@ -333,7 +271,7 @@ impl Stack {
                     let conn = self.conns.swap_remove(i);
                     self.sockets.remove(conn.socket());
                     if let Some(port) = conn.local_port() {
-                        self.ports_in_use.remove(&port);
+                        self.ports.release(port);
                     }
                     if !clean {
                         conn.abort_host();
@@ -342,17 +280,7 @@ impl Stack {
                 }
             }
         }
-        for ping in &mut self.pings {
-            progress |= ping.service(self.sockets.get_mut::<icmp::Socket<'_>>(ping.socket()));
-        }
-        let sockets = &mut self.sockets;
-        self.pings.retain(|ping| {
-            let keep = !ping.is_abandoned();
-            if !keep {
-                sockets.remove(ping.socket());
-            }
-            keep
-        });
+        progress |= self.pings.service(&mut self.sockets);
         progress
     }
 
@@ -405,10 +333,7 @@ impl Stack {
                 let _ = ack.send(self.open_ping(target, replies));
             }
             Command::PingSend { ident, seq } => {
-                if let Some(ping) = self.pings.iter_mut().find(|p| p.ident() == ident) {
-                    let socket = self.sockets.get_mut::<icmp::Socket<'_>>(ping.socket());
-                    ping.send(socket, seq);
-                }
+                self.pings.send(&mut self.sockets, ident, seq);
             }
         }
     }
@@ -420,7 +345,7 @@ impl Stack {
             tracing::warn!(%target, "userspace forward: too many connections, refusing");
             return;
         }
-        let Some(port) = self.allocate_port() else {
+        let Some(port) = self.ports.allocate(&self.exposes) else {
             tracing::warn!(%target, "userspace forward: no free local port, refusing");
             return;
         };
@@ -430,25 +355,10 @@ impl Stack {
             tracing::warn!(%target, %error, "userspace forward: cannot connect (no overlay address of that family?)");
             return;
         }
-        self.ports_in_use.insert(port);
+        self.ports.take(port);
         let handle = self.sockets.add(socket);
         let link = spawn_host(HostOrigin::Accepted(stream), Arc::clone(&self.shared));
         self.conns.push(Conn::new(handle, Some(port), target, link));
-    }
-
-    fn allocate_port(&mut self) -> Option<u16> {
-        for _ in EPHEMERAL_PORTS {
-            let port = self.next_port;
-            self.next_port = match port.checked_add(1) {
-                Some(next) if EPHEMERAL_PORTS.contains(&next) => next,
-                _ => *EPHEMERAL_PORTS.start(),
-            };
-            let exposed = self.exposes.iter().any(|e| e.port == port);
-            if !exposed && !self.ports_in_use.contains(&port) {
-                return Some(port);
-            }
-        }
-        None
     }
 
     fn open_ping(
@@ -456,40 +366,37 @@ impl Stack {
         target: IpAddr,
         replies: mpsc::Sender<PingReply>,
     ) -> Result<u16, UserspaceError> {
-        let same_family = |cidr: &IpCidr| IpAddr::from(cidr.address()).is_ipv4() == target.is_ipv4();
+        let same_family =
+            |cidr: &IpCidr| IpAddr::from(cidr.address()).is_ipv4() == target.is_ipv4();
         if !self.iface.ip_addrs().iter().any(same_family) {
             return Err(UserspaceError::NoSourceAddress { target });
         }
-        let mut ident = None;
-        for _ in 0..=u16::MAX {
-            let candidate = self.next_ident;
-            self.next_ident = self.next_ident.wrapping_add(1);
-            if !self.pings.iter().any(|p| p.ident() == candidate) {
-                ident = Some(candidate);
-                break;
-            }
-        }
-        let ident = ident.ok_or(UserspaceError::PingBusy { target })?;
-        let socket = self.sockets.add(Ping::new_socket(ident));
-        self.pings.push(Ping::new(ident, target, socket, replies));
-        Ok(ident)
+        self.pings.open(&mut self.sockets, target, replies)
     }
 
     /// On shutdown: reset every carried connection on both sides.
     fn reset_all(&mut self) {
         for conn in self.conns.drain(..) {
-            self.sockets.get_mut::<tcp::Socket<'_>>(conn.socket()).abort();
+            self.sockets
+                .get_mut::<tcp::Socket<'_>>(conn.socket())
+                .abort();
             conn.abort_host();
         }
         let now = now();
-        while self.iface.poll_egress(now, &mut self.device, &mut self.sockets)
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
             == PollResult::SocketStateChanged
         {}
         self.flush();
     }
 
     fn publish(&self) {
-        let mut stats = self.shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stats = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         stats.packets_in = self.packets_in;
         stats.packets_out = self.packets_out;
         stats.dropped_out = self.dropped_out + self.device.dropped();

@@ -8,15 +8,18 @@
 //! removed once both directions are closed; a failure on either side (reset,
 //! timeout, host error) resets the other.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::Duration;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::host::{CHUNK, FromHost, HostLink};
+use super::{UserspaceError, UserspaceSettings};
 
 /// Per-direction buffer of each smoltcp TCP socket. 64 KiB keeps a full
 /// window in flight on the mesh while the host side catches up; with
@@ -46,6 +49,10 @@ pub(super) fn new_socket() -> tcp::Socket<'static> {
     socket.set_keep_alive(Some(MESH_KEEP_ALIVE));
     // Host reads arrive as chunks already; Nagle would only delay them.
     socket.set_nagle_enabled(false);
+    // No delayed ACKs: the stack task takes in up to a batch of packets
+    // before it transmits, which coalesces ACKs under load anyway; and an
+    // immediate ACK of the peer's FIN lets TIME-WAIT sockets go at once.
+    socket.set_ack_delay(None);
     socket
 }
 
@@ -54,7 +61,9 @@ pub(super) fn new_socket() -> tcp::Socket<'static> {
 pub(super) enum Verdict {
     Keep,
     /// Remove the socket. `clean` is false if the host side must be reset.
-    Remove { clean: bool },
+    Remove {
+        clean: bool,
+    },
 }
 
 /// Host → mesh data not yet (fully) in the socket.
@@ -77,10 +86,14 @@ pub(super) struct Conn {
     /// (by dropping the sender).
     to_host: Option<mpsc::Sender<Vec<u8>>>,
     abort: oneshot::Sender<()>,
+    go: Option<oneshot::Sender<()>>,
     pending: Option<Pending>,
     /// The host half-closed and the socket was closed after it.
     upstream_done: bool,
     failed: bool,
+    /// Seen in TIME-WAIT once: removed the next time, after the stack has
+    /// let smoltcp transmit (the ACK of the peer's FIN).
+    time_wait_seen: bool,
 }
 
 impl Conn {
@@ -97,9 +110,11 @@ impl Conn {
             from_host: link.from_host,
             to_host: Some(link.to_host),
             abort: link.abort,
+            go: link.go,
             pending: None,
             upstream_done: false,
             failed: false,
+            time_wait_seen: false,
         }
     }
 
@@ -125,13 +140,21 @@ impl Conn {
             return (true, Verdict::Remove { clean: false });
         }
         let mut progress = false;
+        if socket.may_send()
+            && let Some(go) = self.go.take()
+        {
+            // Handshake done: the host task may connect to the target.
+            let _ = go.send(());
+            progress = true;
+        }
         if !self.failed {
             progress |= self.downstream(socket);
         }
         if !self.failed && !self.upstream_done {
             progress |= self.upstream(socket);
         }
-        (progress, self.verdict(socket))
+        let (changed, verdict) = self.verdict(socket);
+        (progress || changed, verdict)
     }
 
     /// Mesh → host.
@@ -234,18 +257,27 @@ impl Conn {
         true
     }
 
-    fn verdict(&self, socket: &tcp::Socket<'_>) -> Verdict {
+    /// Whether the connection is finished; `true` if that needs another look
+    /// after the stack has let smoltcp transmit.
+    fn verdict(&mut self, socket: &tcp::Socket<'_>) -> (bool, Verdict) {
         let downstream_done = self.to_host.is_none();
         let clean = !self.failed && self.upstream_done && downstream_done;
         match socket.state() {
             // After an abort the socket keeps its endpoints until its RST has
             // gone out; remove it only then.
-            State::Closed if socket.local_endpoint().is_some() => Verdict::Keep,
-            State::Closed => Verdict::Remove { clean },
+            State::Closed if socket.local_endpoint().is_some() => (false, Verdict::Keep),
+            State::Closed => (false, Verdict::Remove { clean }),
             // Both FINs are exchanged; waiting out TIME-WAIT would only hold
-            // 128 KiB of buffers per connection. Hand over the last bytes first.
-            State::TimeWait if downstream_done => Verdict::Remove { clean },
-            _ => Verdict::Keep,
+            // 128 KiB of buffers per connection. Hand over the last bytes and
+            // send the last ACK first.
+            State::TimeWait if downstream_done && self.time_wait_seen => {
+                (false, Verdict::Remove { clean })
+            }
+            State::TimeWait if downstream_done => {
+                self.time_wait_seen = true;
+                (true, Verdict::Keep)
+            }
+            _ => (false, Verdict::Keep),
         }
     }
 }
@@ -256,4 +288,78 @@ pub(super) struct Expose {
     pub(super) port: u16,
     pub(super) target: SocketAddr,
     pub(super) listener: SocketHandle,
+}
+
+/// Listening sockets for the exposed ports.
+pub(super) fn listen_exposes(
+    settings: &UserspaceSettings,
+    sockets: &mut SocketSet<'static>,
+) -> Result<Vec<Expose>, UserspaceError> {
+    let mut exposes: Vec<Expose> = Vec::with_capacity(settings.tcp_exposes.len());
+    for expose in &settings.tcp_exposes {
+        let bad = |reason| UserspaceError::Expose {
+            port: expose.port,
+            target: expose.target,
+            reason,
+        };
+        if exposes.iter().any(|e| e.port == expose.port) {
+            return Err(bad("port exposed twice"));
+        }
+        let mut socket = new_socket();
+        socket
+            .listen(expose.port)
+            .map_err(|_| bad("smoltcp cannot listen on it (port 0?)"))?;
+        exposes.push(Expose {
+            port: expose.port,
+            target: expose.target,
+            listener: sockets.add(socket),
+        });
+    }
+    Ok(exposes)
+}
+
+/// Local ports for connections the stack opens (IANA dynamic range).
+const EPHEMERAL_PORTS: RangeInclusive<u16> = 49152..=65535;
+
+/// Hands out local ports for forwarded connections, round robin from a
+/// random start, skipping ports in use and exposed ports.
+#[derive(Debug)]
+pub(super) struct Ports {
+    next: u16,
+    in_use: BTreeSet<u16>,
+}
+
+impl Ports {
+    pub(super) fn new(seed: u64) -> Self {
+        let span = u64::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
+        let offset = u16::try_from(seed % span).unwrap_or(0);
+        Self {
+            next: EPHEMERAL_PORTS.start().saturating_add(offset),
+            in_use: BTreeSet::new(),
+        }
+    }
+
+    /// A free port; [`take`](Self::take) it once the socket is open.
+    pub(super) fn allocate(&mut self, exposes: &[Expose]) -> Option<u16> {
+        for _ in EPHEMERAL_PORTS {
+            let port = self.next;
+            self.next = match port.checked_add(1) {
+                Some(next) if EPHEMERAL_PORTS.contains(&next) => next,
+                _ => *EPHEMERAL_PORTS.start(),
+            };
+            let exposed = exposes.iter().any(|e| e.port == port);
+            if !exposed && !self.in_use.contains(&port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    pub(super) fn take(&mut self, port: u16) {
+        self.in_use.insert(port);
+    }
+
+    pub(super) fn release(&mut self, port: u16) {
+        self.in_use.remove(&port);
+    }
 }
