@@ -27,8 +27,11 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
 /// A configuration problem: which field, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("reading {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{field}: {problem}")]
@@ -36,7 +39,10 @@ pub enum ConfigError {
 }
 
 fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Field { field: field.into(), problem: problem.into() }
+    ConfigError::Field {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// Which backend carries local traffic.
@@ -205,27 +211,38 @@ fn parse_socket(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn parse_net(field: &str, text: &str) -> Result<IpNet, ConfigError> {
-    text.parse()
-        .map_err(|_| field_err(field, format!("{text:?} is not a prefix (e.g. 10.99.0.0/16 or fd99::/64)")))
+    text.parse().map_err(|_| {
+        field_err(
+            field,
+            format!("{text:?} is not a prefix (e.g. 10.99.0.0/16 or fd99::/64)"),
+        )
+    })
 }
 
 fn parse_mtu(field: &str, value: Option<i64>) -> Result<u16, ConfigError> {
     match value {
         None => Ok(DEFAULT_MTU),
-        Some(v) => u16::try_from(v)
-            .ok()
-            .filter(|v| *v >= 1280)
-            .ok_or_else(|| field_err(field, format!("{v} is outside 1280..=65535 (IPv6 needs at least 1280)"))),
+        Some(v) => u16::try_from(v).ok().filter(|v| *v >= 1280).ok_or_else(|| {
+            field_err(
+                field,
+                format!("{v} is outside 1280..=65535 (IPv6 needs at least 1280)"),
+            )
+        }),
     }
 }
 
 impl AgentConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_owned(),
+            cause,
+        })?;
         Self::from_toml(&text).map_err(|err| match err {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_owned(), message },
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
@@ -246,14 +263,20 @@ impl AgentConfig {
         }
         let listen = parse_socket("node.listen", &node.listen)?;
         if node.addresses.is_empty() {
-            return Err(field_err("node.addresses", "a node needs at least one overlay address"));
+            return Err(field_err(
+                "node.addresses",
+                "a node needs at least one overlay address",
+            ));
         }
         let mut addresses = Vec::new();
         for (i, text) in node.addresses.iter().enumerate() {
             let field = format!("node.addresses[{i}]");
             let net = parse_net(&field, text)?;
             if addresses.iter().any(|a: &IpNet| a.addr() == net.addr()) {
-                return Err(field_err(field, format!("address {} is listed twice", net.addr())));
+                return Err(field_err(
+                    field,
+                    format!("address {} is listed twice", net.addr()),
+                ));
             }
             addresses.push(net);
         }
@@ -276,12 +299,31 @@ impl AgentConfig {
 
         let links = check_links(raw.link)?;
         let routes = check_routes(raw.route, &links)?;
+        for (i, route) in routes.iter().enumerate() {
+            let own = addresses
+                .iter()
+                .any(|a| IpNet::from(a.addr()) == route.prefix);
+            if own || local_prefixes.contains(&route.prefix) {
+                return Err(field_err(
+                    format!("route[{i}].prefix"),
+                    format!(
+                        "{} is this node's own (node.addresses / node.local_prefixes)",
+                        route.prefix
+                    ),
+                ));
+            }
+        }
 
-        let tun_name = raw.linux.tun_name.unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned());
+        let tun_name = raw
+            .linux
+            .tun_name
+            .unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned());
         if tun_name.is_empty() || tun_name.len() > 15 || tun_name.contains(['/', ' ']) {
             return Err(field_err(
                 "linux.tun_name",
-                format!("{tun_name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"),
+                format!(
+                    "{tun_name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"
+                ),
             ));
         }
         let kernel_routes = match raw.linux.kernel_routes {
@@ -292,7 +334,11 @@ impl AgentConfig {
                 .collect::<Result<Vec<_>, _>>()?,
             None => default_kernel_routes(&routes, &addresses, &local_prefixes),
         };
-        let linux = LinuxConfig { tun_name, mtu: parse_mtu("linux.mtu", raw.linux.mtu)?, kernel_routes };
+        let linux = LinuxConfig {
+            tun_name,
+            mtu: parse_mtu("linux.mtu", raw.linux.mtu)?,
+            kernel_routes,
+        };
 
         let mut tcp_forwards = Vec::new();
         for (i, f) in raw.userspace.tcp_forward.iter().enumerate() {
@@ -316,8 +362,11 @@ impl AgentConfig {
                 target: parse_socket(&format!("userspace.tcp_expose[{i}].target"), &e.target)?,
             });
         }
-        let userspace =
-            UserspaceConfig { mtu: parse_mtu("userspace.mtu", raw.userspace.mtu)?, tcp_forwards, tcp_exposes };
+        let userspace = UserspaceConfig {
+            mtu: parse_mtu("userspace.mtu", raw.userspace.mtu)?,
+            tcp_forwards,
+            tcp_exposes,
+        };
 
         Ok(Self {
             name: node.name.unwrap_or_else(|| "freimesh".to_owned()),
@@ -327,7 +376,10 @@ impl AgentConfig {
             addresses,
             local_prefixes,
             backend,
-            control_socket: PathBuf::from(node.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.to_owned())),
+            control_socket: PathBuf::from(
+                node.control_socket
+                    .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.to_owned()),
+            ),
             linux,
             userspace,
             links,
@@ -338,7 +390,10 @@ impl AgentConfig {
     /// The node's own addresses as host prefixes (/32, /128): what the
     /// forwarding table delivers locally.
     pub fn host_addresses(&self) -> Vec<IpNet> {
-        self.addresses.iter().map(|a| IpNet::from(a.addr())).collect()
+        self.addresses
+            .iter()
+            .map(|a| IpNet::from(a.addr()))
+            .collect()
     }
 }
 
@@ -348,31 +403,46 @@ fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {
     for (i, link) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("link[{i}].{f}");
         if link.name.is_empty() || link.name == LOCAL_HOP {
-            return Err(field_err(at("name"), format!("{:?} is not usable as a link name", link.name)));
+            return Err(field_err(
+                at("name"),
+                format!("{:?} is not usable as a link name", link.name),
+            ));
         }
         if !names.insert(link.name.clone()) {
-            return Err(field_err(at("name"), format!("link name {:?} is used twice", link.name)));
+            return Err(field_err(
+                at("name"),
+                format!("link name {:?} is used twice", link.name),
+            ));
         }
         let public_key = PublicKeyBytes::from_base64(&link.public_key)
             .map_err(|e| field_err(at("public_key"), e.to_string()))?;
         if let Some(other) = links.iter().find(|l| l.public_key == public_key) {
-            return Err(field_err(at("public_key"), format!("the same key as link {:?}", other.name)));
+            return Err(field_err(
+                at("public_key"),
+                format!("the same key as link {:?}", other.name),
+            ));
         }
-        let endpoint = link.endpoint.as_deref().map(|e| parse_socket(&at("endpoint"), e)).transpose()?;
+        let endpoint = link
+            .endpoint
+            .as_deref()
+            .map(|e| parse_socket(&at("endpoint"), e))
+            .transpose()?;
         let profile = link.profile.unwrap_or_else(|| "default".to_owned());
         if !PROFILES.contains(&profile.as_str()) {
             return Err(field_err(
                 at("profile"),
-                format!("unknown profile {profile:?}; known: {}", PROFILES.join(", ")),
+                format!(
+                    "unknown profile {profile:?}; known: {}",
+                    PROFILES.join(", ")
+                ),
             ));
         }
         let keepalive = link
             .keepalive
             .map(|k| {
-                u16::try_from(k)
-                    .ok()
-                    .filter(|k| *k > 0)
-                    .ok_or_else(|| field_err(at("keepalive"), format!("{k} is outside 1..=65535 seconds")))
+                u16::try_from(k).ok().filter(|k| *k > 0).ok_or_else(|| {
+                    field_err(at("keepalive"), format!("{k} is outside 1..=65535 seconds"))
+                })
             })
             .transpose()?;
         let allowed_sources = link
@@ -381,7 +451,14 @@ fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {
             .enumerate()
             .map(|(j, t)| parse_net(&at(&format!("allowed_sources[{j}]")), t))
             .collect::<Result<Vec<_>, _>>()?;
-        links.push(LinkConfig { name: link.name, public_key, endpoint, profile, keepalive, allowed_sources });
+        links.push(LinkConfig {
+            name: link.name,
+            public_key,
+            endpoint,
+            profile,
+            keepalive,
+            allowed_sources,
+        });
     }
     Ok(links)
 }
@@ -391,10 +468,16 @@ fn check_routes(raw: Vec<RawRoute>, links: &[LinkConfig]) -> Result<Vec<RouteCon
     for (i, route) in raw.into_iter().enumerate() {
         let prefix = parse_net(&format!("route[{i}].prefix"), &route.prefix)?.trunc();
         if routes.iter().any(|r| r.prefix == prefix) {
-            return Err(field_err(format!("route[{i}].prefix"), format!("{prefix} has two routes")));
+            return Err(field_err(
+                format!("route[{i}].prefix"),
+                format!("{prefix} has two routes"),
+            ));
         }
         if route.via.is_empty() {
-            return Err(field_err(format!("route[{i}].via"), "needs at least one next hop"));
+            return Err(field_err(
+                format!("route[{i}].via"),
+                "needs at least one next hop",
+            ));
         }
         let mut via = Vec::new();
         for (j, hop) in route.via.iter().enumerate() {
@@ -404,10 +487,19 @@ fn check_routes(raw: Vec<RawRoute>, links: &[LinkConfig]) -> Result<Vec<RouteCon
             } else if links.iter().any(|l| &l.name == hop) {
                 NextHop::Link(hop.clone())
             } else {
-                return Err(field_err(field, format!("{hop:?} is neither a link name nor \"local\"")));
+                return Err(field_err(
+                    field,
+                    format!("{hop:?} is neither a link name nor \"local\""),
+                ));
             };
             if via.contains(&next) {
                 return Err(field_err(field, format!("{hop:?} is listed twice")));
+            }
+            if route.via.len() > 1 && next == NextHop::Local {
+                return Err(field_err(
+                    field,
+                    "\"local\" is always up, so it must be the only next hop",
+                ));
             }
             via.push(next);
         }
@@ -418,10 +510,14 @@ fn check_routes(raw: Vec<RawRoute>, links: &[LinkConfig]) -> Result<Vec<RouteCon
 
 /// By default the kernel sends into the TUN every prefix the mesh routes,
 /// except the node's own addresses and what lies behind it locally.
-fn default_kernel_routes(routes: &[RouteConfig], addresses: &[IpNet], local: &[IpNet]) -> Vec<IpNet> {
+fn default_kernel_routes(
+    routes: &[RouteConfig],
+    addresses: &[IpNet],
+    local: &[IpNet],
+) -> Vec<IpNet> {
     let mut out: Vec<IpNet> = routes
         .iter()
-        .filter(|r| !r.via.iter().all(|h| *h == NextHop::Local))
+        .filter(|r| r.via != [NextHop::Local])
         .map(|r| r.prefix)
         .filter(|p| !local.contains(p) && !addresses.iter().any(|a| IpNet::from(a.addr()) == *p))
         .collect();

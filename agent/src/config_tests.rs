@@ -34,7 +34,9 @@ via = ["bibliothek"]
 }
 
 fn error_of(text: &str) -> String {
-    AgentConfig::from_toml(text).expect_err("config should be rejected").to_string()
+    AgentConfig::from_toml(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -45,37 +47,90 @@ fn parses_a_full_config_with_defaults() {
     assert_eq!(config.links.len(), 2);
     assert_eq!(config.links[1].profile, "default");
     assert_eq!(config.links[1].endpoint, None);
-    assert_eq!(config.routes[0].via, vec![NextHop::Link("schule".into()), NextHop::Link("bibliothek".into())]);
+    assert_eq!(
+        config.routes[0].via,
+        vec![
+            NextHop::Link("schule".into()),
+            NextHop::Link("bibliothek".into())
+        ]
+    );
     assert_eq!(config.linux.tun_name, "fm0");
     assert_eq!(config.linux.mtu, 1420);
     assert_eq!(
         config.linux.kernel_routes,
-        vec!["10.99.0.0/16".parse::<IpNet>().expect("net"), "fd99::4/128".parse().expect("net")]
+        vec![
+            "10.99.0.0/16".parse::<IpNet>().expect("net"),
+            "fd99::4/128".parse().expect("net")
+        ]
     );
-    assert_eq!(config.host_addresses()[1], "fd99::1/128".parse::<IpNet>().expect("net"));
+    assert_eq!(
+        config.host_addresses()[1],
+        "fd99::1/128".parse::<IpNet>().expect("net")
+    );
 }
 
 #[test]
 fn errors_name_the_field() {
     let cases = [
         (sample().replace(KEY_B, "AAAA"), "link[0].public_key"),
-        (sample().replace("192.0.2.2:51820", "192.0.2.2"), "link[0].endpoint"),
+        (
+            sample().replace("192.0.2.2:51820", "192.0.2.2"),
+            "link[0].endpoint",
+        ),
         (sample().replace("\"fast\"", "\"warp\""), "link[0].profile"),
-        (sample().replace("\"schule\", \"bibliothek\"", "\"schule\", \"nowhere\""), "route[0].via[1]"),
-        (sample().replace("\"schule\", \"bibliothek\"", "\"schule\", \"schule\""), "route[0].via[1]"),
-        (sample().replace("10.99.0.0/16", "10.99.0.0/33"), "route[0].prefix"),
-        (sample().replace("0.0.0.0:51820", "everywhere"), "node.listen"),
-        (sample().replace("name = \"bibliothek\"", "name = \"schule\""), "link[1].name"),
+        (
+            sample().replace("\"schule\", \"bibliothek\"", "\"schule\", \"nowhere\""),
+            "route[0].via[1]",
+        ),
+        (
+            sample().replace("\"schule\", \"bibliothek\"", "\"schule\", \"schule\""),
+            "route[0].via[1]",
+        ),
+        (
+            sample().replace("10.99.0.0/16", "10.99.0.0/33"),
+            "route[0].prefix",
+        ),
+        (
+            sample().replace("0.0.0.0:51820", "everywhere"),
+            "node.listen",
+        ),
+        (
+            sample().replace("name = \"bibliothek\"", "name = \"schule\""),
+            "link[1].name",
+        ),
         (sample().replace(KEY_C, KEY_B), "link[1].public_key"),
-        (sample().replace("\"fd99::1/128\"", "\"10.99.0.1/32\""), "node.addresses[1]"),
-        (sample().replace("[node]", "[node]\nbackend = \"kernel\""), "node.backend"),
+        (
+            sample().replace("\"fd99::1/128\"", "\"10.99.0.1/32\""),
+            "node.addresses[1]",
+        ),
+        (
+            sample().replace("[node]", "[node]\nbackend = \"kernel\""),
+            "node.backend",
+        ),
         (sample() + "\n[linux]\nmtu = 500\n", "linux.mtu"),
-        (sample() + "\n[linux]\ntun_name = \"a-very-long-interface\"\n", "linux.tun_name"),
-        (sample() + "\n[[userspace.tcp_expose]]\nport = 0\ntarget = \"127.0.0.1:1\"\n", "userspace.tcp_expose[0].port"),
+        (
+            sample() + "\n[linux]\ntun_name = \"a-very-long-interface\"\n",
+            "linux.tun_name",
+        ),
+        (
+            sample() + "\n[[route]]\nprefix = \"10.99.0.1/32\"\nvia = [\"schule\"]\n",
+            "route[2].prefix",
+        ),
+        (
+            sample().replace("\"schule\", \"bibliothek\"", "\"schule\", \"local\""),
+            "route[0].via[1]",
+        ),
+        (
+            sample() + "\n[[userspace.tcp_expose]]\nport = 0\ntarget = \"127.0.0.1:1\"\n",
+            "userspace.tcp_expose[0].port",
+        ),
     ];
     for (text, field) in cases {
         let err = error_of(&text);
-        assert!(err.starts_with(field), "expected an error about {field}, got: {err}");
+        assert!(
+            err.starts_with(field),
+            "expected an error about {field}, got: {err}"
+        );
     }
 }
 
@@ -90,6 +145,9 @@ fn syntax_and_unknown_keys_are_reported() {
 
 #[test]
 fn a_node_needs_an_address() {
-    let err = error_of(&sample().replace("addresses = [\"10.99.0.1/32\", \"fd99::1/128\"]", "addresses = []"));
+    let err = error_of(&sample().replace(
+        "addresses = [\"10.99.0.1/32\", \"fd99::1/128\"]",
+        "addresses = []",
+    ));
     assert!(err.starts_with("node.addresses"), "{err}");
 }

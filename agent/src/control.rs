@@ -25,8 +25,12 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("control socket {path}: {operation}: {source}")]
-    Io { path: PathBuf, operation: &'static str, source: std::io::Error },
+    #[error("control socket {path}: {operation}: {cause}")]
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        cause: std::io::Error,
+    },
     #[error("control socket {path}: another agent is already listening there")]
     InUse { path: PathBuf },
     #[error("control socket {path}: unreadable answer: {message}")]
@@ -40,7 +44,10 @@ pub enum ControlError {
 pub enum Request {
     Status,
     /// Echo requests from this node's own stack (userspace backend).
-    Ping { target: IpAddr, count: u16 },
+    Ping {
+        target: IpAddr,
+        count: u16,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,20 +89,29 @@ impl ControlServer {
     /// Binds `path` (mode 0600), replacing a stale socket file left by a
     /// crashed agent but refusing to steal one that answers.
     pub async fn bind(path: &Path) -> Result<Self, ControlError> {
-        let io = |operation, source| ControlError::Io { path: path.to_owned(), operation, source };
+        let io = |operation, cause| ControlError::Io {
+            path: path.to_owned(),
+            operation,
+            cause,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io("creating its directory", e))?;
         }
         if path.exists() {
             if UnixStream::connect(path).await.is_ok() {
-                return Err(ControlError::InUse { path: path.to_owned() });
+                return Err(ControlError::InUse {
+                    path: path.to_owned(),
+                });
             }
             std::fs::remove_file(path).map_err(|e| io("removing the stale socket", e))?;
         }
         let listener = UnixListener::bind(path).map_err(|e| io("binding", e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("restricting it to mode 0600", e))?;
-        Ok(Self { listener, path: path.to_owned() })
+        Ok(Self {
+            listener,
+            path: path.to_owned(),
+        })
     }
 
     /// Answers requests with `handler` until the task is dropped.
@@ -135,10 +151,14 @@ where
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // A request is a few dozen bytes; refuse to buffer an endless line.
-    BufReader::new(read.take(64 * 1024)).read_line(&mut line).await?;
+    BufReader::new(read.take(64 * 1024))
+        .read_line(&mut line)
+        .await?;
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => handler(request).await,
-        Err(err) => Response::Error { message: format!("bad request: {err}") },
+        Err(err) => Response::Error {
+            message: format!("bad request: {err}"),
+        },
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
     out.push(b'\n');
@@ -148,21 +168,39 @@ where
 
 /// Sends one request to the agent listening on `path`.
 pub async fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
-    let io = |operation, source| ControlError::Io { path: path.to_owned(), operation, source };
+    let io = |operation, cause| ControlError::Io {
+        path: path.to_owned(),
+        operation,
+        cause,
+    };
     let exchange = async {
-        let mut stream = UnixStream::connect(path).await.map_err(|e| io("connecting", e))?;
-        let mut line = serde_json::to_vec(request)
-            .map_err(|e| ControlError::Protocol { path: path.to_owned(), message: e.to_string() })?;
+        let mut stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| io("connecting", e))?;
+        let mut line = serde_json::to_vec(request).map_err(|e| ControlError::Protocol {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         line.push(b'\n');
-        stream.write_all(&line).await.map_err(|e| io("sending", e))?;
+        stream
+            .write_all(&line)
+            .await
+            .map_err(|e| io("sending", e))?;
         let mut answer = String::new();
-        BufReader::new(stream).read_line(&mut answer).await.map_err(|e| io("reading", e))?;
-        serde_json::from_str(&answer)
-            .map_err(|e| ControlError::Protocol { path: path.to_owned(), message: e.to_string() })
+        BufReader::new(stream)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| io("reading", e))?;
+        serde_json::from_str(&answer).map_err(|e| ControlError::Protocol {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     };
     tokio::time::timeout(CLIENT_TIMEOUT, exchange)
         .await
-        .map_err(|_| ControlError::Timeout { path: path.to_owned() })?
+        .map_err(|_| ControlError::Timeout {
+            path: path.to_owned(),
+        })?
 }
 
 fn age(ms: Option<u64>) -> String {
@@ -181,7 +219,11 @@ fn bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Renders a status the way `ip route` renders the kernel's: one line per
@@ -205,7 +247,9 @@ pub fn render_status(status: &AgentStatus) -> String {
         "NAME", "ENDPOINT", "PROFILE", "HANDSHAKE", "LAST RX", "RX", "TX"
     );
     for link in &e.links {
-        let endpoint = link.endpoint.map_or_else(|| "(unknown)".to_owned(), |a| a.to_string());
+        let endpoint = link
+            .endpoint
+            .map_or_else(|| "(unknown)".to_owned(), |a| a.to_string());
         let _ = writeln!(
             out,
             "  {:<14} {:<24} {:<9} {:<12} {:<12} {:>11} {:>11}",
@@ -223,19 +267,44 @@ pub fn render_status(status: &AgentStatus) -> String {
         let hops: Vec<String> = route
             .via
             .iter()
-            .map(|hop| if route.active.as_ref() == Some(hop) { format!("{hop}*") } else { hop.clone() })
+            .map(|hop| {
+                if route.active.as_ref() == Some(hop) {
+                    format!("{hop}*")
+                } else {
+                    hop.clone()
+                }
+            })
             .collect();
-        let state = if route.active.is_none() { "  (unreachable)" } else { "" };
+        let state = if route.active.is_none() {
+            "  (unreachable)"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  {} via {}{state}", route.prefix, hops.join(" "));
     }
     let _ = writeln!(
         out,
         "\npackets  forwarded {}  delivered {}  from local {}  datagrams in {}",
-        e.counters.forwarded, e.counters.delivered_local, e.counters.sent_from_local, e.counters.datagrams_in
+        e.counters.forwarded,
+        e.counters.delivered_local,
+        e.counters.sent_from_local,
+        e.counters.datagrams_in
     );
-    let drops: Vec<String> =
-        e.drops.iter().filter(|(_, n)| **n > 0).map(|(reason, n)| format!("{reason} {n}")).collect();
-    let _ = writeln!(out, "dropped  {}", if drops.is_empty() { "none".to_owned() } else { drops.join("  ") });
+    let drops: Vec<String> = e
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "dropped  {}",
+        if drops.is_empty() {
+            "none".to_owned()
+        } else {
+            drops.join("  ")
+        }
+    );
     out
 }
 
@@ -252,26 +321,47 @@ mod tests {
         assert_eq!(mode, 0o600);
         let task = tokio::spawn(server.serve(|request| async move {
             match request {
-                Request::Ping { target, count } => {
-                    Response::Ping(PingSummary { target, sent: count, received: 0, rtts_us: vec![] })
-                }
-                Request::Status => Response::Error { message: "no status in this test".into() },
+                Request::Ping { target, count } => Response::Ping(PingSummary {
+                    target,
+                    sent: count,
+                    received: 0,
+                    rtts_us: vec![],
+                }),
+                Request::Status => Response::Error {
+                    message: "no status in this test".into(),
+                },
             }
         }));
-        let answer = request(&path, &Request::Ping { target: "10.99.0.2".parse().expect("ip"), count: 3 })
-            .await
-            .expect("answer");
-        assert!(matches!(answer, Response::Ping(PingSummary { sent: 3, .. })));
-        assert!(matches!(ControlServer::bind(&path).await, Err(ControlError::InUse { .. })));
+        let answer = request(
+            &path,
+            &Request::Ping {
+                target: "10.99.0.2".parse().expect("ip"),
+                count: 3,
+            },
+        )
+        .await
+        .expect("answer");
+        assert!(matches!(
+            answer,
+            Response::Ping(PingSummary { sent: 3, .. })
+        ));
+        assert!(matches!(
+            ControlServer::bind(&path).await,
+            Err(ControlError::InUse { .. })
+        ));
         task.abort();
         let _ = task.await;
         // The listener is gone: a new agent may replace the stale file.
-        ControlServer::bind(&path).await.expect("stale socket replaced");
+        ControlServer::bind(&path)
+            .await
+            .expect("stale socket replaced");
     }
 
     #[tokio::test]
     async fn a_missing_agent_is_a_clear_error() {
-        let err = request(Path::new("/nonexistent/agent.sock"), &Request::Status).await.expect_err("no agent");
+        let err = request(Path::new("/nonexistent/agent.sock"), &Request::Status)
+            .await
+            .expect_err("no agent");
         assert!(err.to_string().contains("/nonexistent/agent.sock"), "{err}");
     }
 }

@@ -14,12 +14,18 @@ use rand_core::OsRng;
 /// Why a key could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("reading private key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("writing private key file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("private key file {path}: {source}")]
-    Decode { path: PathBuf, source: KeyError },
+    #[error("reading private key file {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("writing private key file {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("private key file {path}: {cause}")]
+    Decode { path: PathBuf, cause: KeyError },
     #[error("private key: {0}")]
     DecodeText(KeyError),
 }
@@ -48,7 +54,9 @@ impl PrivateKey {
 
     /// Parses WireGuard's base64 text form.
     pub fn from_base64(text: &str) -> Result<Self, IdentityError> {
-        decode_key(text).map(Self).map_err(IdentityError::DecodeText)
+        decode_key(text)
+            .map(Self)
+            .map_err(IdentityError::DecodeText)
     }
 
     pub fn to_base64(&self) -> String {
@@ -66,19 +74,21 @@ impl PrivateKey {
     /// Reads a key file. A key readable by group or others is used, with a
     /// warning, as `wg` does.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let text = fs::read_to_string(path).map_err(|source| IdentityError::Read {
+        let text = fs::read_to_string(path).map_err(|cause| IdentityError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         if let Ok(meta) = fs::metadata(path)
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(path = %path.display(), "private key file is readable by others; chmod 600 it");
         }
-        decode_key(&text).map(Self).map_err(|source| IdentityError::Decode {
-            path: path.to_owned(),
-            source,
-        })
+        decode_key(&text)
+            .map(Self)
+            .map_err(|cause| IdentityError::Decode {
+                path: path.to_owned(),
+                cause,
+            })
     }
 
     /// Reads the key file, or creates it (mode 0600) with a new key if it
@@ -95,7 +105,10 @@ impl PrivateKey {
 
     /// Writes the key to a new file with mode 0600; never overwrites.
     pub fn write_new(&self, path: &Path) -> Result<(), IdentityError> {
-        let write_err = |source| IdentityError::Write { path: path.to_owned(), source };
+        let write_err = |cause| IdentityError::Write {
+            path: path.to_owned(),
+            cause,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(write_err)?;
         }
@@ -128,8 +141,14 @@ mod tests {
     fn known_wireguard_vector() {
         // Pairs printed by wireguard-tools 1.0 (`wg genkey | tee /dev/stderr | wg pubkey`).
         for (private, public) in [
-            ("YAnz6R5qf2RQxLzmfSe2JcOY5t5aTYsv8p1d6tnX/3Y=", "WYyN2aRm6etjAGp1eTM7xwYuyFcKU39L+DfVg6jbHw0="),
-            ("OB0xrQqVWYfOiggP5QnnoHu5tlqL0GH3PdjWFNIoelc=", "Spq9f+WLmPeUqOHXiVoZXwhzh41riaaqKoMom6hGNA8="),
+            (
+                "YAnz6R5qf2RQxLzmfSe2JcOY5t5aTYsv8p1d6tnX/3Y=",
+                "WYyN2aRm6etjAGp1eTM7xwYuyFcKU39L+DfVg6jbHw0=",
+            ),
+            (
+                "OB0xrQqVWYfOiggP5QnnoHu5tlqL0GH3PdjWFNIoelc=",
+                "Spq9f+WLmPeUqOHXiVoZXwhzh41riaaqKoMom6hGNA8=",
+            ),
         ] {
             let key = PrivateKey::from_base64(private).expect("key");
             assert_eq!(key.public().to_base64(), public);

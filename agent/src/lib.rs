@@ -10,8 +10,9 @@
 //! * [`core`] decides. It is sans-IO: fed with datagrams, local packets and
 //!   timer ticks, drained with `poll_*`; it opens no sockets and reads no clock
 //!   of its own (boringtun's `Tunn` inside it does, see `NOTES.md`).
-//! * The shells move bytes: [`udp`] and [`run`] drive the core over a UDP
-//!   socket; local traffic enters and leaves through one of two backends:
+//! * The shell moves bytes: [`run`] drives the core over a UDP socket and
+//!   serves the control socket; local traffic enters and leaves through one
+//!   of two backends:
 //!   [`linux`] (a TUN device configured over netlink) or [`userspace`] (a
 //!   smoltcp stack inside the agent, no privileges needed).
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]

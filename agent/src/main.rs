@@ -1,6 +1,6 @@
 //! `freimesh-agent`: parses arguments, sets up logging, calls the library.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +10,15 @@ use clap::{Parser, Subcommand};
 use freimesh_agent::config::AgentConfig;
 use freimesh_agent::control::{self, Request, Response};
 use freimesh_agent::identity::PrivateKey;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Debug, Parser)]
-#[command(name = "freimesh-agent", version, about = "freimesh mesh agent: an encrypted multi-hop WireGuard mesh node")]
+#[command(
+    name = "freimesh-agent",
+    version,
+    about = "freimesh mesh agent: an encrypted multi-hop WireGuard mesh node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +47,7 @@ enum Command {
         #[command(flatten)]
         target: SocketArgs,
         address: IpAddr,
-        #[arg(short = 'c', long, default_value_t = 4)]
+        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=100))]
         count: u16,
     },
 }
@@ -64,18 +70,35 @@ impl SocketArgs {
         if let Some(config) = &self.config {
             return Ok(AgentConfig::load(config)?.control_socket);
         }
-        Ok(PathBuf::from(freimesh_agent::config::DEFAULT_CONTROL_SOCKET))
+        Ok(PathBuf::from(
+            freimesh_agent::config::DEFAULT_CONTROL_SOCKET,
+        ))
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    // `RUST_LOG` takes `target=level` pairs (no regexes: the filter stays
+    // small enough for a router). boringtun's own logs are off by default:
+    // it warns every 5 s about a neighbour that is down, which the agent's
+    // status already shows.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("boringtun", tracing_subscriber::filter::LevelFilter::OFF)
+        });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ),
         )
-        .with_writer(std::io::stderr)
+        .with(filter)
         .init();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,36 +140,70 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { config: path } => {
             let config = AgentConfig::load(&path)?;
-            if !config.generate_key {
-                let key = PrivateKey::load(&config.private_key_file)?;
-                println!("{}: ok (node {}, public key {})", path.display(), config.name, key.public());
+            let key = if config.generate_key && !config.private_key_file.exists() {
+                None
             } else {
-                println!("{}: ok (node {}, key created on first start)", path.display(), config.name);
+                Some(PrivateKey::load(&config.private_key_file)?)
+            };
+            if let Some(key) = &key
+                && let Some(link) = config.links.iter().find(|l| l.public_key == key.public())
+            {
+                bail!(
+                    "link \"{}\".public_key: this is the node's own key",
+                    link.name
+                );
+            }
+            match key {
+                Some(key) => println!(
+                    "{}: ok (node {}, public key {})",
+                    path.display(),
+                    config.name,
+                    key.public()
+                ),
+                None => println!(
+                    "{}: ok (node {}, key created on first start)",
+                    path.display(),
+                    config.name
+                ),
             }
         }
         Command::Genkey => println!("{}", PrivateKey::generate().to_base64()),
         Command::Pubkey => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading the private key from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the private key from stdin")?;
             println!("{}", PrivateKey::from_base64(&text)?.public());
         }
         Command::Status { target, json } => {
             let path = target.path()?;
             let answer = runtime()?.block_on(control::request(&path, &Request::Status))?;
             match answer {
-                Response::Status(status) if json => println!("{}", serde_json::to_string_pretty(&status)?),
+                Response::Status(status) if json => {
+                    println!("{}", serde_json::to_string_pretty(&status)?)
+                }
                 Response::Status(status) => print!("{}", control::render_status(&status)),
                 Response::Error { message } => bail!("{message}"),
                 other => bail!("unexpected answer: {other:?}"),
             }
         }
-        Command::Ping { target, address, count } => {
+        Command::Ping {
+            target,
+            address,
+            count,
+        } => {
             let path = target.path()?;
-            let answer = runtime()?.block_on(control::request(&path, &Request::Ping { target: address, count }))?;
+            let answer = runtime()?.block_on(control::request(
+                &path,
+                &Request::Ping {
+                    target: address,
+                    count,
+                },
+            ))?;
             match answer {
                 Response::Ping(summary) => {
-                    for (seq, rtt) in summary.rtts_us.iter().enumerate() {
-                        println!("reply from {address}: seq={seq} time={:.2} ms", *rtt as f64 / 1000.0);
+                    for rtt in &summary.rtts_us {
+                        println!("reply from {address}: time={:.2} ms", *rtt as f64 / 1000.0);
                     }
                     println!("{} sent, {} received", summary.sent, summary.received);
                     if summary.received == 0 {

@@ -29,7 +29,9 @@ use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Requ
 use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
-use crate::userspace::{self, StackHandle, TcpExpose, TcpForward, UserspaceError, UserspaceSettings};
+use crate::userspace::{
+    self, StackHandle, TcpExpose, TcpForward, UserspaceError, UserspaceSettings,
+};
 
 /// Largest datagram or packet we read; larger than any MTU we configure.
 const MAX_PACKET: usize = 65_536;
@@ -42,11 +44,14 @@ pub enum RunError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("binding the underlay UDP socket {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("linux backend: {0}")]
+    #[error("binding the underlay UDP socket {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
     Linux(#[from] LinuxError),
-    #[error("userspace backend: {0}")]
+    #[error(transparent)]
     Userspace(#[from] UserspaceError),
     #[error(transparent)]
     Control(#[from] ControlError),
@@ -68,7 +73,9 @@ impl Shared {
     fn engine(&self) -> MutexGuard<'_, Engine> {
         // A panic while holding the lock would be a bug in the engine; the
         // engine's state is still the best we have, so keep forwarding.
-        self.engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `f` on the engine, then carries out everything it asked for.
@@ -101,7 +108,11 @@ impl Shared {
 }
 
 /// Builds the engine from a checked configuration.
-pub fn build_engine(config: &AgentConfig, key: &PrivateKey, index_seed: u32) -> Result<Engine, EngineError> {
+pub fn build_engine(
+    config: &AgentConfig,
+    key: &PrivateKey,
+    index_seed: u32,
+) -> Result<Engine, EngineError> {
     let specs = config
         .links
         .iter()
@@ -115,7 +126,11 @@ pub fn build_engine(config: &AgentConfig, key: &PrivateKey, index_seed: u32) -> 
         })
         .collect();
     let mut engine = Engine::new(key.bytes(), specs, index_seed)?;
-    for prefix in config.host_addresses().into_iter().chain(config.local_prefixes.iter().copied()) {
+    for prefix in config
+        .host_addresses()
+        .into_iter()
+        .chain(config.local_prefixes.iter().copied())
+    {
         engine.insert_route(prefix, vec![Hop::Local])?;
     }
     for route in &config.routes {
@@ -143,8 +158,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let mut engine = build_engine(&config, &key, OsRng.next_u32())?;
     let udp = UdpSocket::bind(config.listen)
         .await
-        .map_err(|source| RunError::Bind { addr: config.listen, source })?;
-    let listen = udp.local_addr().map_err(|source| RunError::Bind { addr: config.listen, source })?;
+        .map_err(|cause| RunError::Bind {
+            addr: config.listen,
+            cause,
+        })?;
+    let listen = udp.local_addr().map_err(|cause| RunError::Bind {
+        addr: config.listen,
+        cause,
+    })?;
     let control = ControlServer::bind(&config.control_socket).await?;
     tracing::info!(
         node = %config.name, public_key = %key.public(), %listen,
@@ -174,23 +195,38 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                         .userspace
                         .tcp_forwards
                         .iter()
-                        .map(|f| TcpForward { listen: f.listen, target: f.target })
+                        .map(|f| TcpForward {
+                            listen: f.listen,
+                            target: f.target,
+                        })
                         .collect(),
                     tcp_exposes: config
                         .userspace
                         .tcp_exposes
                         .iter()
-                        .map(|e| TcpExpose { port: e.port, target: e.target })
+                        .map(|e| TcpExpose {
+                            port: e.port,
+                            target: e.target,
+                        })
                         .collect(),
                 },
                 to_mesh,
             )?;
-            (LocalSink::Stack(stack), None, Some(from_stack), "userspace".to_owned())
+            (
+                LocalSink::Stack(stack),
+                None,
+                Some(from_stack),
+                "userspace".to_owned(),
+            )
         }
     };
 
     engine.start(Instant::now());
-    let shared = Arc::new(Shared { engine: Mutex::new(engine), udp, local });
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        udp,
+        local,
+    });
     let mut outputs = Vec::new();
     shared.with_engine(&mut outputs, |_| {}).await;
 
@@ -267,7 +303,15 @@ async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> R
         }
         Request::Ping { target, count } => match &shared.local {
             LocalSink::Stack(stack) => {
-                match stack.ping(target, count, Duration::from_millis(200), Duration::from_secs(2)).await {
+                match stack
+                    .ping(
+                        target,
+                        count,
+                        Duration::from_millis(200),
+                        Duration::from_secs(2),
+                    )
+                    .await
+                {
                     Ok(report) => Response::Ping(PingSummary {
                         target,
                         sent: report.sent,
@@ -278,11 +322,15 @@ async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> R
                             .map(|r| u64::try_from(r.rtt.as_micros()).unwrap_or(u64::MAX))
                             .collect(),
                     }),
-                    Err(err) => Response::Error { message: err.to_string() },
+                    Err(err) => Response::Error {
+                        message: err.to_string(),
+                    },
                 }
             }
             LocalSink::Tun(_) => Response::Error {
-                message: "this agent uses the linux backend: use ping(8) against the overlay address".into(),
+                message:
+                    "this agent uses the linux backend: use ping(8) against the overlay address"
+                        .into(),
             },
         },
     }
@@ -303,7 +351,9 @@ async fn underlay_task(shared: Arc<Shared>) {
         };
         let datagram = &buf[..len];
         shared
-            .with_engine(&mut outputs, |engine| engine.handle_datagram(from, datagram, Instant::now()))
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_datagram(from, datagram, Instant::now())
+            })
             .await;
     }
 }
@@ -321,7 +371,9 @@ async fn tun_task(shared: Arc<Shared>, device: Arc<tun_rs::AsyncDevice>) {
         };
         let packet = &mut buf[..len];
         shared
-            .with_engine(&mut outputs, |engine| engine.handle_local_packet(packet, Instant::now()))
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_local_packet(packet, Instant::now())
+            })
             .await;
     }
 }
@@ -330,7 +382,9 @@ async fn stack_task(shared: Arc<Shared>, mut from_stack: mpsc::Receiver<Vec<u8>>
     let mut outputs = Vec::new();
     while let Some(mut packet) = from_stack.recv().await {
         shared
-            .with_engine(&mut outputs, |engine| engine.handle_local_packet(&mut packet, Instant::now()))
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_local_packet(&mut packet, Instant::now())
+            })
             .await;
     }
 }
@@ -357,7 +411,7 @@ async fn carrier_task() {
         }
     });
     while let Some(event) = rx.recv().await {
-        tracing::info!(interface = %event.name, carrier = event.carrier_up, "underlay carrier changed");
+        tracing::debug!(interface = %event.name, carrier = event.carrier_up, "underlay carrier");
     }
     // Without carrier events the agent still forwards; keep the task alive
     // so its end is not mistaken for a failure.

@@ -32,50 +32,95 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
     let topology = Topology::line(options.nodes);
     let last = options.nodes - 1;
     let echo = traffic::spawn_echo_server()?;
-    let forward_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let forward_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let underlay = Loopback::free_ports(options.nodes)?;
-    let nodes = mesh::write_configs(&options.dir, &topology, Backend::Userspace, &underlay, &|i| {
-        if i == 0 {
-            format!(
-                "[[userspace.tcp_forward]]\nlisten = \"127.0.0.1:{forward_port}\"\ntarget = \"{}:{ECHO_PORT}\"\n",
-                mesh::overlay_v4(last)
-            )
-        } else if i == last {
-            format!("[[userspace.tcp_expose]]\nport = {ECHO_PORT}\ntarget = \"{echo}\"\n")
-        } else {
-            String::new()
-        }
-    })?;
-    println!("freimesh demo: {} userspace agents in a line, configs and logs in {}", nodes.len(), options.dir.display());
+    let nodes = mesh::write_configs(
+        &options.dir,
+        &topology,
+        Backend::Userspace,
+        &underlay,
+        &|i| {
+            if i == 0 {
+                format!(
+                    "[[userspace.tcp_forward]]\nlisten = \"127.0.0.1:{forward_port}\"\ntarget = \"{}:{ECHO_PORT}\"\n",
+                    mesh::overlay_v4(last)
+                )
+            } else if i == last {
+                format!("[[userspace.tcp_expose]]\nport = {ECHO_PORT}\ntarget = \"{echo}\"\n")
+            } else {
+                String::new()
+            }
+        },
+    )?;
+    println!(
+        "freimesh demo: {} userspace agents in a line, configs and logs in {}",
+        nodes.len(),
+        options.dir.display()
+    );
     let mut agents = Vec::new();
     for node in &nodes {
         let _ = std::fs::remove_file(&node.socket);
-        agents.push(AgentProcess::start(&node.name, &node.config, &node.log, None)?);
+        agents.push(AgentProcess::start(
+            &node.name,
+            &node.config,
+            &node.log,
+            None,
+        )?);
     }
     for node in &nodes {
-        wait_for_path(&node.socket, Duration::from_secs(10))
-            .with_context(|| format!("agent {} did not start; see {}", node.name, node.log.display()))?;
+        wait_for_path(&node.socket, Duration::from_secs(10)).with_context(|| {
+            format!(
+                "agent {} did not start; see {}",
+                node.name,
+                node.log.display()
+            )
+        })?;
     }
     let first = &nodes[0];
     let target = nodes[last].overlay_v4();
-    println!("\n1. ping {target} ({}) from {} across {} hops:", nodes[last].name, first.name, last);
+    println!(
+        "\n1. ping {target} ({}) from {} across {} hops:",
+        nodes[last].name, first.name, last
+    );
     let summary = traffic::retry(Duration::from_secs(10), || {
         let s = traffic::ping(&first.socket, target.into(), 4)?;
-        if s.received == 0 { bail!("no replies yet") } else { Ok(s) }
+        if s.received == 0 {
+            bail!("no replies yet")
+        } else {
+            Ok(s)
+        }
     })?;
     for rtt in &summary.rtts_us {
-        println!("   reply from {target}: time={:.2} ms", *rtt as f64 / 1000.0);
+        println!(
+            "   reply from {target}: time={:.2} ms",
+            *rtt as f64 / 1000.0
+        );
     }
     let v6 = nodes[last].overlay_v6();
     let summary6 = traffic::ping(&first.socket, v6.into(), 2)?;
-    println!("   and over IPv6 to {v6}: {} of {} replies", summary6.received, summary6.sent);
+    println!(
+        "   and over IPv6 to {v6}: {} of {} replies",
+        summary6.received, summary6.sent
+    );
 
     let forward = std::net::SocketAddr::from(([127, 0, 0, 1], forward_port));
-    println!("\n2. TCP: 127.0.0.1:{forward_port} on {} is forwarded to {target}:{ECHO_PORT}, an echo service on {}:", first.name, nodes[last].name);
+    println!(
+        "\n2. TCP: 127.0.0.1:{forward_port} on {} is forwarded to {target}:{ECHO_PORT}, an echo service on {}:",
+        first.name, nodes[last].name
+    );
     let bps = traffic::echo_roundtrip(forward, 4 << 20, Duration::from_secs(30))?;
-    println!("   4 MiB sent and echoed back intact: {:.1} Mbit/s round trip", bps / 1e6);
+    println!(
+        "   4 MiB sent and echoed back intact: {:.1} Mbit/s round trip",
+        bps / 1e6
+    );
 
-    println!("\n3. status of transit node {} (freimesh-agent status --socket {}):\n", nodes[1].name, nodes[1].socket.display());
+    println!(
+        "\n3. status of transit node {} (freimesh-agent status --socket {}):\n",
+        nodes[1].name,
+        nodes[1].socket.display()
+    );
     let status = traffic::status(&nodes[1].socket)?;
     for line in freimesh_agent::control::render_status(&status).lines() {
         println!("   {line}");
@@ -91,11 +136,19 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("\nThe mesh keeps running. Try, in another terminal:");
-    println!("   target/release/freimesh-agent status --socket {}", nodes[1].socket.display());
-    println!("   target/release/freimesh-agent ping --socket {} {target}", first.socket.display());
+    println!(
+        "   target/release/freimesh-agent status --socket {}",
+        nodes[1].socket.display()
+    );
+    println!(
+        "   target/release/freimesh-agent ping --socket {} {target}",
+        first.socket.display()
+    );
     println!("   echo hello | nc 127.0.0.1 {forward_port}");
     println!("Ctrl-C stops every agent.");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

@@ -30,7 +30,10 @@ pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "{test}: needs root (network namespaces) and CI is set");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: needs root (network namespaces) and CI is set"
+    );
     eprintln!("SKIPPED {test}: needs root for network namespaces");
     false
 }
@@ -47,7 +50,10 @@ impl Lab {
     /// recognisable (`ip netns list`).
     pub fn new(tag: &str) -> Self {
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self { prefix: format!("fm{}{tag}{n}", std::process::id()), namespaces: Vec::new() }
+        Self {
+            prefix: format!("fm{}{tag}{n}", std::process::id()),
+            namespaces: Vec::new(),
+        }
     }
 
     /// The full name of the lab's namespace `short`.
@@ -66,10 +72,19 @@ impl Lab {
 
     /// Joins two namespaces with a veth pair: `a_if` in `a` with `a_addr`
     /// (CIDR), `b_if` in `b` with `b_addr`.
-    pub fn veth(&self, a: &str, a_if: &str, a_addr: &str, b: &str, b_if: &str, b_addr: &str) -> anyhow::Result<()> {
+    pub fn veth(
+        &self,
+        a: &str,
+        a_if: &str,
+        a_addr: &str,
+        b: &str,
+        b_if: &str,
+        b_addr: &str,
+    ) -> anyhow::Result<()> {
         let (ns_a, ns_b) = (self.ns(a), self.ns(b));
         run(Command::new("ip").args([
-            "link", "add", a_if, "netns", &ns_a, "type", "veth", "peer", "name", b_if, "netns", &ns_b,
+            "link", "add", a_if, "netns", &ns_a, "type", "veth", "peer", "name", b_if, "netns",
+            &ns_b,
         ]))?;
         for (short, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
             self.exec(short, &["ip", "addr", "add", addr, "dev", ifname])?;
@@ -107,7 +122,9 @@ impl Drop for Lab {
 }
 
 fn run(command: &mut Command) -> anyhow::Result<Output> {
-    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
         bail!(
             "{command:?} failed ({}): {}",

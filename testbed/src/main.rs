@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "freimesh-testbed", version, about = "freimesh demo mesh and labs")]
+#[command(
+    name = "freimesh-testbed",
+    version,
+    about = "freimesh demo mesh and labs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,10 +45,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { nodes, dir, once } => {
-            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("freimesh-demo-{}", std::process::id())));
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("freimesh-demo-{}", std::process::id()))
+            });
             freimesh_testbed::demo::run(&freimesh_testbed::demo::DemoOptions { nodes, dir, once })
         }
-        Command::Bench { router_binary, json } => freimesh_testbed::bench::run(router_binary.as_deref(), json),
+        Command::Bench {
+            router_binary,
+            json,
+        } => freimesh_testbed::bench::run(router_binary.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

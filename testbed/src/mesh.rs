@@ -45,7 +45,16 @@ pub fn overlay_v4(index: usize) -> Ipv4Addr {
 
 /// `fd99::<index+1>`.
 pub fn overlay_v6(index: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, u16::try_from(index + 1).unwrap_or(u16::MAX))
+    Ipv6Addr::new(
+        0xfd99,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u16::try_from(index + 1).unwrap_or(u16::MAX),
+    )
 }
 
 /// How the plan places nodes on the underlay.
@@ -67,12 +76,17 @@ pub fn write_configs(
     extra: &dyn Fn(usize) -> String,
 ) -> anyhow::Result<Vec<PlannedNode>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let keys: Vec<PrivateKey> = topology.names.iter().map(|_| PrivateKey::generate()).collect();
+    let keys: Vec<PrivateKey> = topology
+        .names
+        .iter()
+        .map(|_| PrivateKey::generate())
+        .collect();
     let mut nodes = Vec::new();
     for (index, name) in topology.names.iter().enumerate() {
         let key_file = dir.join(format!("{name}.key"));
         if key_file.exists() {
-            std::fs::remove_file(&key_file).with_context(|| format!("replacing {}", key_file.display()))?;
+            std::fs::remove_file(&key_file)
+                .with_context(|| format!("replacing {}", key_file.display()))?;
         }
         keys[index].write_new(&key_file)?;
         let socket = dir.join(format!("{name}.sock"));
@@ -90,7 +104,11 @@ pub fn write_configs(
         let _ = writeln!(
             toml,
             "backend = \"{}\"",
-            if backend == Backend::Linux { "linux" } else { "userspace" }
+            if backend == Backend::Linux {
+                "linux"
+            } else {
+                "userspace"
+            }
         );
         let _ = writeln!(toml, "control_socket = \"{}\"", socket.display());
         for peer in topology.neighbours(index) {
@@ -100,9 +118,19 @@ pub fn write_configs(
             let _ = writeln!(toml, "endpoint = \"{}\"", underlay.endpoint(index, peer));
         }
         for (dst, hops) in topology.routes_from(index) {
-            let via: Vec<String> = hops.iter().map(|h| format!("\"{}\"", topology.names[*h])).collect();
-            for prefix in [format!("{}/32", overlay_v4(dst)), format!("{}/128", overlay_v6(dst))] {
-                let _ = writeln!(toml, "\n[[route]]\nprefix = \"{prefix}\"\nvia = [{}]", via.join(", "));
+            let via: Vec<String> = hops
+                .iter()
+                .map(|h| format!("\"{}\"", topology.names[*h]))
+                .collect();
+            for prefix in [
+                format!("{}/32", overlay_v4(dst)),
+                format!("{}/128", overlay_v6(dst)),
+            ] {
+                let _ = writeln!(
+                    toml,
+                    "\n[[route]]\nprefix = \"{prefix}\"\nvia = [{}]",
+                    via.join(", ")
+                );
             }
         }
         toml.push('\n');

@@ -36,7 +36,9 @@ impl VethUnderlay {
     }
 
     fn link_between(&self, a: usize, b: usize) -> Option<usize> {
-        self.links.iter().position(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+        self.links
+            .iter()
+            .position(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
     }
 }
 
@@ -71,7 +73,9 @@ impl NetnsMesh {
         for name in &topology.names {
             lab.add_namespace(name)?;
         }
-        let underlay = VethUnderlay { links: topology.links.clone() };
+        let underlay = VethUnderlay {
+            links: topology.links.clone(),
+        };
         for (k, &(a, b)) in topology.links.iter().enumerate() {
             let (na, nb) = (&topology.names[a], &topology.names[b]);
             lab.veth(
@@ -84,8 +88,17 @@ impl NetnsMesh {
             )?;
         }
         let dir = tempfile::Builder::new().prefix("freimesh-lab-").tempdir()?;
-        let nodes = mesh::write_configs(dir.path(), &topology, Backend::Linux, &underlay, &|_| String::new())?;
-        let mut this = Self { agents: Vec::new(), nodes, topology, underlay, lab, _dir: dir };
+        let nodes = mesh::write_configs(dir.path(), &topology, Backend::Linux, &underlay, &|_| {
+            String::new()
+        })?;
+        let mut this = Self {
+            agents: Vec::new(),
+            nodes,
+            topology,
+            underlay,
+            lab,
+            _dir: dir,
+        };
         for i in 0..this.nodes.len() {
             let agent = this.spawn(i)?;
             this.agents.push(Some(agent));
@@ -122,7 +135,18 @@ impl NetnsMesh {
     pub fn ping(&self, from: usize, to: IpAddr, count: u32) -> anyhow::Result<u32> {
         let output = self.lab.try_exec(
             self.name(from),
-            &["ping", "-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1", &to.to_string()],
+            &[
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                &to.to_string(),
+            ],
         )?;
         parse_ping_received(&output)
     }
@@ -138,7 +162,9 @@ impl NetnsMesh {
     /// Stops an agent cleanly (SIGTERM).
     pub fn stop(&mut self, node: usize) -> anyhow::Result<()> {
         if let Some(agent) = self.agents[node].take() {
-            agent.stop(Duration::from_secs(5)).with_context(|| self.log(node))?;
+            agent
+                .stop(Duration::from_secs(5))
+                .with_context(|| self.log(node))?;
         }
         Ok(())
     }

@@ -39,7 +39,12 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `freimesh-agent run CONFIG`, inside network namespace `netns`
     /// if given, with its log in `log`.
-    pub fn start(name: &str, config: &Path, log: &Path, netns: Option<&str>) -> anyhow::Result<Self> {
+    pub fn start(
+        name: &str,
+        config: &Path,
+        log: &Path,
+        netns: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let agent = agent_binary()?;
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -57,12 +62,20 @@ impl AgentProcess {
         command
             .arg("run")
             .arg(config)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
-        let child = command.spawn().with_context(|| format!("starting agent {name}"))?;
-        Ok(Self { name: name.to_owned(), child })
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting agent {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -87,7 +100,10 @@ impl AgentProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("agent {} did not stop within {grace:?} of SIGTERM", self.name)
+        bail!(
+            "agent {} did not stop within {grace:?} of SIGTERM",
+            self.name
+        )
     }
 
     /// Kills the agent without warning, as a crash would.
@@ -107,7 +123,10 @@ impl Drop for AgentProcess {
 }
 
 fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Waits until `path` exists (an agent's control socket appears once it is

@@ -23,12 +23,18 @@ impl Topology {
 
     /// `a` on top, `b` and `c` in the middle, `d` below.
     pub fn diamond() -> Self {
-        Self { names: (0..4).map(node_name).collect(), links: vec![(0, 1), (0, 2), (1, 3), (2, 3)] }
+        Self {
+            names: (0..4).map(node_name).collect(),
+            links: vec![(0, 1), (0, 2), (1, 3), (2, 3)],
+        }
     }
 
     /// Node `a` in the middle, joined to `leaves` others.
     pub fn star(leaves: usize) -> Self {
-        Self { names: (0..=leaves).map(node_name).collect(), links: (1..=leaves).map(|i| (0, i)).collect() }
+        Self {
+            names: (0..=leaves).map(node_name).collect(),
+            links: (1..=leaves).map(|i| (0, i)).collect(),
+        }
     }
 
     pub fn neighbours(&self, node: usize) -> Vec<usize> {
@@ -104,8 +110,20 @@ mod tests {
     #[test]
     fn diamond_has_loop_free_alternates_only_where_they_exist() {
         let t = Topology::diamond();
-        assert_eq!(t.routes_from(0)[&3], vec![1, 2], "both middle nodes are closer to d");
-        assert_eq!(t.routes_from(1)[&2], vec![0, 3], "b reaches c via a or d, both at distance 1");
-        assert_eq!(t.routes_from(1)[&3], vec![3], "a is farther from d than b: no alternate");
+        assert_eq!(
+            t.routes_from(0)[&3],
+            vec![1, 2],
+            "both middle nodes are closer to d"
+        );
+        assert_eq!(
+            t.routes_from(1)[&2],
+            vec![0, 3],
+            "b reaches c via a or d, both at distance 1"
+        );
+        assert_eq!(
+            t.routes_from(1)[&3],
+            vec![3],
+            "a is farther from d than b: no alternate"
+        );
     }
 }

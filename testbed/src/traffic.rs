@@ -39,9 +39,12 @@ fn echo(mut stream: TcpStream) {
 /// Sends `size` bytes to an echo service at `addr` and checks they all come
 /// back in order; returns the round-trip throughput in bits per second.
 pub fn echo_roundtrip(addr: SocketAddr, size: usize, timeout: Duration) -> anyhow::Result<f64> {
-    let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
-    let payload: Vec<u8> = (0..size).map(|i| u8::try_from((i * 7 + i / 251) % 256).unwrap_or(0)).collect();
+    let payload: Vec<u8> = (0..size)
+        .map(|i| u8::try_from((i * 7 + i / 251) % 256).unwrap_or(0))
+        .collect();
     let started = Instant::now();
     let mut writer = stream.try_clone()?;
     let to_send = payload.clone();
@@ -51,17 +54,27 @@ pub fn echo_roundtrip(addr: SocketAddr, size: usize, timeout: Duration) -> anyho
     });
     let mut received = Vec::with_capacity(size);
     let mut reader = stream;
-    reader.read_to_end(&mut received).with_context(|| format!("reading the echo from {addr}"))?;
-    sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    reader
+        .read_to_end(&mut received)
+        .with_context(|| format!("reading the echo from {addr}"))?;
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
     let elapsed = started.elapsed();
     if received != payload {
-        bail!("echo through {addr} returned {} of {size} bytes, or in the wrong order", received.len());
+        bail!(
+            "echo through {addr} returned {} of {size} bytes, or in the wrong order",
+            received.len()
+        );
     }
     Ok(size as f64 * 8.0 / elapsed.as_secs_f64())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")
 }
 
 /// Asks the agent behind `socket` for its status.
@@ -97,21 +110,53 @@ pub fn retry<T>(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<T>) -> 
 /// One TCP stream with iperf3 from namespace `client` to a server in
 /// namespace `server` bound to `server_addr`; returns the receiver's bits
 /// per second.
-pub fn iperf3(lab: &crate::lab::Lab, client: &str, server: &str, server_addr: &str, seconds: u32) -> anyhow::Result<f64> {
+pub fn iperf3(
+    lab: &crate::lab::Lab,
+    client: &str,
+    server: &str,
+    server_addr: &str,
+    seconds: u32,
+) -> anyhow::Result<f64> {
     let mut daemon = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.ns(server), "iperf3", "-s", "-1", "-B", server_addr])
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(server),
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+            server_addr,
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .context("starting iperf3 -s")?;
     let output = retry(Duration::from_secs(5), || {
-        let out = lab.try_exec(client, &["iperf3", "-c", server_addr, "-t", &seconds.to_string(), "-J"])?;
-        if out.status.success() { Ok(out) } else { bail!("iperf3 -c failed: {}", String::from_utf8_lossy(&out.stdout)) }
+        let out = lab.try_exec(
+            client,
+            &[
+                "iperf3",
+                "-c",
+                server_addr,
+                "-t",
+                &seconds.to_string(),
+                "-J",
+            ],
+        )?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            bail!("iperf3 -c failed: {}", String::from_utf8_lossy(&out.stdout))
+        }
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
     let text = String::from_utf8_lossy(&output?.stdout).to_string();
-    let tail = text.split("\"sum_received\"").nth(1).with_context(|| format!("no sum_received in: {text}"))?;
+    let tail = text
+        .split("\"sum_received\"")
+        .nth(1)
+        .with_context(|| format!("no sum_received in: {text}"))?;
     tail.split("\"bits_per_second\":")
         .nth(1)
         .and_then(|s| s.split([',', '}']).next())

@@ -19,17 +19,30 @@ fn session_survives_rekey_in_both_directions() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let topology = Topology::line(2);
     let underlay = Loopback::free_ports(2)?;
-    let nodes = mesh::write_configs(dir.path(), &topology, Backend::Userspace, &underlay, &|_| String::new())?;
+    let nodes = mesh::write_configs(
+        dir.path(),
+        &topology,
+        Backend::Userspace,
+        &underlay,
+        &|_| String::new(),
+    )?;
     let mut agents = Vec::new();
     for node in &nodes {
-        agents.push(AgentProcess::start(&node.name, &node.config, &node.log, None)?);
+        agents.push(AgentProcess::start(
+            &node.name,
+            &node.config,
+            &node.log,
+            None,
+        )?);
     }
     for node in &nodes {
         wait_for_path(&node.socket, Duration::from_secs(10))?;
     }
-    retry(Duration::from_secs(10), || match ping(&nodes[0].socket, nodes[1].overlay_v4().into(), 1)? {
-        s if s.received == 1 => Ok(()),
-        _ => anyhow::bail!("no reply yet"),
+    retry(Duration::from_secs(10), || {
+        match ping(&nodes[0].socket, nodes[1].overlay_v4().into(), 1)? {
+            s if s.received == 1 => Ok(()),
+            _ => anyhow::bail!("no reply yet"),
+        }
     })?;
     let started = Instant::now();
     let mut first_handshake_age = None;
@@ -38,14 +51,23 @@ fn session_survives_rekey_in_both_directions() -> anyhow::Result<()> {
     while started.elapsed() < DURATION {
         round += 1;
         // Alternate directions so both sides' sending keys are exercised.
-        let (from, to) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
+        let (from, to) = if round.is_multiple_of(2) {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
         let summary = ping(&nodes[from].socket, nodes[to].overlay_v4().into(), 2)?;
         assert_eq!(
-            summary.received, 2,
+            summary.received,
+            2,
             "round {round} at {:?}: {}→{} lost pings",
-            started.elapsed(), nodes[from].name, nodes[to].name
+            started.elapsed(),
+            nodes[from].name,
+            nodes[to].name
         );
-        let age = status(&nodes[0].socket)?.engine.links[0].handshake_age_ms.unwrap_or(0);
+        let age = status(&nodes[0].socket)?.engine.links[0]
+            .handshake_age_ms
+            .unwrap_or(0);
         match first_handshake_age {
             None => first_handshake_age = Some(age),
             Some(_) if u128::from(age) + 1000 < started.elapsed().as_millis() => rekeyed = true,

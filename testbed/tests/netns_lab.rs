@@ -7,13 +7,19 @@ use std::time::Duration;
 
 use freimesh_testbed::mesh::{overlay_v4, overlay_v6};
 use freimesh_testbed::netns_mesh::NetnsMesh;
-use freimesh_testbed::traffic::iperf3;
 use freimesh_testbed::topology::Topology;
+use freimesh_testbed::traffic::iperf3;
 
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(15);
 
 fn tcp_stream(mesh: &NetnsMesh, from: usize, to: usize, seconds: u32) -> anyhow::Result<f64> {
-    iperf3(&mesh.lab, mesh.name(from), mesh.name(to), &overlay_v4(to).to_string(), seconds)
+    iperf3(
+        &mesh.lab,
+        mesh.name(from),
+        mesh.name(to),
+        &overlay_v4(to).to_string(),
+        seconds,
+    )
 }
 
 fn v4(index: usize) -> IpAddr {
@@ -25,7 +31,8 @@ fn v6(index: usize) -> IpAddr {
 }
 
 #[test]
-fn line_of_four_carries_ping_and_tcp_across_three_hops_and_survives_a_transit_restart() -> anyhow::Result<()> {
+fn line_of_four_carries_ping_and_tcp_across_three_hops_and_survives_a_transit_restart()
+-> anyhow::Result<()> {
     if !freimesh_testbed::lab::require_root("line_of_four") {
         return Ok(());
     }
@@ -33,9 +40,16 @@ fn line_of_four_carries_ping_and_tcp_across_three_hops_and_survives_a_transit_re
     mesh.wait_reachable(0, v4(3), HANDSHAKE_WAIT)?;
     assert_eq!(mesh.ping(0, v4(3), 5)?, 5, "IPv4 across 3 hops");
     mesh.wait_reachable(0, v6(3), HANDSHAKE_WAIT)?;
-    assert_eq!(mesh.ping(3, v6(0), 3)?, 3, "IPv6 across 3 hops, other direction");
+    assert_eq!(
+        mesh.ping(3, v6(0), 3)?,
+        3,
+        "IPv6 across 3 hops, other direction"
+    );
     let bps = tcp_stream(&mesh, 0, 3, 2)?;
-    assert!(bps > 1e6, "a TCP stream across 3 hops moved only {bps} bit/s");
+    assert!(
+        bps > 1e6,
+        "a TCP stream across 3 hops moved only {bps} bit/s"
+    );
 
     // The kernel sees the mesh through fm0 with the agent's aggregate routes,
     // tagged with the agent's own protocol.
@@ -62,12 +76,21 @@ fn line_of_four_carries_ping_and_tcp_across_three_hops_and_survives_a_transit_re
     // A clean stop removes the device and the routes.
     mesh.stop(3)?;
     let links = mesh.exec(3, &["ip", "link", "show"])?;
-    assert!(!String::from_utf8_lossy(&links.stdout).contains("fm0"), "fm0 left behind");
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("fm0"),
+        "fm0 left behind"
+    );
     let proto = freimesh_agent::linux::RTPROT_FREIMESH.to_string();
     let before = mesh.exec(2, &["ip", "route", "show", "proto", &proto])?;
-    assert!(!String::from_utf8_lossy(&before.stdout).trim().is_empty(), "running agents tag their routes");
+    assert!(
+        !String::from_utf8_lossy(&before.stdout).trim().is_empty(),
+        "running agents tag their routes"
+    );
     let routes = mesh.exec(3, &["ip", "route", "show", "proto", &proto])?;
-    assert!(String::from_utf8_lossy(&routes.stdout).trim().is_empty(), "routes left behind");
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).trim().is_empty(),
+        "routes left behind"
+    );
     Ok(())
 }
 

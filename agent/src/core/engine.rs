@@ -30,17 +30,20 @@ use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::link::{Link, LinkStatus, REINIT_BACKOFF_MAX};
+use super::LinkId;
+use super::link::{Link, LinkStatus};
 use super::packet::{IpPacket, decrement_ttl};
 use super::table::{ForwardingTable, Hop, TableError};
-use super::LinkId;
 
 /// boringtun needs room for the largest datagram plus its overhead; a too
 /// small buffer panics inside it (NOTES.md), so every scratch buffer is 64 KiB.
 const SCRATCH_LEN: usize = 65_536;
-/// Handshakes per second per peer before boringtun's limiter asks for cookies
-/// (the value boringtun's own device uses).
-const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Handshake messages per second, for the whole node, before boringtun's
+/// limiter answers with cookies instead of doing Diffie-Hellman. Each
+/// initiation is checked twice (once to find its link, once by the link's
+/// `Tunn`), so this admits about 100 initiations per second, boringtun's own
+/// device default.
+const HANDSHAKE_RATE_LIMIT: u64 = 200;
 /// Receiver indices are 24 bits wide in boringtun (`index << 8`).
 const INDEX_MASK: u32 = 0x00ff_ffff;
 
@@ -124,11 +127,15 @@ impl DropReason {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("link {name:?}: peer {peer} is already the peer of link {other:?}")]
-    DuplicatePeer { name: String, other: String, peer: PublicKeyBytes },
+    DuplicatePeer {
+        name: String,
+        other: String,
+        peer: PublicKeyBytes,
+    },
     #[error("link {name:?}: the peer key is this node's own key")]
     OwnKey { name: String },
-    #[error("route {prefix}: {source}")]
-    Route { prefix: IpNet, source: TableError },
+    #[error(transparent)]
+    Route(#[from] TableError),
     #[error("route {prefix}: next hop {link:?} is not a link of this engine")]
     UnknownLink { prefix: IpNet, link: LinkId },
 }
@@ -223,7 +230,11 @@ impl Engine {
     /// Builds an engine for the node holding `secret`. `index_seed` (random in
     /// production, fixed in tests) spreads WireGuard receiver indices so a
     /// restarted agent does not reuse the indices of its previous run.
-    pub fn new(secret: [u8; 32], specs: Vec<LinkSpec>, index_seed: u32) -> Result<Self, EngineError> {
+    pub fn new(
+        secret: [u8; 32],
+        specs: Vec<LinkSpec>,
+        index_seed: u32,
+    ) -> Result<Self, EngineError> {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret);
         let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
@@ -287,12 +298,13 @@ impl Engine {
             if let Hop::Link(link) = hop
                 && link.0 >= self.links.len()
             {
-                return Err(EngineError::UnknownLink { prefix, link: *link });
+                return Err(EngineError::UnknownLink {
+                    prefix,
+                    link: *link,
+                });
             }
         }
-        self.table
-            .insert(prefix, hops)
-            .map_err(|source| EngineError::Route { prefix, source })
+        Ok(self.table.insert(prefix, hops)?)
     }
 
     pub fn table(&self) -> &ForwardingTable {
@@ -345,7 +357,7 @@ impl Engine {
     }
 
     /// Services WireGuard's timers (rekey, keepalive, retries) and re-starts
-    /// handshakes that boringtun gave up on, with backoff.
+    /// handshakes that boringtun gave up on.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.next_rate_limiter_reset.is_none_or(|t| now >= t) {
             self.rate_limiter.reset_count();
@@ -356,18 +368,18 @@ impl Engine {
             match link.tunn.update_timers(&mut self.tx_scratch) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(to) = link.endpoint {
-                        self.outputs.push_back(Output::Transmit { to, datagram: datagram.to_vec() });
+                        self.outputs.push_back(Output::Transmit {
+                            to,
+                            datagram: datagram.to_vec(),
+                        });
                     }
                 }
                 TunnResult::Err(WireGuardError::ConnectionExpired) => {
-                    // boringtun stopped retrying; a mesh neighbour may come
-                    // back at any time, so keep knocking, more slowly.
-                    if link.next_reinit.is_none_or(|t| now >= t) {
-                        let wait = link.reinit_backoff;
-                        link.reinit_backoff = (wait * 2).min(REINIT_BACKOFF_MAX);
-                        link.next_reinit = Some(now + wait);
-                        self.initiate(LinkId(i), true, now);
-                    }
+                    // boringtun retried every 5 s for 90 s and gave up. A
+                    // mesh neighbour may come back at any time, so start a
+                    // new attempt at once: one 148-byte initiation per 5 s
+                    // to a dead neighbour, WireGuard's own retry cadence.
+                    self.initiate(LinkId(i), true, now);
                 }
                 _ => {}
             }
@@ -378,7 +390,10 @@ impl Engine {
     pub fn status(&self, now: Instant) -> EngineStatus {
         let hop_name = |hop: Hop| match hop {
             Hop::Local => "local".to_owned(),
-            Hop::Link(id) => self.links.get(id.0).map_or_else(|| format!("{id:?}"), |l| l.name.clone()),
+            Hop::Link(id) => self
+                .links
+                .get(id.0)
+                .map_or_else(|| format!("{id:?}"), |l| l.name.clone()),
         };
         EngineStatus {
             public_key: self.public_key().to_base64(),
@@ -418,10 +433,17 @@ impl Engine {
             Packet::HandshakeInit(ref init) => {
                 // Check the cheap MAC (and the cookie under load) before the
                 // Diffie-Hellman that identifies the initiator.
-                match self.rate_limiter.verify_packet(Some(from.ip()), datagram, &mut self.tx_scratch) {
+                match self.rate_limiter.verify_packet(
+                    Some(from.ip()),
+                    datagram,
+                    &mut self.tx_scratch,
+                ) {
                     Ok(_) => {}
                     Err(TunnResult::WriteToNetwork(cookie)) => {
-                        self.outputs.push_back(Output::Transmit { to: from, datagram: cookie.to_vec() });
+                        self.outputs.push_back(Output::Transmit {
+                            to: from,
+                            datagram: cookie.to_vec(),
+                        });
                         return None;
                     }
                     Err(_) => {
@@ -475,13 +497,17 @@ impl Engine {
                 let reply_type = reply.first().copied();
                 let proven = matches!(
                     (kind, reply_type),
-                    (MessageKind::HandshakeInit, Some(2)) | (MessageKind::HandshakeResponse, Some(4))
+                    (MessageKind::HandshakeInit, Some(2))
+                        | (MessageKind::HandshakeResponse, Some(4))
                 );
                 let reply = reply.to_vec();
                 if proven {
                     self.authenticated(link_id, from, now);
                 }
-                self.outputs.push_back(Output::Transmit { to: from, datagram: reply });
+                self.outputs.push_back(Output::Transmit {
+                    to: from,
+                    datagram: reply,
+                });
                 self.flush_queued(link_id, rx);
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
@@ -529,7 +555,10 @@ impl Engine {
         let link = &mut self.links[link_id.0];
         while let TunnResult::WriteToNetwork(datagram) = link.tunn.decapsulate(None, &[], scratch) {
             match link.endpoint {
-                Some(to) => self.outputs.push_back(Output::Transmit { to, datagram: datagram.to_vec() }),
+                Some(to) => self.outputs.push_back(Output::Transmit {
+                    to,
+                    datagram: datagram.to_vec(),
+                }),
                 None => {
                     self.drops[DropReason::NoEndpoint.slot()] += 1;
                 }
@@ -542,10 +571,14 @@ impl Engine {
         let Some(to) = link.endpoint else {
             return;
         };
-        if let TunnResult::WriteToNetwork(datagram) =
-            link.tunn.format_handshake_initiation(&mut self.tx_scratch, force)
+        if let TunnResult::WriteToNetwork(datagram) = link
+            .tunn
+            .format_handshake_initiation(&mut self.tx_scratch, force)
         {
-            self.outputs.push_back(Output::Transmit { to, datagram: datagram.to_vec() });
+            self.outputs.push_back(Output::Transmit {
+                to,
+                datagram: datagram.to_vec(),
+            });
         }
     }
 
@@ -607,7 +640,10 @@ impl Engine {
                 link.counters.tx_packets += 1;
                 link.counters.tx_bytes += packet.len() as u64;
                 match link.endpoint {
-                    Some(to) => self.outputs.push_back(Output::Transmit { to, datagram: datagram.to_vec() }),
+                    Some(to) => self.outputs.push_back(Output::Transmit {
+                        to,
+                        datagram: datagram.to_vec(),
+                    }),
                     None => self.drops[DropReason::NoEndpoint.slot()] += 1,
                 }
             }
@@ -622,8 +658,12 @@ impl Engine {
 /// Whether a router may forward a packet to `dst` at all.
 fn is_routable(dst: std::net::IpAddr) -> bool {
     match dst {
-        std::net::IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_link_local()),
-        std::net::IpAddr::V6(a) => !(a.is_multicast() || a.is_unspecified() || a.is_unicast_link_local()),
+        std::net::IpAddr::V4(a) => {
+            !(a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_link_local())
+        }
+        std::net::IpAddr::V6(a) => {
+            !(a.is_multicast() || a.is_unspecified() || a.is_unicast_link_local())
+        }
     }
 }
 

@@ -57,11 +57,22 @@ impl Mesh {
         for n in 1..=count {
             let peers: Vec<u8> = links
                 .iter()
-                .filter_map(|&(a, b)| if a == n { Some(b) } else if b == n { Some(a) } else { None })
+                .filter_map(|&(a, b)| {
+                    if a == n {
+                        Some(b)
+                    } else if b == n {
+                        Some(a)
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            let mut engine =
-                Engine::new(secret(n), peers.iter().map(|&p| spec(p)).collect(), u32::from(n) * 1000)
-                    .expect("engine");
+            let mut engine = Engine::new(
+                secret(n),
+                peers.iter().map(|&p| spec(p)).collect(),
+                u32::from(n) * 1000,
+            )
+            .expect("engine");
             engine
                 .insert_route(IpNet::from(IpAddr::V4(overlay(n))), vec![Hop::Local])
                 .expect("local route");
@@ -71,12 +82,19 @@ impl Mesh {
                     .map(|via| Hop::Link(engine.link_id(&format!("n{via}")).expect("link")))
                     .collect();
                 if !hops.is_empty() {
-                    engine.insert_route(IpNet::from(IpAddr::V4(overlay(dst))), hops).expect("route");
+                    engine
+                        .insert_route(IpNet::from(IpAddr::V4(overlay(dst))), hops)
+                        .expect("route");
                 }
             }
             nodes.push((n, engine));
         }
-        let mut mesh = Self { nodes, delivered: Vec::new(), now, cut: Vec::new() };
+        let mut mesh = Self {
+            nodes,
+            delivered: Vec::new(),
+            now,
+            cut: Vec::new(),
+        };
         for (_, engine) in &mut mesh.nodes {
             engine.start(now);
         }
@@ -85,7 +103,12 @@ impl Mesh {
     }
 
     fn engine(&mut self, n: u8) -> &mut Engine {
-        &mut self.nodes.iter_mut().find(|(id, _)| *id == n).expect("node").1
+        &mut self
+            .nodes
+            .iter_mut()
+            .find(|(id, _)| *id == n)
+            .expect("node")
+            .1
     }
 
     /// Moves datagrams until the mesh is quiet.
@@ -99,14 +122,17 @@ impl Mesh {
                     match out {
                         Output::Local(p) => self.delivered.push((from, p)),
                         Output::Transmit { to, datagram } => {
-                            let Some(j) = self.nodes.iter().position(|(n, _)| underlay(*n) == to) else {
+                            let Some(j) = self.nodes.iter().position(|(n, _)| underlay(*n) == to)
+                            else {
                                 continue;
                             };
                             if self.cut.contains(&(from, self.nodes[j].0)) {
                                 continue;
                             }
                             let now = self.now;
-                            self.nodes[j].1.handle_datagram(underlay(from), &datagram, now);
+                            self.nodes[j]
+                                .1
+                                .handle_datagram(underlay(from), &datagram, now);
                         }
                     }
                 }
@@ -127,7 +153,9 @@ impl Mesh {
 
 /// Line 1 - 2 - 3 - 4, shortest paths.
 fn line() -> Mesh {
-    Mesh::new(4, &[(1, 2), (2, 3), (3, 4)], |n, dst| vec![if dst > n { n + 1 } else { n - 1 }])
+    Mesh::new(4, &[(1, 2), (2, 3), (3, 4)], |n, dst| {
+        vec![if dst > n { n + 1 } else { n - 1 }]
+    })
 }
 
 #[test]
@@ -152,10 +180,14 @@ fn ipv6_crosses_the_mesh() {
     let mut mesh = line();
     let a: std::net::Ipv6Addr = "fd99::1".parse().expect("addr");
     let d: std::net::Ipv6Addr = "fd99::4".parse().expect("addr");
-    mesh.engine(4).insert_route(IpNet::from(IpAddr::V6(d)), vec![Hop::Local]).expect("route");
+    mesh.engine(4)
+        .insert_route(IpNet::from(IpAddr::V6(d)), vec![Hop::Local])
+        .expect("route");
     for (n, via) in [(1u8, 2u8), (2, 3), (3, 4)] {
         let link = mesh.engine(n).link_id(&format!("n{via}")).expect("link");
-        mesh.engine(n).insert_route("fd99::/64".parse().expect("net"), vec![Hop::Link(link)]).expect("route");
+        mesh.engine(n)
+            .insert_route("fd99::/64".parse().expect("net"), vec![Hop::Link(link)])
+            .expect("route");
     }
     mesh.send(1, ipv6_packet(a, d, 3, b"v6"));
     assert_eq!(mesh.delivered.len(), 1);
@@ -175,10 +207,15 @@ fn link_local_and_multicast_are_never_forwarded() {
     let mut mesh = line();
     let all_routers: std::net::Ipv6Addr = "ff02::2".parse().expect("addr");
     let link_local: std::net::Ipv6Addr = "fe80::1".parse().expect("addr");
-    mesh.engine(2).insert_route("::/0".parse().expect("net"), vec![Hop::Local]).expect("route");
+    mesh.engine(2)
+        .insert_route("::/0".parse().expect("net"), vec![Hop::Local])
+        .expect("route");
     mesh.send(1, ipv6_packet(link_local, all_routers, 255, b"rs"));
     mesh.send(1, ipv4_packet(overlay(1), Ipv4Addr::BROADCAST, 64, b"x"));
-    mesh.send(1, ipv4_packet(overlay(1), Ipv4Addr::new(224, 0, 0, 5), 64, b"x"));
+    mesh.send(
+        1,
+        ipv4_packet(overlay(1), Ipv4Addr::new(224, 0, 0, 5), 64, b"x"),
+    );
     assert_eq!(mesh.engine(1).drops(DropReason::NotRoutable), 3);
     assert_eq!(mesh.engine(1).drops(DropReason::NoRoute), 0);
     assert!(mesh.delivered.is_empty());
@@ -187,7 +224,10 @@ fn link_local_and_multicast_are_never_forwarded() {
 #[test]
 fn no_route_is_counted() {
     let mut mesh = line();
-    mesh.send(2, ipv4_packet(overlay(2), Ipv4Addr::new(203, 0, 113, 9), 64, b"x"));
+    mesh.send(
+        2,
+        ipv4_packet(overlay(2), Ipv4Addr::new(203, 0, 113, 9), 64, b"x"),
+    );
     assert_eq!(mesh.engine(2).drops(DropReason::NoRoute), 1);
 }
 
@@ -195,7 +235,10 @@ fn no_route_is_counted() {
 fn spoofed_source_is_dropped_when_sources_are_restricted() {
     let mut mesh = line();
     mesh.engine(2).links[0].allowed_sources = vec!["10.99.0.1/32".parse().expect("net")];
-    mesh.send(1, ipv4_packet(Ipv4Addr::new(10, 99, 0, 77), overlay(3), 64, b"x"));
+    mesh.send(
+        1,
+        ipv4_packet(Ipv4Addr::new(10, 99, 0, 77), overlay(3), 64, b"x"),
+    );
     assert_eq!(mesh.engine(2).drops(DropReason::SpoofedSource), 1);
     mesh.send(1, ipv4_packet(overlay(1), overlay(3), 64, b"x"));
     assert_eq!(mesh.delivered.len(), 1);
@@ -204,12 +247,14 @@ fn spoofed_source_is_dropped_when_sources_are_restricted() {
 #[test]
 fn alternate_next_hop_takes_over_when_the_primary_link_is_down() {
     // Diamond: 1 - {2, 3} - 4.
-    let mut mesh = Mesh::new(4, &[(1, 2), (1, 3), (2, 4), (3, 4)], |n, dst| match (n, dst) {
-        (1, 4) => vec![2, 3],
-        (4, 1) => vec![2, 3],
-        (1, d) | (4, d) => vec![d],
-        (_, d) if d == 1 || d == 4 => vec![d],
-        _ => vec![],
+    let mut mesh = Mesh::new(4, &[(1, 2), (1, 3), (2, 4), (3, 4)], |n, dst| {
+        match (n, dst) {
+            (1, 4) => vec![2, 3],
+            (4, 1) => vec![2, 3],
+            (1, d) | (4, d) => vec![d],
+            (_, d) if d == 1 || d == 4 => vec![d],
+            _ => vec![],
+        }
     });
     mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"a"));
     assert_eq!(mesh.engine(2).counters().forwarded, 1);
@@ -249,8 +294,13 @@ fn unknown_peer_and_garbage_are_counted() {
     let now = mesh.now;
     mesh.engine(1).handle_datagram(underlay(9), &datagram, now);
     assert_eq!(mesh.engine(1).drops(DropReason::UnknownPeer), 1);
-    mesh.engine(1).handle_datagram(underlay(9), b"\x04\0\0\0garbage-that-is-long-enough-for-data", now);
-    mesh.engine(1).handle_datagram(underlay(9), b"nonsense", now);
+    mesh.engine(1).handle_datagram(
+        underlay(9),
+        b"\x04\0\0\0garbage-that-is-long-enough-for-data",
+        now,
+    );
+    mesh.engine(1)
+        .handle_datagram(underlay(9), b"nonsense", now);
     assert_eq!(mesh.engine(1).drops(DropReason::MalformedDatagram), 1);
     assert_eq!(mesh.engine(1).drops(DropReason::UnknownIndex), 1);
     assert!(mesh.engine(1).poll_output().is_none());
@@ -264,7 +314,11 @@ fn status_lists_links_and_routes_by_name() {
     let status = mesh.engine(2).status(now);
     assert_eq!(status.links.len(), 2);
     assert!(status.links.iter().all(|l| l.handshake_age_ms.is_some()));
-    let to4 = status.routes.iter().find(|r| r.prefix == "10.99.0.4/32".parse().expect("net")).expect("route");
+    let to4 = status
+        .routes
+        .iter()
+        .find(|r| r.prefix == "10.99.0.4/32".parse().expect("net"))
+        .expect("route");
     assert_eq!(to4.via, vec!["n3".to_owned()]);
     assert_eq!(to4.active.as_deref(), Some("n3"));
 }

@@ -4,8 +4,7 @@
 //! A link is a thin wrapper around boringtun's `Tunn` that adds what a mesh
 //! needs on top of WireGuard: the peer's current endpoint (updated when an
 //! authenticated packet arrives from a new address, i.e. roaming), which inner
-//! source addresses the peer may send from, and re-initiation with backoff
-//! after boringtun gives up on a silent peer.
+//! source addresses the peer may send from, and its counters.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,13 +18,6 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::LinkId;
-
-/// First wait before re-initiating a handshake with a peer that stopped
-/// answering (boringtun itself retries every 5 s for 90 s, then gives up).
-pub(crate) const REINIT_BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between re-initiations: a neighbour that reboots is back in
-/// the mesh at most this long after it is reachable again.
-pub(crate) const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(16);
 
 #[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct LinkCounters {
@@ -51,8 +43,6 @@ pub(crate) struct Link {
     /// When the last authenticated packet (data, keepalive or handshake)
     /// arrived.
     pub last_authenticated_rx: Option<Instant>,
-    pub reinit_backoff: Duration,
-    pub next_reinit: Option<Instant>,
 }
 
 impl std::fmt::Debug for Link {
@@ -96,8 +86,6 @@ impl Link {
             allowed_sources: Vec::new(),
             counters: LinkCounters::default(),
             last_authenticated_rx: None,
-            reinit_backoff: REINIT_BACKOFF_MIN,
-            next_reinit: None,
         }
     }
 
@@ -109,8 +97,6 @@ impl Link {
     /// endpoint if the peer roamed.
     pub fn authenticated(&mut self, from: SocketAddr, now: Instant) -> Option<Option<SocketAddr>> {
         self.last_authenticated_rx = Some(now);
-        self.reinit_backoff = REINIT_BACKOFF_MIN;
-        self.next_reinit = None;
         if self.endpoint == Some(from) {
             None
         } else {
@@ -125,7 +111,7 @@ impl Link {
             peer: self.peer.to_base64(),
             endpoint: self.endpoint,
             profile: self.profile.clone(),
-            handshake_age_ms: since_handshake.map(|d| millis(d)),
+            handshake_age_ms: since_handshake.map(millis),
             last_rx_age_ms: self
                 .last_authenticated_rx
                 .map(|t| millis(now.saturating_duration_since(t))),

@@ -85,8 +85,12 @@ impl IpPacket {
             return Err(PacketError::BadChecksum);
         }
         Ok(Self {
-            src: IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15])),
-            dst: IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19])),
+            src: IpAddr::V4(Ipv4Addr::new(
+                header[12], header[13], header[14], header[15],
+            )),
+            dst: IpAddr::V4(Ipv4Addr::new(
+                header[16], header[17], header[18], header[19],
+            )),
             ttl: header[8],
             len: total_len,
         })
@@ -97,9 +101,9 @@ impl IpPacket {
             .get(..IPV6_HEADER)
             .and_then(|h| h.try_into().ok())
             .ok_or(PacketError::TruncatedHeader {
-                len: bytes.len(),
-                needed: IPV6_HEADER,
-            })?;
+            len: bytes.len(),
+            needed: IPV6_HEADER,
+        })?;
         let payload_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
         let total_len = IPV6_HEADER + payload_len;
         if total_len > bytes.len() {
@@ -200,10 +204,19 @@ pub(crate) mod tests {
     }
 
     /// A minimal valid IPv6 packet.
-    pub(crate) fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn ipv6_packet(
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut p = vec![0u8; IPV6_HEADER + payload.len()];
         p[0] = 0x60;
-        p[4..6].copy_from_slice(&u16::try_from(payload.len()).unwrap_or(u16::MAX).to_be_bytes());
+        p[4..6].copy_from_slice(
+            &u16::try_from(payload.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         p[6] = 17;
         p[7] = hop_limit;
         p[8..24].copy_from_slice(&src.octets());
@@ -214,7 +227,12 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_ipv4_and_ignores_padding() {
-        let mut p = ipv4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 64, b"hi");
+        let mut p = ipv4_packet(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            64,
+            b"hi",
+        );
         p.extend_from_slice(&[0, 0, 0]);
         let parsed = IpPacket::parse(&p).expect("valid");
         assert_eq!(parsed.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
@@ -231,13 +249,22 @@ pub(crate) mod tests {
         assert_eq!(IpPacket::parse(&bad_sum), Err(PacketError::BadChecksum));
         let mut long = good.clone();
         long[3] = 200;
-        assert!(matches!(IpPacket::parse(&long), Err(PacketError::LengthMismatch { .. })));
+        assert!(matches!(
+            IpPacket::parse(&long),
+            Err(PacketError::LengthMismatch { .. })
+        ));
         let mut ihl = good.clone();
         ihl[0] = 0x44;
         assert_eq!(IpPacket::parse(&ihl), Err(PacketError::BadHeaderLength(4)));
-        assert!(matches!(IpPacket::parse(&good[..10]), Err(PacketError::TruncatedHeader { .. })));
+        assert!(matches!(
+            IpPacket::parse(&good[..10]),
+            Err(PacketError::TruncatedHeader { .. })
+        ));
         assert_eq!(IpPacket::parse(&[]), Err(PacketError::Empty));
-        assert_eq!(IpPacket::parse(&[0x10; 40]), Err(PacketError::UnknownVersion(1)));
+        assert_eq!(
+            IpPacket::parse(&[0x10; 40]),
+            Err(PacketError::UnknownVersion(1))
+        );
     }
 
     #[test]
@@ -246,14 +273,28 @@ pub(crate) mod tests {
         let dst: Ipv6Addr = "fd99::2".parse().expect("addr");
         let p = ipv6_packet(src, dst, 5, b"payload");
         let parsed = IpPacket::parse(&p).expect("valid");
-        assert_eq!((parsed.src, parsed.dst, parsed.ttl, parsed.len), (src.into(), dst.into(), 5, 47));
-        assert!(matches!(IpPacket::parse(&p[..45]), Err(PacketError::LengthMismatch { .. })));
-        assert!(matches!(IpPacket::parse(&p[..30]), Err(PacketError::TruncatedHeader { .. })));
+        assert_eq!(
+            (parsed.src, parsed.dst, parsed.ttl, parsed.len),
+            (src.into(), dst.into(), 5, 47)
+        );
+        assert!(matches!(
+            IpPacket::parse(&p[..45]),
+            Err(PacketError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            IpPacket::parse(&p[..30]),
+            Err(PacketError::TruncatedHeader { .. })
+        ));
     }
 
     #[test]
     fn ttl_decrement_keeps_checksum_valid_and_stops_at_one() {
-        let mut p = ipv4_packet(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8), 2, b"abc");
+        let mut p = ipv4_packet(
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(5, 6, 7, 8),
+            2,
+            b"abc",
+        );
         decrement_ttl(&mut p).expect("ttl 2 forwards");
         assert_eq!(IpPacket::parse(&p).expect("checksum still valid").ttl, 1);
         assert_eq!(decrement_ttl(&mut p), Err(TtlExpired));

@@ -115,19 +115,31 @@ trait Key: Copy + Eq + std::hash::Hash {
 
 impl Key for u32 {
     fn mask(self, len: u8, bits: u8) -> Self {
-        if len == 0 { 0 } else { self & (u32::MAX << (bits - len)) }
+        if len == 0 {
+            0
+        } else {
+            self & (u32::MAX << (bits - len))
+        }
     }
 }
 
 impl Key for u128 {
     fn mask(self, len: u8, bits: u8) -> Self {
-        if len == 0 { 0 } else { self & (u128::MAX << (bits - len)) }
+        if len == 0 {
+            0
+        } else {
+            self & (u128::MAX << (bits - len))
+        }
     }
 }
 
 impl<K: Key> Lpm<K> {
     fn new(bits: u8) -> Self {
-        Self { lengths: Vec::new(), by_length: BTreeMap::new(), bits }
+        Self {
+            lengths: Vec::new(),
+            by_length: BTreeMap::new(),
+            bits,
+        }
     }
 
     fn insert(&mut self, key: K, len: u8, group: GroupId) -> Option<GroupId> {
@@ -210,8 +222,12 @@ impl ForwardingTable {
         self.remove(prefix);
         let group = self.group_for(hops);
         match prefix {
-            IpNet::V4(net) => self.v4.insert(u32::from(net.addr()), net.prefix_len(), group),
-            IpNet::V6(net) => self.v6.insert(u128::from(net.addr()), net.prefix_len(), group),
+            IpNet::V4(net) => self
+                .v4
+                .insert(u32::from(net.addr()), net.prefix_len(), group),
+            IpNet::V6(net) => self
+                .v6
+                .insert(u128::from(net.addr()), net.prefix_len(), group),
         };
         self.routes.insert(prefix, group);
         Ok(())
@@ -251,7 +267,11 @@ impl ForwardingTable {
     /// Cost grows with the number of groups using the link, not with the
     /// number of prefixes.
     pub fn set_link_up(&mut self, link: LinkId, up: bool) -> usize {
-        let changed_state = if up { self.down.remove(&link) } else { self.down.insert(link) };
+        let changed_state = if up {
+            self.down.remove(&link)
+        } else {
+            self.down.insert(link)
+        };
         if !changed_state {
             return 0;
         }
@@ -281,7 +301,11 @@ impl ForwardingTable {
             .iter()
             .filter_map(|(prefix, id)| {
                 let group = self.groups.get(id.0)?.as_ref()?;
-                Some(RouteView { prefix: *prefix, hops: group.hops.clone(), active: group.active() })
+                Some(RouteView {
+                    prefix: *prefix,
+                    hops: group.hops.clone(),
+                    active: group.active(),
+                })
             })
             .collect()
     }
@@ -301,7 +325,11 @@ impl ForwardingTable {
             }
             return id;
         }
-        let group = NextHopGroup { active: first_live(&hops, &self.down), hops: hops.clone(), users: 1 };
+        let group = NextHopGroup {
+            active: first_live(&hops, &self.down),
+            hops: hops.clone(),
+            users: 1,
+        };
         let id = match self.free_groups.pop() {
             Some(slot) => {
                 self.groups[slot] = Some(group);
@@ -370,11 +398,16 @@ mod tests {
     #[test]
     fn longest_prefix_wins_v4_and_v6() {
         let mut t = ForwardingTable::new();
-        t.insert(net("0.0.0.0/0"), vec![Hop::Link(LinkId(9))]).expect("insert");
-        t.insert(net("10.99.0.0/16"), vec![Hop::Link(LinkId(1))]).expect("insert");
-        t.insert(net("10.99.0.4/32"), vec![Hop::Link(LinkId(2))]).expect("insert");
-        t.insert(net("fd99::/64"), vec![Hop::Link(LinkId(3))]).expect("insert");
-        t.insert(net("fd99::4/128"), vec![Hop::Local]).expect("insert");
+        t.insert(net("0.0.0.0/0"), vec![Hop::Link(LinkId(9))])
+            .expect("insert");
+        t.insert(net("10.99.0.0/16"), vec![Hop::Link(LinkId(1))])
+            .expect("insert");
+        t.insert(net("10.99.0.4/32"), vec![Hop::Link(LinkId(2))])
+            .expect("insert");
+        t.insert(net("fd99::/64"), vec![Hop::Link(LinkId(3))])
+            .expect("insert");
+        t.insert(net("fd99::4/128"), vec![Hop::Local])
+            .expect("insert");
         assert_eq!(t.lookup(ip("10.99.0.4")), Some(Hop::Link(LinkId(2))));
         assert_eq!(t.lookup(ip("10.99.7.7")), Some(Hop::Link(LinkId(1))));
         assert_eq!(t.lookup(ip("192.0.2.1")), Some(Hop::Link(LinkId(9))));
@@ -386,8 +419,10 @@ mod tests {
     #[test]
     fn host_bits_are_cleared_and_routes_replace() {
         let mut t = ForwardingTable::new();
-        t.insert(net("10.1.2.3/24"), vec![Hop::Link(LinkId(1))]).expect("insert");
-        t.insert(net("10.1.2.0/24"), vec![Hop::Link(LinkId(2))]).expect("insert");
+        t.insert(net("10.1.2.3/24"), vec![Hop::Link(LinkId(1))])
+            .expect("insert");
+        t.insert(net("10.1.2.0/24"), vec![Hop::Link(LinkId(2))])
+            .expect("insert");
         assert_eq!(t.len(), 1);
         assert_eq!(t.lookup(ip("10.1.2.200")), Some(Hop::Link(LinkId(2))));
         assert!(t.remove(net("10.1.2.9/24")));
@@ -398,9 +433,15 @@ mod tests {
     #[test]
     fn rejects_empty_and_duplicate_hops() {
         let mut t = ForwardingTable::new();
-        assert!(matches!(t.insert(net("10.0.0.0/8"), vec![]), Err(TableError::NoHops(_))));
         assert!(matches!(
-            t.insert(net("10.0.0.0/8"), vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(1))]),
+            t.insert(net("10.0.0.0/8"), vec![]),
+            Err(TableError::NoHops(_))
+        ));
+        assert!(matches!(
+            t.insert(
+                net("10.0.0.0/8"),
+                vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(1))]
+            ),
             Err(TableError::DuplicateHop { .. })
         ));
     }
@@ -409,10 +450,16 @@ mod tests {
     fn link_down_switches_every_prefix_of_the_group_at_once() {
         let mut t = ForwardingTable::new();
         for i in 0..1000u32 {
-            let prefix = IpNet::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).expect("prefix");
-            t.insert(prefix, vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))]).expect("insert");
+            let prefix =
+                IpNet::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).expect("prefix");
+            t.insert(prefix, vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))])
+                .expect("insert");
         }
-        assert_eq!(t.set_link_up(LinkId(1), false), 1, "one group changed, not 1000 prefixes");
+        assert_eq!(
+            t.set_link_up(LinkId(1), false),
+            1,
+            "one group changed, not 1000 prefixes"
+        );
         assert_eq!(t.lookup(ip("10.0.5.1")), Some(Hop::Link(LinkId(2))));
         assert_eq!(t.set_link_up(LinkId(2), false), 1);
         assert_eq!(t.lookup(ip("10.0.5.1")), None);
@@ -434,7 +481,11 @@ mod tests {
         assert!(t.groups_by_link.is_empty());
         // A new route created while link 1 is down starts on its alternate.
         t.set_link_up(LinkId(1), false);
-        t.insert(net("10.0.2.0/24"), vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(3))]).expect("insert");
+        t.insert(
+            net("10.0.2.0/24"),
+            vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(3))],
+        )
+        .expect("insert");
         assert_eq!(t.lookup(ip("10.0.2.1")), Some(Hop::Link(LinkId(3))));
     }
 

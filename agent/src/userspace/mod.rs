@@ -152,12 +152,8 @@ pub enum UserspaceError {
         target: SocketAddr,
         reason: &'static str,
     },
-    #[error("binding TCP forward listener on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
+    #[error("binding TCP forward listener on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: io::Error },
     #[error("pinging {target}: this node has no overlay address of that family")]
     NoSourceAddress { target: IpAddr },
     #[error("pinging {target}: every ICMP echo identifier is in use")]
@@ -178,9 +174,9 @@ pub fn spawn(
 
     let mut bound = Vec::with_capacity(settings.tcp_forwards.len());
     for forward in &settings.tcp_forwards {
-        let bind_error = |source| UserspaceError::Bind {
+        let bind_error = |cause| UserspaceError::Bind {
             addr: forward.listen,
-            source,
+            cause,
         };
         let listener = std::net::TcpListener::bind(forward.listen).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
