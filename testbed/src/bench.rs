@@ -21,7 +21,7 @@ use crate::lab::Lab;
 use crate::mesh::overlay_v4;
 use crate::netns_mesh::NetnsMesh;
 use crate::topology::Topology;
-use crate::traffic::{iperf3, retry};
+use crate::traffic::{iperf3, retry, wg};
 
 /// Seconds each iperf3 run lasts.
 const IPERF_SECONDS: u32 = 5;
@@ -259,19 +259,4 @@ fn wireguard_go_pair() -> anyhow::Result<f64> {
         let _ = child.wait();
     }
     result
-}
-
-fn wg(args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let mut child = Command::new("wg")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running wg")?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        input.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

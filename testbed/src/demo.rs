@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::mesh::{self, Backend, Loopback};
-use crate::process::{AgentProcess, wait_for_path};
+use crate::process::start_all;
 use crate::topology::Topology;
 use crate::traffic;
 
@@ -59,25 +59,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
         nodes.len(),
         options.dir.display()
     );
-    let mut agents = Vec::new();
-    for node in &nodes {
-        let _ = std::fs::remove_file(&node.socket);
-        agents.push(AgentProcess::start(
-            &node.name,
-            &node.config,
-            &node.log,
-            None,
-        )?);
-    }
-    for node in &nodes {
-        wait_for_path(&node.socket, Duration::from_secs(10)).with_context(|| {
-            format!(
-                "agent {} did not start; see {}",
-                node.name,
-                node.log.display()
-            )
-        })?;
-    }
+    let agents = start_all(&nodes)?;
     let first = &nodes[0];
     let target = nodes[last].overlay_v4();
     println!(

@@ -129,6 +129,32 @@ fn signal(pid: u32, name: &str) {
         .status();
 }
 
+/// Starts one agent per planned node on this machine (no namespace) and
+/// waits until each answers on its control socket.
+pub fn start_all(nodes: &[crate::mesh::PlannedNode]) -> anyhow::Result<Vec<AgentProcess>> {
+    let mut agents = Vec::new();
+    for node in nodes {
+        let _ = std::fs::remove_file(&node.socket);
+        agents.push(AgentProcess::start(
+            &node.name,
+            &node.config,
+            &node.log,
+            None,
+        )?);
+    }
+    for node in nodes {
+        wait_for_path(&node.socket, Duration::from_secs(10)).with_context(|| {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            format!(
+                "agent {} did not start; its log ({}):\n{log}",
+                node.name,
+                node.log.display()
+            )
+        })?;
+    }
+    Ok(agents)
+}
+
 /// Waits until `path` exists (an agent's control socket appears once it is
 /// up).
 pub fn wait_for_path(path: &Path, timeout: Duration) -> anyhow::Result<()> {

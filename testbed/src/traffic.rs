@@ -163,3 +163,22 @@ pub fn iperf3(
         .and_then(|s| s.trim().parse::<f64>().ok())
         .with_context(|| format!("no bits_per_second in: {text}"))
 }
+
+/// Runs wireguard-tools' `wg` with `args`, feeding `stdin`; returns its
+/// trimmed output. Used to prove interop (`wg pubkey`) and to configure
+/// wireguard-go peers.
+pub fn wg(args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("wg")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running wg (wireguard-tools)")?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "wg {args:?} failed");
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}

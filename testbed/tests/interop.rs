@@ -10,7 +10,7 @@ use freimesh_agent::identity::PrivateKey;
 use freimesh_testbed::lab::{Lab, require_root};
 use freimesh_testbed::netns_mesh::parse_ping_received;
 use freimesh_testbed::process::{AgentProcess, wait_for_path};
-use freimesh_testbed::traffic::retry;
+use freimesh_testbed::traffic::{retry, wg};
 
 /// wireguard-go in the foreground (`-f`: its daemonising mode can fork
 /// without end here), killed by its own pid on drop.
@@ -21,22 +21,6 @@ impl Drop for WireguardGo {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn wg_tool(args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let mut child = Command::new("wg")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running wg (wireguard-tools)")?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        use std::io::Write as _;
-        input.write_all(text.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    anyhow::ensure!(output.status.success(), "wg {args:?} failed");
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[test]
@@ -50,15 +34,15 @@ fn wg_pubkey_agrees_with_freimesh() -> anyhow::Result<()> {
         return Ok(());
     }
     for _ in 0..5 {
-        let private = wg_tool(&["genkey"], None)?;
-        let public = wg_tool(&["pubkey"], Some(&private))?;
+        let private = wg(&["genkey"], None)?;
+        let public = wg(&["pubkey"], Some(&private))?;
         assert_eq!(
             PrivateKey::from_base64(&private)?.public().to_base64(),
             public
         );
         let ours = PrivateKey::generate();
         assert_eq!(
-            wg_tool(&["pubkey"], Some(&ours.to_base64()))?,
+            wg(&["pubkey"], Some(&ours.to_base64()))?,
             ours.public().to_base64()
         );
     }
@@ -83,8 +67,8 @@ fn wireguard_go_peer_handshakes_and_exchanges_traffic_both_ways() -> anyhow::Res
         "172.30.0.2/24",
     )?;
 
-    let wg_private = wg_tool(&["genkey"], None)?;
-    let wg_public = wg_tool(&["pubkey"], Some(&wg_private))?;
+    let wg_private = wg(&["genkey"], None)?;
+    let wg_public = wg(&["pubkey"], Some(&wg_private))?;
     let wg_key_file = dir.path().join("wg.key");
     std::fs::write(&wg_key_file, &wg_private)?;
     let fm_key = PrivateKey::generate();

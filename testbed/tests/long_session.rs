@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use freimesh_testbed::mesh::{self, Backend, Loopback};
-use freimesh_testbed::process::{AgentProcess, wait_for_path};
+use freimesh_testbed::process::start_all;
 use freimesh_testbed::topology::Topology;
 use freimesh_testbed::traffic::{ping, retry, status};
 
@@ -26,18 +26,7 @@ fn session_survives_rekey_in_both_directions() -> anyhow::Result<()> {
         &underlay,
         &|_| String::new(),
     )?;
-    let mut agents = Vec::new();
-    for node in &nodes {
-        agents.push(AgentProcess::start(
-            &node.name,
-            &node.config,
-            &node.log,
-            None,
-        )?);
-    }
-    for node in &nodes {
-        wait_for_path(&node.socket, Duration::from_secs(10))?;
-    }
+    let agents = start_all(&nodes)?;
     retry(Duration::from_secs(10), || {
         match ping(&nodes[0].socket, nodes[1].overlay_v4().into(), 1)? {
             s if s.received == 1 => Ok(()),
