@@ -14,9 +14,10 @@ use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-/// The link profiles an operator can name. Their timers arrive with the
-/// failover work; the names are fixed now so configs stay valid.
-pub const PROFILES: [&str; 3] = ["fast", "default", "metered"];
+/// The link profiles an operator can name (timers in
+/// `core::liveness::Profile`); `wireguard` is for plain WireGuard peers,
+/// which send no heartbeats.
+pub const PROFILES: [&str; 4] = ["fast", "default", "metered", "wireguard"];
 /// The name that routes use for "this node".
 pub const LOCAL_HOP: &str = "local";
 /// WireGuard over IPv6 underlay needs 80 bytes; 1420 is what wg-quick uses.
@@ -103,6 +104,17 @@ pub struct UserspaceConfig {
     pub tcp_exposes: Vec<TcpExposeConfig>,
 }
 
+/// The `[controller]` section: where the controller is and how to trust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    pub endpoint: SocketAddr,
+    /// The controller's public key, pinned: `freimesh-controller init` prints it.
+    pub public_key: PublicKeyBytes,
+    /// A one-time join token (`freimesh-controller token create`); sent until
+    /// the controller welcomes the node, ignored by it afterwards.
+    pub join_token: Option<String>,
+}
+
 /// A checked agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -119,6 +131,9 @@ pub struct AgentConfig {
     pub userspace: UserspaceConfig,
     pub links: Vec<LinkConfig>,
     pub routes: Vec<RouteConfig>,
+    /// With a controller, `[[link]]`, `[[route]]` and `node.addresses` are
+    /// optional: the controller assigns them.
+    pub controller: Option<ControllerConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +148,15 @@ struct RawConfig {
     link: Vec<RawLink>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    controller: Option<RawController>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    endpoint: String,
+    public_key: String,
+    join_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +167,7 @@ struct RawNode {
     #[serde(default)]
     generate_key: bool,
     listen: String,
+    #[serde(default)]
     addresses: Vec<String>,
     #[serde(default)]
     local_prefixes: Vec<String>,
@@ -262,7 +287,8 @@ impl AgentConfig {
             return Err(field_err("node.private_key_file", "must name a file"));
         }
         let listen = parse_socket("node.listen", &node.listen)?;
-        if node.addresses.is_empty() {
+        let controller = raw.controller.map(check_controller).transpose()?;
+        if node.addresses.is_empty() && controller.is_none() {
             return Err(field_err(
                 "node.addresses",
                 "a node needs at least one overlay address",
@@ -384,6 +410,7 @@ impl AgentConfig {
             userspace,
             links,
             routes,
+            controller,
         })
     }
 
@@ -395,6 +422,32 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+fn check_controller(raw: RawController) -> Result<ControllerConfig, ConfigError> {
+    let endpoint = parse_socket("controller.endpoint", &raw.endpoint)?;
+    let public_key = PublicKeyBytes::from_base64(&raw.public_key)
+        .map_err(|e| field_err("controller.public_key", e.to_string()))?;
+    let join_token = match raw.join_token.map(|t| t.trim().to_owned()) {
+        Some(t) if t.is_empty() => {
+            return Err(field_err(
+                "controller.join_token",
+                "is empty; remove the line or paste the token from `freimesh-controller token create`",
+            ));
+        }
+        Some(t) if t.len() > 256 || t.chars().any(char::is_control) => {
+            return Err(field_err(
+                "controller.join_token",
+                "does not look like a join token (at most 256 printable characters)",
+            ));
+        }
+        other => other,
+    };
+    Ok(ControllerConfig {
+        endpoint,
+        public_key,
+        join_token,
+    })
 }
 
 fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {

@@ -151,3 +151,50 @@ fn a_node_needs_an_address() {
     ));
     assert!(err.starts_with("node.addresses"), "{err}");
 }
+
+const CONTROLLED: &str = r#"
+[node]
+private_key_file = "/etc/freimesh/private.key"
+listen = "0.0.0.0:51820"
+
+[controller]
+endpoint = "192.0.2.10:7700"
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+join_token = "fmj1-00112233"
+"#;
+
+#[test]
+fn controller_section_makes_addresses_links_and_routes_optional() {
+    let cfg = AgentConfig::from_toml(CONTROLLED).expect("valid");
+    let ctl = cfg.controller.expect("controller");
+    assert_eq!(ctl.endpoint, "192.0.2.10:7700".parse().expect("addr"));
+    assert_eq!(ctl.join_token.as_deref(), Some("fmj1-00112233"));
+    assert!(cfg.addresses.is_empty() && cfg.links.is_empty() && cfg.routes.is_empty());
+    let without = CONTROLLED.replace("join_token = \"fmj1-00112233\"\n", "");
+    assert_eq!(
+        AgentConfig::from_toml(&without)
+            .expect("valid")
+            .controller
+            .expect("controller")
+            .join_token,
+        None
+    );
+}
+
+#[test]
+fn controller_errors_name_the_field() {
+    let bad_endpoint = CONTROLLED.replace("192.0.2.10:7700", "controller.example");
+    assert!(error_of(&bad_endpoint).starts_with("controller.endpoint:"));
+    let bad_key = CONTROLLED.replace("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=", "AAAA");
+    assert!(error_of(&bad_key).starts_with("controller.public_key:"));
+    let empty_token = CONTROLLED.replace("fmj1-00112233", " ");
+    assert!(error_of(&empty_token).starts_with("controller.join_token:"));
+    let unknown = format!("{CONTROLLED}extra = 1\n");
+    assert!(error_of(&unknown).contains("extra"));
+    let no_addresses = CONTROLLED
+        .split("[controller]")
+        .next()
+        .expect("node part")
+        .to_owned();
+    assert!(error_of(&no_addresses).starts_with("node.addresses:"));
+}

@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod control;
+pub mod controlplane;
 pub mod core;
 pub mod identity;
 pub mod linux;

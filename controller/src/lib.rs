@@ -1,9 +1,32 @@
 //! # freimesh-controller
 //!
-//! The controller owns the mesh registry, assigns addresses and computes routes
-//! with loop-free alternates (see `ARCHITECTURE.md`, "Control plane"). Until the
-//! controller issue lands, agents run in static mode from their own config
-//! files; this crate only fixes the protocol version it will speak.
+//! The controller owns the mesh registry, assigns addresses and computes
+//! routes with loop-free alternates (`ARCHITECTURE.md`, "Control plane").
+//!
+//! * [`store`]: the registry in embedded SQLite (WAL, migrations, IPAM).
+//! * [`core`]: the sans-IO decision core: enrolment outcomes, link
+//!   assignment, routes and deltas per node.
+//! * [`routing`]: route computation (primaries and loop-free alternates).
+//! * [`server`]: the tokio shell: TCP + Noise IK sessions (`docs/protocol.md`),
+//!   one task per connection, one hub task owning the core and the store.
+//! * [`admin`]: what the CLI subcommands do (`init`, `token create`,
+//!   `node list|approve|revoke`, `prefix approve`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use freimesh_controller::{admin, server};
+//! let db = std::path::Path::new("/var/lib/freimesh/mesh.db");
+//! admin::init(db, "fd12:3456:789a::/48".parse()?, "10.99.0.0/16".parse()?, false)?;
+//! let opts = server::Options { db: db.to_owned(), listen: "0.0.0.0:7700".parse()?, require_approval: false };
+//! server::run(opts, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
 
-/// The protocol version the controller will negotiate with agents.
+pub mod admin;
+pub mod core;
+pub mod routing;
+pub mod server;
+pub mod store;
+
+/// The protocol version the controller speaks with agents.
 pub const SPEAKS_PROTOCOL: u16 = freimesh_proto::PROTOCOL_VERSION;

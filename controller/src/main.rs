@@ -1,17 +1,206 @@
-//! `freimesh-controller`: not yet implemented beyond `--version`.
+//! `freimesh-controller`: parses the command line, sets up logging and calls
+//! the library (`freimesh_controller::{admin, server}`).
 
-fn main() -> std::process::ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("freimesh-controller {}", env!("CARGO_PKG_VERSION"));
-            std::process::ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "freimesh-controller {}: the controller is not built yet; run agents in static mode (docs/agent-config.md)",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::ExitCode::FAILURE
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use freimesh_controller::{admin, server};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "freimesh-controller",
+    version,
+    about = "freimesh controller: registry, addresses, routes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the mesh database and the controller key; prints the public key.
+    Init {
+        #[arg(long)]
+        ula: Ipv6Net,
+        #[arg(long)]
+        ipv4: Ipv4Net,
+        #[arg(long)]
+        db: PathBuf,
+        /// Nodes without a token wait for `node approve`.
+        #[arg(long)]
+        approval: bool,
+    },
+    /// Serve agents.
+    Run {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "0.0.0.0:7700")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        require_approval: bool,
+    },
+    /// Join tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Approved extra prefixes.
+    Prefix {
+        #[command(subcommand)]
+        command: PrefixCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new one-time join token.
+    Create {
+        #[arg(long)]
+        db: PathBuf,
+        /// How long the token stays valid: 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// A prefix approved for the node enrolling with this token (repeatable).
+        #[arg(long)]
+        prefix: Vec<IpNet>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    Approve {
+        id: u32,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Revoke a node: its key is refused and its links are torn down.
+    Revoke {
+        id: u32,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Drain a node (no transit traffic) or undrain it with --off.
+    Drain {
+        id: u32,
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrefixCommand {
+    Approve {
+        node: u32,
+        prefix: IpNet,
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `RUST_LOG` takes `target=level` pairs, as in the agent.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ),
+        )
+        .with(filter)
+        .init();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain, once, without a backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            ula,
+            ipv4,
+            db,
+            approval,
+        } => {
+            let public = admin::init(&db, ula, ipv4, approval)
+                .with_context(|| format!("initialising {}", db.display()))?;
+            println!("{public}");
+        }
+        Command::Run {
+            db,
+            listen,
+            require_approval,
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let opts = server::Options {
+                db,
+                listen,
+                require_approval,
+            };
+            rt.block_on(server::run(opts, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
+            .context("controller server")?;
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    db,
+                    expires,
+                    prefix,
+                },
+        } => {
+            let valid = admin::parse_duration(&expires).context("--expires")?;
+            println!("{}", admin::token_create(&db, valid, &prefix)?);
+        }
+        Command::Node { command } => match command {
+            NodeCommand::List { db } => {
+                for node in admin::node_list(&db)? {
+                    println!("{}", admin::format_node(&node));
+                }
+            }
+            NodeCommand::Approve { id, db } => {
+                let node = admin::node_approve(&db, id)?;
+                println!("{}", admin::format_node(&node));
+            }
+            NodeCommand::Revoke { id, db } => admin::node_revoke(&db, id)?,
+            NodeCommand::Drain { id, db, off } => admin::node_drain(&db, id, !off)?,
+        },
+        Command::Prefix {
+            command: PrefixCommand::Approve { node, prefix, db },
+        } => {
+            admin::prefix_approve(&db, node, prefix)?;
+        }
+    }
+    Ok(())
 }

@@ -9,7 +9,9 @@
 //! `wg`: it is test infrastructure, and those are the tools operators trust.
 
 pub mod bench;
+pub mod controller;
 pub mod demo;
+pub mod failover;
 pub mod lab;
 pub mod mesh;
 pub mod netns_mesh;

@@ -20,8 +20,8 @@ struct Cli {
 enum Command {
     /// Run a demo mesh of userspace agents on loopback (no root needed).
     Demo {
-        /// Number of agents in the line (at least 4).
-        #[arg(long, default_value_t = 4)]
+        /// Number of agents (at least 6 under the controller, 4 static).
+        #[arg(long, default_value_t = 6)]
         nodes: usize,
         /// Where configs, keys, sockets and logs go.
         #[arg(long)]
@@ -29,6 +29,9 @@ enum Command {
         /// Exit after the checks instead of running until Ctrl-C.
         #[arg(long)]
         once: bool,
+        /// No controller: a line of agents with static routes.
+        #[arg(long = "static")]
+        static_routes: bool,
     },
     /// Measure the data plane against wireguard-go (root; see docs/benchmarks.md).
     Bench {
@@ -39,21 +42,114 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Failover lab: run a scenario on a topology with freimesh, babeld or
+    /// BIRD and measure the traffic gap of each event (root; see
+    /// docs/testbed.md).
+    Lab {
+        /// Topology file (nodes, links, probe flows).
+        #[arg(long)]
+        topology: PathBuf,
+        /// Scenario file, or a name next to the topology (`silent-cut`);
+        /// repeat for several.
+        #[arg(long, required = true)]
+        scenario: Vec<PathBuf>,
+        /// freimesh, freimesh-fast, babeld, babeld-fast, bird, or all;
+        /// comma-separated for several.
+        #[arg(long, default_value = "freimesh")]
+        system: String,
+        /// Override every link's freimesh profile (fast, default, metered).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Print the tables on stdout instead of JSON.
+        #[arg(long)]
+        table: bool,
+        /// Also print the markdown comparison of all runs.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Probe sender, run by `lab` inside a namespace.
+    #[command(hide = true)]
+    ProbeSend {
+        #[arg(long)]
+        from: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long)]
+        duration_ms: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Probe receiver, run by `lab` inside a namespace; stops when stdin
+    /// closes.
+    #[command(hide = true)]
+    ProbeRecv {
+        #[arg(long)]
+        bind: std::net::SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { nodes, dir, once } => {
+        Command::Demo {
+            nodes,
+            dir,
+            once,
+            static_routes,
+        } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("freimesh-demo-{}", std::process::id()))
             });
-            freimesh_testbed::demo::run(&freimesh_testbed::demo::DemoOptions { nodes, dir, once })
+            freimesh_testbed::demo::run(&freimesh_testbed::demo::DemoOptions {
+                nodes,
+                dir,
+                once,
+                static_routes,
+            })
         }
         Command::Bench {
             router_binary,
             json,
         } => freimesh_testbed::bench::run(router_binary.as_deref(), json),
+        Command::Lab {
+            topology,
+            scenario,
+            system,
+            profile,
+            table,
+            markdown,
+        } => std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|probe_binary| {
+                freimesh_testbed::failover::run(&freimesh_testbed::failover::LabOptions {
+                    topology,
+                    scenarios: scenario,
+                    systems: system,
+                    profile,
+                    table,
+                    markdown,
+                    probe_binary,
+                })
+                .map(drop)
+            }),
+        Command::ProbeSend {
+            from,
+            to,
+            rate,
+            duration_ms,
+            out,
+        } => freimesh_testbed::failover::probe::send(
+            from,
+            to,
+            rate,
+            std::time::Duration::from_millis(duration_ms),
+            &out,
+        ),
+        Command::ProbeRecv { bind, out } => freimesh_testbed::failover::probe::receive(bind, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,6 +75,72 @@ pub fn write_configs(
     underlay: &dyn Underlay,
     extra: &dyn Fn(usize) -> String,
 ) -> anyhow::Result<Vec<PlannedNode>> {
+    write_configs_with_profiles(dir, topology, backend, underlay, &|_| None, extra)
+}
+
+/// Like [`write_configs`], with a link profile per link: `profile(k)` for
+/// link `k` of `topology.links` (`None` leaves the agent's default).
+pub fn write_configs_with_profiles(
+    dir: &Path,
+    topology: &Topology,
+    backend: Backend,
+    underlay: &dyn Underlay,
+    profile: &dyn Fn(usize) -> Option<String>,
+    extra: &dyn Fn(usize) -> String,
+) -> anyhow::Result<Vec<PlannedNode>> {
+    write_node_configs(dir, topology, backend, underlay, profile, extra, None)
+}
+
+/// How agents under a controller are configured: they enrol with a token,
+/// take their routes from the controller, and list their topology
+/// neighbours only as candidates.
+pub struct ControllerPlan<'a> {
+    pub endpoint: SocketAddr,
+    pub public_key: String,
+    /// One join token per node.
+    pub tokens: Vec<String>,
+    /// The overlay index a node asks for (`Some(i)`: `overlay_v4(i)` and
+    /// `overlay_v6(i)`), or `None` to take what the controller assigns.
+    pub fixed_address: &'a dyn Fn(usize) -> Option<usize>,
+}
+
+impl std::fmt::Debug for ControllerPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerPlan")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Like [`write_configs`], for agents under a controller.
+pub fn write_controlled_configs(
+    dir: &Path,
+    topology: &Topology,
+    backend: Backend,
+    underlay: &dyn Underlay,
+    plan: &ControllerPlan<'_>,
+    extra: &dyn Fn(usize) -> String,
+) -> anyhow::Result<Vec<PlannedNode>> {
+    write_node_configs(
+        dir,
+        topology,
+        backend,
+        underlay,
+        &|_| None,
+        extra,
+        Some(plan),
+    )
+}
+
+fn write_node_configs(
+    dir: &Path,
+    topology: &Topology,
+    backend: Backend,
+    underlay: &dyn Underlay,
+    profile: &dyn Fn(usize) -> Option<String>,
+    extra: &dyn Fn(usize) -> String,
+    controller: Option<&ControllerPlan<'_>>,
+) -> anyhow::Result<Vec<PlannedNode>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let keys: Vec<PrivateKey> = topology
         .names
@@ -95,12 +161,18 @@ pub fn write_configs(
         let _ = writeln!(toml, "name = \"{name}\"");
         let _ = writeln!(toml, "private_key_file = \"{}\"", key_file.display());
         let _ = writeln!(toml, "listen = \"{}\"", underlay.listen(index));
-        let _ = writeln!(
-            toml,
-            "addresses = [\"{}/32\", \"{}/128\"]",
-            overlay_v4(index),
-            overlay_v6(index)
-        );
+        let address_index = match controller {
+            None => Some(index),
+            Some(plan) => (plan.fixed_address)(index),
+        };
+        if let Some(at) = address_index {
+            let _ = writeln!(
+                toml,
+                "addresses = [\"{}/32\", \"{}/128\"]",
+                overlay_v4(at),
+                overlay_v6(at)
+            );
+        }
         let _ = writeln!(
             toml,
             "backend = \"{}\"",
@@ -116,8 +188,32 @@ pub fn write_configs(
             let _ = writeln!(toml, "name = \"{}\"", topology.names[peer]);
             let _ = writeln!(toml, "public_key = \"{}\"", keys[peer].public());
             let _ = writeln!(toml, "endpoint = \"{}\"", underlay.endpoint(index, peer));
+            let link = topology
+                .links
+                .iter()
+                .position(|&(a, b)| (a, b) == (index, peer) || (a, b) == (peer, index));
+            if let Some(name) = link.and_then(profile) {
+                let _ = writeln!(toml, "profile = \"{name}\"");
+            }
         }
-        for (dst, hops) in topology.routes_from(index) {
+        if let Some(plan) = controller {
+            let token = plan
+                .tokens
+                .get(index)
+                .map(String::as_str)
+                .unwrap_or_default();
+            let _ = writeln!(
+                toml,
+                "\n[controller]\nendpoint = \"{}\"\npublic_key = \"{}\"\njoin_token = \"{token}\"",
+                plan.endpoint, plan.public_key
+            );
+        }
+        let static_routes = if controller.is_none() {
+            topology.routes_from(index)
+        } else {
+            Default::default()
+        };
+        for (dst, hops) in static_routes {
             let via: Vec<String> = hops
                 .iter()
                 .map(|h| format!("\"{}\"", topology.names[*h]))

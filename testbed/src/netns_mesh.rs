@@ -28,6 +28,12 @@ pub struct VethUnderlay {
 }
 
 impl VethUnderlay {
+    /// The addressing of `links` (pairs of node indices), link `k` on
+    /// `172.31.k.0/24`.
+    pub fn new(links: Vec<(usize, usize)>) -> Self {
+        Self { links }
+    }
+
     /// The underlay address of `node` on link `k`.
     pub fn address(&self, k: usize, node: usize) -> Ipv4Addr {
         let third = u8::try_from(k).unwrap_or(u8::MAX);

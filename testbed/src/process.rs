@@ -10,21 +10,31 @@ use anyhow::{Context as _, bail};
 /// running executable (or one directory up, for test executables in
 /// `target/<profile>/deps`).
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("FREIMESH_AGENT") {
+    workspace_binary("freimesh-agent", "FREIMESH_AGENT")
+}
+
+/// Finds the `freimesh-controller` binary the same way
+/// (`$FREIMESH_CONTROLLER` overrides).
+pub fn controller_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary("freimesh-controller", "FREIMESH_CONTROLLER")
+}
+
+fn workspace_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().context("locating the running executable")?;
     let mut dir = exe.parent().map(Path::to_path_buf);
     for _ in 0..2 {
         let Some(d) = dir else { break };
-        let candidate = d.join("freimesh-agent");
+        let candidate = d.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
         dir = d.parent().map(Path::to_path_buf);
     }
     bail!(
-        "freimesh-agent not found next to {}; build it (cargo build -p freimesh-agent) or set FREIMESH_AGENT",
+        "{name} not found next to {}; build it (cargo build --workspace) or set {env}",
         exe.display()
     )
 }

@@ -29,6 +29,24 @@ impl Topology {
         }
     }
 
+    /// Two rows of `columns` nodes (`a b c` over `d e f` for 3): a ladder,
+    /// so every node has an alternate path.
+    pub fn ladder(columns: usize) -> Self {
+        let mut links: Vec<(usize, usize)> = Vec::new();
+        for row in 0..2 {
+            for c in 1..columns {
+                links.push((row * columns + c - 1, row * columns + c));
+            }
+        }
+        for c in 0..columns {
+            links.push((c, columns + c));
+        }
+        Self {
+            names: (0..2 * columns).map(node_name).collect(),
+            links,
+        }
+    }
+
     /// Node `a` in the middle, joined to `leaves` others.
     pub fn star(leaves: usize) -> Self {
         Self {

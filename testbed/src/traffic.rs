@@ -144,10 +144,13 @@ pub fn iperf3(
                 "-J",
             ],
         )?;
-        if out.status.success() {
+        // iperf3 -J may exit 0 with an "error" field (e.g. the server is
+        // not listening yet): only a report with a result counts.
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && text.contains("\"sum_received\"") {
             Ok(out)
         } else {
-            bail!("iperf3 -c failed: {}", String::from_utf8_lossy(&out.stdout))
+            bail!("iperf3 -c failed: {text}")
         }
     });
     let _ = daemon.kill();

@@ -140,6 +140,7 @@ control_socket = "{}"
 name = "wg"
 public_key = "{wg_public}"
 endpoint = "172.30.0.2:51820"
+profile = "wireguard"
 allowed_sources = ["10.99.0.2/32"]
 
 [[route]]

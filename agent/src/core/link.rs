@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::LinkId;
+use super::liveness::{Liveness, Profile, State};
 
 #[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct LinkCounters {
@@ -35,7 +36,7 @@ pub(crate) struct Link {
     pub peer: PublicKeyBytes,
     pub tunn: Tunn,
     pub endpoint: Option<SocketAddr>,
-    pub profile: String,
+    pub liveness: Liveness,
     /// Inner source prefixes the peer may send from; empty means any (a mesh
     /// neighbour carries transit traffic from the whole mesh).
     pub allowed_sources: Vec<IpNet>,
@@ -43,6 +44,13 @@ pub(crate) struct Link {
     /// When the last authenticated packet (data, keepalive or handshake)
     /// arrived.
     pub last_authenticated_rx: Option<Instant>,
+    /// Sequence number of the last mesh message we sent on this link.
+    pub mesh_tx_sequence: u32,
+    /// `(incarnation, sequence)` of the newest mesh message accepted.
+    pub mesh_rx_last: Option<(u32, u32)>,
+    /// The controller took this link away; its slot is kept (link ids are
+    /// stable) and reused if the same neighbour is assigned again.
+    pub retired: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -82,10 +90,13 @@ impl Link {
             peer,
             tunn,
             endpoint,
-            profile: String::new(),
+            liveness: Liveness::new(Profile::DEFAULT),
             allowed_sources: Vec::new(),
             counters: LinkCounters::default(),
             last_authenticated_rx: None,
+            mesh_tx_sequence: 0,
+            mesh_rx_last: None,
+            retired: false,
         }
     }
 
@@ -106,11 +117,28 @@ impl Link {
 
     pub fn status(&self, now: Instant) -> LinkStatus {
         let (since_handshake, ..) = self.tunn.stats();
+        let state = match self.liveness.state {
+            _ if self.liveness.profile.interval.is_none() => "up (unmonitored)".to_owned(),
+            State::Starting => "starting".to_owned(),
+            State::Up { .. } => "up".to_owned(),
+            State::Down { cause, .. } => format!(
+                "down ({})",
+                serde_json::to_value(cause)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            State::HoldDown { until, .. } => format!(
+                "hold-down {}ms",
+                millis(until.saturating_duration_since(now))
+            ),
+        };
         LinkStatus {
             name: self.name.clone(),
             peer: self.peer.to_base64(),
             endpoint: self.endpoint,
-            profile: self.profile.clone(),
+            profile: self.liveness.profile.name.to_owned(),
+            state,
             handshake_age_ms: since_handshake.map(millis),
             last_rx_age_ms: self
                 .last_authenticated_rx
@@ -131,6 +159,9 @@ pub struct LinkStatus {
     pub peer: String,
     pub endpoint: Option<SocketAddr>,
     pub profile: String,
+    /// Liveness: `up`, `starting`, `down (cause)`, `hold-down Nms`.
+    #[serde(default)]
+    pub state: String,
     /// Time since the last completed WireGuard handshake.
     pub handshake_age_ms: Option<u64>,
     /// Time since the last authenticated packet from the peer.

@@ -9,6 +9,7 @@
 
 mod engine;
 mod link;
+pub mod liveness;
 pub mod packet;
 pub mod table;
 
@@ -16,7 +17,7 @@ use std::fmt;
 
 pub use engine::{DropReason, Engine, EngineError, EngineStatus, LinkSpec, Output};
 pub use link::LinkStatus;
-pub use table::{ForwardingTable, Hop, RouteView};
+pub use table::{ForwardingTable, GroupChange, Hop, RouteView};
 
 /// A link's slot in the engine; stable for the engine's lifetime.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -29,6 +29,10 @@ pub enum Hop {
     Local,
     /// Sent into the tunnel of a neighbour.
     Link(LinkId),
+    /// Never live: a route whose every next hop was withdrawn keeps this
+    /// placeholder, so its packets are dropped rather than following a
+    /// shorter route.
+    Unreachable,
 }
 
 /// Index of a group in the table.
@@ -42,8 +46,8 @@ pub struct NextHopGroup {
     hops: Vec<Hop>,
     /// Index into `hops` of the first live hop, if any.
     active: Option<usize>,
-    /// How many prefixes point here; the group is freed at zero.
-    users: usize,
+    /// The prefixes that point here; the group is freed when none do.
+    prefixes: BTreeSet<IpNet>,
 }
 
 impl NextHopGroup {
@@ -55,6 +59,21 @@ impl NextHopGroup {
     pub fn active(&self) -> Option<Hop> {
         self.active.and_then(|i| self.hops.get(i).copied())
     }
+
+    /// The prefixes that use this group.
+    pub fn prefixes(&self) -> &BTreeSet<IpNet> {
+        &self.prefixes
+    }
+}
+
+/// A group whose active hop changed when a link went up or down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    pub group: GroupId,
+    pub before: Option<Hop>,
+    pub after: Option<Hop>,
+    /// How many prefixes followed the change.
+    pub prefixes: usize,
 }
 
 /// Why a route was refused.
@@ -220,7 +239,7 @@ impl ForwardingTable {
             }
         }
         self.remove(prefix);
-        let group = self.group_for(hops);
+        let group = self.group_for(hops, prefix);
         match prefix {
             IpNet::V4(net) => self
                 .v4
@@ -243,8 +262,29 @@ impl ForwardingTable {
             IpNet::V4(net) => self.v4.remove(u32::from(net.addr()), net.prefix_len()),
             IpNet::V6(net) => self.v6.remove(u128::from(net.addr()), net.prefix_len()),
         };
-        self.release_group(group);
+        self.release_group(group, prefix);
         true
+    }
+
+    /// The group of exactly `prefix`, if it has a route.
+    pub fn route(&self, prefix: IpNet) -> Option<&NextHopGroup> {
+        let id = self.routes.get(&prefix.trunc())?;
+        self.groups.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: GroupId) -> Option<&NextHopGroup> {
+        self.groups.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The longest prefix shorter than or equal to `prefix` that covers it.
+    pub fn covering(&self, prefix: IpNet) -> Option<(IpNet, &NextHopGroup)> {
+        let prefix = prefix.trunc();
+        (0..=prefix.prefix_len()).rev().find_map(|len| {
+            let candidate = IpNet::new(prefix.addr(), len).ok()?.trunc();
+            let id = self.routes.get(&candidate)?;
+            Some((candidate, self.groups.get(id.0)?.as_ref()?))
+        })
     }
 
     /// The group of the longest prefix that contains `addr`.
@@ -263,32 +303,38 @@ impl ForwardingTable {
     }
 
     /// Marks a link up or down and re-selects the active hop of every group
-    /// that contains it. Returns how many groups changed their active hop.
-    /// Cost grows with the number of groups using the link, not with the
-    /// number of prefixes.
-    pub fn set_link_up(&mut self, link: LinkId, up: bool) -> usize {
+    /// that contains it. Returns the groups whose active hop changed. Cost
+    /// grows with the number of groups using the link, not with the number
+    /// of prefixes.
+    pub fn set_link_up(&mut self, link: LinkId, up: bool) -> Vec<GroupChange> {
         let changed_state = if up {
             self.down.remove(&link)
         } else {
             self.down.insert(link)
         };
         if !changed_state {
-            return 0;
+            return Vec::new();
         }
         let Some(affected) = self.groups_by_link.get(&link) else {
-            return 0;
+            return Vec::new();
         };
-        let mut changed = 0;
+        let mut changes = Vec::new();
         for id in affected {
             if let Some(Some(group)) = self.groups.get_mut(id.0) {
-                let before = group.active;
+                let before = group.active();
                 group.active = first_live(&group.hops, &self.down);
-                if before != group.active {
-                    changed += 1;
+                let after = group.active();
+                if before != after {
+                    changes.push(GroupChange {
+                        group: *id,
+                        before,
+                        after,
+                        prefixes: group.prefixes.len(),
+                    });
                 }
             }
         }
-        changed
+        changes
     }
 
     pub fn is_link_up(&self, link: LinkId) -> bool {
@@ -318,17 +364,17 @@ impl ForwardingTable {
         self.routes.is_empty()
     }
 
-    fn group_for(&mut self, hops: Vec<Hop>) -> GroupId {
+    fn group_for(&mut self, hops: Vec<Hop>, prefix: IpNet) -> GroupId {
         if let Some(&id) = self.group_by_hops.get(&hops) {
             if let Some(Some(group)) = self.groups.get_mut(id.0) {
-                group.users += 1;
+                group.prefixes.insert(prefix);
             }
             return id;
         }
         let group = NextHopGroup {
             active: first_live(&hops, &self.down),
             hops: hops.clone(),
-            users: 1,
+            prefixes: BTreeSet::from([prefix]),
         };
         let id = match self.free_groups.pop() {
             Some(slot) => {
@@ -349,12 +395,12 @@ impl ForwardingTable {
         id
     }
 
-    fn release_group(&mut self, id: GroupId) {
+    fn release_group(&mut self, id: GroupId, prefix: IpNet) {
         let Some(Some(group)) = self.groups.get_mut(id.0) else {
             return;
         };
-        group.users -= 1;
-        if group.users > 0 {
+        group.prefixes.remove(&prefix);
+        if !group.prefixes.is_empty() {
             return;
         }
         let hops = std::mem::take(&mut group.hops);
@@ -378,6 +424,7 @@ fn first_live(hops: &[Hop], down: &BTreeSet<LinkId>) -> Option<usize> {
     hops.iter().position(|hop| match hop {
         Hop::Local => true,
         Hop::Link(link) => !down.contains(link),
+        Hop::Unreachable => false,
     })
 }
 
@@ -455,13 +502,12 @@ mod tests {
             t.insert(prefix, vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))])
                 .expect("insert");
         }
-        assert_eq!(
-            t.set_link_up(LinkId(1), false),
-            1,
-            "one group changed, not 1000 prefixes"
-        );
+        let changes = t.set_link_up(LinkId(1), false);
+        assert_eq!(changes.len(), 1, "one group changed, not 1000 prefixes");
+        assert_eq!(changes[0].prefixes, 1000);
+        assert_eq!(changes[0].after, Some(Hop::Link(LinkId(2))));
         assert_eq!(t.lookup(ip("10.0.5.1")), Some(Hop::Link(LinkId(2))));
-        assert_eq!(t.set_link_up(LinkId(2), false), 1);
+        assert_eq!(t.set_link_up(LinkId(2), false)[0].after, None);
         assert_eq!(t.lookup(ip("10.0.5.1")), None);
         t.set_link_up(LinkId(1), true);
         assert_eq!(t.lookup(ip("10.0.5.1")), Some(Hop::Link(LinkId(1))));

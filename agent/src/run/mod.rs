@@ -14,6 +14,10 @@
 //! The engine sits behind a plain mutex held only while it decides; sends
 //! happen after the lock is released, so the two directions overlap.
 
+mod controller;
+
+pub use controller::reconcile;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{AgentConfig, Backend, NextHop};
 use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Request, Response};
+use crate::controlplane::{Client, ClientConfig, ControllerState};
 use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
@@ -55,6 +60,8 @@ pub enum RunError {
     Userspace(#[from] UserspaceError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("the controller client stopped before this node was enrolled")]
+    ControllerGone,
 }
 
 /// Where packets for this node go.
@@ -92,6 +99,16 @@ impl Shared {
                 Output::Transmit { to, datagram } => {
                     if let Err(err) = self.udp.send_to(&datagram, to).await {
                         tracing::debug!(%to, %err, "underlay send failed");
+                    }
+                }
+                Output::ResolveUnderlay { link, peer } => {
+                    // Only the linux backend sees carrier; a failed lookup
+                    // just leaves the link to heartbeat detection.
+                    if matches!(self.local, LocalSink::Tun(_)) {
+                        match crate::linux::underlay_interface(peer).await {
+                            Ok(ifindex) => self.engine().set_link_underlay(link, ifindex),
+                            Err(err) => tracing::debug!(%peer, %err, "underlay interface unknown"),
+                        }
                     }
                 }
                 Output::Local(packet) => match &self.local {
@@ -148,14 +165,51 @@ pub fn build_engine(
 }
 
 /// Runs the agent until `shutdown` completes, then removes what it created.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    mut config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let started = Instant::now();
     let key = if config.generate_key {
         PrivateKey::load_or_create(&config.private_key_file)?
     } else {
         PrivateKey::load(&config.private_key_file)?
     };
-    let mut engine = build_engine(&config, &key, OsRng.next_u32())?;
+    let mut background = JoinSet::new();
+    let controlled = match ClientConfig::from_agent_config(&config) {
+        Some(client_config) => {
+            let (event_tx, mut events) = mpsc::channel(64);
+            let (report_tx, report_rx) = mpsc::channel(8);
+            background.spawn(
+                Client::new(client_config, key.clone(), event_tx, report_rx)
+                    .run(std::future::pending()),
+            );
+            let mut state = ControllerState::default();
+            if config.addresses.is_empty() {
+                let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
+                    return Err(RunError::ControllerGone);
+                };
+                config.addresses = welcome.addresses.clone();
+                if config.linux.kernel_routes.is_empty() {
+                    config.linux.kernel_routes = welcome.mesh_prefixes.clone();
+                }
+            }
+            Some((events, report_tx, state))
+        }
+        None => None,
+    };
+    // Under a controller, `[[link]]`s are only candidates to report: the
+    // controller decides which links exist and computes the routes.
+    let engine_config = if controlled.is_some() {
+        AgentConfig {
+            links: Vec::new(),
+            routes: Vec::new(),
+            ..config.clone()
+        }
+    } else {
+        config.clone()
+    };
+    let mut engine = build_engine(&engine_config, &key, OsRng.next_u32())?;
     let udp = UdpSocket::bind(config.listen)
         .await
         .map_err(|cause| RunError::Bind {
@@ -232,6 +286,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
 
     tasks.spawn(underlay_task(shared.clone()));
     tasks.spawn(timer_task(shared.clone()));
+    if let Some((events, report_tx, state)) = controlled {
+        let own = config.host_addresses();
+        background.spawn(controller::apply_events(shared.clone(), events, state, own));
+        background.spawn(controller::report(
+            shared.clone(),
+            Arc::new(config.clone()),
+            report_tx,
+        ));
+    }
     match (&shared.local, stack_rx) {
         (LocalSink::Tun(device), _) => {
             tasks.spawn(tun_task(shared.clone(), device.clone()));
@@ -255,9 +318,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         let context = status_context.clone();
         async move { answer(&shared, &context, request).await }
     }));
-    if let Some(backend) = &linux_backend {
-        let _ = backend;
-        tasks.spawn(carrier_task());
+    if linux_backend.is_some() {
+        tasks.spawn(carrier_task(shared.clone()));
     }
 
     tokio::select! {
@@ -267,6 +329,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         }
     }
     tasks.shutdown().await;
+    background.shutdown().await;
     let _ = std::fs::remove_file(&control_path);
     if let Some(backend) = linux_backend {
         backend.close().await?;
@@ -389,31 +452,42 @@ async fn stack_task(shared: Arc<Shared>, mut from_stack: mpsc::Receiver<Vec<u8>>
     }
 }
 
+/// Wakes the engine when it asked to be woken: heartbeats and detection
+/// deadlines are milliseconds apart, so the timer follows the engine's own
+/// schedule instead of a fixed tick.
 async fn timer_task(shared: Arc<Shared>) {
     let mut outputs = Vec::new();
-    let mut ticks = tokio::time::interval(Engine::TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        let deadline = shared.engine().poll_timeout();
+        let deadline = deadline
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Engine::TICK);
+        tokio::time::sleep_until(deadline).await;
         shared
             .with_engine(&mut outputs, |engine| engine.handle_timeout(Instant::now()))
             .await;
     }
 }
 
-/// Logs carrier changes on underlay interfaces. (Marking the links over a
-/// dead interface down arrives with the failover work.)
-async fn carrier_task() {
+/// Feeds underlay carrier changes to the engine: a link over an interface
+/// that lost carrier is down at once, without waiting for its heartbeats.
+async fn carrier_task(shared: Arc<Shared>) {
     let (tx, mut rx) = mpsc::channel(64);
     tokio::spawn(async move {
         if let Err(err) = crate::linux::watch_carrier(tx).await {
-            tracing::warn!(%err, "cannot watch underlay carrier events");
+            tracing::warn!(%err, "cannot watch underlay carrier events; relying on heartbeats");
         }
     });
+    let mut outputs = Vec::new();
     while let Some(event) = rx.recv().await {
         tracing::debug!(interface = %event.name, carrier = event.carrier_up, "underlay carrier");
+        shared
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_carrier(event.ifindex, event.carrier_up, Instant::now())
+            })
+            .await;
     }
-    // Without carrier events the agent still forwards; keep the task alive
-    // so its end is not mistaken for a failure.
+    // Without carrier events the agent still detects failures by heartbeat;
+    // keep the task alive so its end is not mistaken for a failure.
     std::future::pending::<()>().await;
 }

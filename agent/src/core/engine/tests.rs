@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use proptest::prelude::*;
 
 use super::*;
+use crate::core::packet::IpPacket;
 use crate::core::packet::tests::{ipv4_packet, ipv6_packet};
 
 fn secret(n: u8) -> [u8; 32] {
@@ -121,6 +122,7 @@ impl Mesh {
                     moved = true;
                     match out {
                         Output::Local(p) => self.delivered.push((from, p)),
+                        Output::ResolveUnderlay { .. } => {}
                         Output::Transmit { to, datagram } => {
                             let Some(j) = self.nodes.iter().position(|(n, _)| underlay(*n) == to)
                             else {
@@ -142,6 +144,41 @@ impl Mesh {
             }
         }
         panic!("mesh never went quiet: a forwarding loop?");
+    }
+
+    /// Advances the virtual clock by `total` in `step`s, servicing every
+    /// engine's timers and delivering what they send.
+    fn advance(&mut self, total: Duration, step: Duration) {
+        let end = self.now + total;
+        while self.now < end {
+            self.now += step;
+            let now = self.now;
+            for (_, engine) in &mut self.nodes {
+                engine.handle_timeout(now);
+            }
+            self.run();
+        }
+    }
+
+    /// Silently drops everything between `a` and `b`, both ways.
+    fn cut(&mut self, a: u8, b: u8) {
+        self.cut.push((a, b));
+        self.cut.push((b, a));
+    }
+
+    fn restore(&mut self, a: u8, b: u8) {
+        self.cut
+            .retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
+    }
+
+    /// The node `from` sends to next for `dst`, per its table now.
+    fn next_node(&mut self, from: u8, dst: u8) -> Option<u8> {
+        let engine = self.engine(from);
+        match engine.table().lookup(IpAddr::V4(overlay(dst)))? {
+            Hop::Local => Some(from),
+            Hop::Unreachable => None,
+            Hop::Link(id) => engine.links[id.0].name.trim_start_matches('n').parse().ok(),
+        }
     }
 
     fn send(&mut self, from: u8, mut packet: Vec<u8>) {
@@ -244,26 +281,118 @@ fn spoofed_source_is_dropped_when_sources_are_restricted() {
     assert_eq!(mesh.delivered.len(), 1);
 }
 
-#[test]
-fn alternate_next_hop_takes_over_when_the_primary_link_is_down() {
-    // Diamond: 1 - {2, 3} - 4.
-    let mut mesh = Mesh::new(4, &[(1, 2), (1, 3), (2, 4), (3, 4)], |n, dst| {
+/// Diamond 1 - {2, 3} - 4 with loop-free alternates where they exist:
+/// 1 and 4 reach each other via 2 then 3; 2 and 3 reach 1 and 4 directly,
+/// and each other via 1 or 4.
+fn diamond() -> Mesh {
+    Mesh::new(4, &[(1, 2), (1, 3), (2, 4), (3, 4)], |n, dst| {
         match (n, dst) {
-            (1, 4) => vec![2, 3],
-            (4, 1) => vec![2, 3],
+            (1, 4) | (4, 1) => vec![2, 3],
             (1, d) | (4, d) => vec![d],
-            (_, d) if d == 1 || d == 4 => vec![d],
-            _ => vec![],
+            (2, 3) | (3, 2) => vec![1, 4],
+            (_, d) => vec![d],
         }
-    });
-    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"a"));
-    assert_eq!(mesh.engine(2).counters().forwarded, 1);
-    let via2 = mesh.engine(1).link_id("n2").expect("link");
-    // Two groups use the link: [n2, n3] toward node 4 and [n2] toward node 2.
-    assert_eq!(mesh.engine(1).set_link_up(via2, false), 2);
-    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"b"));
+    })
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn silent_cut_two_hops_away_is_repaired_by_withdrawal() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    assert_eq!(mesh.next_node(1, 4), Some(2));
+    mesh.cut(2, 4);
+    let cut_at = mesh.now;
+    let mut repaired_at = None;
+    for _ in 0..100 {
+        mesh.advance(5 * MS, 5 * MS);
+        if mesh.next_node(1, 4) == Some(3) {
+            repaired_at = Some(mesh.now);
+            break;
+        }
+    }
+    let repaired_at = repaired_at.expect("node 1 switched to node 3");
+    let took = repaired_at - cut_at;
+    // Default profile: 3 × 50 ms of silence, then one withdrawal message.
+    assert!(took <= 160 * MS, "repair took {took:?}");
+    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"around"));
+    assert_eq!(mesh.delivered.len(), 1);
     assert_eq!(mesh.engine(3).counters().forwarded, 1);
-    assert_eq!(mesh.delivered.len(), 2);
+    let now = mesh.now;
+    let status = mesh.engine(2).status(now);
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.kind == "link-down" && e.link == "n4"),
+        "{:?}",
+        status.events
+    );
+    assert_eq!(
+        status.lost_prefixes,
+        vec!["10.99.0.4/32".parse::<IpNet>().expect("net")]
+    );
+    let status = mesh.engine(1).status(now);
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.kind == "withdrawn" && e.link == "n2"),
+        "{:?}",
+        status.events
+    );
+
+    // Restore: after the hold-down, traffic returns to the primary path.
+    mesh.restore(2, 4);
+    mesh.advance(Duration::from_secs(6), 10 * MS);
+    assert_eq!(mesh.next_node(1, 4), Some(2));
+    let now = mesh.now;
+    assert!(mesh.engine(2).status(now).lost_prefixes.is_empty());
+}
+
+#[test]
+fn a_crashed_transit_node_is_routed_around() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    for peer in [1, 4] {
+        mesh.cut(2, peer);
+    }
+    mesh.advance(200 * MS, 5 * MS);
+    assert_eq!(mesh.next_node(1, 4), Some(3));
+    assert_eq!(mesh.next_node(4, 1), Some(3));
+    mesh.send(4, ipv4_packet(overlay(4), overlay(1), 64, b"x"));
+    assert_eq!(mesh.delivered.len(), 1);
+}
+
+#[test]
+fn carrier_loss_switches_at_once() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    let via2 = mesh.engine(1).link_id("n2").expect("link");
+    mesh.engine(1).set_link_underlay(via2, 7);
+    mesh.cut(1, 2);
+    let now = mesh.now;
+    mesh.engine(1).handle_carrier(7, false, now);
+    assert_eq!(mesh.next_node(1, 4), Some(3), "no waiting for heartbeats");
+    let status = mesh.engine(1).status(now);
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.detail.contains("carrier loss"))
+    );
+}
+
+#[test]
+fn idle_links_send_one_small_heartbeat_per_interval() {
+    let mut mesh = Mesh::new(2, &[(1, 2)], |_, d| vec![d]);
+    mesh.advance(100 * MS, 10 * MS);
+    let before = mesh.engine(1).counters().datagrams_in;
+    mesh.advance(Duration::from_secs(2), 10 * MS);
+    let received = mesh.engine(1).counters().datagrams_in - before;
+    // 40 heartbeats in 2 s at 50 ms, plus one state refresh.
+    assert!((38..=43).contains(&received), "{received} datagrams in 2 s");
 }
 
 #[test]
@@ -342,6 +471,104 @@ proptest! {
         }
         while let Some(out) = engine.poll_output() {
             prop_assert!(!matches!(out, Output::Local(_)), "garbage reached the local stack");
+        }
+    }
+}
+
+/// Static routes of a topology, as the testbed writes them: shortest-path
+/// next hop first, then every neighbour strictly closer to the destination.
+fn lfa_routes(count: u8, links: &[(u8, u8)]) -> impl Fn(u8, u8) -> Vec<u8> + use<> {
+    let links = links.to_vec();
+    move |n, dst| {
+        let neighbours = |x: u8| -> Vec<u8> {
+            let mut v: Vec<u8> = links
+                .iter()
+                .filter_map(|&(a, b)| {
+                    if a == x {
+                        Some(b)
+                    } else if b == x {
+                        Some(a)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let mut dist = vec![u32::MAX; usize::from(count) + 1];
+        dist[usize::from(dst)] = 0;
+        let mut queue = std::collections::VecDeque::from([dst]);
+        while let Some(x) = queue.pop_front() {
+            for y in neighbours(x) {
+                if dist[usize::from(y)] == u32::MAX {
+                    dist[usize::from(y)] = dist[usize::from(x)] + 1;
+                    queue.push_back(y);
+                }
+            }
+        }
+        let own = dist[usize::from(n)];
+        let mut hops: Vec<(u32, u8)> = neighbours(n)
+            .into_iter()
+            .filter(|m| dist[usize::from(*m)] < own)
+            .map(|m| (dist[usize::from(m)], m))
+            .collect();
+        hops.sort_unstable();
+        hops.into_iter().map(|(_, m)| m).collect()
+    }
+}
+
+fn grid3x3() -> (u8, Vec<(u8, u8)>) {
+    let mut links = Vec::new();
+    for r in 0..3u8 {
+        for c in 0..3u8 {
+            let n = r * 3 + c + 1;
+            if c < 2 {
+                links.push((n, n + 1));
+            }
+            if r < 2 {
+                links.push((n, n + 3));
+            }
+        }
+    }
+    (9, links)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// After any set of silent link failures on the diamond or the 3×3 grid
+    /// has been detected, no node forwards into a dead link and following
+    /// the tables never loops.
+    #[test]
+    fn local_repair_never_uses_a_dead_link_and_never_loops(
+        grid in any::<bool>(),
+        failures in proptest::collection::vec(any::<prop::sample::Index>(), 1..4),
+    ) {
+        let (count, links) = if grid { grid3x3() } else { (4, vec![(1, 2), (1, 3), (2, 4), (3, 4)]) };
+        let mut mesh = Mesh::new(count, &links, lfa_routes(count, &links));
+        mesh.advance(100 * MS, 10 * MS);
+        let mut dead = Vec::new();
+        for index in failures {
+            let (a, b) = links[index.index(links.len())];
+            mesh.cut(a, b);
+            dead.push((a, b));
+        }
+        mesh.advance(400 * MS, 10 * MS);
+        for src in 1..=count {
+            for dst in (1..=count).filter(|d| *d != src) {
+                let mut at = src;
+                let mut visited = vec![src];
+                while at != dst {
+                    let Some(next) = mesh.next_node(at, dst) else { break };
+                    prop_assert!(
+                        !dead.contains(&(at, next)) && !dead.contains(&(next, at)),
+                        "{at} forwards to {dst} over dead link {at}-{next}"
+                    );
+                    prop_assert!(!visited.contains(&next), "loop {visited:?} -> {next} toward {dst}");
+                    visited.push(next);
+                    at = next;
+                }
+            }
         }
     }
 }

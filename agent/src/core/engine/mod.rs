@@ -7,33 +7,47 @@
 //!   begins its handshake.
 //! * Feed it: [`Engine::handle_datagram`] for every UDP datagram from the
 //!   underlay (with the real source address), [`Engine::handle_local_packet`]
-//!   for every IP packet the local backend (TUN or smoltcp) wants sent, and
-//!   [`Engine::handle_timeout`] every [`Engine::TICK`].
+//!   for every IP packet the local backend (TUN or smoltcp) wants sent,
+//!   [`Engine::handle_carrier`] when an underlay interface loses or regains
+//!   carrier, and [`Engine::handle_timeout`] whenever the instant returned by
+//!   [`Engine::poll_timeout`] has passed.
 //! * After each call, drain [`Engine::poll_output`] until `None` and carry out
 //!   each [`Output`] in order.
 //!
 //! A packet costs one decrypt, one validation, one table lookup and one
 //! encrypt. Anything malformed, unauthenticated or unroutable is dropped and
 //! counted under a [`DropReason`]; nothing a peer sends can make it panic.
+//!
+//! Failover lives in [`repair`]: link liveness decides when a neighbour is
+//! gone, the table switches every affected prefix to its first live
+//! alternate in one step, and prefixes left with no path are withdrawn from
+//! the neighbours so they switch too.
+
+mod forward;
+mod repair;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use boringtun::noise::TunnResult;
 use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use self::repair::EventView;
+use self::repair::{Event, Repair};
 use super::LinkId;
 use super::link::{Link, LinkStatus};
-use super::packet::{IpPacket, decrement_ttl};
+use super::liveness::{Liveness, Profile};
 use super::table::{ForwardingTable, Hop, TableError};
+
+/// How many recent failover events the engine keeps for `status`.
+const EVENT_HISTORY: usize = 64;
 
 /// boringtun needs room for the largest datagram plus its overhead; a too
 /// small buffer panics inside it (NOTES.md), so every scratch buffer is 64 KiB.
@@ -54,6 +68,13 @@ pub enum Output {
     Transmit { to: SocketAddr, datagram: Vec<u8> },
     /// Hand this IP packet to the local backend (TUN or smoltcp).
     Local(Vec<u8>),
+    /// Find out which underlay interface reaches `peer` and report it with
+    /// [`Engine::set_link_underlay`], so carrier loss there takes the link
+    /// down at once. Asked at start and whenever a link's endpoint moves.
+    ResolveUnderlay {
+        link: LinkId,
+        peer: std::net::IpAddr,
+    },
 }
 
 /// Why a datagram or packet was dropped. Each has its own counter.
@@ -138,6 +159,8 @@ pub enum EngineError {
     Route(#[from] TableError),
     #[error("route {prefix}: next hop {link:?} is not a link of this engine")]
     UnknownLink { prefix: IpNet, link: LinkId },
+    #[error("link {name:?}: unknown profile {profile:?}")]
+    UnknownProfile { name: String, profile: String },
 }
 
 /// What the operator configured for one link.
@@ -194,6 +217,13 @@ pub struct EngineStatus {
     pub routes: Vec<RouteStatus>,
     pub counters: EngineCounters,
     pub drops: BTreeMap<String, u64>,
+    /// Recent failover events, newest last.
+    #[serde(default)]
+    pub events: Vec<EventView>,
+    /// Prefixes this node has no path to and has withdrawn from its
+    /// neighbours.
+    #[serde(default)]
+    pub lost_prefixes: Vec<IpNet>,
 }
 
 /// The sans-IO forwarding engine. See the module docs for the contract.
@@ -210,6 +240,14 @@ pub struct Engine {
     tx_scratch: Vec<u8>,
     drops: [u64; DropReason::ALL.len()],
     counters: EngineCounters,
+    repair: Repair,
+    events: VecDeque<(Instant, Event)>,
+    next_wireguard_tick: Option<Instant>,
+    /// Underlay interface (ifindex) each link's endpoint is reached over.
+    underlay: BTreeMap<LinkId, u32>,
+    /// Random per run: lets neighbours tell our messages from those of a
+    /// previous run.
+    incarnation: u32,
 }
 
 impl std::fmt::Debug for Engine {
@@ -223,8 +261,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// How often the shell must call [`Engine::handle_timeout`]. boringtun
-    /// wants its timers serviced every 100–250 ms.
+    /// How often boringtun's timers are serviced (it wants 100–250 ms);
+    /// [`Engine::poll_timeout`] is never later than this.
     pub const TICK: Duration = Duration::from_millis(100);
 
     /// Builds an engine for the node holding `secret`. `index_seed` (random in
@@ -253,6 +291,12 @@ impl Engine {
             }
             let id = LinkId(links.len());
             let index = index_base.wrapping_add(u32::try_from(id.0).unwrap_or(0)) & INDEX_MASK;
+            let Some(profile) = Profile::by_name(&spec.profile) else {
+                return Err(EngineError::UnknownProfile {
+                    name: spec.name,
+                    profile: spec.profile,
+                });
+            };
             let mut link = Link::new(
                 id,
                 spec.name,
@@ -263,7 +307,7 @@ impl Engine {
                 index,
                 rate_limiter.clone(),
             );
-            link.profile = spec.profile;
+            link.liveness = Liveness::new(profile);
             link.allowed_sources = spec.allowed_sources;
             links.push(link);
         }
@@ -280,6 +324,11 @@ impl Engine {
             tx_scratch: vec![0; SCRATCH_LEN],
             drops: [0; DropReason::ALL.len()],
             counters: EngineCounters::default(),
+            repair: Repair::default(),
+            events: VecDeque::new(),
+            next_wireguard_tick: None,
+            underlay: BTreeMap::new(),
+            incarnation: index_seed,
         })
     }
 
@@ -289,10 +338,136 @@ impl Engine {
 
     /// The link with this name.
     pub fn link_id(&self, name: &str) -> Option<LinkId> {
-        self.links.iter().find(|l| l.name == name).map(|l| l.id)
+        self.links
+            .iter()
+            .find(|l| l.name == name && !l.retired)
+            .map(|l| l.id)
     }
 
-    /// Installs or replaces the route for `prefix`.
+    /// The link to the neighbour holding `peer`.
+    pub fn link_by_peer(&self, peer: &PublicKeyBytes) -> Option<LinkId> {
+        self.links
+            .iter()
+            .find(|l| l.peer == *peer && !l.retired)
+            .map(|l| l.id)
+    }
+
+    /// Adds a link, or updates the one to the same neighbour (endpoint,
+    /// profile), as the controller assigns them. A changed profile restarts
+    /// the link's liveness.
+    pub fn upsert_link(&mut self, spec: LinkSpec, now: Instant) -> Result<LinkId, EngineError> {
+        if spec.peer.0 == self.public.to_bytes() {
+            return Err(EngineError::OwnKey { name: spec.name });
+        }
+        let Some(profile) = Profile::by_name(&spec.profile) else {
+            return Err(EngineError::UnknownProfile {
+                name: spec.name,
+                profile: spec.profile,
+            });
+        };
+        if let Some(link) = self.links.iter_mut().find(|l| l.peer == spec.peer) {
+            let id = link.id;
+            let revived = std::mem::replace(&mut link.retired, false);
+            if revived || link.liveness.profile != profile {
+                link.liveness = Liveness::new(profile);
+                if !link.liveness.is_up() {
+                    self.table.set_link_up(id, false);
+                }
+            }
+            link.allowed_sources = spec.allowed_sources;
+            if let Some(endpoint) = spec.endpoint
+                && link.endpoint != Some(endpoint)
+            {
+                link.endpoint = Some(endpoint);
+                self.outputs.push_back(Output::ResolveUnderlay {
+                    link: id,
+                    peer: endpoint.ip(),
+                });
+            }
+            if revived {
+                self.initiate(id, false, now);
+            }
+            return Ok(id);
+        }
+        let id = LinkId(self.links.len());
+        let index = self
+            .index_base
+            .wrapping_add(u32::try_from(id.0).unwrap_or(0))
+            & INDEX_MASK;
+        let mut link = Link::new(
+            id,
+            spec.name,
+            &self.secret,
+            spec.peer,
+            spec.endpoint,
+            spec.keepalive,
+            index,
+            self.rate_limiter.clone(),
+        );
+        link.liveness = Liveness::new(profile);
+        link.allowed_sources = spec.allowed_sources;
+        let starts_down = !link.liveness.is_up();
+        self.links.push(link);
+        if starts_down {
+            self.table.set_link_up(id, false);
+        }
+        if let Some(endpoint) = spec.endpoint {
+            self.outputs.push_back(Output::ResolveUnderlay {
+                link: id,
+                peer: endpoint.ip(),
+            });
+        }
+        self.initiate(id, false, now);
+        Ok(id)
+    }
+
+    /// Takes a link out of service (the controller no longer assigns it).
+    /// Routes through it should be removed first; any left lose this hop.
+    pub fn retire_link(&mut self, link: LinkId) {
+        if let Some(state) = self.links.get_mut(link.0) {
+            state.retired = true;
+            self.table.set_link_up(link, false);
+            self.underlay.remove(&link);
+        }
+    }
+
+    /// Replaces every route that is not one of this node's own (`local`)
+    /// with `routes`: the table the controller computed. Unchanged routes
+    /// are left alone, so forwarding and any local repair in progress are
+    /// not disturbed.
+    pub fn set_routes(&mut self, routes: &BTreeMap<IpNet, Vec<Hop>>) -> Result<(), EngineError> {
+        let stale: Vec<IpNet> = self
+            .repair
+            .configured
+            .iter()
+            .filter(|(prefix, hops)| {
+                hops.as_slice() != [Hop::Local] && !routes.contains_key(*prefix)
+            })
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        for prefix in stale {
+            self.remove_route(prefix);
+        }
+        for (prefix, hops) in routes {
+            if self.repair.configured.get(&prefix.trunc()) != Some(hops) {
+                self.insert_route(*prefix, hops.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Liveness of every link in service, by neighbour key: what the agent
+    /// reports to the controller.
+    pub fn link_states(&self) -> Vec<(PublicKeyBytes, bool)> {
+        self.links
+            .iter()
+            .filter(|l| !l.retired)
+            .map(|l| (l.peer, l.liveness.is_up()))
+            .collect()
+    }
+
+    /// Installs or replaces the route for `prefix`: the primary next hop
+    /// first, then the loop-free alternates.
     pub fn insert_route(&mut self, prefix: IpNet, hops: Vec<Hop>) -> Result<(), EngineError> {
         for hop in &hops {
             if let Hop::Link(link) = hop
@@ -304,25 +479,75 @@ impl Engine {
                 });
             }
         }
-        Ok(self.table.insert(prefix, hops)?)
+        // Validate before recording: the table refuses empty or repeated hops.
+        ForwardingTable::new().insert(prefix, hops.clone())?;
+        let prefix = prefix.trunc();
+        self.repair.configured.insert(prefix, hops);
+        self.reapply(prefix);
+        Ok(())
     }
 
     pub fn table(&self) -> &ForwardingTable {
         &self.table
     }
 
-    /// Marks a link up or down for forwarding (liveness decisions arrive
-    /// here); returns how many next-hop groups switched.
-    pub fn set_link_up(&mut self, link: LinkId, up: bool) -> usize {
-        self.table.set_link_up(link, up)
-    }
-
     /// Starts a handshake on every link whose endpoint is known, so transit
-    /// paths are ready before the first packet needs them.
+    /// paths are ready before the first packet needs them, and asks the
+    /// shell which underlay interface each endpoint is reached over.
     pub fn start(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             self.initiate(LinkId(i), false, now);
+            if let Some(endpoint) = self.links[i].endpoint {
+                self.outputs.push_back(Output::ResolveUnderlay {
+                    link: LinkId(i),
+                    peer: endpoint.ip(),
+                });
+            }
+            // Links without liveness (plain WireGuard peers) never change
+            // state; every other link starts unused until heard.
+            if !self.links[i].liveness.is_up() {
+                self.table.set_link_up(LinkId(i), false);
+            }
         }
+        let lost: Vec<IpNet> = self.repair.configured.keys().copied().collect();
+        for prefix in lost {
+            self.reapply(prefix);
+        }
+        self.next_wireguard_tick = Some(now);
+    }
+
+    /// Records which underlay interface reaches a link's endpoint.
+    pub fn set_link_underlay(&mut self, link: LinkId, ifindex: u32) {
+        if link.0 < self.links.len() {
+            self.underlay.insert(link, ifindex);
+        }
+    }
+
+    /// An underlay interface lost or regained carrier. Loss takes every link
+    /// over it down at once; regaining it changes nothing until the
+    /// neighbours are heard again.
+    pub fn handle_carrier(&mut self, ifindex: u32, carrier: bool, now: Instant) {
+        if carrier {
+            return;
+        }
+        let affected: Vec<LinkId> = self
+            .underlay
+            .iter()
+            .filter(|(_, i)| **i == ifindex)
+            .map(|(l, _)| *l)
+            .collect();
+        for link in affected {
+            if let Some(transition) = self.links[link.0].liveness.carrier_lost(now) {
+                self.apply_transition(link, transition, now);
+            }
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] next has work: a heartbeat, a
+    /// detection deadline, the end of a hold-down, or WireGuard's timers.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let links = self.links.iter().filter_map(|l| l.liveness.next_deadline());
+        links.chain(self.next_wireguard_tick).min()
     }
 
     /// The next output for the shell, in order.
@@ -356,9 +581,19 @@ impl Engine {
         self.route(packet, Ingress::Local, now);
     }
 
-    /// Services WireGuard's timers (rekey, keepalive, retries) and re-starts
-    /// handshakes that boringtun gave up on.
+    /// Liveness (detection, heartbeats, hold-downs, state refresh) and,
+    /// every [`Engine::TICK`], WireGuard's own timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.links.len() {
+            self.service_liveness(LinkId(i), now);
+        }
+        if self.next_wireguard_tick.is_none_or(|t| now >= t) {
+            self.next_wireguard_tick = Some(now + Self::TICK);
+            self.service_wireguard(now);
+        }
+    }
+
+    fn service_wireguard(&mut self, now: Instant) {
         if self.next_rate_limiter_reset.is_none_or(|t| now >= t) {
             self.rate_limiter.reset_count();
             self.next_rate_limiter_reset = Some(now + Duration::from_secs(1));
@@ -368,6 +603,7 @@ impl Engine {
             match link.tunn.update_timers(&mut self.tx_scratch) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(to) = link.endpoint {
+                        link.liveness.sent(now);
                         self.outputs.push_back(Output::Transmit {
                             to,
                             datagram: datagram.to_vec(),
@@ -390,6 +626,7 @@ impl Engine {
     pub fn status(&self, now: Instant) -> EngineStatus {
         let hop_name = |hop: Hop| match hop {
             Hop::Local => "local".to_owned(),
+            Hop::Unreachable => "unreachable".to_owned(),
             Hop::Link(id) => self
                 .links
                 .get(id.0)
@@ -397,7 +634,12 @@ impl Engine {
         };
         EngineStatus {
             public_key: self.public_key().to_base64(),
-            links: self.links.iter().map(|l| l.status(now)).collect(),
+            links: self
+                .links
+                .iter()
+                .filter(|l| !l.retired)
+                .map(|l| l.status(now))
+                .collect(),
             routes: self
                 .table
                 .routes()
@@ -413,260 +655,19 @@ impl Engine {
                 .iter()
                 .map(|r| (r.name().to_owned(), self.drops[r.slot()]))
                 .collect(),
+            events: self
+                .events
+                .iter()
+                .map(|(at, event)| event.view(now.saturating_duration_since(*at), &hop_name))
+                .collect(),
+            lost_prefixes: self.repair.lost.iter().copied().collect(),
         }
     }
 
     fn drop_packet(&mut self, reason: DropReason) {
         self.drops[reason.slot()] += 1;
     }
-
-    /// Finds the link a datagram belongs to, or counts why there is none.
-    fn classify(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<(LinkId, MessageKind)> {
-        let packet = match Tunn::parse_incoming_packet(datagram) {
-            Ok(packet) => packet,
-            Err(_) => {
-                self.drop_packet(DropReason::MalformedDatagram);
-                return None;
-            }
-        };
-        let (receiver_index, kind) = match packet {
-            Packet::HandshakeInit(ref init) => {
-                // Check the cheap MAC (and the cookie under load) before the
-                // Diffie-Hellman that identifies the initiator.
-                match self.rate_limiter.verify_packet(
-                    Some(from.ip()),
-                    datagram,
-                    &mut self.tx_scratch,
-                ) {
-                    Ok(_) => {}
-                    Err(TunnResult::WriteToNetwork(cookie)) => {
-                        self.outputs.push_back(Output::Transmit {
-                            to: from,
-                            datagram: cookie.to_vec(),
-                        });
-                        return None;
-                    }
-                    Err(_) => {
-                        self.drop_packet(DropReason::Unauthenticated);
-                        return None;
-                    }
-                }
-                let Ok(half) = parse_handshake_anon(&self.secret, &self.public, init) else {
-                    self.drop_packet(DropReason::Unauthenticated);
-                    return None;
-                };
-                let peer = PublicKeyBytes(half.peer_static_public);
-                return match self.links.iter().find(|l| l.peer == peer) {
-                    Some(link) => Some((link.id, MessageKind::HandshakeInit)),
-                    None => {
-                        tracing::debug!(%from, %peer, "handshake from a key that is not a link");
-                        self.drop_packet(DropReason::UnknownPeer);
-                        None
-                    }
-                };
-            }
-            Packet::HandshakeResponse(ref p) => (p.receiver_idx, MessageKind::HandshakeResponse),
-            Packet::PacketCookieReply(ref p) => (p.receiver_idx, MessageKind::CookieReply),
-            Packet::PacketData(ref p) => (p.receiver_idx, MessageKind::Data),
-        };
-        let slot = (receiver_index >> 8).wrapping_sub(self.index_base) & INDEX_MASK;
-        match usize::try_from(slot).ok().filter(|s| *s < self.links.len()) {
-            Some(slot) => Some((LinkId(slot), kind)),
-            None => {
-                self.drop_packet(DropReason::UnknownIndex);
-                None
-            }
-        }
-    }
-
-    fn decapsulate(
-        &mut self,
-        link_id: LinkId,
-        kind: MessageKind,
-        from: SocketAddr,
-        datagram: &[u8],
-        rx: &mut [u8],
-        now: Instant,
-    ) {
-        let link = &mut self.links[link_id.0];
-        match link.tunn.decapsulate(Some(from.ip()), datagram, rx) {
-            TunnResult::WriteToNetwork(reply) => {
-                // We answer a handshake initiation with a response (type 2)
-                // and a response with a keepalive (type 4): both mean the
-                // peer proved its key. A cookie reply (type 3) proves nothing.
-                let reply_type = reply.first().copied();
-                let proven = matches!(
-                    (kind, reply_type),
-                    (MessageKind::HandshakeInit, Some(2))
-                        | (MessageKind::HandshakeResponse, Some(4))
-                );
-                let reply = reply.to_vec();
-                if proven {
-                    self.authenticated(link_id, from, now);
-                }
-                self.outputs.push_back(Output::Transmit {
-                    to: from,
-                    datagram: reply,
-                });
-                self.flush_queued(link_id, rx);
-            }
-            TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
-                let len = packet.len();
-                self.authenticated(link_id, from, now);
-                let link = &mut self.links[link_id.0];
-                link.counters.rx_packets += 1;
-                link.counters.rx_bytes += len as u64;
-                self.route(&mut rx[..len], Ingress::Link(link_id), now);
-            }
-            TunnResult::Done => {
-                // An empty data message is a keepalive: proof of life.
-                if kind == MessageKind::Data {
-                    self.authenticated(link_id, from, now);
-                }
-            }
-            TunnResult::Err(err) => {
-                let reason = match err {
-                    WireGuardError::InvalidPacket => DropReason::MalformedPacket,
-                    WireGuardError::InvalidMac
-                    | WireGuardError::InvalidAeadTag
-                    | WireGuardError::InvalidCounter
-                    | WireGuardError::DuplicateCounter
-                    | WireGuardError::WrongKey
-                    | WireGuardError::WrongIndex
-                    | WireGuardError::WrongTai64nTimestamp
-                    | WireGuardError::InvalidTai64nTimestamp => DropReason::Unauthenticated,
-                    _ => DropReason::TunnelError,
-                };
-                tracing::trace!(link = %self.links[link_id.0].name, %from, ?err, "datagram dropped");
-                self.drop_packet(reason);
-            }
-        }
-    }
-
-    fn authenticated(&mut self, link_id: LinkId, from: SocketAddr, now: Instant) {
-        let link = &mut self.links[link_id.0];
-        if let Some(previous) = link.authenticated(from, now) {
-            tracing::info!(link = %link.name, ?previous, endpoint = %from, "peer endpoint updated");
-        }
-    }
-
-    /// Sends the packets boringtun queued while a handshake was in flight.
-    fn flush_queued(&mut self, link_id: LinkId, scratch: &mut [u8]) {
-        let link = &mut self.links[link_id.0];
-        while let TunnResult::WriteToNetwork(datagram) = link.tunn.decapsulate(None, &[], scratch) {
-            match link.endpoint {
-                Some(to) => self.outputs.push_back(Output::Transmit {
-                    to,
-                    datagram: datagram.to_vec(),
-                }),
-                None => {
-                    self.drops[DropReason::NoEndpoint.slot()] += 1;
-                }
-            }
-        }
-    }
-
-    fn initiate(&mut self, link_id: LinkId, force: bool, _now: Instant) {
-        let link = &mut self.links[link_id.0];
-        let Some(to) = link.endpoint else {
-            return;
-        };
-        if let TunnResult::WriteToNetwork(datagram) = link
-            .tunn
-            .format_handshake_initiation(&mut self.tx_scratch, force)
-        {
-            self.outputs.push_back(Output::Transmit {
-                to,
-                datagram: datagram.to_vec(),
-            });
-        }
-    }
-
-    /// Validates, routes and sends one packet.
-    fn route(&mut self, packet: &mut [u8], ingress: Ingress, _now: Instant) {
-        let header = match IpPacket::parse(packet) {
-            Ok(header) => header,
-            Err(err) => {
-                tracing::trace!(?ingress, %err, "malformed packet dropped");
-                self.drop_packet(DropReason::MalformedPacket);
-                return;
-            }
-        };
-        let packet = &mut packet[..header.len];
-        if let Ingress::Link(id) = ingress
-            && !self.links[id.0].allows_source(header.src)
-        {
-            self.drop_packet(DropReason::SpoofedSource);
-            return;
-        }
-        if !is_routable(header.dst) {
-            self.drop_packet(DropReason::NotRoutable);
-            return;
-        }
-        let Some(hop) = self.table.lookup(header.dst) else {
-            tracing::trace!(?ingress, src = %header.src, dst = %header.dst, "no route");
-            self.drop_packet(DropReason::NoRoute);
-            return;
-        };
-        match (hop, ingress) {
-            (Hop::Local, Ingress::Local) => {
-                // The backend only hands us packets for elsewhere; one for
-                // ourselves means its routes disagree with the table.
-                self.drop_packet(DropReason::Hairpin);
-            }
-            (Hop::Local, Ingress::Link(_)) => {
-                self.counters.delivered_local += 1;
-                self.outputs.push_back(Output::Local(packet.to_vec()));
-            }
-            (Hop::Link(out), Ingress::Link(inbound)) if out == inbound => {
-                self.drop_packet(DropReason::Hairpin);
-            }
-            (Hop::Link(out), Ingress::Link(_)) => {
-                if decrement_ttl(packet).is_err() {
-                    self.drop_packet(DropReason::TtlExpired);
-                    return;
-                }
-                self.counters.forwarded += 1;
-                self.send_on_link(out, packet);
-            }
-            (Hop::Link(out), Ingress::Local) => self.send_on_link(out, packet),
-        }
-    }
-
-    fn send_on_link(&mut self, link_id: LinkId, packet: &[u8]) {
-        let link = &mut self.links[link_id.0];
-        match link.tunn.encapsulate(packet, &mut self.tx_scratch) {
-            TunnResult::WriteToNetwork(datagram) => {
-                link.counters.tx_packets += 1;
-                link.counters.tx_bytes += packet.len() as u64;
-                match link.endpoint {
-                    Some(to) => self.outputs.push_back(Output::Transmit {
-                        to,
-                        datagram: datagram.to_vec(),
-                    }),
-                    None => self.drops[DropReason::NoEndpoint.slot()] += 1,
-                }
-            }
-            // Queued inside boringtun until the handshake completes.
-            TunnResult::Done => {}
-            TunnResult::Err(_) => self.drop_packet(DropReason::TunnelError),
-            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
-        }
-    }
-}
-
-/// Whether a router may forward a packet to `dst` at all.
-fn is_routable(dst: std::net::IpAddr) -> bool {
-    match dst {
-        std::net::IpAddr::V4(a) => {
-            !(a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_link_local())
-        }
-        std::net::IpAddr::V6(a) => {
-            !(a.is_multicast() || a.is_unspecified() || a.is_unicast_link_local())
-        }
-    }
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
 mod tests;

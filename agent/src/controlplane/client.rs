@@ -1,0 +1,323 @@
+//! The connection loop: connect, handshake, Hello, then frames both ways
+//! until the connection fails; then back off and start again.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use freimesh_proto::control::{
+    self, AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, Report, Route,
+    RouteChange, Transport, Welcome,
+};
+use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
+use ipnet::IpNet;
+use rand_core::{OsRng, RngCore as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use super::Backoff;
+use crate::identity::PrivateKey;
+
+/// Connecting and the handshake must finish within this; a controller that
+/// accepts but never answers is as good as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The agent pings this often, well inside NAT and firewall idle timeouts
+/// (WireGuard's persistent keepalive uses the same number).
+pub const KEEPALIVE: Duration = Duration::from_secs(25);
+/// Nothing heard for this long (three pings and a bit): reconnect.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The controller's underlay address (`[controller] endpoint`).
+    pub endpoint: SocketAddr,
+    /// The pinned controller key (`[controller] public_key`).
+    pub controller_key: PublicKeyBytes,
+    /// Sent until the first Welcome (`[controller] join_token`).
+    pub join_token: Option<String>,
+    pub hostname: String,
+    /// Underlay endpoints the agent's WireGuard socket listens on.
+    pub endpoints: Vec<SocketAddr>,
+    /// Prefixes to announce (`node.local_prefixes`); must be approved.
+    pub prefixes: Vec<IpNet>,
+    /// Specific overlay addresses to ask for at enrolment (usually empty).
+    pub want_addresses: Vec<IpAddr>,
+}
+
+/// What the controller told us, in order. Full state (`Links`, `Routes`)
+/// follows every Welcome and replaces all controller-given state; deltas
+/// patch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControllerEvent {
+    /// Enrolled and connected: our node id, overlay addresses and the mesh
+    /// prefixes. Comes first on every (re)connect.
+    Welcome(Welcome),
+    /// The controller holds us for operator approval; the client retries.
+    Pending {
+        node_id: NodeId,
+    },
+    /// The full set of links to hold (replaces the previous set).
+    Links(Vec<LinkAssignment>),
+    /// The full route table (replaces the previous controller routes).
+    Routes(Vec<Route>),
+    LinksDelta(Vec<LinkChange>),
+    RoutesDelta(Vec<RouteChange>),
+    /// The controller refused us (revoked, token expired, prefix not
+    /// approved, …); the client retries with backoff.
+    Refused(ErrorMsg),
+    /// The connection ended; the last state stays valid (headless mode).
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
+}
+
+/// The control-plane client; see the module docs.
+#[derive(Debug)]
+pub struct Client {
+    cfg: ClientConfig,
+    key: PrivateKey,
+    events: mpsc::Sender<ControllerEvent>,
+    reports: mpsc::Receiver<Report>,
+    last_report: Option<Report>,
+    reports_open: bool,
+    /// A Welcome was seen in this process: stop sending the token.
+    welcomed: bool,
+    /// A Welcome was seen in the current session: reset the backoff.
+    session_welcomed: bool,
+}
+
+/// Why a session ended.
+enum End {
+    /// The event receiver is gone: stop for good.
+    Stop,
+    Retry(String),
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        Self::Retry(e.to_string())
+    }
+}
+
+impl From<control::FrameError> for End {
+    fn from(e: control::FrameError) -> Self {
+        Self::Retry(e.to_string())
+    }
+}
+
+async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
+    let len = r.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_message(w: &mut OwnedWriteHalf, msg: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "message over 65535 bytes")
+    })?;
+    let mut buf = Vec::with_capacity(msg.len() + 2);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(msg);
+    w.write_all(&buf).await
+}
+
+async fn send(w: &mut OwnedWriteHalf, t: &mut Transport, msg: &AgentMsg) -> Result<(), End> {
+    let sealed = t.seal(&control::encode(msg)?)?;
+    Ok(write_message(w, &sealed).await?)
+}
+
+impl Client {
+    pub fn new(
+        cfg: ClientConfig,
+        key: PrivateKey,
+        events: mpsc::Sender<ControllerEvent>,
+        reports: mpsc::Receiver<Report>,
+    ) -> Self {
+        Self {
+            cfg,
+            key,
+            events,
+            reports,
+            last_report: None,
+            reports_open: true,
+            welcomed: false,
+            session_welcomed: false,
+        }
+    }
+
+    /// Runs until `shutdown` completes or the event receiver is dropped.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        loop {
+            self.session_welcomed = false;
+            let end = tokio::select! {
+                () = &mut shutdown => return,
+                end = self.session() => end,
+            };
+            let reason = match end {
+                End::Stop => return,
+                End::Retry(reason) => reason,
+            };
+            if self.session_welcomed {
+                backoff.reset();
+            }
+            let retry_in = backoff.next_delay(OsRng.next_u64());
+            tracing::info!(controller = %self.cfg.endpoint, "control session ended: {reason}; retrying in {retry_in:?}");
+            if self
+                .events
+                .send(ControllerEvent::Disconnected { reason, retry_in })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(retry_in) => {}
+            }
+        }
+    }
+
+    async fn emit(&self, event: ControllerEvent) -> Result<(), End> {
+        self.events.send(event).await.map_err(|_| End::Stop)
+    }
+
+    async fn session(&mut self) -> End {
+        match self.session_inner().await {
+            Ok(()) => End::Retry("closed".into()),
+            Err(end) => end,
+        }
+    }
+
+    async fn session_inner(&mut self) -> Result<(), End> {
+        let (stream, mut transport) = timeout(CONNECT_TIMEOUT, async {
+            let stream = TcpStream::connect(self.cfg.endpoint).await?;
+            let _ = stream.set_nodelay(true);
+            let (mut r, mut w) = stream.into_split();
+            let (init, msg1) =
+                control::Initiator::start(&self.key.bytes(), &self.cfg.controller_key)?;
+            write_message(&mut w, &msg1).await?;
+            let msg2 = read_message(&mut r).await?;
+            let transport = init.finish(&msg2)?;
+            Ok::<_, End>(((r, w), transport))
+        })
+        .await
+        .map_err(|_| End::Retry("connect or handshake timed out".into()))??;
+        let (mut r, mut w) = stream;
+        let hello = AgentMsg::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            join_token: if self.welcomed {
+                None
+            } else {
+                self.cfg.join_token.clone()
+            },
+            hostname: self.cfg.hostname.clone(),
+            endpoints: self.cfg.endpoints.clone(),
+            prefixes: self.cfg.prefixes.clone(),
+            want_addresses: self.cfg.want_addresses.clone(),
+        });
+        send(&mut w, &mut transport, &hello).await?;
+
+        let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+        let reader = tokio::spawn(async move {
+            loop {
+                let msg = read_message(&mut r).await;
+                let stop = msg.is_err();
+                if in_tx.send(msg).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let result = self.serve(&mut w, &mut transport, &mut in_rx).await;
+        reader.abort();
+        result
+    }
+
+    async fn serve(
+        &mut self,
+        w: &mut OwnedWriteHalf,
+        t: &mut Transport,
+        in_rx: &mut mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    ) -> Result<(), End> {
+        let mut ping = tokio::time::interval(KEEPALIVE);
+        ping.tick().await;
+        let mut ping_seq = 0u64;
+        let mut links_buf: Vec<LinkAssignment> = Vec::new();
+        let mut routes_buf: Vec<Route> = Vec::new();
+        loop {
+            tokio::select! {
+                got = timeout(IDLE_TIMEOUT, in_rx.recv()) => {
+                    let sealed = match got {
+                        Ok(Some(Ok(m))) => m,
+                        Ok(Some(Err(e))) => return Err(End::Retry(format!("connection lost: {e}"))),
+                        Ok(None) => return Err(End::Retry("connection lost".into())),
+                        Err(_) => return Err(End::Retry("controller silent; idle timeout".into())),
+                    };
+                    let frame = t.open(&sealed)?;
+                    let msg: ControllerMsg = control::decode(&frame)
+                        .map_err(|e| End::Retry(format!("bad frame from controller: {e}")))?;
+                    match msg {
+                        ControllerMsg::Welcome(welcome) => {
+                            tracing::info!(node_id = %welcome.node_id, addresses = ?welcome.addresses, "welcomed by the controller");
+                            self.welcomed = true;
+                            self.session_welcomed = true;
+                            self.emit(ControllerEvent::Welcome(welcome)).await?;
+                            if let Some(report) = self.last_report.clone() {
+                                send(w, t, &AgentMsg::Report(report)).await?;
+                            }
+                        }
+                        ControllerMsg::Pending { node_id } => {
+                            tracing::info!(%node_id, "waiting for the operator's approval");
+                            self.emit(ControllerEvent::Pending { node_id }).await?;
+                            return Err(End::Retry("pending approval".into()));
+                        }
+                        ControllerMsg::Links { links, last } => {
+                            links_buf.extend(links);
+                            if last {
+                                self.emit(ControllerEvent::Links(std::mem::take(&mut links_buf))).await?;
+                            }
+                        }
+                        ControllerMsg::Routes { routes, last } => {
+                            routes_buf.extend(routes);
+                            if last {
+                                self.emit(ControllerEvent::Routes(std::mem::take(&mut routes_buf))).await?;
+                            }
+                        }
+                        ControllerMsg::LinksDelta(c) => self.emit(ControllerEvent::LinksDelta(c)).await?,
+                        ControllerMsg::RoutesDelta(c) => self.emit(ControllerEvent::RoutesDelta(c)).await?,
+                        ControllerMsg::Error(err) => {
+                            tracing::warn!(code = ?err.code, "controller refused: {}", err.message);
+                            let reason = err.to_string();
+                            self.emit(ControllerEvent::Refused(err)).await?;
+                            return Err(End::Retry(reason));
+                        }
+                        ControllerMsg::Ping(n) => send(w, t, &AgentMsg::Pong(n)).await?,
+                        ControllerMsg::Pong(_) => {}
+                    }
+                }
+                report = self.reports.recv(), if self.reports_open => {
+                    // A closed report channel just means nobody reports.
+                    let Some(report) = report else {
+                        self.reports_open = false;
+                        continue;
+                    };
+                    if self.session_welcomed {
+                        send(w, t, &AgentMsg::Report(report.clone())).await?;
+                    }
+                    self.last_report = Some(report);
+                }
+                _ = ping.tick() => {
+                    ping_seq += 1;
+                    send(w, t, &AgentMsg::Ping(ping_seq)).await?;
+                }
+            }
+        }
+    }
+}

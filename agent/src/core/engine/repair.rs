@@ -1,0 +1,538 @@
+//! Local repair: what the engine does when a link's liveness changes, and
+//! what neighbours tell each other about prefixes they lost.
+//!
+//! * A link goes down: the table switches every next-hop group that used it
+//!   to its first live alternate in one step (cost: the groups using the
+//!   link, not the prefixes). Prefixes left with no live hop at all are
+//!   *lost*: the node withdraws them from every neighbour at once, inside
+//!   the tunnels, so nodes upstream switch to their own alternates without
+//!   waiting for a controller.
+//! * A neighbour withdraws prefixes: they stop using that neighbour for
+//!   them (and may in turn lose them and withdraw further). A withdrawal for
+//!   a prefix we only cover with a shorter route installs a more specific
+//!   repair route without that neighbour.
+//! * A link comes back after its hold-down: groups switch back to the
+//!   primary, regained prefixes are restored to the neighbours, and the
+//!   returning neighbour hears which prefixes we still lack.
+//!
+//! Withdrawals only ever remove next hops from lists the controller (or
+//! operator) computed to be loop-free, so they cannot create a loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use freimesh_proto::mesh::{MeshMessage, MeshPacket, PREFIXES_PER_MESSAGE, WirePrefix};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{EVENT_HISTORY, Engine};
+use crate::core::LinkId;
+use crate::core::liveness::{DownCause, Transition};
+use crate::core::table::Hop;
+
+/// Route bookkeeping behind the table.
+#[derive(Debug, Default)]
+pub(super) struct Repair {
+    /// Routes as configured (primary first, then loop-free alternates).
+    pub configured: BTreeMap<IpNet, Vec<Hop>>,
+    /// More specific routes installed because a neighbour withdrew a prefix
+    /// we only had a shorter route for.
+    derived: BTreeSet<IpNet>,
+    /// For each prefix, the neighbours that withdrew it.
+    withdrawn: BTreeMap<IpNet, BTreeSet<LinkId>>,
+    /// For each neighbour, the prefixes it withdrew.
+    withdrawn_by: BTreeMap<LinkId, BTreeSet<IpNet>>,
+    /// Prefixes this node has no live path to (and withdrew).
+    pub lost: BTreeSet<IpNet>,
+}
+
+/// Something that happened to a link or route, kept for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Event {
+    LinkDown {
+        link: LinkId,
+        cause: DownCause,
+        silent_for: Duration,
+        groups: usize,
+        rerouted: usize,
+        lost: usize,
+    },
+    LinkUp {
+        link: LinkId,
+        groups: usize,
+        rerouted: usize,
+        restored: usize,
+    },
+    Withdrawn {
+        link: LinkId,
+        prefixes: usize,
+        lost: usize,
+    },
+    Restored {
+        link: LinkId,
+        prefixes: usize,
+        regained: usize,
+    },
+}
+
+/// An event as `freimesh-agent status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventView {
+    pub age_ms: u64,
+    pub link: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl Event {
+    pub(super) fn view(&self, age: Duration, hop_name: &dyn Fn(Hop) -> String) -> EventView {
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        let (link, kind, detail) = match self {
+            Event::LinkDown {
+                link,
+                cause,
+                silent_for,
+                groups,
+                rerouted,
+                lost,
+            } => (
+                link,
+                "link-down",
+                format!(
+                    "cause {}, detected after {} ms of silence; {groups} groups switched, {rerouted} prefixes rerouted, {lost} lost",
+                    cause_name(*cause),
+                    silent_for.as_millis()
+                ),
+            ),
+            Event::LinkUp {
+                link,
+                groups,
+                rerouted,
+                restored,
+            } => (
+                link,
+                "link-up",
+                format!(
+                    "{groups} groups switched back, {rerouted} prefixes rerouted, {restored} restored"
+                ),
+            ),
+            Event::Withdrawn {
+                link,
+                prefixes,
+                lost,
+            } => (
+                link,
+                "withdrawn",
+                format!("neighbour withdrew {prefixes} prefixes; {lost} now lost here"),
+            ),
+            Event::Restored {
+                link,
+                prefixes,
+                regained,
+            } => (
+                link,
+                "restored",
+                format!("neighbour restored {prefixes} prefixes; {regained} regained here"),
+            ),
+        };
+        EventView {
+            age_ms,
+            link: hop_name(Hop::Link(*link)),
+            kind: kind.to_owned(),
+            detail,
+        }
+    }
+}
+
+fn cause_name(cause: DownCause) -> &'static str {
+    match cause {
+        DownCause::Silence => "silence",
+        DownCause::PeerDoesNotHearUs => "peer does not hear us",
+        DownCause::Carrier => "carrier loss",
+    }
+}
+
+fn to_wire(prefix: IpNet) -> WirePrefix {
+    WirePrefix {
+        addr: prefix.addr(),
+        len: prefix.prefix_len(),
+    }
+}
+
+fn from_wire(prefix: WirePrefix) -> Option<IpNet> {
+    IpNet::new(prefix.addr, prefix.len).ok().map(|p| p.trunc())
+}
+
+impl Engine {
+    /// Acts on a change of a link's liveness.
+    pub(super) fn apply_transition(&mut self, link: LinkId, transition: Transition, now: Instant) {
+        match transition {
+            Transition::Down { cause, silent_for } => {
+                let changes = self.table.set_link_up(link, false);
+                let rerouted = changes
+                    .iter()
+                    .filter(|c| c.after.is_some())
+                    .map(|c| c.prefixes)
+                    .sum();
+                let mut lost = Vec::new();
+                for change in changes.iter().filter(|c| c.after.is_none()) {
+                    if let Some(group) = self.table.group(change.group) {
+                        lost.extend(group.prefixes().iter().copied());
+                    }
+                }
+                let newly_lost: Vec<IpNet> = lost
+                    .into_iter()
+                    .filter(|p| self.repair.lost.insert(*p))
+                    .collect();
+                tracing::info!(
+                    link = %self.links[link.0].name, ?cause, detected_after_ms = silent_for.as_millis(),
+                    groups = changes.len(), rerouted, lost = newly_lost.len(), "link down: switched to alternates"
+                );
+                self.record(
+                    now,
+                    Event::LinkDown {
+                        link,
+                        cause,
+                        silent_for,
+                        groups: changes.len(),
+                        rerouted,
+                        lost: newly_lost.len(),
+                    },
+                );
+                self.announce(&newly_lost, true, now);
+                // Tell the neighbour at once that we no longer hear it, in
+                // case only one direction failed.
+                self.send_link_state(link, now);
+            }
+            Transition::Up => {
+                // A neighbour that comes back starts with a clean slate: it
+                // withdraws again what it still lacks.
+                let forgotten = self.repair.withdrawn_by.remove(&link).unwrap_or_default();
+                for prefix in &forgotten {
+                    if let Some(set) = self.repair.withdrawn.get_mut(prefix) {
+                        set.remove(&link);
+                    }
+                }
+                let changes = self.table.set_link_up(link, true);
+                let rerouted = changes.iter().map(|c| c.prefixes).sum();
+                let mut regained = Vec::new();
+                for change in changes.iter().filter(|c| c.before.is_none()) {
+                    if let Some(group) = self.table.group(change.group) {
+                        regained.extend(group.prefixes().iter().copied());
+                    }
+                }
+                for prefix in forgotten {
+                    self.reapply(prefix);
+                }
+                let regained: Vec<IpNet> = regained
+                    .into_iter()
+                    .filter(|p| self.repair.lost.remove(p))
+                    .collect();
+                tracing::info!(
+                    link = %self.links[link.0].name, groups = changes.len(), rerouted, restored = regained.len(),
+                    "link up"
+                );
+                self.record(
+                    now,
+                    Event::LinkUp {
+                        link,
+                        groups: changes.len(),
+                        rerouted,
+                        restored: regained.len(),
+                    },
+                );
+                self.announce(&regained, false, now);
+                self.send_link_state(link, now);
+                self.send_lost_set(link, now);
+            }
+        }
+    }
+
+    /// Per-link timers: detection, hold-down, heartbeat, state refresh.
+    pub(super) fn service_liveness(&mut self, link: LinkId, now: Instant) {
+        if self.links[link.0].retired {
+            return;
+        }
+        if let Some(transition) = self.links[link.0].liveness.tick(now) {
+            self.apply_transition(link, transition, now);
+        }
+        if self.links[link.0].liveness.take_state_refresh(now) {
+            self.send_link_state(link, now);
+            self.send_lost_set(link, now);
+        }
+        if self.links[link.0].liveness.heartbeat_due(now) {
+            // An empty WireGuard message is a keepalive; without a session
+            // boringtun starts a handshake instead, which also proves life.
+            self.send_on_link(link, &[], now);
+        }
+    }
+
+    /// A message from the neighbour at the other end of `link`.
+    pub(super) fn handle_mesh_message(&mut self, link: LinkId, message: MeshMessage, now: Instant) {
+        match message {
+            MeshMessage::LinkState { hears_you } => {
+                if let Some(transition) = self.links[link.0].liveness.peer_state(hears_you, now) {
+                    self.apply_transition(link, transition, now);
+                }
+            }
+            MeshMessage::Withdraw(prefixes) => {
+                let mut count = 0;
+                let mut newly_lost = Vec::new();
+                for prefix in prefixes.into_iter().filter_map(from_wire) {
+                    if !self.neighbour_withdraws(link, prefix) {
+                        continue;
+                    }
+                    count += 1;
+                    if self.reapply(prefix) == Some(false) {
+                        newly_lost.push(prefix);
+                    }
+                }
+                if count > 0 {
+                    tracing::info!(link = %self.links[link.0].name, prefixes = count, lost = newly_lost.len(), "neighbour withdrew prefixes");
+                    self.record(
+                        now,
+                        Event::Withdrawn {
+                            link,
+                            prefixes: count,
+                            lost: newly_lost.len(),
+                        },
+                    );
+                }
+                self.announce(&newly_lost, true, now);
+            }
+            MeshMessage::LostSet(prefixes) => {
+                let wanted: BTreeSet<IpNet> = prefixes.into_iter().filter_map(from_wire).collect();
+                let had = self
+                    .repair
+                    .withdrawn_by
+                    .get(&link)
+                    .cloned()
+                    .unwrap_or_default();
+                let restore: Vec<WirePrefix> =
+                    had.difference(&wanted).copied().map(to_wire).collect();
+                let withdraw: Vec<WirePrefix> =
+                    wanted.difference(&had).copied().map(to_wire).collect();
+                if !withdraw.is_empty() {
+                    self.handle_mesh_message(link, MeshMessage::Withdraw(withdraw), now);
+                }
+                if !restore.is_empty() {
+                    self.handle_mesh_message(link, MeshMessage::Restore(restore), now);
+                }
+            }
+            MeshMessage::Restore(prefixes) => {
+                let mut count = 0;
+                let mut regained = Vec::new();
+                for prefix in prefixes.into_iter().filter_map(from_wire) {
+                    let Some(set) = self.repair.withdrawn.get_mut(&prefix) else {
+                        continue;
+                    };
+                    if !set.remove(&link) {
+                        continue;
+                    }
+                    if set.is_empty() {
+                        self.repair.withdrawn.remove(&prefix);
+                    }
+                    if let Some(by) = self.repair.withdrawn_by.get_mut(&link) {
+                        by.remove(&prefix);
+                    }
+                    count += 1;
+                    if self.reapply(prefix) == Some(true) {
+                        regained.push(prefix);
+                    }
+                }
+                if count > 0 {
+                    tracing::info!(link = %self.links[link.0].name, prefixes = count, regained = regained.len(), "neighbour restored prefixes");
+                    self.record(
+                        now,
+                        Event::Restored {
+                            link,
+                            prefixes: count,
+                            regained: regained.len(),
+                        },
+                    );
+                }
+                self.announce(&regained, false, now);
+            }
+        }
+    }
+
+    /// Records that `link` withdrew `prefix`; false if that changes nothing
+    /// (we never route `prefix` via `link`, or knew it already).
+    fn neighbour_withdraws(&mut self, link: LinkId, prefix: IpNet) -> bool {
+        let uses_link = |hops: &Vec<Hop>| hops.contains(&Hop::Link(link));
+        if !self.repair.configured.get(&prefix).is_some_and(uses_link) {
+            // Only a shorter route covers it: derive a more specific repair
+            // route from that one, without the withdrawing neighbour.
+            let Some((_, group)) = self.table.covering(prefix) else {
+                return false;
+            };
+            let hops = group.hops().to_vec();
+            if !uses_link(&hops) || self.repair.configured.contains_key(&prefix) {
+                return false;
+            }
+            self.repair.configured.insert(prefix, hops);
+            self.repair.derived.insert(prefix);
+        }
+        let fresh = self
+            .repair
+            .withdrawn
+            .entry(prefix)
+            .or_default()
+            .insert(link);
+        self.repair
+            .withdrawn_by
+            .entry(link)
+            .or_default()
+            .insert(prefix);
+        fresh
+    }
+
+    /// Forgets a route entirely (the controller no longer computes it).
+    pub(super) fn remove_route(&mut self, prefix: IpNet) {
+        self.repair.configured.remove(&prefix);
+        self.repair.derived.remove(&prefix);
+        if let Some(links) = self.repair.withdrawn.remove(&prefix) {
+            for link in links {
+                if let Some(set) = self.repair.withdrawn_by.get_mut(&link) {
+                    set.remove(&prefix);
+                }
+            }
+        }
+        self.repair.lost.remove(&prefix);
+        self.table.remove(prefix);
+    }
+
+    /// Reinstalls `prefix` with its configured hops minus those withdrawn.
+    /// Returns `Some(reachable)` if its reachability changed, and keeps the
+    /// lost set in step.
+    pub(super) fn reapply(&mut self, prefix: IpNet) -> Option<bool> {
+        let excluded = self
+            .repair
+            .withdrawn
+            .get(&prefix)
+            .cloned()
+            .unwrap_or_default();
+        if self.repair.derived.contains(&prefix) && excluded.is_empty() {
+            // The repair route is no longer needed: the shorter route it was
+            // derived from serves the prefix again.
+            self.repair.derived.remove(&prefix);
+            self.repair.configured.remove(&prefix);
+            self.table.remove(prefix);
+        } else if let Some(hops) = self.repair.configured.get(&prefix) {
+            let mut effective: Vec<Hop> = hops
+                .iter()
+                .copied()
+                .filter(|h| !matches!(h, Hop::Link(l) if excluded.contains(l)))
+                .collect();
+            if effective.is_empty() {
+                // Keep the prefix in the table so a shorter route cannot
+                // pull its packets toward a neighbour that withdrew it.
+                effective.push(Hop::Unreachable);
+            }
+            // Cannot fail: the hops were validated when configured.
+            let _ = self.table.insert(prefix, effective);
+        }
+        let reachable = match self.table.route(prefix) {
+            Some(group) => group.active().is_some(),
+            None => self
+                .table
+                .covering(prefix)
+                .is_some_and(|(_, g)| g.active().is_some()),
+        };
+        let tracked = self.repair.configured.contains_key(&prefix);
+        let was_lost = self.repair.lost.contains(&prefix);
+        match (reachable, was_lost) {
+            (false, false) if tracked => {
+                self.repair.lost.insert(prefix);
+                Some(false)
+            }
+            (true, true) => {
+                self.repair.lost.remove(&prefix);
+                Some(true)
+            }
+            (false, true) if !tracked => {
+                // No longer ours to track; the covering prefix speaks for it.
+                self.repair.lost.remove(&prefix);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Withdraws (or restores) `prefixes` on every neighbour that speaks
+    /// freimesh and is up.
+    fn announce(&mut self, prefixes: &[IpNet], withdraw: bool, now: Instant) {
+        if prefixes.is_empty() {
+            return;
+        }
+        for i in 0..self.links.len() {
+            if self.links[i].liveness.profile.interval.is_some() && self.links[i].liveness.is_up() {
+                self.send_prefixes(LinkId(i), prefixes, withdraw, now);
+            }
+        }
+    }
+
+    /// Tells `link` every prefix we lack, as one replacing `LostSet` when
+    /// it fits in a message, else as additive withdrawals.
+    fn send_lost_set(&mut self, link: LinkId, now: Instant) {
+        if !self.links[link.0].liveness.is_up()
+            || self.links[link.0].liveness.profile.interval.is_none()
+        {
+            return;
+        }
+        let lost: Vec<IpNet> = self.repair.lost.iter().copied().collect();
+        if lost.len() <= PREFIXES_PER_MESSAGE {
+            let wire = lost.into_iter().map(to_wire).collect();
+            self.send_mesh(link, MeshMessage::LostSet(wire), now);
+        } else {
+            self.send_prefixes(link, &lost, true, now);
+        }
+    }
+
+    fn send_prefixes(&mut self, link: LinkId, prefixes: &[IpNet], withdraw: bool, now: Instant) {
+        // Only to neighbours that are up: anything sent before the session
+        // is established would wait in boringtun's queue and could arrive
+        // after a newer message. A neighbour that comes up hears our full
+        // lost set then.
+        if !self.links[link.0].liveness.is_up()
+            || self.links[link.0].liveness.profile.interval.is_none()
+        {
+            return;
+        }
+        for chunk in prefixes.chunks(PREFIXES_PER_MESSAGE) {
+            let wire: Vec<WirePrefix> = chunk.iter().copied().map(to_wire).collect();
+            let message = if withdraw {
+                MeshMessage::Withdraw(wire)
+            } else {
+                MeshMessage::Restore(wire)
+            };
+            self.send_mesh(link, message, now);
+        }
+    }
+
+    fn send_link_state(&mut self, link: LinkId, now: Instant) {
+        if !self.links[link.0].liveness.has_state_to_report() {
+            return;
+        }
+        let hears_you = self.links[link.0].liveness.hears_peer(now);
+        self.send_mesh(link, MeshMessage::LinkState { hears_you }, now);
+    }
+
+    fn send_mesh(&mut self, link: LinkId, message: MeshMessage, now: Instant) {
+        let state = &mut self.links[link.0];
+        state.mesh_tx_sequence = state.mesh_tx_sequence.wrapping_add(1);
+        let packet = MeshPacket {
+            incarnation: self.incarnation,
+            sequence: state.mesh_tx_sequence,
+            message,
+        };
+        self.send_on_link(link, &packet.encode(), now);
+    }
+
+    fn record(&mut self, now: Instant, event: Event) {
+        if self.events.len() == EVENT_HISTORY {
+            self.events.pop_front();
+        }
+        self.events.push_back((now, event));
+    }
+}

@@ -1,0 +1,597 @@
+//! Link liveness: is the neighbour at the other end of a tunnel alive, and
+//! does it hear us?
+//!
+//! BFD's asynchronous mode, inside the tunnel. Each side sends a heartbeat
+//! (an empty WireGuard keepalive, the smallest authenticated packet) every
+//! `interval` unless it sent something else on the link in that interval;
+//! *any* authenticated packet from the neighbour is proof of life. A link
+//! whose neighbour has been silent for `interval × multiplier` is down.
+//! Neighbours also tell each other, in a small `LinkState` message, whether
+//! they hear each other, when that changes and every `state_refresh`: so a
+//! link that fails in one direction only goes down on both ends.
+//!
+//! A link that was up and failed must then be heard for its whole hold-down,
+//! with no more than 100 − [`RECOVERY_QUALITY_PERCENT`] % of its heartbeats
+//! missing, before it carries traffic again: a flapping or lossy
+//! link does not flap routes, it stays out of use. Each failure within a
+//! short time of the last recovery doubles the hold-down (up to
+//! [`MAX_HOLD_DOWN`]); a link that stays up long enough earns the base value
+//! back.
+//!
+//! Everything here is a pure function of the `now` it is given.
+
+use std::time::{Duration, Instant};
+
+/// Longest hold-down a flapping link can accumulate.
+pub const MAX_HOLD_DOWN: Duration = Duration::from_secs(60);
+/// Share of heartbeat intervals in which a recovering link must be heard
+/// during its hold-down. A link losing 30 % of its packets fails this and
+/// stays out of use instead of flapping.
+pub const RECOVERY_QUALITY_PERCENT: u32 = 90;
+/// A link that stays up this many base hold-downs loses its flap penalty.
+const PENALTY_DECAY_FACTOR: u32 = 10;
+
+/// Timers of one kind of link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub name: &'static str,
+    /// Heartbeat interval; `None` for peers that do not speak freimesh
+    /// (plain WireGuard): such a link is never probed and always up.
+    pub interval: Option<Duration>,
+    /// Missed intervals before the link is declared down.
+    pub multiplier: u32,
+    /// Base time a recovered link must stay heard before it is used again.
+    pub hold_down: Duration,
+    /// How often to repeat our `LinkState` (and pending withdrawals).
+    pub state_refresh: Duration,
+}
+
+impl Profile {
+    /// Fibre and Ethernet backbone: 10 ms heartbeats, down after 30 ms of
+    /// silence. 48 kbit/s of heartbeats per direction is nothing on such a
+    /// link.
+    pub const FAST: Profile = Profile {
+        name: "fast",
+        interval: Some(Duration::from_millis(10)),
+        multiplier: 3,
+        hold_down: Duration::from_secs(1),
+        state_refresh: Duration::from_secs(1),
+    };
+    /// Radio links between routers: 50 ms heartbeats, down after 150 ms.
+    /// 20 keepalives of 60 bytes per second is 9.6 kbit/s on an IPv4
+    /// underlay, under the 10 kbit/s budget of an idle link.
+    pub const DEFAULT: Profile = Profile {
+        name: "default",
+        interval: Some(Duration::from_millis(50)),
+        multiplier: 3,
+        hold_down: Duration::from_secs(2),
+        state_refresh: Duration::from_secs(2),
+    };
+    /// LTE and other metered uplinks: one heartbeat a second (480 bit/s),
+    /// down after 3 s.
+    pub const METERED: Profile = Profile {
+        name: "metered",
+        interval: Some(Duration::from_secs(1)),
+        multiplier: 3,
+        hold_down: Duration::from_secs(10),
+        state_refresh: Duration::from_secs(30),
+    };
+    /// A plain WireGuard peer (wg-quick, wireguard-go): no heartbeats, no
+    /// liveness; the link is always considered up.
+    pub const WIREGUARD: Profile = Profile {
+        name: "wireguard",
+        interval: None,
+        multiplier: 0,
+        hold_down: Duration::ZERO,
+        state_refresh: Duration::MAX,
+    };
+
+    pub const ALL: [Profile; 4] = [
+        Profile::FAST,
+        Profile::DEFAULT,
+        Profile::METERED,
+        Profile::WIREGUARD,
+    ];
+
+    pub fn by_name(name: &str) -> Option<Profile> {
+        Self::ALL.into_iter().find(|p| p.name == name)
+    }
+
+    /// Silence after which the link is down.
+    pub fn detection_time(&self) -> Option<Duration> {
+        self.interval.map(|i| i * self.multiplier)
+    }
+}
+
+/// Why a link went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownCause {
+    /// Nothing heard for the detection time.
+    Silence,
+    /// The neighbour says it does not hear us.
+    PeerDoesNotHearUs,
+    /// The underlay interface lost carrier.
+    Carrier,
+}
+
+/// A link's liveness state. Each state holds what only it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Never heard since start: not used, no hold-down to wait.
+    Starting,
+    Up {
+        since: Instant,
+    },
+    Down {
+        since: Instant,
+        cause: DownCause,
+    },
+    /// Heard again after a failure: on probation until `until`, counting
+    /// the heartbeat intervals in which nothing arrived.
+    HoldDown {
+        started: Instant,
+        until: Instant,
+        missed: u32,
+        last: Instant,
+    },
+}
+
+/// What a call changed, for the engine to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Up,
+    /// Down, with how long the neighbour had been silent when we noticed.
+    Down {
+        cause: DownCause,
+        silent_for: Duration,
+    },
+}
+
+/// Liveness of one link.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub profile: Profile,
+    pub state: State,
+    last_heard: Option<Instant>,
+    last_sent: Option<Instant>,
+    /// The neighbour's latest `LinkState`: does it hear us?
+    peer_hears_us: bool,
+    hold_down: Duration,
+    next_state_refresh: Option<Instant>,
+}
+
+impl Liveness {
+    pub fn new(profile: Profile) -> Self {
+        Self {
+            profile,
+            state: State::Starting,
+            last_heard: None,
+            last_sent: None,
+            peer_hears_us: true,
+            hold_down: profile.hold_down,
+            next_state_refresh: None,
+        }
+    }
+
+    /// Whether the link may carry traffic now.
+    pub fn is_up(&self) -> bool {
+        self.profile.interval.is_none() || matches!(self.state, State::Up { .. })
+    }
+
+    /// Whether our `LinkState` means anything yet. Before we first heard the
+    /// neighbour, "I do not hear you" would only race with its handshake
+    /// and take down a link that is just coming up, so we say nothing.
+    pub fn has_state_to_report(&self) -> bool {
+        self.profile.interval.is_some() && !matches!(self.state, State::Starting)
+    }
+
+    /// Whether we hear the neighbour now (what our `LinkState` says).
+    pub fn hears_peer(&self, now: Instant) -> bool {
+        match (self.last_heard, self.profile.detection_time()) {
+            (Some(t), Some(detect)) => now.saturating_duration_since(t) < detect,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
+    }
+
+    /// An authenticated packet arrived from the neighbour.
+    pub fn heard(&mut self, now: Instant) -> Option<Transition> {
+        self.note_heard(now);
+        self.evaluate(now)
+    }
+
+    fn note_heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+        if let (State::HoldDown { missed, last, .. }, Some(interval)) =
+            (&mut self.state, self.profile.interval)
+        {
+            // A gap of k intervals means k - 1 heartbeats never came. Timer
+            // drift (a heartbeat every 11 ms for a 10 ms interval) is no
+            // loss; a gap of two intervals is.
+            let gap = intervals_in(now.saturating_duration_since(*last), interval);
+            *missed = missed.saturating_add(gap.saturating_sub(1));
+            *last = now;
+        }
+    }
+
+    /// We sent something on the link (suppresses the next heartbeat).
+    pub fn sent(&mut self, now: Instant) {
+        self.last_sent = Some(now);
+    }
+
+    /// The neighbour's `LinkState` arrived.
+    pub fn peer_state(&mut self, hears_us: bool, now: Instant) -> Option<Transition> {
+        self.peer_hears_us = hears_us;
+        self.note_heard(now);
+        self.evaluate(now)
+    }
+
+    /// The underlay interface lost carrier: down at once.
+    pub fn carrier_lost(&mut self, now: Instant) -> Option<Transition> {
+        self.profile.interval?;
+        let silent_for = self
+            .last_heard
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        // Forget the last proof of life: nothing heard before the loss may
+        // bring the link back.
+        self.last_heard = None;
+        self.go_down(DownCause::Carrier, now)
+            .map(|cause| Transition::Down { cause, silent_for })
+    }
+
+    /// Timers: detection, hold-down expiry.
+    pub fn tick(&mut self, now: Instant) -> Option<Transition> {
+        self.evaluate(now)
+    }
+
+    /// Whether a heartbeat is due now.
+    pub fn heartbeat_due(&self, now: Instant) -> bool {
+        match self.profile.interval {
+            Some(interval) => self
+                .last_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= interval),
+            None => false,
+        }
+    }
+
+    /// Whether our `LinkState` should be repeated now; if so, schedules the
+    /// next one.
+    pub fn take_state_refresh(&mut self, now: Instant) -> bool {
+        if self.profile.interval.is_none() {
+            return false;
+        }
+        if self.next_state_refresh.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_state_refresh = Some(now + self.profile.state_refresh);
+        true
+    }
+
+    /// Sends our `LinkState` early (it changed).
+    pub fn refresh_state_now(&mut self) {
+        self.next_state_refresh = None;
+    }
+
+    /// The earliest instant at which [`Liveness::tick`] or a heartbeat may
+    /// have work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let interval = self.profile.interval?;
+        let heartbeat = self.last_sent.map(|t| t + interval);
+        let detection = match self.state {
+            State::Up { .. } | State::HoldDown { .. } => self
+                .last_heard
+                .zip(self.profile.detection_time())
+                .map(|(t, d)| t + d),
+            _ => None,
+        };
+        let hold = match self.state {
+            State::HoldDown { until, .. } => Some(until),
+            _ => None,
+        };
+        [heartbeat, detection, hold, self.next_state_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn evaluate(&mut self, now: Instant) -> Option<Transition> {
+        self.profile.interval?;
+        let hears = self.hears_peer(now);
+        let silent_for = self
+            .last_heard
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        match self.state {
+            State::Starting if hears && self.peer_hears_us => {
+                self.state = State::Up { since: now };
+                Some(Transition::Up)
+            }
+            State::Starting => None,
+            State::Up { since } => {
+                let cause = if !hears {
+                    DownCause::Silence
+                } else if !self.peer_hears_us {
+                    DownCause::PeerDoesNotHearUs
+                } else {
+                    // A long stable run earns back the base hold-down.
+                    if now.saturating_duration_since(since)
+                        >= self.profile.hold_down * PENALTY_DECAY_FACTOR
+                    {
+                        self.hold_down = self.profile.hold_down;
+                    }
+                    return None;
+                };
+                self.go_down(cause, now)
+                    .map(|cause| Transition::Down { cause, silent_for })
+            }
+            State::Down { .. } if hears && self.peer_hears_us => {
+                self.start_probation(now);
+                None
+            }
+            State::Down { .. } => None,
+            State::HoldDown {
+                started,
+                until,
+                missed,
+                ..
+            } => {
+                if !hears || !self.peer_hears_us {
+                    // Failed again while on probation: a flap. Double the
+                    // penalty and start over.
+                    self.hold_down = (self.hold_down * 2).min(MAX_HOLD_DOWN);
+                    let cause = if hears {
+                        DownCause::PeerDoesNotHearUs
+                    } else {
+                        DownCause::Silence
+                    };
+                    self.state = State::Down { since: now, cause };
+                    None
+                } else if now >= until {
+                    let interval = self.profile.interval.unwrap_or(Duration::MAX);
+                    let expected =
+                        intervals_in(until.saturating_duration_since(started), interval).max(1);
+                    if missed.saturating_mul(100)
+                        <= expected.saturating_mul(100 - RECOVERY_QUALITY_PERCENT)
+                    {
+                        self.state = State::Up { since: now };
+                        Some(Transition::Up)
+                    } else {
+                        // Alive but lossy: stay out of use, look again later.
+                        self.hold_down = (self.hold_down * 2).min(MAX_HOLD_DOWN);
+                        self.start_probation(now);
+                        None
+                    }
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn start_probation(&mut self, now: Instant) {
+        self.state = State::HoldDown {
+            started: now,
+            until: now + self.hold_down,
+            missed: 0,
+            last: now,
+        };
+    }
+
+    fn go_down(&mut self, cause: DownCause, now: Instant) -> Option<DownCause> {
+        match self.state {
+            State::Up { since } => {
+                // Failing soon after recovering is a flap: raise the penalty.
+                if now.saturating_duration_since(since) < self.hold_down * PENALTY_DECAY_FACTOR {
+                    self.hold_down = (self.hold_down * 2).min(MAX_HOLD_DOWN);
+                }
+                self.state = State::Down { since: now, cause };
+                self.refresh_state_now();
+                Some(cause)
+            }
+            State::HoldDown { .. } | State::Starting => {
+                self.state = State::Down { since: now, cause };
+                None
+            }
+            State::Down { .. } => None,
+        }
+    }
+}
+
+/// How many whole `interval`s fit in `span`.
+fn intervals_in(span: Duration, interval: Duration) -> u32 {
+    u32::try_from(span.as_nanos() / interval.as_nanos().max(1)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn comes_up_when_heard_and_goes_down_after_detection_time() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        assert!(!l.is_up());
+        assert_eq!(l.heard(t0), Some(Transition::Up));
+        assert!(l.is_up());
+        assert_eq!(l.tick(t0 + 149 * MS), None);
+        assert_eq!(
+            l.tick(t0 + 150 * MS),
+            Some(Transition::Down {
+                cause: DownCause::Silence,
+                silent_for: 150 * MS
+            })
+        );
+        assert!(!l.is_up());
+    }
+
+    #[test]
+    fn recovery_waits_for_the_hold_down_and_flaps_double_it() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        l.heard(t0);
+        l.tick(t0 + 200 * MS);
+        assert!(!l.is_up());
+        let t1 = t0 + 300 * MS;
+        assert_eq!(l.heard(t1), None, "heard again: on probation");
+        // Keep hearing it every 40 ms for the hold-down, which doubled
+        // because the failure came soon after coming up.
+        let hold = Profile::DEFAULT.hold_down * 2;
+        let mut t = t1;
+        while t < t1 + hold {
+            t += 40 * MS;
+            if let Some(tr) = l.heard(t) {
+                assert_eq!(tr, Transition::Up);
+            }
+        }
+        assert!(l.is_up(), "up after {hold:?} of stable hearing");
+        assert!(t - t1 >= hold);
+    }
+
+    #[test]
+    fn silence_during_hold_down_restarts_it_with_a_bigger_penalty() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::FAST);
+        l.heard(t0);
+        l.tick(t0 + 40 * MS);
+        l.heard(t0 + 50 * MS);
+        let before = l.hold_down;
+        assert_eq!(
+            l.tick(t0 + 100 * MS),
+            None,
+            "silence on probation is not a new down event"
+        );
+        assert!(matches!(l.state, State::Down { .. }));
+        assert_eq!(l.hold_down, before * 2);
+    }
+
+    #[test]
+    fn peer_that_does_not_hear_us_takes_the_link_down() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        l.heard(t0);
+        assert_eq!(
+            l.peer_state(false, t0 + 10 * MS),
+            Some(Transition::Down {
+                cause: DownCause::PeerDoesNotHearUs,
+                silent_for: Duration::ZERO
+            })
+        );
+    }
+
+    #[test]
+    fn carrier_loss_is_immediate_and_forgets_old_proof() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::METERED);
+        l.heard(t0);
+        assert!(matches!(
+            l.carrier_lost(t0 + 5 * MS),
+            Some(Transition::Down {
+                cause: DownCause::Carrier,
+                ..
+            })
+        ));
+        assert!(!l.hears_peer(t0 + 6 * MS));
+    }
+
+    #[test]
+    fn plain_wireguard_links_are_always_up_and_never_probed() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::WIREGUARD);
+        assert!(l.is_up());
+        assert!(!l.heartbeat_due(t0));
+        assert_eq!(l.tick(t0 + Duration::from_secs(3600)), None);
+        assert_eq!(l.carrier_lost(t0), None);
+        assert!(l.is_up());
+    }
+
+    /// A link that loses 30 % of its packets at random: it may go down
+    /// once, but must not come back and go down again and again.
+    #[test]
+    fn a_lossy_link_does_not_flap() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        let mut transitions = Vec::new();
+        let mut seed: u64 = 0x5eed;
+        let interval = Profile::DEFAULT.interval.unwrap_or(MS);
+        l.heard(t0);
+        // Five minutes of heartbeats, each lost with probability 0.3.
+        for i in 1..6000u32 {
+            let now = t0 + interval * i;
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let lost = (seed >> 33) % 100 < 30;
+            if let Some(t) = l.tick(now) {
+                transitions.push(t);
+            }
+            if !lost && let Some(t) = l.heard(now) {
+                transitions.push(t);
+            }
+        }
+        let downs = transitions
+            .iter()
+            .filter(|t| matches!(t, Transition::Down { .. }))
+            .count();
+        assert!(downs <= 1, "a 30 % lossy link flapped: {transitions:?}");
+    }
+
+    #[test]
+    fn a_clean_link_recovers_after_the_hold_down() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::FAST);
+        l.heard(t0);
+        l.tick(t0 + 30 * MS);
+        assert!(!l.is_up());
+        let mut t = t0 + 40 * MS;
+        let mut up_at = None;
+        while t < t0 + Duration::from_secs(5) {
+            if l.heard(t) == Some(Transition::Up) && up_at.is_none() {
+                up_at = Some(t);
+            }
+            l.tick(t);
+            t += 10 * MS;
+        }
+        let up_at = up_at.expect("recovered");
+        assert!(
+            up_at - (t0 + 40 * MS) >= Profile::FAST.hold_down,
+            "waited the hold-down"
+        );
+    }
+
+    /// Heartbeats that arrive late (a loaded sender's timer drifts) are not
+    /// losses: the link must still recover.
+    #[test]
+    fn late_heartbeats_still_recover() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::FAST);
+        l.heard(t0);
+        l.tick(t0 + 40 * MS);
+        let mut t = t0 + 50 * MS;
+        let mut up = false;
+        while t < t0 + Duration::from_secs(10) && !up {
+            up = l.heard(t) == Some(Transition::Up);
+            l.tick(t);
+            t += 14 * MS;
+        }
+        assert!(
+            up,
+            "a link heard every 14 ms (10 ms interval) never recovered"
+        );
+    }
+
+    #[test]
+    fn heartbeats_are_suppressed_by_other_traffic() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        assert!(l.heartbeat_due(t0));
+        l.sent(t0);
+        assert!(!l.heartbeat_due(t0 + 49 * MS));
+        assert!(l.heartbeat_due(t0 + 50 * MS));
+    }
+}

@@ -1,0 +1,203 @@
+//! The agent under a controller: applies what the controller assigns
+//! (links, routes) to the engine, and reports link states and candidate
+//! neighbours back.
+//!
+//! Controller state arrives as [`ControllerEvent`]s from the
+//! [`crate::controlplane`] client; [`ControllerState`] folds them into the
+//! current assignment, and [`reconcile`] turns that into engine changes by
+//! diff, so the same code serves the first full state, every delta and
+//! every resync after a reconnect. While the controller is unreachable the
+//! engine keeps its last table and repairs locally (headless survival).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freimesh_proto::{NodeId, PublicKeyBytes};
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::config::AgentConfig;
+use crate::controlplane::{
+    Candidate, ControllerEvent, ControllerState, LinkMeasurement, Report, Welcome,
+};
+use crate::core::{Engine, Hop, LinkSpec};
+
+/// How often link states and candidates go to the controller (and at once
+/// when a link changes state).
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// What the agent reports as a link's round-trip time until it measures
+/// one: every link costs the same, so routes follow hop counts.
+const NOMINAL_RTT_US: u32 = 1_000;
+
+/// Waits for the first `Welcome` (for a node whose addresses come from the
+/// controller), folding every event before it into `state`.
+pub(super) async fn first_welcome(
+    events: &mut mpsc::Receiver<ControllerEvent>,
+    state: &mut ControllerState,
+) -> Option<Welcome> {
+    tracing::info!("waiting for the controller to assign this node's addresses");
+    while let Some(event) = events.recv().await {
+        log_event(&event);
+        state.apply(&event);
+        if let Some(welcome) = &state.welcome {
+            return Some(welcome.clone());
+        }
+    }
+    None
+}
+
+fn log_event(event: &ControllerEvent) {
+    match event {
+        ControllerEvent::Welcome(w) => {
+            tracing::info!(node_id = %w.node_id, addresses = ?w.addresses, "enrolled with the controller")
+        }
+        ControllerEvent::Pending { node_id } => {
+            tracing::warn!(%node_id, "the controller holds this node for operator approval")
+        }
+        ControllerEvent::Refused(err) => tracing::error!(?err, "the controller refused this node"),
+        ControllerEvent::Disconnected { reason, retry_in } => {
+            tracing::warn!(%reason, ?retry_in, "controller unreachable; forwarding on the last table")
+        }
+        ControllerEvent::Links(links) => {
+            tracing::debug!(links = links.len(), "links from the controller")
+        }
+        ControllerEvent::Routes(routes) => {
+            tracing::debug!(routes = routes.len(), "routes from the controller")
+        }
+        ControllerEvent::LinksDelta(d) => {
+            tracing::debug!(changes = d.len(), "link changes from the controller")
+        }
+        ControllerEvent::RoutesDelta(d) => {
+            tracing::debug!(changes = d.len(), "route changes from the controller")
+        }
+    }
+}
+
+/// Makes the engine hold exactly the links and routes of `state`.
+pub fn reconcile(engine: &mut Engine, state: &ControllerState, own: &[IpNet], now: Instant) {
+    let wanted: BTreeSet<PublicKeyBytes> = state.links.keys().copied().collect();
+    for (peer, assignment) in &state.links {
+        let spec = LinkSpec {
+            name: NodeId::of(peer).to_string(),
+            peer: *peer,
+            endpoint: assignment.endpoint,
+            keepalive: None,
+            allowed_sources: Vec::new(),
+            profile: assignment.profile.clone(),
+        };
+        if let Err(err) = engine.upsert_link(spec, now) {
+            tracing::warn!(%peer, %err, "link from the controller not applied");
+        }
+    }
+    let mut routes: BTreeMap<IpNet, Vec<Hop>> = BTreeMap::new();
+    for (prefix, via) in &state.routes {
+        if own.iter().any(|o| o.trunc() == prefix.trunc()) {
+            continue;
+        }
+        let hops: Vec<Hop> = via
+            .iter()
+            .filter_map(|peer| engine.link_by_peer(peer).map(Hop::Link))
+            .collect();
+        if !hops.is_empty() {
+            routes.insert(*prefix, hops);
+        }
+    }
+    if let Err(err) = engine.set_routes(&routes) {
+        tracing::warn!(%err, "routes from the controller not applied");
+    }
+    let retired: Vec<_> = engine
+        .link_states()
+        .into_iter()
+        .filter(|(peer, _)| !wanted.contains(peer))
+        .filter_map(|(peer, _)| engine.link_by_peer(&peer))
+        .collect();
+    for link in retired {
+        engine.retire_link(link);
+    }
+}
+
+/// Applies controller events to the engine as they arrive.
+pub(super) async fn apply_events(
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<ControllerEvent>,
+    mut state: ControllerState,
+    own: Vec<IpNet>,
+) {
+    let mut outputs = Vec::new();
+    {
+        let state = &state;
+        let own = &own;
+        shared
+            .with_engine(&mut outputs, |engine| {
+                reconcile(engine, state, own, Instant::now())
+            })
+            .await;
+    }
+    while let Some(event) = events.recv().await {
+        log_event(&event);
+        if let ControllerEvent::Welcome(w) = &event
+            && !w.addresses.iter().all(|a| own.contains(a))
+        {
+            tracing::warn!(assigned = ?w.addresses, current = ?own, "the controller assigned new addresses; restart the agent to use them");
+        }
+        if state.apply(&event) {
+            let state = &state;
+            let own = &own;
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    reconcile(engine, state, own, Instant::now())
+                })
+                .await;
+        }
+    }
+}
+
+/// Sends link states and configured candidate neighbours to the controller.
+pub(super) async fn report(
+    shared: Arc<Shared>,
+    config: Arc<AgentConfig>,
+    reports: mpsc::Sender<Report>,
+) {
+    let candidates: Vec<Candidate> = config
+        .links
+        .iter()
+        .map(|l| Candidate {
+            peer: l.public_key,
+            endpoint: l.endpoint,
+        })
+        .collect();
+    let mut last: Option<Vec<(PublicKeyBytes, bool)>> = None;
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    let mut next_full = tokio::time::Instant::now();
+    loop {
+        ticks.tick().await;
+        let states = shared.engine().link_states();
+        let changed = last.as_ref() != Some(&states);
+        if !changed && tokio::time::Instant::now() < next_full {
+            continue;
+        }
+        next_full = tokio::time::Instant::now() + REPORT_INTERVAL;
+        let links = states
+            .iter()
+            .map(|(peer, up)| LinkMeasurement {
+                peer: *peer,
+                rtt_us: NOMINAL_RTT_US,
+                loss_ppm: 0,
+                up: *up,
+            })
+            .collect();
+        last = Some(states);
+        if reports
+            .send(Report {
+                links,
+                candidates: candidates.clone(),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

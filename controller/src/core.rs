@@ -1,0 +1,501 @@
+//! The controller's decision core: sans-IO, no sockets, no SQLite, no clock.
+//!
+//! It mirrors the registry (nodes, approved prefixes, links) and the
+//! [`Router`], remembers what each connected node was last sent, and turns
+//! changes into frames for exactly the nodes they concern.
+//!
+//! Contract, in the order the I/O shell calls it:
+//!
+//! 1. [`Controller::new`] with the registry as the store loaded it.
+//! 2. For a new connection: [`Controller::lookup`] the key; the shell enrols
+//!    or refuses (writing the store first), then [`Controller::upsert_node`]
+//!    with the stored record and [`Controller::handle_connect`], which queues
+//!    Welcome and the full links and routes.
+//! 3. For a Report: [`Controller::plan_report`] says which link rows change;
+//!    the shell commits them, then [`Controller::apply_links`] queues deltas.
+//! 4. After the CLI changed the database: [`Controller::handle_registry`]
+//!    with a fresh snapshot; revoked nodes get an Error and a close.
+//! 5. After each step, drain [`Controller::poll_transmit`] until `None`.
+//!
+//! Node ids from the store are used as router indices directly: they are
+//! dense (SQLite's rowids count up from 1) and never reused.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use freimesh_proto::control::{
+    Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, Report, Route,
+    RouteChange, Welcome,
+};
+use freimesh_proto::{NodeId, PublicKeyBytes};
+use ipnet::IpNet;
+
+use crate::routing::{LinkCost, Router, metric_of};
+use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState};
+
+/// The metric of a link nobody has measured yet: a 10 ms round trip, so a
+/// measured fast link wins over it but it still carries traffic.
+pub const UNMEASURED_RTT_US: u32 = 10_000;
+/// The link profile assigned until operators can choose per link.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// What the shell should do for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Frame(ControllerMsg),
+    /// Close the connection after the frames queued before this.
+    Close,
+}
+
+/// What the registry says about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Unknown,
+    Pending(u32),
+    Active(u32),
+    Revoked(u32),
+}
+
+#[derive(Debug, Default)]
+struct Sent {
+    links: BTreeMap<PublicKeyBytes, LinkAssignment>,
+    routes: BTreeMap<IpNet, Vec<PublicKeyBytes>>,
+}
+
+/// The decision core; see the module docs for the calling contract.
+#[derive(Debug)]
+pub struct Controller {
+    settings: MeshSettings,
+    nodes: BTreeMap<u32, NodeRecord>,
+    by_key: BTreeMap<PublicKeyBytes, u32>,
+    prefixes: BTreeMap<u32, Vec<IpNet>>,
+    links: BTreeMap<(u32, u32), LinkRecord>,
+    /// Where `from` reported it reaches `to`: `(from, to) -> endpoint`.
+    seen: BTreeMap<(u32, u32), SocketAddr>,
+    router: Router,
+    sessions: BTreeMap<u32, Sent>,
+    outbox: VecDeque<(u32, Outgoing)>,
+}
+
+fn cost(l: &LinkRecord) -> LinkCost {
+    LinkCost {
+        rtt_us: l.rtt_us.unwrap_or(UNMEASURED_RTT_US),
+        loss_ppm: l.loss_ppm.unwrap_or(0),
+        override_cost: l.override_cost,
+    }
+}
+
+impl Controller {
+    pub fn new(
+        settings: MeshSettings,
+        nodes: Vec<NodeRecord>,
+        prefixes: Vec<(u32, IpNet)>,
+        links: Vec<LinkRecord>,
+    ) -> Self {
+        let mut core = Self {
+            settings,
+            nodes: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            prefixes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            router: Router::new(),
+            sessions: BTreeMap::new(),
+            outbox: VecDeque::new(),
+        };
+        core.load(nodes, prefixes, links);
+        core.router.compute_all();
+        core
+    }
+
+    /// Applies a registry snapshot to the mirror and the router (no frames).
+    fn load(
+        &mut self,
+        nodes: Vec<NodeRecord>,
+        prefixes: Vec<(u32, IpNet)>,
+        links: Vec<LinkRecord>,
+    ) {
+        let old_active: BTreeSet<u32> = self.active_ids().collect();
+        self.by_key = nodes.iter().map(|n| (n.public_key, n.id)).collect();
+        self.nodes = nodes.into_iter().map(|n| (n.id, n)).collect();
+        let new_active: BTreeSet<u32> = self.active_ids().collect();
+        for gone in old_active.difference(&new_active) {
+            self.router.remove_node(*gone);
+        }
+        for id in &new_active {
+            if !old_active.contains(id) {
+                self.router.add_node(*id);
+            }
+            self.router.set_drained(*id, self.nodes[id].drained);
+        }
+        self.prefixes.clear();
+        for (id, p) in prefixes {
+            self.prefixes.entry(id).or_default().push(p);
+        }
+        let new_links: BTreeMap<(u32, u32), LinkRecord> = links
+            .into_iter()
+            .filter(|l| new_active.contains(&l.a) && new_active.contains(&l.b))
+            .map(|l| ((l.a, l.b), l))
+            .collect();
+        for (a, b) in self.links.keys() {
+            if !new_links.contains_key(&(*a, *b))
+                && new_active.contains(a)
+                && new_active.contains(b)
+            {
+                self.router.remove_link(*a, *b);
+            }
+        }
+        for l in new_links.values() {
+            if self.links.get(&(l.a, l.b)) != Some(l) {
+                self.set_router_link(l);
+            }
+        }
+        self.links = new_links;
+    }
+
+    fn set_router_link(&mut self, l: &LinkRecord) {
+        if l.up {
+            self.router.set_link(l.a, l.b, metric_of(&cost(l)));
+        } else {
+            self.router.remove_link(l.a, l.b);
+        }
+    }
+
+    fn active_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.nodes
+            .values()
+            .filter(|n| n.state == NodeState::Active)
+            .map(|n| n.id)
+    }
+
+    pub fn settings(&self) -> &MeshSettings {
+        &self.settings
+    }
+
+    pub fn lookup(&self, key: &PublicKeyBytes) -> KeyStatus {
+        match self.by_key.get(key).and_then(|id| self.nodes.get(id)) {
+            None => KeyStatus::Unknown,
+            Some(n) => match n.state {
+                NodeState::Pending => KeyStatus::Pending(n.id),
+                NodeState::Active => KeyStatus::Active(n.id),
+                NodeState::Revoked => KeyStatus::Revoked(n.id),
+            },
+        }
+    }
+
+    /// The first of `announced` not approved for node `id`, if any.
+    pub fn unapproved_prefix(&self, id: u32, announced: &[IpNet]) -> Option<IpNet> {
+        let approved = self.prefixes.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        announced
+            .iter()
+            .find(|p| !approved.contains(&p.trunc()))
+            .copied()
+    }
+
+    /// Records a node the shell just enrolled, approved or updated.
+    pub fn upsert_node(&mut self, rec: NodeRecord, prefixes: Vec<IpNet>) {
+        let id = rec.id;
+        let was_active = self
+            .nodes
+            .get(&id)
+            .is_some_and(|n| n.state == NodeState::Active);
+        if rec.state == NodeState::Active && !was_active {
+            self.router.add_node(id);
+        }
+        self.by_key.insert(rec.public_key, id);
+        self.nodes.insert(id, rec);
+        if !prefixes.is_empty() {
+            self.prefixes.insert(id, prefixes);
+        }
+        // Its neighbours hold its endpoint in their link assignments.
+        let mut touched: BTreeSet<u32> = self.neighbours(id).collect();
+        touched.extend(self.router.update().into_keys());
+        self.sync(&touched);
+    }
+
+    fn neighbours(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        self.links
+            .keys()
+            .filter_map(move |(a, b)| match (*a == id, *b == id) {
+                (true, _) => Some(*b),
+                (_, true) => Some(*a),
+                _ => None,
+            })
+    }
+
+    /// A welcomed node connected: queue Welcome, then full links and routes.
+    pub fn handle_connect(&mut self, id: u32) {
+        let Some(node) = self.nodes.get(&id) else {
+            return;
+        };
+        let welcome = ControllerMsg::Welcome(Welcome {
+            node_id: NodeId::of(&node.public_key),
+            addresses: node.addresses.clone(),
+            mesh_prefixes: self.settings.mesh_prefixes(),
+        });
+        let sent = Sent {
+            links: self.desired_links(id),
+            routes: self.desired_routes(id),
+        };
+        self.push(id, Outgoing::Frame(welcome));
+        let links = sent.links.values().cloned().collect();
+        self.push(
+            id,
+            Outgoing::Frame(ControllerMsg::Links { links, last: true }),
+        );
+        let routes = sent
+            .routes
+            .iter()
+            .map(|(prefix, via)| Route {
+                prefix: *prefix,
+                via: via.clone(),
+            })
+            .collect();
+        self.push(
+            id,
+            Outgoing::Frame(ControllerMsg::Routes { routes, last: true }),
+        );
+        self.sessions.insert(id, sent);
+    }
+
+    pub fn handle_disconnect(&mut self, id: u32) {
+        self.sessions.remove(&id);
+    }
+
+    /// The link rows a report from node `id` creates or changes. Candidates
+    /// and measured peers that are active nodes become links.
+    pub fn plan_report(&mut self, id: u32, report: &Report) -> Vec<LinkRecord> {
+        let mut out: BTreeMap<(u32, u32), LinkRecord> = BTreeMap::new();
+        let peer_of = |key: &PublicKeyBytes| {
+            self.by_key.get(key).copied().filter(|p| {
+                *p != id
+                    && self
+                        .nodes
+                        .get(p)
+                        .is_some_and(|n| n.state == NodeState::Active)
+            })
+        };
+        for Candidate { peer, endpoint } in &report.candidates {
+            let Some(p) = peer_of(peer) else { continue };
+            if let Some(ep) = endpoint {
+                self.seen.insert((id, p), *ep);
+            }
+            let pair = (id.min(p), id.max(p));
+            if !self.links.contains_key(&pair) {
+                out.entry(pair).or_insert(LinkRecord {
+                    a: pair.0,
+                    b: pair.1,
+                    rtt_us: None,
+                    loss_ppm: None,
+                    up: true,
+                    override_cost: None,
+                });
+            }
+        }
+        for m in &report.links {
+            let Some(p) = peer_of(&m.peer) else { continue };
+            let pair = (id.min(p), id.max(p));
+            let base = self.links.get(&pair).copied().unwrap_or(LinkRecord {
+                a: pair.0,
+                b: pair.1,
+                rtt_us: None,
+                loss_ppm: None,
+                up: true,
+                override_cost: None,
+            });
+            let new = LinkRecord {
+                rtt_us: Some(m.rtt_us),
+                loss_ppm: Some(m.loss_ppm),
+                up: m.up,
+                ..base
+            };
+            if self.links.get(&pair) != Some(&new) {
+                out.insert(pair, new);
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Applies link rows the shell has committed; queues deltas.
+    pub fn apply_links(&mut self, links: &[LinkRecord]) {
+        let mut touched = BTreeSet::new();
+        for l in links {
+            self.set_router_link(l);
+            self.links.insert((l.a, l.b), *l);
+            touched.insert(l.a);
+            touched.insert(l.b);
+        }
+        touched.extend(self.router.update().into_keys());
+        self.sync(&touched);
+    }
+
+    /// The registry changed under us (CLI: revoke, approve, prefixes, drain).
+    pub fn handle_registry(
+        &mut self,
+        nodes: Vec<NodeRecord>,
+        prefixes: Vec<(u32, IpNet)>,
+        links: Vec<LinkRecord>,
+    ) {
+        self.load(nodes, prefixes, links);
+        self.router.update();
+        let connected: Vec<u32> = self.sessions.keys().copied().collect();
+        for id in connected {
+            let state = self.nodes.get(&id).map(|n| n.state);
+            if state != Some(NodeState::Active) {
+                self.sessions.remove(&id);
+                self.push_error(
+                    id,
+                    ErrorCode::Revoked,
+                    "this node was revoked by the operator",
+                );
+            }
+        }
+        let all = self.sessions.keys().copied().collect();
+        self.sync(&all);
+    }
+
+    /// Queues an Error frame and a close for node `id`.
+    pub fn push_error(&mut self, id: u32, code: ErrorCode, message: &str) {
+        self.push(
+            id,
+            Outgoing::Frame(ControllerMsg::Error(ErrorMsg {
+                code,
+                message: message.to_owned(),
+            })),
+        );
+        self.push(id, Outgoing::Close);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(u32, Outgoing)> {
+        self.outbox.pop_front()
+    }
+
+    fn push(&mut self, id: u32, out: Outgoing) {
+        self.outbox.push_back((id, out));
+    }
+
+    fn key_of(&self, id: u32) -> Option<PublicKeyBytes> {
+        self.nodes.get(&id).map(|n| n.public_key)
+    }
+
+    fn desired_links(&self, id: u32) -> BTreeMap<PublicKeyBytes, LinkAssignment> {
+        let mut out = BTreeMap::new();
+        for (a, b) in self.links.keys() {
+            let peer = match (*a == id, *b == id) {
+                (true, _) => *b,
+                (_, true) => *a,
+                _ => continue,
+            };
+            let Some(node) = self.nodes.get(&peer) else {
+                continue;
+            };
+            let endpoint = self
+                .seen
+                .get(&(id, peer))
+                .or_else(|| node.endpoints.first())
+                .copied();
+            out.insert(
+                node.public_key,
+                LinkAssignment {
+                    peer: node.public_key,
+                    endpoint,
+                    profile: DEFAULT_PROFILE.to_owned(),
+                },
+            );
+        }
+        out
+    }
+
+    fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, Vec<PublicKeyBytes>> {
+        let mut out = BTreeMap::new();
+        if self
+            .nodes
+            .get(&id)
+            .is_none_or(|n| n.state != NodeState::Active)
+        {
+            return out;
+        }
+        for (dst, hops) in self.router.routes(id) {
+            let Some(node) = self.nodes.get(&dst) else {
+                continue;
+            };
+            let via: Vec<PublicKeyBytes> = std::iter::once(hops.primary)
+                .chain(hops.alternates.iter().copied())
+                .filter_map(|n| self.key_of(n))
+                .collect();
+            if via.is_empty() {
+                continue;
+            }
+            let extra = self.prefixes.get(&dst).map(Vec::as_slice).unwrap_or(&[]);
+            for prefix in node.addresses.iter().chain(extra) {
+                out.insert(*prefix, via.clone());
+            }
+        }
+        out
+    }
+
+    /// Diffs what `ids` should have against what they were sent; queues
+    /// LinksDelta (additions), RoutesDelta, LinksDelta (removals), so that a
+    /// node never holds a route over a link it no longer has.
+    fn sync(&mut self, ids: &BTreeSet<u32>) {
+        for id in ids {
+            if !self.sessions.contains_key(id) {
+                continue;
+            }
+            let links = self.desired_links(*id);
+            let routes = self.desired_routes(*id);
+            let Some(sent) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            let adds: Vec<LinkChange> = links
+                .iter()
+                .filter(|(k, v)| sent.links.get(*k) != Some(*v))
+                .map(|(_, v)| LinkChange::Add(v.clone()))
+                .collect();
+            let removes: Vec<LinkChange> = sent
+                .links
+                .keys()
+                .filter(|k| !links.contains_key(*k))
+                .map(|k| LinkChange::Remove(*k))
+                .collect();
+            let mut route_changes: Vec<RouteChange> = sent
+                .routes
+                .keys()
+                .filter(|p| !routes.contains_key(*p))
+                .map(|p| RouteChange::Remove(*p))
+                .collect();
+            route_changes.extend(
+                routes
+                    .iter()
+                    .filter(|(p, v)| sent.routes.get(*p) != Some(*v))
+                    .map(|(p, v)| {
+                        RouteChange::Set(Route {
+                            prefix: *p,
+                            via: v.clone(),
+                        })
+                    }),
+            );
+            sent.links = links;
+            sent.routes = routes;
+            for (frame, nonempty) in [
+                (ControllerMsg::LinksDelta(adds.clone()), !adds.is_empty()),
+                (
+                    ControllerMsg::RoutesDelta(route_changes.clone()),
+                    !route_changes.is_empty(),
+                ),
+                (
+                    ControllerMsg::LinksDelta(removes.clone()),
+                    !removes.is_empty(),
+                ),
+            ] {
+                if nonempty {
+                    self.push(*id, Outgoing::Frame(frame));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,135 @@
+//! The control server's I/O shell (`freimesh-controller run`).
+//!
+//! ```text
+//!  TCP accept ──► conn task (Noise, frames, keepalive) ─┐ ToHub
+//!  TCP accept ──► conn task ────────────────────────────┤────► hub task: Store + core::Controller
+//!                      ▲  Outgoing (per connection)     │        │ polls PRAGMA data_version
+//!                      └────────────────────────────────┴────────┘ for the CLI's writes
+//! ```
+//!
+//! One task per connection owns its socket and Noise session and does only
+//! wire work; one hub task owns the SQLite store and the sans-IO core, so
+//! every decision is taken in one place, in order, and committed before any
+//! agent hears of it.
+
+mod conn;
+mod hub;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::admin::{self, AdminError};
+use crate::core::Controller;
+use crate::store::{Store, StoreError};
+
+/// How often the hub checks whether the CLI changed the database: a revoke
+/// reaches the neighbours within this time.
+pub const REGISTRY_POLL: Duration = Duration::from_millis(500);
+/// A peer that has not finished the handshake and its Hello by then is
+/// dropped: half-open connections must not pile up.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Agents ping every 25 s (`KEEPALIVE` in the agent); three missed pings
+/// and a bit mean the agent is gone.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("listening on {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("accepting connections: {0}")]
+    Accept(std::io::Error),
+}
+
+/// What `freimesh-controller run` was told.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub db: PathBuf,
+    pub listen: SocketAddr,
+    /// Nodes without a token wait for approval (also when `init` did not
+    /// set `--approval`).
+    pub require_approval: bool,
+}
+
+/// A bound server, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    private_key: [u8; 32],
+    hub: hub::Hub,
+}
+
+impl Server {
+    /// Opens the database, loads the registry and binds the listener.
+    pub async fn bind(opts: &Options) -> Result<Self, ServerError> {
+        let private_key = admin::load_key(&opts.db)?;
+        let store = Store::open(&opts.db)?;
+        let mut settings = store.settings()?;
+        settings.approval |= opts.require_approval;
+        let core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|cause| ServerError::Bind {
+                addr: opts.listen,
+                cause,
+            })?;
+        Ok(Self {
+            listener,
+            private_key,
+            hub: hub::Hub::new(store, core)?,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let (hub_tx, hub_rx) = mpsc::channel(1024);
+        let hub = tokio::spawn(self.hub.run(hub_rx));
+        tracing::info!(listen = ?self.listener.local_addr().ok(), "controller serving");
+        tokio::pin!(shutdown);
+        let mut session: u64 = 0;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // EMFILE and friends pass; keep serving the rest.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    session += 1;
+                    let key = self.private_key;
+                    let tx = hub_tx.clone();
+                    tokio::spawn(conn::serve(stream, peer, key, session, tx));
+                }
+            }
+        }
+        drop(hub_tx);
+        hub.abort();
+        Ok(())
+    }
+}
+
+/// Binds and serves: what the binary calls.
+pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    Server::bind(&opts).await?.run(shutdown).await
+}

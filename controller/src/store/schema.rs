@@ -1,0 +1,75 @@
+//! Schema migrations, applied in order and counted in SQLite's
+//! `user_version`. A migration is never edited once released: append a new
+//! one instead.
+
+use rusqlite::Connection;
+
+/// Each entry takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the registry.
+    "CREATE TABLE settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        ula TEXT NOT NULL,
+        ipv4 TEXT NOT NULL,
+        approval INTEGER NOT NULL,
+        controller_public_key TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        hostname TEXT NOT NULL,
+        addr6_index INTEGER UNIQUE,
+        addr4_index INTEGER UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'revoked')),
+        drained INTEGER NOT NULL DEFAULT 0,
+        endpoints TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        CHECK (state = 'pending' OR (addr6_index IS NOT NULL AND addr4_index IS NOT NULL))
+    );
+    CREATE TABLE tokens (
+        hash BLOB PRIMARY KEY,
+        expires_at INTEGER NOT NULL,
+        prefixes TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        used_at INTEGER,
+        used_by INTEGER REFERENCES nodes(id)
+    );
+    CREATE TABLE prefixes (
+        node_id INTEGER NOT NULL REFERENCES nodes(id),
+        prefix TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (node_id, prefix)
+    );
+    CREATE TABLE links (
+        a INTEGER NOT NULL REFERENCES nodes(id),
+        b INTEGER NOT NULL REFERENCES nodes(id),
+        rtt_us INTEGER,
+        loss_ppm INTEGER,
+        up INTEGER NOT NULL DEFAULT 1,
+        override_cost INTEGER,
+        measured_at INTEGER,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    );",
+];
+
+/// Brings the database to the newest schema, one transaction per step.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let start = usize::try_from(current).unwrap_or(usize::MAX);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version this build writes.
+pub fn latest() -> usize {
+    MIGRATIONS.len()
+}

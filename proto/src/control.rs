@@ -1,0 +1,390 @@
+//! The control channel between an agent and the controller (`docs/protocol.md`).
+//!
+//! The agent opens a TCP connection to the controller and runs a Noise IK
+//! handshake (`Noise_IK_25519_ChaChaPoly_BLAKE2s`) as initiator: its static
+//! key is its WireGuard key, the controller's static key is pinned in the
+//! agent's config. After the two handshake messages, every message on the
+//! wire is a 2-byte big-endian length followed by one Noise transport message,
+//! whose plaintext is exactly one postcard-encoded frame: [`AgentMsg`] from
+//! agent to controller, [`ControllerMsg`] the other way.
+//!
+//! The first frame the agent sends is [`AgentMsg::Hello`]; its first field is
+//! the protocol version, so [`hello_version`] can read the version even from
+//! a Hello whose remaining fields a newer agent shaped differently.
+//!
+//! Decoding is strict: trailing bytes, truncation, unknown variants and
+//! invalid prefixes are errors, never panics. This module does no I/O; the
+//! agent's `controlplane` and the controller's server move the bytes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeId, PublicKeyBytes};
+
+/// The Noise pattern of the control channel.
+pub const NOISE_PATTERN: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
+/// Bound into the handshake hash, so a handshake meant for another protocol
+/// (or another major version of this one) never completes.
+pub const NOISE_PROLOGUE: &[u8] = b"freimesh control channel";
+/// The largest Noise message (and so the largest length prefix) there is.
+pub const MAX_NOISE_MESSAGE: usize = 65_535;
+/// ChaChaPoly's tag on every transport message.
+const TAG_LEN: usize = 16;
+/// The largest plaintext frame that fits one transport message. Full state
+/// larger than this is sent as several frames (`last: false` on all but the
+/// final one).
+pub const MAX_FRAME: usize = MAX_NOISE_MESSAGE - TAG_LEN;
+
+/// Why a frame or handshake was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("frame has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("frame of {0} bytes exceeds the maximum of {MAX_FRAME}")]
+    TooLarge(usize),
+    #[error("noise: {0}")]
+    Noise(String),
+}
+
+/// Frames the agent sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMsg {
+    /// The first frame of every connection.
+    Hello(Hello),
+    /// Measurements and candidate neighbours; sent whenever they change.
+    Report(Report),
+    Ping(u64),
+    Pong(u64),
+}
+
+/// Who the agent is and what it wants. `version` must stay the first field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u16,
+    /// A one-time join token; `None` for an already enrolled node.
+    pub join_token: Option<String>,
+    pub hostname: String,
+    /// Underlay endpoints the agent's WireGuard socket listens on.
+    pub endpoints: Vec<SocketAddr>,
+    /// Prefixes (e.g. a building LAN) the node wants to announce; each must
+    /// have been approved for it by the operator.
+    pub prefixes: Vec<IpNet>,
+    /// Specific overlay addresses the node asks for (e.g. kept from static
+    /// mode); empty = let the controller allocate. Honoured only at
+    /// enrolment; each must lie in the mesh pools and be free.
+    pub want_addresses: Vec<IpAddr>,
+}
+
+/// What the agent measured and can reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub links: Vec<LinkMeasurement>,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkMeasurement {
+    pub peer: PublicKeyBytes,
+    pub rtt_us: u32,
+    pub loss_ppm: u32,
+    pub up: bool,
+}
+
+/// A neighbour the agent can reach (found by a link-local hello or
+/// configured), with the endpoint it reaches it on, if it knows one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub peer: PublicKeyBytes,
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// Frames the controller sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerMsg {
+    /// The node is enrolled and active: its identity and addresses.
+    Welcome(Welcome),
+    /// The node waits for an operator's approval; the connection closes and
+    /// the agent tries again later.
+    Pending {
+        node_id: NodeId,
+    },
+    /// Full link set after (re)connect; `last` closes a multi-frame set.
+    Links {
+        links: Vec<LinkAssignment>,
+        last: bool,
+    },
+    /// Full route table after (re)connect; `last` closes a multi-frame set.
+    Routes {
+        routes: Vec<Route>,
+        last: bool,
+    },
+    LinksDelta(Vec<LinkChange>),
+    RoutesDelta(Vec<RouteChange>),
+    /// Something is wrong; the controller closes the connection after it.
+    Error(ErrorMsg),
+    Ping(u64),
+    Pong(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub node_id: NodeId,
+    /// The node's overlay addresses: an IPv6 /128 and an IPv4 /32.
+    pub addresses: Vec<IpNet>,
+    /// The mesh's aggregate prefixes (ULA /48, IPv4 pool).
+    pub mesh_prefixes: Vec<IpNet>,
+}
+
+/// A link the node should hold: the neighbour, where to reach it, and the
+/// link profile (`fast`, `default`, `metered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkAssignment {
+    pub peer: PublicKeyBytes,
+    pub endpoint: Option<SocketAddr>,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkChange {
+    Add(LinkAssignment),
+    Remove(PublicKeyBytes),
+}
+
+/// A route: destination prefix, next hops as neighbour keys, primary first
+/// then the loop-free alternates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub prefix: IpNet,
+    pub via: Vec<PublicKeyBytes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteChange {
+    Set(Route),
+    Remove(IpNet),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Machine-readable error kinds; `message` carries the detail for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame did not decode, or came at the wrong time.
+    Malformed,
+    /// The Hello's protocol version is not one the controller speaks.
+    UnsupportedVersion,
+    /// The key is not enrolled and no token came with it.
+    UnknownKey,
+    Revoked,
+    /// No token with this value exists.
+    TokenInvalid,
+    TokenExpired,
+    TokenUsed,
+    /// The node announced a prefix the operator did not approve for it.
+    PrefixNotApproved,
+    /// A requested address lies outside the mesh pools.
+    AddressOutOfPool,
+    /// A requested address belongs to another node.
+    AddressTaken,
+    /// A pool has no free address left.
+    PoolExhausted,
+    /// The controller failed (e.g. its database); try again later.
+    Internal,
+}
+
+impl std::fmt::Display for ErrorMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+/// Encodes one frame; fails if it would not fit a transport message.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let bytes = postcard::to_stdvec(msg).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Decodes exactly one frame: truncated input, unknown variants and trailing
+/// bytes are errors.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(bytes.len()));
+    }
+    let (msg, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Trailing(rest.len()));
+    }
+    Ok(msg)
+}
+
+/// The protocol version of a frame that starts like a Hello, read without
+/// decoding the rest: lets the controller answer "unsupported version" to a
+/// newer agent whose Hello it could not otherwise parse.
+pub fn hello_version(bytes: &[u8]) -> Option<u16> {
+    #[derive(Deserialize)]
+    enum Prefix {
+        Hello(u16),
+    }
+    let (Prefix::Hello(version), _) = postcard::take_from_bytes::<Prefix>(bytes).ok()?;
+    Some(version)
+}
+
+/// Splits `items` into as few frames built by `make(chunk, last)` as fit
+/// [`MAX_FRAME`]; always returns at least one frame (possibly empty).
+pub fn chunked<I: Clone>(
+    items: &[I],
+    make: &dyn Fn(Vec<I>, bool) -> ControllerMsg,
+) -> Result<Vec<Vec<u8>>, FrameError> {
+    fn go<I: Clone>(
+        items: &[I],
+        last: bool,
+        make: &dyn Fn(Vec<I>, bool) -> ControllerMsg,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FrameError> {
+        match encode(&make(items.to_vec(), last)) {
+            Ok(frame) => {
+                out.push(frame);
+                Ok(())
+            }
+            Err(FrameError::TooLarge(_)) if items.len() > 1 => {
+                let (a, b) = items.split_at(items.len() / 2);
+                go(a, false, make, out)?;
+                go(b, last, make, out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    go(items, true, make, &mut out)?;
+    Ok(out)
+}
+
+/// The agent's half of the handshake, between sending message 1 and
+/// receiving message 2.
+pub struct Initiator(snow::HandshakeState);
+
+impl std::fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Initiator")
+    }
+}
+
+fn noise_err(e: snow::Error) -> FrameError {
+    FrameError::Noise(e.to_string())
+}
+
+fn builder() -> Result<snow::Builder<'static>, FrameError> {
+    let params = NOISE_PATTERN.parse().map_err(noise_err)?;
+    snow::Builder::new(params)
+        .prologue(NOISE_PROLOGUE)
+        .map_err(noise_err)
+}
+
+impl Initiator {
+    /// Starts a handshake with the node's private key and the pinned
+    /// controller key; returns the state and message 1 to send.
+    pub fn start(
+        local_private: &[u8; 32],
+        controller: &PublicKeyBytes,
+    ) -> Result<(Self, Vec<u8>), FrameError> {
+        let mut hs = builder()?
+            .local_private_key(local_private)
+            .map_err(noise_err)?
+            .remote_public_key(&controller.0)
+            .map_err(noise_err)?
+            .build_initiator()
+            .map_err(noise_err)?;
+        let mut msg = vec![0u8; MAX_NOISE_MESSAGE];
+        let n = hs.write_message(&[], &mut msg).map_err(noise_err)?;
+        msg.truncate(n);
+        Ok((Self(hs), msg))
+    }
+
+    /// Reads message 2: the controller proved it holds the pinned key.
+    pub fn finish(mut self, msg2: &[u8]) -> Result<Transport, FrameError> {
+        let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+        self.0.read_message(msg2, &mut buf).map_err(noise_err)?;
+        Ok(Transport(self.0.into_transport_mode().map_err(noise_err)?))
+    }
+}
+
+/// The controller's half: reads message 1, returns the session, the agent's
+/// authenticated static key and message 2 to send back.
+pub fn respond(
+    local_private: &[u8; 32],
+    msg1: &[u8],
+) -> Result<(Transport, PublicKeyBytes, Vec<u8>), FrameError> {
+    let mut hs = builder()?
+        .local_private_key(local_private)
+        .map_err(noise_err)?
+        .build_responder()
+        .map_err(noise_err)?;
+    let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+    hs.read_message(msg1, &mut buf).map_err(noise_err)?;
+    let remote = hs
+        .get_remote_static()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| FrameError::Noise("no remote static key".into()))?;
+    let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
+    buf.truncate(n);
+    let transport = hs.into_transport_mode().map_err(noise_err)?;
+    Ok((Transport(transport), PublicKeyBytes(remote), buf))
+}
+
+/// A fresh X25519 key pair `(private, public)` for a controller.
+pub fn generate_keypair() -> Result<([u8; 32], PublicKeyBytes), FrameError> {
+    let kp = builder()?.generate_keypair().map_err(noise_err)?;
+    let private = <[u8; 32]>::try_from(kp.private.as_slice())
+        .map_err(|_| FrameError::Noise("private key length".into()))?;
+    let public = <[u8; 32]>::try_from(kp.public.as_slice())
+        .map_err(|_| FrameError::Noise("public key length".into()))?;
+    Ok((private, PublicKeyBytes(public)))
+}
+
+/// An established session: seals and opens frames.
+pub struct Transport(snow::TransportState);
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl Transport {
+    /// Encrypts one encoded frame into a transport message (without the
+    /// length prefix).
+    pub fn seal(&mut self, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
+        if frame.len() > MAX_FRAME {
+            return Err(FrameError::TooLarge(frame.len()));
+        }
+        let mut out = vec![0u8; frame.len() + TAG_LEN];
+        let n = self.0.write_message(frame, &mut out).map_err(noise_err)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Decrypts one transport message into the encoded frame.
+    pub fn open(&mut self, message: &[u8]) -> Result<Vec<u8>, FrameError> {
+        let mut out = vec![0u8; message.len()];
+        let n = self.0.read_message(message, &mut out).map_err(noise_err)?;
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;
