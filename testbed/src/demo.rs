@@ -75,7 +75,7 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
     let fixed = move |i: usize| (i == 0 || i == last).then_some(100 + i);
     let underlay = Loopback::free_ports(count)?;
     let plan = ControllerPlan {
-        endpoint: controller.endpoint,
+        endpoint: &|_| controller.endpoint,
         public_key: controller.public_key.clone(),
         tokens,
         fixed_address: &fixed,

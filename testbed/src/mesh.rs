@@ -95,7 +95,8 @@ pub fn write_configs_with_profiles(
 /// take their routes from the controller, and list their topology
 /// neighbours only as candidates.
 pub struct ControllerPlan<'a> {
-    pub endpoint: SocketAddr,
+    /// Where node `i` reaches the controller.
+    pub endpoint: &'a dyn Fn(usize) -> SocketAddr,
     pub public_key: String,
     /// One join token per node.
     pub tokens: Vec<String>,
@@ -107,7 +108,7 @@ pub struct ControllerPlan<'a> {
 impl std::fmt::Debug for ControllerPlan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControllerPlan")
-            .field("endpoint", &self.endpoint)
+            .field("public_key", &self.public_key)
             .finish_non_exhaustive()
     }
 }
@@ -205,7 +206,8 @@ fn write_node_configs(
             let _ = writeln!(
                 toml,
                 "\n[controller]\nendpoint = \"{}\"\npublic_key = \"{}\"\njoin_token = \"{token}\"",
-                plan.endpoint, plan.public_key
+                (plan.endpoint)(index),
+                plan.public_key
             );
         }
         let static_routes = if controller.is_none() {

@@ -13,10 +13,18 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use crate::controller::ControllerProcess;
 use crate::lab::Lab;
-use crate::mesh::{self, Backend, PlannedNode, Underlay};
+use crate::mesh::{self, Backend, ControllerPlan, PlannedNode, Underlay};
 use crate::process::{AgentProcess, wait_for_path};
 use crate::topology::Topology;
+
+/// Overlay index offset of the addresses the first and last node of a
+/// controlled lab ask for.
+pub const CONTROLLED_FIXED_BASE: usize = 100;
+
+/// Where the controller of a controlled lab listens (TCP).
+pub const CONTROLLER_PORT: u16 = 7700;
 
 /// The UDP port every lab agent listens on.
 pub const LAB_PORT: u16 = 51820;
@@ -67,6 +75,9 @@ pub struct NetnsMesh {
     pub nodes: Vec<PlannedNode>,
     pub topology: Topology,
     pub underlay: VethUnderlay,
+    /// The controller, for meshes started with one (killed before the lab
+    /// goes, like the agents).
+    pub controller: Option<ControllerProcess>,
     pub lab: Lab,
     _dir: tempfile::TempDir,
 }
@@ -75,6 +86,21 @@ impl NetnsMesh {
     /// Builds the namespaces and links, writes configs and starts an agent
     /// in every namespace.
     pub fn start(tag: &str, topology: Topology) -> anyhow::Result<Self> {
+        Self::start_with(tag, topology, false)
+    }
+
+    /// Like [`NetnsMesh::start`], with a controller in its own namespace
+    /// `ctl`, joined to every node by a management veth (`172.30.<i>.0/24`,
+    /// the controller at `.1`): the control channel never depends on the
+    /// mesh it controls. Agents enrol with join tokens; only the first and
+    /// last node ask for fixed addresses (`overlay_v4(CONTROLLED_FIXED_BASE
+    /// + i)`, clear of what the controller hands out first), the others take
+    /// what the controller assigns.
+    pub fn start_controlled(tag: &str, topology: Topology) -> anyhow::Result<Self> {
+        Self::start_with(tag, topology, true)
+    }
+
+    fn start_with(tag: &str, topology: Topology, controlled: bool) -> anyhow::Result<Self> {
         let mut lab = Lab::new(tag);
         for name in &topology.names {
             lab.add_namespace(name)?;
@@ -94,14 +120,64 @@ impl NetnsMesh {
             )?;
         }
         let dir = tempfile::Builder::new().prefix("freimesh-lab-").tempdir()?;
-        let nodes = mesh::write_configs(dir.path(), &topology, Backend::Linux, &underlay, &|_| {
-            String::new()
-        })?;
+        let (nodes, controller) = if controlled {
+            lab.add_namespace("ctl")?;
+            for (i, name) in topology.names.iter().enumerate() {
+                lab.veth(
+                    "ctl",
+                    &format!("m-{name}"),
+                    &format!("172.30.{i}.1/24"),
+                    name,
+                    "mgmt",
+                    &format!("172.30.{i}.2/24"),
+                )?;
+            }
+            let controller = ControllerProcess::start(
+                &dir.path().join("controller"),
+                SocketAddr::from(([0, 0, 0, 0], CONTROLLER_PORT)),
+                Some(&lab.ns("ctl")),
+            )?;
+            let tokens = topology
+                .names
+                .iter()
+                .map(|_| controller.token())
+                .collect::<Result<Vec<_>, _>>()?;
+            let last = topology.names.len() - 1;
+            let fixed = move |i: usize| (i == 0 || i == last).then_some(CONTROLLED_FIXED_BASE + i);
+            let endpoint = |i: usize| {
+                SocketAddr::from((
+                    [172, 30, u8::try_from(i).unwrap_or(u8::MAX), 1],
+                    CONTROLLER_PORT,
+                ))
+            };
+            let plan = ControllerPlan {
+                endpoint: &endpoint,
+                public_key: controller.public_key.clone(),
+                tokens,
+                fixed_address: &fixed,
+            };
+            let nodes = mesh::write_controlled_configs(
+                dir.path(),
+                &topology,
+                Backend::Linux,
+                &underlay,
+                &plan,
+                &|_| String::new(),
+            )?;
+            (nodes, Some(controller))
+        } else {
+            let nodes =
+                mesh::write_configs(dir.path(), &topology, Backend::Linux, &underlay, &|_| {
+                    String::new()
+                })?;
+            (nodes, None)
+        };
         let mut this = Self {
             agents: Vec::new(),
             nodes,
             topology,
             underlay,
+            controller,
             lab,
             _dir: dir,
         };

@@ -185,11 +185,16 @@ pub async fn run(
                     .run(std::future::pending()),
             );
             let mut state = ControllerState::default();
-            if config.addresses.is_empty() {
+            // The controller knows the addresses (unless configured) and the
+            // mesh prefixes the kernel must send into the TUN device (unless
+            // configured): wait for it on the first start.
+            if config.addresses.is_empty() || config.linux.kernel_routes.is_empty() {
                 let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
                     return Err(RunError::ControllerGone);
                 };
-                config.addresses = welcome.addresses.clone();
+                if config.addresses.is_empty() {
+                    config.addresses = welcome.addresses.clone();
+                }
                 if config.linux.kernel_routes.is_empty() {
                     config.linux.kernel_routes = welcome.mesh_prefixes.clone();
                 }

@@ -7,6 +7,30 @@
 //! agent's full table) and afterwards [`Router::update`] after each batch of
 //! changes, pushing only the returned [`RouteDelta`]s.
 //!
+//! ```
+//! use freimesh_controller::routing::{Metric, NextHops, RouteDelta, Router};
+//!
+//! let mut r = Router::new();
+//! r.set_link(0, 1, Metric(10));
+//! r.set_link(1, 2, Metric(10));
+//! r.set_link(0, 2, Metric(25));
+//! r.compute_all();
+//! // 0 → 2: via 1 (20) first, the direct link (25) as loop-free alternate.
+//! let to_2 = NextHops { primary: 1, alternates: vec![2] };
+//! assert_eq!(r.next_hops(0, 2), Some(to_2));
+//!
+//! r.remove_link(0, 1);
+//! let deltas = r.update();
+//! let direct = NextHops { primary: 2, alternates: vec![] };
+//! assert_eq!(
+//!     deltas[&0],
+//!     vec![
+//!         RouteDelta::Set { dst: 1, hops: direct.clone() },
+//!         RouteDelta::Set { dst: 2, hops: direct },
+//!     ]
+//! );
+//! ```
+//!
 //! ## What is computed
 //!
 //! Links are undirected with a symmetric [`Metric`] (> 0, see [`metric_of`]).

@@ -1,0 +1,151 @@
+//! The controller lab: a controller in its own namespace (reached over a
+//! separate management network) and five linux-backend agents that enrol
+//! with join tokens and take their links and routes from it. Traffic
+//! flows; a silent link cut is repaired locally at once (the agents'
+//! precomputed alternates and withdrawals) and then globally (the
+//! controller recomputes without the dead link); with the controller gone
+//! the mesh keeps forwarding and repairing. Root only.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use freimesh_testbed::failover::inject::{nft_drop, nft_undrop};
+use freimesh_testbed::mesh::overlay_v4;
+use freimesh_testbed::netns_mesh::{CONTROLLED_FIXED_BASE, NetnsMesh};
+use freimesh_testbed::topology::{Topology, node_name};
+use freimesh_testbed::traffic::status;
+
+/// A diamond with a tail: a — {b, c} — d — e.
+fn kite() -> Topology {
+    Topology {
+        names: (0..5).map(node_name).collect(),
+        links: vec![(0, 1), (0, 2), (1, 3), (2, 3), (3, 4)],
+    }
+}
+
+/// The neighbour (by node index) `from` uses now toward `dst`, and every
+/// neighbour its route lists.
+fn route_toward(
+    mesh: &NetnsMesh,
+    from: usize,
+    dst: IpAddr,
+) -> anyhow::Result<(Option<usize>, Vec<usize>)> {
+    let s = status(&mesh.nodes[from].socket)?;
+    let prefix: ipnet::IpNet = dst.into();
+    let route = s
+        .engine
+        .routes
+        .iter()
+        .find(|r| r.prefix == prefix)
+        .context("no route")?;
+    let node_of = |link: &str| -> Option<usize> {
+        let peer = &s.engine.links.iter().find(|l| l.name == link)?.peer;
+        mesh.nodes.iter().position(|n| &n.public_key == peer)
+    };
+    Ok((
+        route.active.as_deref().and_then(node_of),
+        route.via.iter().filter_map(|l| node_of(l)).collect(),
+    ))
+}
+
+fn wait_until(
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if check().unwrap_or(false) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<()> {
+    if !freimesh_testbed::lab::require_root("controller_lab") {
+        return Ok(());
+    }
+    let mut mesh = NetnsMesh::start_controlled("ctl", kite())?;
+    let e: IpAddr = overlay_v4(CONTROLLED_FIXED_BASE + 4).into();
+    mesh.wait_reachable(0, e, Duration::from_secs(30))
+        .with_context(|| {
+            let statuses: Vec<String> = mesh
+                .nodes
+                .iter()
+                .map(|n| match status(&n.socket) {
+                    Ok(s) => freimesh_agent::control::render_status(&s),
+                    Err(err) => format!("{}: {err:#}", n.name),
+                })
+                .collect();
+            format!(
+                "a cannot reach e; a's log:\n{}\nstatus:\n{}",
+                mesh.log(0),
+                statuses.join("\n")
+            )
+        })?;
+    assert_eq!(mesh.ping(0, e, 5)?, 5, "a reaches e across three hops");
+    let controller = mesh.controller.as_ref().context("controller")?;
+    let nodes = controller.node_list()?;
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("active")).count(),
+        5,
+        "{nodes}"
+    );
+
+    // Once every link is reported, the controller gives d both b and c
+    // toward a (loop-free alternates).
+    let a: IpAddr = overlay_v4(CONTROLLED_FIXED_BASE).into();
+    wait_until(Duration::from_secs(20), || {
+        Ok(route_toward(&mesh, 3, a)?.1.len() >= 2)
+    })
+    .context("d's route to a never got an alternate")?;
+    let (primary, _) = route_toward(&mesh, 3, a)?;
+    let primary = primary.context("d has an active hop toward a")?;
+
+    // Cut the link between d and its primary toward a, silently.
+    let scratch = tempfile::tempdir()?;
+    let (p, d) = (mesh.name(primary).to_owned(), mesh.name(3).to_owned());
+    nft_drop(&mesh.lab, scratch.path(), &p, &[&format!("to-{d}")], "cut")?;
+    nft_drop(&mesh.lab, scratch.path(), &d, &[&format!("to-{p}")], "cut")?;
+    // Watch d's route from the cut on: first d switches to its alternate by
+    // local repair (the link is still listed, just down), then the
+    // controller learns of the dead link, recomputes, and d's route no
+    // longer lists it at all.
+    let cut_at = Instant::now();
+    let (mut local, mut global) = (None, None);
+    while global.is_none() && cut_at.elapsed() < Duration::from_secs(20) {
+        if let Ok((active, listed)) = route_toward(&mesh, 3, a) {
+            if local.is_none() && active.is_some() && active != Some(primary) {
+                local = Some(cut_at.elapsed());
+            }
+            if !listed.contains(&primary) && active.is_some() {
+                global = Some(cut_at.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let local = local.context("local repair: d never left the cut link")?;
+    let global = global.context("global repair: the controller never dropped the cut link")?;
+    eprintln!(
+        "after the cut: local repair at {local:?}, the controller's new routes at {global:?}"
+    );
+    assert!(
+        local < global,
+        "local repair ({local:?}) came before global ({global:?})"
+    );
+    assert_eq!(mesh.ping(0, e, 3)?, 3, "a reaches e around the cut");
+    assert_eq!(mesh.ping(4, a, 3)?, 3, "e reaches a around the cut");
+
+    // Headless: without the controller the mesh keeps forwarding, and the
+    // restored link comes back by local repair alone.
+    nft_undrop(&mesh.lab, scratch.path(), &p, &[&format!("to-{d}")], "cut")?;
+    nft_undrop(&mesh.lab, scratch.path(), &d, &[&format!("to-{p}")], "cut")?;
+    mesh.controller.as_mut().context("controller")?.kill();
+    assert_eq!(mesh.ping(0, e, 5)?, 5, "forwarding without the controller");
+    Ok(())
+}
