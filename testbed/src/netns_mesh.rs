@@ -93,9 +93,9 @@ impl NetnsMesh {
     /// `ctl`, joined to every node by a management veth (`172.30.<i>.0/24`,
     /// the controller at `.1`): the control channel never depends on the
     /// mesh it controls. Agents enrol with join tokens; only the first and
-    /// last node ask for fixed addresses (`overlay_v4(CONTROLLED_FIXED_BASE
-    /// + i)`, clear of what the controller hands out first), the others take
-    /// what the controller assigns.
+    /// last node ask for fixed addresses (`overlay_v4` of
+    /// `CONTROLLED_FIXED_BASE` plus their index, clear of what the
+    /// controller hands out first), the others take what it assigns.
     pub fn start_controlled(tag: &str, topology: Topology) -> anyhow::Result<Self> {
         Self::start_with(tag, topology, true)
     }
