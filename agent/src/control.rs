@@ -243,8 +243,8 @@ pub fn render_status(status: &AgentStatus) -> String {
     let _ = writeln!(out, "\nlinks");
     let _ = writeln!(
         out,
-        "  {:<14} {:<24} {:<9} {:<12} {:<12} {:>11} {:>11}",
-        "NAME", "ENDPOINT", "PROFILE", "HANDSHAKE", "LAST RX", "RX", "TX"
+        "  {:<16} {:<22} {:<8} {:<16} {:>8} {:<11} {:<10} {:>10} {:>10}",
+        "NAME", "ENDPOINT", "PROFILE", "STATE", "RTT", "HANDSHAKE", "LAST RX", "RX", "TX"
     );
     for link in &e.links {
         let endpoint = link
@@ -252,10 +252,15 @@ pub fn render_status(status: &AgentStatus) -> String {
             .map_or_else(|| "(unknown)".to_owned(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "  {:<14} {:<24} {:<9} {:<12} {:<12} {:>11} {:>11}",
+            "  {:<16} {:<22} {:<8} {:<16} {:>8} {:<11} {:<10} {:>10} {:>10}",
             link.name,
             endpoint,
             link.profile,
+            link.state,
+            link.rtt_us.map_or_else(
+                || "-".to_owned(),
+                |us| format!("{:.2}ms", us as f64 / 1000.0)
+            ),
             age(link.handshake_age_ms),
             age(link.last_rx_age_ms),
             bytes(link.counters.rx_bytes),

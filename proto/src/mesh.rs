@@ -11,7 +11,11 @@
 //!
 //! ```text
 //! "FM" | version u8 (1) | kind u8 | incarnation u32 | sequence u32 | body
-//! kind 1 LinkState: hears_you u8 (0/1)
+//! kind 1 LinkState: hears_you u8 (0/1) | clock u32 | echo u32 | held u32
+//!                   (microseconds: the sender's clock now, the last clock
+//!                   value it received from the receiver, and how long it
+//!                   held that value: the receiver computes the round trip
+//!                   as its clock now − echo − held, as NTP does)
 //! kind 2 Withdraw:  count u16 | count × prefix
 //! kind 3 Restore:   count u16 | count × prefix
 //! kind 4 LostSet:   count u16 | count × prefix   (the complete set)
@@ -77,13 +81,25 @@ impl MeshPacket {
     }
 }
 
+/// Round-trip measurement carried by `LinkState` (all in microseconds on
+/// free-running 32-bit clocks; only differences matter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// The sender's clock when it sent the message.
+    pub clock_us: u32,
+    /// The receiver's clock value the sender saw last (0: none yet).
+    pub echo_us: u32,
+    /// How long the sender held `echo_us` before sending this message.
+    pub held_us: u32,
+}
+
 /// One message between neighbours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MeshMessage {
     /// Whether the sender currently hears the receiver. Sent when that
     /// changes and periodically, so a one-way failure is known on both
     /// ends.
-    LinkState { hears_you: bool },
+    LinkState { hears_you: bool, timing: Timing },
     /// The sender lost every path to these prefixes: stop using it for them.
     Withdraw(Vec<WirePrefix>),
     /// The sender has a path to these prefixes again.
@@ -136,9 +152,12 @@ impl MeshPacket {
         body.extend_from_slice(&self.incarnation.to_be_bytes());
         body.extend_from_slice(&self.sequence.to_be_bytes());
         match &self.message {
-            MeshMessage::LinkState { hears_you } => {
+            MeshMessage::LinkState { hears_you, timing } => {
                 body[kind_at] = 1;
                 body.push(u8::from(*hears_you));
+                for value in [timing.clock_us, timing.echo_us, timing.held_us] {
+                    body.extend_from_slice(&value.to_be_bytes());
+                }
             }
             MeshMessage::Withdraw(prefixes)
             | MeshMessage::Restore(prefixes)
@@ -202,6 +221,11 @@ impl MeshPacket {
         let message = match kind {
             1 => MeshMessage::LinkState {
                 hears_you: reader.byte()? != 0,
+                timing: Timing {
+                    clock_us: reader.u32()?,
+                    echo_us: reader.u32()?,
+                    held_us: reader.u32()?,
+                },
             },
             kind @ (2..=4) => {
                 let count = u16::from_be_bytes([reader.byte()?, reader.byte()?]);
@@ -292,8 +316,22 @@ mod tests {
     #[test]
     fn round_trips() {
         for message in [
-            MeshMessage::LinkState { hears_you: true },
-            MeshMessage::LinkState { hears_you: false },
+            MeshMessage::LinkState {
+                hears_you: true,
+                timing: Timing {
+                    clock_us: 5,
+                    echo_us: 3,
+                    held_us: 1,
+                },
+            },
+            MeshMessage::LinkState {
+                hears_you: false,
+                timing: Timing {
+                    clock_us: 5,
+                    echo_us: 3,
+                    held_us: 1,
+                },
+            },
             MeshMessage::Withdraw(vec![prefix("10.99.0.4", 32), prefix("fd99::4", 128)]),
             MeshMessage::Restore(vec![]),
             MeshMessage::LostSet(vec![prefix("10.0.0.0", 8)]),
@@ -317,7 +355,15 @@ mod tests {
 
     #[test]
     fn rejects_forwarded_and_malformed() {
-        let mut packet = wrap(MeshMessage::LinkState { hears_you: true }).encode();
+        let mut packet = wrap(MeshMessage::LinkState {
+            hears_you: true,
+            timing: Timing {
+                clock_us: 5,
+                echo_us: 3,
+                held_us: 1,
+            },
+        })
+        .encode();
         packet[7] = 254;
         assert_eq!(MeshPacket::decode(&packet), Err(MeshError::Forwarded(254)));
         let mut packet = wrap(MeshMessage::Withdraw(vec![prefix("10.0.0.0", 8)])).encode();
@@ -326,10 +372,26 @@ mod tests {
             MeshPacket::decode(&packet),
             Err(MeshError::Prefix { family: 4, len: 40 })
         );
-        let mut packet = wrap(MeshMessage::LinkState { hears_you: true }).encode();
+        let mut packet = wrap(MeshMessage::LinkState {
+            hears_you: true,
+            timing: Timing {
+                clock_us: 5,
+                echo_us: 3,
+                held_us: 1,
+            },
+        })
+        .encode();
         packet[IPV6_HEADER + 2] = 9;
         assert_eq!(MeshPacket::decode(&packet), Err(MeshError::Version(9)));
-        let packet = wrap(MeshMessage::LinkState { hears_you: true }).encode();
+        let packet = wrap(MeshMessage::LinkState {
+            hears_you: true,
+            timing: Timing {
+                clock_us: 5,
+                echo_us: 3,
+                held_us: 1,
+            },
+        })
+        .encode();
         assert_eq!(
             MeshPacket::decode(&packet[..packet.len() - 1]),
             Err(MeshError::Truncated)
@@ -353,7 +415,7 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let mut packet = wrap(MeshMessage::LinkState { hears_you: true }).encode();
+            let mut packet = wrap(MeshMessage::LinkState { hears_you: true, timing: Timing { clock_us: 5, echo_us: 3, held_us: 1 } }).encode();
             packet.truncate(IPV6_HEADER);
             packet.extend_from_slice(&bytes);
             let len = u16::try_from(bytes.len()).unwrap_or(0);

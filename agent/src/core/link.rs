@@ -48,6 +48,10 @@ pub(crate) struct Link {
     pub mesh_tx_sequence: u32,
     /// `(incarnation, sequence)` of the newest mesh message accepted.
     pub mesh_rx_last: Option<(u32, u32)>,
+    /// The neighbour's clock from its last `LinkState`, and when it came.
+    pub peer_clock: Option<(u32, Instant)>,
+    /// Smoothed round-trip time from `LinkState` exchanges.
+    pub rtt: Option<Duration>,
     /// The controller took this link away; its slot is kept (link ids are
     /// stable) and reused if the same neighbour is assigned again.
     pub retired: bool,
@@ -97,11 +101,35 @@ impl Link {
             mesh_tx_sequence: 0,
             mesh_rx_last: None,
             retired: false,
+            peer_clock: None,
+            rtt: None,
         }
     }
 
     pub fn allows_source(&self, src: IpAddr) -> bool {
         self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|net| net.contains(&src))
+    }
+
+    /// Folds one round-trip sample into the smoothed RTT (weight 1/8, as
+    /// TCP's SRTT).
+    pub fn rtt_sample(&mut self, sample: Duration) {
+        self.rtt = Some(match self.rtt {
+            None => sample,
+            Some(rtt) => (rtt * 7 + sample) / 8,
+        });
+    }
+
+    /// WireGuard's own estimate of packet loss on this link, in parts per
+    /// million.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub fn loss_ppm(&self) -> u32 {
+        let (_, _, _, loss, _) = self.tunn.stats();
+        if !loss.is_finite() {
+            return 0;
+        }
+        // Clamped to [0, 1] first, so the product lies in [0, 1e6] and the
+        // cast is exact.
+        (loss.clamp(0.0, 1.0) * 1_000_000.0).round() as u32
     }
 
     /// Records proof of life from the peer at `from`; returns the previous
@@ -140,6 +168,9 @@ impl Link {
             profile: self.liveness.profile.name.to_owned(),
             state,
             handshake_age_ms: since_handshake.map(millis),
+            rtt_us: self
+                .rtt
+                .map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX)),
             last_rx_age_ms: self
                 .last_authenticated_rx
                 .map(|t| millis(now.saturating_duration_since(t))),
@@ -164,6 +195,9 @@ pub struct LinkStatus {
     pub state: String,
     /// Time since the last completed WireGuard handshake.
     pub handshake_age_ms: Option<u64>,
+    /// Smoothed round-trip time inside the tunnel, once measured.
+    #[serde(default)]
+    pub rtt_us: Option<u64>,
     /// Time since the last authenticated packet from the peer.
     pub last_rx_age_ms: Option<u64>,
     pub counters: LinkCounters,

@@ -22,13 +22,13 @@ use crate::config::AgentConfig;
 use crate::controlplane::{
     Candidate, ControllerEvent, ControllerState, LinkMeasurement, Report, Welcome,
 };
-use crate::core::{Engine, Hop, LinkSpec};
+use crate::core::{Engine, Hop, LinkReport, LinkSpec};
 
 /// How often link states and candidates go to the controller (and at once
 /// when a link changes state).
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
-/// What the agent reports as a link's round-trip time until it measures
-/// one: every link costs the same, so routes follow hop counts.
+/// What the agent reports as a link's round-trip time until it has measured
+/// one (the first `LinkState` exchange, within a state refresh).
 const NOMINAL_RTT_US: u32 = 1_000;
 
 /// Waits for the first `Welcome` (for a node whose addresses come from the
@@ -110,8 +110,8 @@ pub fn reconcile(engine: &mut Engine, state: &ControllerState, own: &[IpNet], no
     let retired: Vec<_> = engine
         .link_states()
         .into_iter()
-        .filter(|(peer, _)| !wanted.contains(peer))
-        .filter_map(|(peer, _)| engine.link_by_peer(&peer))
+        .filter(|l| !wanted.contains(&l.peer))
+        .filter_map(|l| engine.link_by_peer(&l.peer))
         .collect();
     for link in retired {
         engine.retire_link(link);
@@ -154,7 +154,24 @@ pub(super) async fn apply_events(
     }
 }
 
-/// Sends link states and configured candidate neighbours to the controller.
+/// Whether any link's RTT or loss moved by more than a tenth (or appeared)
+/// since the last report.
+fn moved(before: &[LinkReport], now: &[LinkReport]) -> bool {
+    now.iter().any(|l| {
+        let Some(old) = before.iter().find(|b| b.peer == l.peer) else {
+            return true;
+        };
+        let rtt_moved = match (old.rtt, l.rtt) {
+            (Some(a), Some(b)) => a.abs_diff(b) * 10 > a,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        rtt_moved || old.loss_ppm.abs_diff(l.loss_ppm) * 10 > old.loss_ppm.max(1000)
+    })
+}
+
+/// Sends link states, measurements and configured candidate neighbours to
+/// the controller.
 pub(super) async fn report(
     shared: Arc<Shared>,
     config: Arc<AgentConfig>,
@@ -169,26 +186,38 @@ pub(super) async fn report(
         })
         .collect();
     let mut last: Option<Vec<(PublicKeyBytes, bool)>> = None;
+    let mut measured: Vec<LinkReport> = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     let mut next_full = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
-        let states = shared.engine().link_states();
+        let current = shared.engine().link_states();
+        let states: Vec<(PublicKeyBytes, bool)> = current.iter().map(|l| (l.peer, l.up)).collect();
+        // Up/down changes go out at once; measurements with the periodic
+        // report, and only when the cost moved by more than a tenth, so RTT
+        // jitter does not make the controller recompute routes.
         let changed = last.as_ref() != Some(&states);
-        if !changed && tokio::time::Instant::now() < next_full {
+        let due = tokio::time::Instant::now() >= next_full;
+        if due {
+            next_full = tokio::time::Instant::now() + REPORT_INTERVAL;
+        }
+        let report_due = changed || (due && moved(&measured, &current));
+        if !report_due {
             continue;
         }
-        next_full = tokio::time::Instant::now() + REPORT_INTERVAL;
-        let links = states
+        let links = current
             .iter()
-            .map(|(peer, up)| LinkMeasurement {
-                peer: *peer,
-                rtt_us: NOMINAL_RTT_US,
-                loss_ppm: 0,
-                up: *up,
+            .map(|l| LinkMeasurement {
+                peer: l.peer,
+                rtt_us: l.rtt.map_or(NOMINAL_RTT_US, |r| {
+                    u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1)
+                }),
+                loss_ppm: l.loss_ppm,
+                up: l.up,
             })
             .collect();
         last = Some(states);
+        measured = current;
         if reports
             .send(Report {
                 links,

@@ -175,8 +175,9 @@ impl RunReport {
     }
 }
 
-/// `123 ms` / `1.23 s`, with a note when traffic had not resumed when the
-/// next event came.
+/// `123 ms` / `1.23 s`, with a note when probes were not arriving when the
+/// next event came (the outage outlasted the window, or traffic stopped
+/// again after resuming).
 pub fn gap_cell(stats: &WindowStats) -> String {
     let ms = stats.longest_gap_ms;
     let value = if ms < 1000.0 {
@@ -187,7 +188,7 @@ pub fn gap_cell(stats: &WindowStats) -> String {
     if stats.flowing_at_end {
         value
     } else {
-        format!("≥ {value} (no recovery before the next event)")
+        format!("{value}, not flowing at the next event")
     }
 }
 
@@ -301,7 +302,7 @@ mod tests {
     fn gap_cell_marks_outages_that_outlast_the_window() {
         assert_eq!(
             gap_cell(&stats(4000.0, false)),
-            "≥ 4.00 s (no recovery before the next event)"
+            "4.00 s, not flowing at the next event"
         );
         assert_eq!(gap_cell(&stats(12.4, true)), "12 ms");
     }

@@ -163,6 +163,16 @@ pub enum EngineError {
     UnknownProfile { name: String, profile: String },
 }
 
+/// A link's state as the controller needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkReport {
+    pub peer: PublicKeyBytes,
+    pub up: bool,
+    /// Smoothed round trip inside the tunnel, once measured.
+    pub rtt: Option<Duration>,
+    pub loss_ppm: u32,
+}
+
 /// What the operator configured for one link.
 #[derive(Debug, Clone)]
 pub struct LinkSpec {
@@ -248,6 +258,9 @@ pub struct Engine {
     /// Random per run: lets neighbours tell our messages from those of a
     /// previous run.
     incarnation: u32,
+    /// Zero of the microsecond clock used in RTT exchanges: the first `now`
+    /// the engine sees (set by `start`).
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -329,6 +342,7 @@ impl Engine {
             next_wireguard_tick: None,
             underlay: BTreeMap::new(),
             incarnation: index_seed,
+            epoch: Instant::now(),
         })
     }
 
@@ -458,11 +472,16 @@ impl Engine {
 
     /// Liveness of every link in service, by neighbour key: what the agent
     /// reports to the controller.
-    pub fn link_states(&self) -> Vec<(PublicKeyBytes, bool)> {
+    pub fn link_states(&self) -> Vec<LinkReport> {
         self.links
             .iter()
             .filter(|l| !l.retired)
-            .map(|l| (l.peer, l.liveness.is_up()))
+            .map(|l| LinkReport {
+                peer: l.peer,
+                up: l.liveness.is_up(),
+                rtt: l.rtt,
+                loss_ppm: l.loss_ppm(),
+            })
             .collect()
     }
 
@@ -514,6 +533,7 @@ impl Engine {
             self.reapply(prefix);
         }
         self.next_wireguard_tick = Some(now);
+        self.epoch = now;
     }
 
     /// Records which underlay interface reaches a link's endpoint.

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use freimesh_proto::mesh::{MeshMessage, MeshPacket, PREFIXES_PER_MESSAGE, WirePrefix};
+use freimesh_proto::mesh::{MeshMessage, MeshPacket, PREFIXES_PER_MESSAGE, Timing, WirePrefix};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -270,7 +270,19 @@ impl Engine {
     /// A message from the neighbour at the other end of `link`.
     pub(super) fn handle_mesh_message(&mut self, link: LinkId, message: MeshMessage, now: Instant) {
         match message {
-            MeshMessage::LinkState { hears_you } => {
+            MeshMessage::LinkState { hears_you, timing } => {
+                let clock = self.clock_us(now);
+                let state = &mut self.links[link.0];
+                if timing.echo_us != 0 {
+                    let rtt_us = clock
+                        .wrapping_sub(timing.echo_us)
+                        .wrapping_sub(timing.held_us);
+                    // A sample beyond 10 s is an echo from a previous run.
+                    if rtt_us < 10_000_000 {
+                        state.rtt_sample(Duration::from_micros(u64::from(rtt_us)));
+                    }
+                }
+                state.peer_clock = Some((timing.clock_us, now));
                 if let Some(transition) = self.links[link.0].liveness.peer_state(hears_you, now) {
                     self.apply_transition(link, transition, now);
                 }
@@ -515,7 +527,27 @@ impl Engine {
             return;
         }
         let hears_you = self.links[link.0].liveness.hears_peer(now);
-        self.send_mesh(link, MeshMessage::LinkState { hears_you }, now);
+        let (echo_us, held_us) = match self.links[link.0].peer_clock {
+            Some((clock, at)) => (
+                clock,
+                u32::try_from(now.saturating_duration_since(at).as_micros()).unwrap_or(u32::MAX),
+            ),
+            None => (0, 0),
+        };
+        // 0 means "no echo": never send it as a clock value.
+        let clock_us = self.clock_us(now).max(1);
+        let timing = Timing {
+            clock_us,
+            echo_us,
+            held_us,
+        };
+        self.send_mesh(link, MeshMessage::LinkState { hears_you, timing }, now);
+    }
+
+    /// Our free-running microsecond clock for RTT exchanges.
+    fn clock_us(&self, now: Instant) -> u32 {
+        let micros = now.saturating_duration_since(self.epoch).as_micros();
+        u32::try_from(micros % (1u128 << 32)).unwrap_or(0)
     }
 
     fn send_mesh(&mut self, link: LinkId, message: MeshMessage, now: Instant) {
