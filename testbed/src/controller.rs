@@ -15,6 +15,7 @@ use crate::process::controller_binary;
 #[derive(Debug)]
 pub struct ControllerProcess {
     child: Child,
+    netns: Option<String>,
     pub endpoint: SocketAddr,
     pub public_key: String,
     pub db: PathBuf,
@@ -37,6 +38,41 @@ fn run_cli(args: &[&str]) -> anyhow::Result<String> {
         .to_owned())
 }
 
+/// `freimesh-controller run` on `db`, inside namespace `netns` if given,
+/// appending to `log`.
+fn spawn_run(
+    db: &Path,
+    listen: SocketAddr,
+    netns: Option<&str>,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let binary = controller_binary()?;
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    command
+        .arg("run")
+        .arg("--db")
+        .arg(db)
+        .args(["--listen", &listen.to_string()])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("starting freimesh-controller")
+}
+
 impl ControllerProcess {
     /// `freimesh-controller init` in `dir` (mesh fd99::/48 and 10.99.0.0/16),
     /// then `run` listening on `listen`, inside namespace `netns` if given.
@@ -56,26 +92,10 @@ impl ControllerProcess {
         .trim()
         .to_owned();
         let log = dir.join("controller.log");
-        let log_file = std::fs::File::create(&log)?;
-        let binary = controller_binary()?;
-        let mut command = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&binary);
-                c
-            }
-            None => Command::new(&binary),
-        };
-        let child = command
-            .args(["run", "--db", &db_arg, "--listen", &listen.to_string()])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .context("starting freimesh-controller")?;
+        let child = spawn_run(&db, listen, netns, &log)?;
         let this = Self {
             child,
+            netns: netns.map(str::to_owned),
             endpoint: listen,
             public_key,
             db,
@@ -91,6 +111,14 @@ impl ControllerProcess {
             })?;
         }
         Ok(this)
+    }
+
+    /// Starts the controller again on the same database (after
+    /// [`ControllerProcess::kill`], or killing it first).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = spawn_run(&self.db, self.endpoint, self.netns.as_deref(), &self.log)?;
+        Ok(())
     }
 
     /// A one-time join token, valid for an hour.
