@@ -45,6 +45,11 @@ need_agent() {
 		say "no agent binary at $AGENT: run cargo build -p freimesh-agent or set FREIMESH_AGENT"
 		exit 1
 	}
+	# Symlinks and chroots need an absolute path.
+	case "$AGENT" in
+	/*) ;;
+	*) AGENT="$PWD/$AGENT" ;;
+	esac
 }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
