@@ -18,6 +18,7 @@
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]
 //!   serves `freimesh-agent status` over a local socket.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod controlplane;

@@ -1,83 +1,51 @@
 //! `freimesh-agent`: parses arguments, sets up logging, calls the library.
 
 use std::io::{IsTerminal as _, Read as _};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use freimesh_agent::cli::{self, Command, SocketTarget};
 use freimesh_agent::config::AgentConfig;
 use freimesh_agent::control::{self, Request, Response};
 use freimesh_agent::identity::PrivateKey;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "freimesh-agent",
-    version,
-    about = "freimesh mesh agent: an encrypted multi-hop WireGuard mesh node"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// `println!` that gives up quietly when stdout is closed (`| head`), as
+/// command-line tools do, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the agent with a configuration file (see docs/agent-config.md).
-    Run { config: PathBuf },
-    /// Check a configuration file and exit non-zero naming the first problem.
-    Check { config: PathBuf },
-    /// Print a new private key (WireGuard's base64 form) on stdout.
-    Genkey,
-    /// Read a private key on stdin, print its public key (as `wg pubkey`).
-    Pubkey,
-    /// Show the running agent's links and routes.
-    Status {
-        #[command(flatten)]
-        target: SocketArgs,
-        /// Print the raw JSON answer.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Ping an overlay address from the agent's own stack (userspace backend).
-    Ping {
-        #[command(flatten)]
-        target: SocketArgs,
-        address: IpAddr,
-        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=100))]
-        count: u16,
-    },
+/// `print!` likewise.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
 }
 
-#[derive(Debug, clap::Args)]
-struct SocketArgs {
-    /// The agent's control socket.
-    #[arg(long, conflicts_with = "config")]
-    socket: Option<PathBuf>,
-    /// Take the control socket path from this configuration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-impl SocketArgs {
-    fn path(&self) -> anyhow::Result<PathBuf> {
-        if let Some(socket) = &self.socket {
-            return Ok(socket.clone());
-        }
-        if let Some(config) = &self.config {
-            return Ok(AgentConfig::load(config)?.control_socket);
-        }
-        Ok(PathBuf::from(
-            freimesh_agent::config::DEFAULT_CONTROL_SOCKET,
-        ))
-    }
+/// The control socket a command talks to.
+fn socket_path(target: &SocketTarget) -> anyhow::Result<PathBuf> {
+    Ok(match target {
+        SocketTarget::Socket(path) => path.clone(),
+        SocketTarget::Config(config) => AgentConfig::load(config)?.control_socket,
+        SocketTarget::Default => PathBuf::from(freimesh_agent::config::DEFAULT_CONTROL_SOCKET),
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(err) => {
+            eprintln!("freimesh-agent: {err}");
+            return ExitCode::from(2);
+        }
+    };
     // `RUST_LOG` takes `target=level` pairs (no regexes: the filter stays
     // small enough for a router). boringtun's own logs are off by default:
     // it warns every 5 s about a neighbour that is down, which the agent's
@@ -100,7 +68,7 @@ fn main() -> ExitCode {
         )
         .with(filter)
         .init();
-    match execute(cli.command) {
+    match execute(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("freimesh-agent: {err:#}");
@@ -154,35 +122,37 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 );
             }
             match key {
-                Some(key) => println!(
+                Some(key) => say!(
                     "{}: ok (node {}, public key {})",
                     path.display(),
                     config.name,
                     key.public()
                 ),
-                None => println!(
+                None => say!(
                     "{}: ok (node {}, key created on first start)",
                     path.display(),
                     config.name
                 ),
             }
         }
-        Command::Genkey => println!("{}", PrivateKey::generate().to_base64()),
+        Command::Genkey => say!("{}", PrivateKey::generate().to_base64()),
         Command::Pubkey => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading the private key from stdin")?;
-            println!("{}", PrivateKey::from_base64(&text)?.public());
+            say!("{}", PrivateKey::from_base64(&text)?.public());
         }
+        Command::Version => say!("freimesh-agent {}", env!("CARGO_PKG_VERSION")),
+        Command::Help => say!("{}", cli::USAGE),
         Command::Status { target, json } => {
-            let path = target.path()?;
+            let path = socket_path(&target)?;
             let answer = runtime()?.block_on(control::request(&path, &Request::Status))?;
             match answer {
                 Response::Status(status) if json => {
-                    println!("{}", serde_json::to_string_pretty(&status)?)
+                    say!("{}", serde_json::to_string_pretty(&status)?)
                 }
-                Response::Status(status) => print!("{}", control::render_status(&status)),
+                Response::Status(status) => say_raw!("{}", control::render_status(&status)),
                 Response::Error { message } => bail!("{message}"),
                 other => bail!("unexpected answer: {other:?}"),
             }
@@ -192,7 +162,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             address,
             count,
         } => {
-            let path = target.path()?;
+            let path = socket_path(&target)?;
             let answer = runtime()?.block_on(control::request(
                 &path,
                 &Request::Ping {
@@ -203,9 +173,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             match answer {
                 Response::Ping(summary) => {
                     for rtt in &summary.rtts_us {
-                        println!("reply from {address}: time={:.2} ms", *rtt as f64 / 1000.0);
+                        say!("reply from {address}: time={:.2} ms", *rtt as f64 / 1000.0);
                     }
-                    println!("{} sent, {} received", summary.sent, summary.received);
+                    say!("{} sent, {} received", summary.sent, summary.received);
                     if summary.received == 0 {
                         bail!("no reply from {address}");
                     }
