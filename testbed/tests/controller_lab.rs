@@ -180,9 +180,25 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
         })
         .unwrap_or_default();
     eprintln!("steady ping through the controller's restart: {text}");
+    let events: Vec<String> = (0..mesh.nodes.len())
+        .flat_map(|i| {
+            let name = mesh.name(i).to_owned();
+            mesh.log(i)
+                .lines()
+                .filter(|l| {
+                    l.contains("link ")
+                        || l.contains("withdrew")
+                        || l.contains("restored")
+                        || l.contains("controller")
+                })
+                .map(|l| format!("{name}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert!(
         sent_received.len() == 2 && sent_received[0] > 100 && sent_received[0] == sent_received[1],
-        "packets lost while agents resynchronised: {text}"
+        "packets lost while agents resynchronised: {text}\nagent events:\n{}",
+        events.join("\n")
     );
     Ok(())
 }
