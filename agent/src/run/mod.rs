@@ -40,6 +40,8 @@ use crate::userspace::{
 
 /// Largest datagram or packet we read; larger than any MTU we configure.
 const MAX_PACKET: usize = 65_536;
+/// Datagrams the timer takes in before a liveness check, at most.
+const MAX_DRAIN: usize = 256;
 /// Packets waiting between the smoltcp stack and the engine.
 const STACK_QUEUE: usize = 1024;
 
@@ -462,12 +464,27 @@ async fn stack_task(shared: Arc<Shared>, mut from_stack: mpsc::Receiver<Vec<u8>>
 /// schedule instead of a fixed tick.
 async fn timer_task(shared: Arc<Shared>) {
     let mut outputs = Vec::new();
+    let mut buf = vec![0u8; MAX_PACKET];
     loop {
         let deadline = shared.engine().poll_timeout();
         let deadline = deadline
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Engine::TICK);
         tokio::time::sleep_until(deadline).await;
+        // A busy machine may have kept this agent off the CPU: take in what
+        // the neighbours sent meanwhile before judging their silence, so a
+        // heartbeat waiting in the socket is not mistaken for a dead link.
+        for _ in 0..MAX_DRAIN {
+            let Ok((len, from)) = shared.udp.try_recv_from(&mut buf) else {
+                break;
+            };
+            let datagram = &buf[..len];
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    engine.handle_datagram(from, datagram, Instant::now())
+                })
+                .await;
+        }
         shared
             .with_engine(&mut outputs, |engine| engine.handle_timeout(Instant::now()))
             .await;
