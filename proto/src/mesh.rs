@@ -11,11 +11,13 @@
 //!
 //! ```text
 //! "FM" | version u8 (1) | kind u8 | incarnation u32 | sequence u32 | body
-//! kind 1 LinkState: hears_you u8 (0/1) | clock u32 | echo u32 | held u32
+//! kind 1 LinkState: hears_you u8 (0/1) | clock u32 | echo u32 | held u32 | interval u32
 //!                   (microseconds: the sender's clock now, the last clock
 //!                   value it received from the receiver, and how long it
 //!                   held that value: the receiver computes the round trip
-//!                   as its clock now − echo − held, as NTP does)
+//!                   as its clock now − echo − held, as NTP does; and the
+//!                   sender's heartbeat interval in ms, so each end allows
+//!                   for the slower of the two when judging silence)
 //! kind 2 Withdraw:  count u16 | count × prefix
 //! kind 3 Restore:   count u16 | count × prefix
 //! kind 4 LostSet:   count u16 | count × prefix   (the complete set)
@@ -91,6 +93,8 @@ pub struct Timing {
     pub echo_us: u32,
     /// How long the sender held `echo_us` before sending this message.
     pub held_us: u32,
+    /// The sender's heartbeat interval in milliseconds (0: it sends none).
+    pub interval_ms: u32,
 }
 
 /// One message between neighbours.
@@ -155,7 +159,12 @@ impl MeshPacket {
             MeshMessage::LinkState { hears_you, timing } => {
                 body[kind_at] = 1;
                 body.push(u8::from(*hears_you));
-                for value in [timing.clock_us, timing.echo_us, timing.held_us] {
+                for value in [
+                    timing.clock_us,
+                    timing.echo_us,
+                    timing.held_us,
+                    timing.interval_ms,
+                ] {
                     body.extend_from_slice(&value.to_be_bytes());
                 }
             }
@@ -225,6 +234,7 @@ impl MeshPacket {
                     clock_us: reader.u32()?,
                     echo_us: reader.u32()?,
                     held_us: reader.u32()?,
+                    interval_ms: reader.u32()?,
                 },
             },
             kind @ (2..=4) => {
@@ -322,6 +332,7 @@ mod tests {
                     clock_us: 5,
                     echo_us: 3,
                     held_us: 1,
+                    interval_ms: 50,
                 },
             },
             MeshMessage::LinkState {
@@ -330,6 +341,7 @@ mod tests {
                     clock_us: 5,
                     echo_us: 3,
                     held_us: 1,
+                    interval_ms: 50,
                 },
             },
             MeshMessage::Withdraw(vec![prefix("10.99.0.4", 32), prefix("fd99::4", 128)]),
@@ -361,6 +373,7 @@ mod tests {
                 clock_us: 5,
                 echo_us: 3,
                 held_us: 1,
+                interval_ms: 50,
             },
         })
         .encode();
@@ -378,6 +391,7 @@ mod tests {
                 clock_us: 5,
                 echo_us: 3,
                 held_us: 1,
+                interval_ms: 50,
             },
         })
         .encode();
@@ -389,6 +403,7 @@ mod tests {
                 clock_us: 5,
                 echo_us: 3,
                 held_us: 1,
+                interval_ms: 50,
             },
         })
         .encode();
@@ -415,7 +430,7 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let mut packet = wrap(MeshMessage::LinkState { hears_you: true, timing: Timing { clock_us: 5, echo_us: 3, held_us: 1 } }).encode();
+            let mut packet = wrap(MeshMessage::LinkState { hears_you: true, timing: Timing { clock_us: 5, echo_us: 3, held_us: 1, interval_ms: 50 } }).encode();
             packet.truncate(IPV6_HEADER);
             packet.extend_from_slice(&bytes);
             let len = u16::try_from(bytes.len()).unwrap_or(0);

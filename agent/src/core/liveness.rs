@@ -157,6 +157,10 @@ pub struct Liveness {
     last_sent: Option<Instant>,
     /// The neighbour's latest `LinkState`: does it hear us?
     peer_hears_us: bool,
+    /// The neighbour's heartbeat interval, from its `LinkState`: silence is
+    /// judged by the slower of the two ends, so a `metered` router next to
+    /// a `default` one is not declared dead between its heartbeats.
+    peer_interval: Option<Duration>,
     hold_down: Duration,
     next_state_refresh: Option<Instant>,
 }
@@ -169,6 +173,7 @@ impl Liveness {
             last_heard: None,
             last_sent: None,
             peer_hears_us: true,
+            peer_interval: None,
             hold_down: profile.hold_down,
             next_state_refresh: None,
         }
@@ -187,8 +192,26 @@ impl Liveness {
     }
 
     /// Whether we hear the neighbour now (what our `LinkState` says).
+    /// The interval at which we can expect to hear the neighbour: the
+    /// slower of its heartbeats and ours.
+    fn expected_interval(&self) -> Option<Duration> {
+        let own = self.profile.interval?;
+        Some(self.peer_interval.map_or(own, |peer| peer.max(own)))
+    }
+
+    /// Silence after which the link is down.
+    pub fn detection_time(&self) -> Option<Duration> {
+        self.expected_interval()
+            .map(|i| i * self.profile.multiplier)
+    }
+
+    /// Records the neighbour's heartbeat interval (0: it sends none).
+    pub fn set_peer_interval(&mut self, interval: Duration) {
+        self.peer_interval = (!interval.is_zero()).then_some(interval);
+    }
+
     pub fn hears_peer(&self, now: Instant) -> bool {
-        match (self.last_heard, self.profile.detection_time()) {
+        match (self.last_heard, self.detection_time()) {
             (Some(t), Some(detect)) => now.saturating_duration_since(t) < detect,
             (Some(_), None) => true,
             (None, _) => false,
@@ -351,7 +374,7 @@ impl Liveness {
                     self.state = State::Down { since: now, cause };
                     None
                 } else if now >= until {
-                    let interval = self.profile.interval.unwrap_or(Duration::MAX);
+                    let interval = self.expected_interval().unwrap_or(Duration::MAX);
                     let expected =
                         intervals_in(until.saturating_duration_since(started), interval).max(1);
                     if missed.saturating_mul(100)
@@ -583,6 +606,23 @@ mod tests {
             up,
             "a link heard every 14 ms (10 ms interval) never recovered"
         );
+    }
+
+    #[test]
+    fn a_slower_neighbour_is_judged_by_its_own_interval() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        l.heard(t0);
+        l.set_peer_interval(Duration::from_secs(1));
+        assert_eq!(
+            l.tick(t0 + 500 * MS),
+            None,
+            "a metered neighbour is silent for up to 3 s"
+        );
+        assert!(matches!(
+            l.tick(t0 + 3000 * MS),
+            Some(Transition::Down { .. })
+        ));
     }
 
     #[test]

@@ -283,6 +283,9 @@ impl Engine {
                     }
                 }
                 state.peer_clock = Some((timing.clock_us, now));
+                state
+                    .liveness
+                    .set_peer_interval(Duration::from_millis(u64::from(timing.interval_ms)));
                 if let Some(transition) = self.links[link.0].liveness.peer_state(hears_you, now) {
                     self.apply_transition(link, transition, now);
                 }
@@ -536,10 +539,16 @@ impl Engine {
         };
         // 0 means "no echo": never send it as a clock value.
         let clock_us = self.clock_us(now).max(1);
+        let interval_ms = self.links[link.0]
+            .liveness
+            .profile
+            .interval
+            .map_or(0, |i| u32::try_from(i.as_millis()).unwrap_or(u32::MAX));
         let timing = Timing {
             clock_us,
             echo_us,
             held_us,
+            interval_ms,
         };
         self.send_mesh(link, MeshMessage::LinkState { hears_you, timing }, now);
     }
