@@ -18,6 +18,7 @@ mod controller;
 
 pub use controller::reconcile;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +41,8 @@ use crate::userspace::{
 
 /// Largest datagram or packet we read; larger than any MTU we configure.
 const MAX_PACKET: usize = 65_536;
+/// How long a send may wait for room in a full socket buffer.
+const SEND_WAIT: Duration = Duration::from_millis(2);
 /// Datagrams the timer takes in before a liveness check, at most.
 const MAX_DRAIN: usize = 256;
 /// Packets waiting between the smoltcp stack and the engine.
@@ -79,6 +82,24 @@ struct Shared {
 }
 
 impl Shared {
+    /// Sends one datagram to the underlay. A full socket buffer gets a
+    /// moment to drain (a burst clears in microseconds); past that the
+    /// datagram is dropped, as a router drops at a full queue, rather than
+    /// holding up every other link behind one that cannot send.
+    async fn transmit(&self, to: SocketAddr, datagram: &[u8]) {
+        match self.udp.try_send_to(datagram, to) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(SEND_WAIT, self.udp.send_to(datagram, to)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::debug!(%to, %err, "underlay send failed"),
+                    Err(_) => tracing::debug!(%to, "underlay socket full: datagram dropped"),
+                }
+            }
+            Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
+        }
+    }
+
     fn engine(&self) -> MutexGuard<'_, Engine> {
         // A panic while holding the lock would be a bug in the engine; the
         // engine's state is still the best we have, so keep forwarding.
@@ -98,11 +119,7 @@ impl Shared {
         }
         for output in outputs.drain(..) {
             match output {
-                Output::Transmit { to, datagram } => {
-                    if let Err(err) = self.udp.send_to(&datagram, to).await {
-                        tracing::debug!(%to, %err, "underlay send failed");
-                    }
-                }
+                Output::Transmit { to, datagram } => self.transmit(to, &datagram).await,
                 Output::ResolveUnderlay { link, peer } => {
                     // Only the linux backend sees carrier; a failed lookup
                     // just leaves the link to heartbeat detection.
@@ -501,13 +518,21 @@ async fn carrier_task(shared: Arc<Shared>) {
         }
     });
     let mut outputs = Vec::new();
+    // Only a loss of carrier we see happen counts. The state an interface is
+    // first reported in may lag behind the wire: the kernel updates operstate
+    // up to a second after an interface comes up, while packets already
+    // flow over it, so "down" in the first report is not a failure.
+    let mut known: BTreeMap<u32, bool> = BTreeMap::new();
     while let Some(event) = rx.recv().await {
         tracing::debug!(interface = %event.name, carrier = event.carrier_up, "underlay carrier");
-        shared
-            .with_engine(&mut outputs, |engine| {
-                engine.handle_carrier(event.ifindex, event.carrier_up, Instant::now())
-            })
-            .await;
+        let was_up = known.insert(event.ifindex, event.carrier_up);
+        if was_up == Some(true) && !event.carrier_up {
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    engine.handle_carrier(event.ifindex, false, Instant::now())
+                })
+                .await;
+        }
     }
     // Without carrier events the agent still detects failures by heartbeat;
     // keep the task alive so its end is not mistaken for a failure.

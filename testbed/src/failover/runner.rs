@@ -238,9 +238,18 @@ fn start(topo: &LabTopology, system: &System) -> anyhow::Result<Running> {
             &format!("{}/24", underlay.address(k, b)),
         )?;
     }
-    let dir = tempfile::Builder::new()
+    let mut dir = tempfile::Builder::new()
         .prefix("freimesh-failover-")
         .tempdir()?;
+    // FREIMESH_LAB_KEEP=1 keeps configs, logs and probe records for a look
+    // afterwards.
+    if std::env::var_os("FREIMESH_LAB_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!(
+            "freimesh-testbed: keeping the lab's files in {}",
+            dir.path().display()
+        );
+    }
     let plan = Plan::write(system, dir.path(), topo, &underlay)?;
     let mut running = Running {
         probes: Vec::new(),
