@@ -109,30 +109,8 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
         "\n1. ping {target_v4} ({}) from {}, routes from the controller:",
         nodes[last].name, first.name
     );
-    let summary = traffic::retry(Duration::from_secs(20), || {
-        let s = traffic::ping(&first.socket, target_v4.into(), 4)?;
-        if s.received == 0 {
-            bail!("no replies yet")
-        } else {
-            Ok(s)
-        }
-    })?;
-    for rtt in &summary.rtts_us {
-        println!(
-            "   reply from {target_v4}: time={:.2} ms",
-            *rtt as f64 / 1000.0
-        );
-    }
-    let forward = SocketAddr::from(([127, 0, 0, 1], forward_port));
-    println!(
-        "\n2. TCP: 127.0.0.1:{forward_port} on {} is forwarded to {target_v4}:{ECHO_PORT}, an echo service on {}:",
-        first.name, nodes[last].name
-    );
-    let bps = traffic::echo_roundtrip(forward, 4 << 20, Duration::from_secs(30))?;
-    println!(
-        "   4 MiB sent and echoed back intact: {:.1} Mbit/s round trip",
-        bps / 1e6
-    );
+    ping_step(first, target_v4.into(), Duration::from_secs(20))?;
+    echo_step(first, &nodes[last].name, forward_port, target_v4)?;
     println!(
         "\n3. status of {} (freimesh-agent status --socket {}):\n",
         first.name,
@@ -226,20 +204,7 @@ fn run_static(options: &DemoOptions) -> anyhow::Result<()> {
         "\n1. ping {target} ({}) from {} across {} hops:",
         nodes[last].name, first.name, last
     );
-    let summary = traffic::retry(Duration::from_secs(10), || {
-        let s = traffic::ping(&first.socket, target.into(), 4)?;
-        if s.received == 0 {
-            bail!("no replies yet")
-        } else {
-            Ok(s)
-        }
-    })?;
-    for rtt in &summary.rtts_us {
-        println!(
-            "   reply from {target}: time={:.2} ms",
-            *rtt as f64 / 1000.0
-        );
-    }
+    ping_step(first, target.into(), Duration::from_secs(10))?;
     let v6 = nodes[last].overlay_v6();
     let summary6 = traffic::ping(&first.socket, v6.into(), 2)?;
     println!(
@@ -247,16 +212,7 @@ fn run_static(options: &DemoOptions) -> anyhow::Result<()> {
         summary6.received, summary6.sent
     );
 
-    let forward = std::net::SocketAddr::from(([127, 0, 0, 1], forward_port));
-    println!(
-        "\n2. TCP: 127.0.0.1:{forward_port} on {} is forwarded to {target}:{ECHO_PORT}, an echo service on {}:",
-        first.name, nodes[last].name
-    );
-    let bps = traffic::echo_roundtrip(forward, 4 << 20, Duration::from_secs(30))?;
-    println!(
-        "   4 MiB sent and echoed back intact: {:.1} Mbit/s round trip",
-        bps / 1e6
-    );
+    echo_step(first, &nodes[last].name, forward_port, target)?;
 
     println!(
         "\n3. status of transit node {} (freimesh-agent status --socket {}):\n",
@@ -272,4 +228,49 @@ fn run_static(options: &DemoOptions) -> anyhow::Result<()> {
     }
     let hint = format!("--socket {} {target}", first.socket.display());
     finish(options, agents, &hint)
+}
+
+/// Pings `target` from `from`'s own stack until replies come (handshakes
+/// and enrolment take a moment), and prints them.
+fn ping_step(
+    from: &mesh::PlannedNode,
+    target: std::net::IpAddr,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let summary = traffic::retry(patience, || {
+        let s = traffic::ping(&from.socket, target, 4)?;
+        if s.received == 0 {
+            bail!("no replies yet")
+        } else {
+            Ok(s)
+        }
+    })?;
+    for rtt in &summary.rtts_us {
+        println!(
+            "   reply from {target}: time={:.2} ms",
+            *rtt as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Pushes 4 MiB through `from`'s TCP forward on `forward_port` to the echo
+/// service behind `target` and checks it all comes back.
+fn echo_step(
+    from: &mesh::PlannedNode,
+    target_name: &str,
+    forward_port: u16,
+    target: std::net::Ipv4Addr,
+) -> anyhow::Result<()> {
+    let forward = SocketAddr::from(([127, 0, 0, 1], forward_port));
+    println!(
+        "\n2. TCP: 127.0.0.1:{forward_port} on {} is forwarded to {target}:{ECHO_PORT}, an echo service on {target_name}:",
+        from.name
+    );
+    let bps = traffic::echo_roundtrip(forward, 4 << 20, Duration::from_secs(30))?;
+    println!(
+        "   4 MiB sent and echoed back intact: {:.1} Mbit/s round trip",
+        bps / 1e6
+    );
+    Ok(())
 }
