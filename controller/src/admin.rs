@@ -142,6 +142,11 @@ pub fn node_drain(db: &Path, id: u32, drained: bool) -> Result<(), AdminError> {
     Ok(Store::open(db)?.set_drained(id, drained)?)
 }
 
+/// Sets or clears the operator's cost of the link between nodes `a` and `b`.
+pub fn link_cost(db: &Path, a: u32, b: u32, cost: Option<u32>) -> Result<(), AdminError> {
+    Ok(Store::open(db)?.set_link_cost(a, b, cost)?)
+}
+
 pub fn prefix_approve(db: &Path, id: u32, prefix: IpNet) -> Result<(), AdminError> {
     Ok(Store::open(db)?.approve_prefix(id, prefix)?)
 }

@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: PrefixCommand,
     },
+    /// Links between nodes (operator policy).
+    Link {
+        #[command(subcommand)]
+        command: LinkCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +107,24 @@ enum NodeCommand {
         db: PathBuf,
         #[arg(long)]
         off: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkCommand {
+    /// Set a link's cost (operator policy: prefer the municipal backbone,
+    /// avoid a metered uplink); it replaces the cost measured from RTT and
+    /// loss. `--clear` goes back to the measured cost.
+    Cost {
+        a: u32,
+        b: u32,
+        /// 1 to 262144; a hop on a clean, fast link costs about 1000.
+        #[arg(required_unless_present = "clear", value_parser = clap::value_parser!(u32).range(1..=262_144))]
+        cost: Option<u32>,
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -200,6 +223,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
             command: PrefixCommand::Approve { node, prefix, db },
         } => {
             admin::prefix_approve(&db, node, prefix)?;
+        }
+        Command::Link {
+            command:
+                LinkCommand::Cost {
+                    a,
+                    b,
+                    cost,
+                    clear,
+                    db,
+                },
+        } => {
+            admin::link_cost(&db, a, b, if clear { None } else { cost })?;
         }
     }
     Ok(())

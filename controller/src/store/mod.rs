@@ -61,6 +61,8 @@ pub enum StoreError {
     PrefixTaken(IpNet, u32),
     #[error("no node with id {0}")]
     NoSuchNode(u32),
+    #[error("no link between nodes {0} and {1} (links appear when their agents report each other)")]
+    NoSuchLink(u32, u32),
     #[error("node {0} is {1}")]
     WrongState(u32, &'static str),
     #[error("key {0} is already registered")]
@@ -457,6 +459,20 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Sets (or with `None` clears) the operator's cost for the link between
+    /// `a` and `b`, which then replaces the cost measured from RTT and loss.
+    pub fn set_link_cost(&mut self, a: u32, b: u32, cost: Option<u32>) -> Result<()> {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let n = self.conn.execute(
+            "UPDATE links SET override_cost = ?3 WHERE a = ?1 AND b = ?2",
+            params![lo, hi, cost],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchLink(a, b));
+        }
+        Ok(())
     }
 
     /// Inserts or updates links (measurements, up/down) in one transaction.

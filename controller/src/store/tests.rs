@@ -244,3 +244,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn operator_link_costs_survive_measurements_and_can_be_cleared() {
+    let (_dir, _path, mut store) = fresh();
+    let mut ids = Vec::new();
+    for key in [1, 2] {
+        let token = store.create_token(NOW + 60, &[], NOW).expect("token");
+        ids.push(enrol(&mut store, key, &token, &[], &[]).expect("enrol").id);
+    }
+    let (a, b) = (ids[0].min(ids[1]), ids[0].max(ids[1]));
+    let link = LinkRecord {
+        a,
+        b,
+        rtt_us: Some(900),
+        loss_ppm: Some(0),
+        up: true,
+        override_cost: None,
+    };
+    store.save_links(&[link], NOW).expect("save");
+    assert!(matches!(
+        store.set_link_cost(b, b + 7, Some(5)),
+        Err(StoreError::NoSuchLink(..))
+    ));
+    store
+        .set_link_cost(b, a, Some(50_000))
+        .expect("either order of the ends");
+    // A new measurement does not overwrite the operator's choice.
+    store
+        .save_links(
+            &[LinkRecord {
+                rtt_us: Some(700),
+                ..link
+            }],
+            NOW + 1,
+        )
+        .expect("save");
+    let links = store.links().expect("links");
+    assert_eq!(links[0].override_cost, Some(50_000));
+    assert_eq!(links[0].rtt_us, Some(700));
+    store.set_link_cost(a, b, None).expect("clear");
+    assert_eq!(store.links().expect("links")[0].override_cost, None);
+}
