@@ -51,6 +51,17 @@ pub enum FrameError {
     Noise(String),
 }
 
+/// `message` behind its 2-byte big-endian length, in one buffer for a
+/// single write: how every message travels on the control channel, the
+/// Noise handshake included.
+pub fn length_prefixed(message: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let len = u16::try_from(message.len()).map_err(|_| FrameError::TooLarge(message.len()))?;
+    let mut buf = Vec::with_capacity(message.len() + 2);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(message);
+    Ok(buf)
+}
+
 /// Frames the agent sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentMsg {

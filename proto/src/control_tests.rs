@@ -135,3 +135,17 @@ proptest! {
         prop_assert_eq!(decode::<AgentMsg>(&encode(&msg).expect("enc")), Ok(msg));
     }
 }
+
+#[test]
+fn messages_travel_behind_a_big_endian_length() {
+    assert_eq!(
+        length_prefixed(b"abc").expect("small"),
+        vec![0, 3, b'a', b'b', b'c']
+    );
+    assert_eq!(length_prefixed(&[]).expect("empty"), vec![0, 0]);
+    let too_big = vec![0u8; 65_536];
+    assert!(matches!(
+        length_prefixed(&too_big),
+        Err(FrameError::TooLarge(65_536))
+    ));
+}

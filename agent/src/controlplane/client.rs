@@ -118,12 +118,8 @@ async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
 }
 
 async fn write_message(w: &mut OwnedWriteHalf, msg: &[u8]) -> std::io::Result<()> {
-    let len = u16::try_from(msg.len()).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "message over 65535 bytes")
-    })?;
-    let mut buf = Vec::with_capacity(msg.len() + 2);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(msg);
+    let buf = control::length_prefixed(msg)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     w.write_all(&buf).await
 }
 
