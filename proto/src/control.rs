@@ -22,6 +22,8 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::DownCause;
+
 use crate::{NodeId, PublicKeyBytes};
 
 /// The Noise pattern of the control channel.
@@ -71,6 +73,39 @@ pub enum AgentMsg {
     Report(Report),
     Ping(u64),
     Pong(u64),
+    /// Failovers the agent made on its own, sent as they happen (v3).
+    Events(Vec<LinkEvent>),
+    /// Byte counters per link, sent every [`TRAFFIC_INTERVAL_S`] (v3).
+    Traffic(Vec<LinkTraffic>),
+}
+
+/// How often an agent reports its per-link byte counters.
+pub const TRAFFIC_INTERVAL_S: u64 = 10;
+
+/// A link the agent took down, and what its local repair did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEvent {
+    pub peer: PublicKeyBytes,
+    pub cause: DownCause,
+    /// From the last sign of life to the decision.
+    pub detection_ms: u32,
+    /// How long switching the forwarding table took.
+    pub switch_us: u32,
+    /// Prefixes moved to an alternate next hop.
+    pub rerouted: u32,
+    /// Prefixes left without a live path.
+    pub lost: u32,
+    /// How long before sending this the event happened (events wait while
+    /// the controller is unreachable).
+    pub age_ms: u32,
+}
+
+/// Bytes through one link since the agent started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTraffic {
+    pub peer: PublicKeyBytes,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }
 
 /// Who the agent is and what it wants. `version` must stay the first field.

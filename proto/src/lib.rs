@@ -19,7 +19,9 @@
 //! |---|---|---|
 //! | 1 | 2026-11-22 | node identity (`NodeId`), WireGuard key encoding; in-tunnel mesh messages (`mesh`: link state, withdraw, restore) |
 //! | 2 | 2026-11-22 | control channel (`control`): Noise IK over TCP, Hello/Welcome, full links and routes, deltas, reports, errors, keepalive |
+//! | 3 | 2026-11-23 | agent → controller `Events` (failovers with detection and switch time) and `Traffic` (bytes per link); admin API types (`api`) |
 
+pub mod api;
 pub mod control;
 mod key;
 pub mod mesh;
@@ -28,4 +30,4 @@ pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key}
 
 /// The protocol version this build speaks. Bump it, and add a row to the
 /// changelog in this crate's docs, whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;

@@ -113,6 +113,8 @@ impl Hub {
                         );
                     }
                     AgentMsg::Ping(_) | AgentMsg::Pong(_) => {}
+                    // Served by the admin API (issue 5); until then, dropped.
+                    AgentMsg::Events(_) | AgentMsg::Traffic(_) => {}
                 }
             }
             ToHub::Gone { session } => {
