@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod core;
+pub mod export;
 pub mod routing;
 pub mod server;
 pub mod store;

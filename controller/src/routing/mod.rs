@@ -124,6 +124,7 @@
 
 mod graph;
 mod incremental;
+pub mod redundancy;
 mod router;
 #[cfg(test)]
 mod tests;

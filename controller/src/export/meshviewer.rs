@@ -1,0 +1,1 @@
+//! meshviewer export (in progress).
