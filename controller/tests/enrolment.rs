@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use common::Mesh;
 use freimesh_agent::controlplane::{
     Candidate, ControllerEvent, ErrorCode, LinkChange, LinkMeasurement, Report, RouteChange,
+    Upstream,
 };
 use ipnet::IpNet;
 
@@ -59,8 +60,8 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
     assert_eq!(distinct.len(), 6, "every address assigned once: {addrs:?}");
 
     // A line a - b - c.
-    a.reports.send(candidates(&[&b])).await.expect("report");
-    b.reports.send(candidates(&[&c])).await.expect("report");
+    a.reports.send(Upstream::Report(candidates(&[&b]))).await.expect("report");
+    b.reports.send(Upstream::Report(candidates(&[&c]))).await.expect("report");
     let b_key = b.public;
     a.wait_for("link to b", |e| matches!(e, ControllerEvent::LinksDelta(ch) if ch.iter().any(|l| matches!(l, LinkChange::Add(x) if x.peer == b_key && x.endpoint.is_some())))).await;
     let c_v6 = addrs[2][0];
@@ -80,7 +81,7 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
     // alternate only if it is strictly closer (it is: one hop).
     let c_key = c.public;
     a.reports
-        .send(Report {
+        .send(Upstream::Report(Report {
             links: vec![LinkMeasurement {
                 peer: c_key,
                 rtt_us: 500,
@@ -91,7 +92,7 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
                 peer: b_key,
                 endpoint: None,
             }],
-        })
+        }))
         .await
         .expect("report");
     a.wait_for("route to c direct", |e| matches!(e, ControllerEvent::RoutesDelta(ch) if ch.iter().any(|r| matches!(r, RouteChange::Set(r) if r.prefix == c_v6 && r.via.first() == Some(&c_key))))).await;

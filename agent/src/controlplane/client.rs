@@ -3,11 +3,12 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use freimesh_proto::control::{
-    self, AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, Report, Route,
-    RouteChange, Transport, Welcome,
+    self, AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, LinkEvent,
+    LinkTraffic, Report, Route, RouteChange, Transport, Welcome,
 };
 use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
 use ipnet::IpNet;
@@ -76,15 +77,34 @@ pub enum ControllerEvent {
     },
 }
 
+/// What the run loop sends up to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Link states, measurements and candidates; the newest one is sent
+    /// again after every reconnect.
+    Report(Report),
+    /// A failover this node made, and when: kept (up to
+    /// [`PENDING_FAILOVERS`]) while the controller is unreachable and sent
+    /// with their age once it is back, so its history has no holes.
+    Failover(LinkEvent, Instant),
+    /// Byte counters per link; only the newest matter, so they are dropped
+    /// while the controller is unreachable.
+    Traffic(Vec<LinkTraffic>),
+}
+
+/// Failovers kept for the controller while it is unreachable.
+pub const PENDING_FAILOVERS: usize = 256;
+
 /// The control-plane client; see the module docs.
 #[derive(Debug)]
 pub struct Client {
     cfg: ClientConfig,
     key: PrivateKey,
     events: mpsc::Sender<ControllerEvent>,
-    reports: mpsc::Receiver<Report>,
+    upstream: mpsc::Receiver<Upstream>,
     last_report: Option<Report>,
-    reports_open: bool,
+    pending_failovers: VecDeque<(LinkEvent, Instant)>,
+    upstream_open: bool,
     /// A Welcome was seen in this process: stop sending the token.
     welcomed: bool,
     /// A Welcome was seen in the current session: reset the backoff.
@@ -133,15 +153,16 @@ impl Client {
         cfg: ClientConfig,
         key: PrivateKey,
         events: mpsc::Sender<ControllerEvent>,
-        reports: mpsc::Receiver<Report>,
+        upstream: mpsc::Receiver<Upstream>,
     ) -> Self {
         Self {
             cfg,
             key,
             events,
-            reports,
+            upstream,
             last_report: None,
-            reports_open: true,
+            pending_failovers: VecDeque::new(),
+            upstream_open: true,
             welcomed: false,
             session_welcomed: false,
         }
@@ -174,11 +195,53 @@ impl Client {
             {
                 return;
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(retry_in) => {}
+            // Keep taking what the run loop sends while we wait, so it is
+            // never blocked and failovers are kept for the controller.
+            let retry = tokio::time::sleep(retry_in);
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = &mut retry => break,
+                    item = self.upstream.recv(), if self.upstream_open => match item {
+                        Some(item) => self.absorb(item),
+                        None => self.upstream_open = false,
+                    },
+                }
             }
         }
+    }
+
+    /// Folds what the run loop sent into what is to be sent.
+    fn absorb(&mut self, item: Upstream) {
+        match item {
+            Upstream::Report(report) => self.last_report = Some(report),
+            Upstream::Failover(event, at) => {
+                if self.pending_failovers.len() == PENDING_FAILOVERS {
+                    self.pending_failovers.pop_front();
+                }
+                self.pending_failovers.push_back((event, at));
+            }
+            Upstream::Traffic(_) => {}
+        }
+    }
+
+    /// The failovers waiting to be sent, each with its age now.
+    fn take_failovers(&mut self) -> Option<AgentMsg> {
+        if self.pending_failovers.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        Some(AgentMsg::Events(
+            self.pending_failovers
+                .drain(..)
+                .map(|(event, at)| LinkEvent {
+                    age_ms: u32::try_from(now.saturating_duration_since(at).as_millis())
+                        .unwrap_or(u32::MAX),
+                    ..event
+                })
+                .collect(),
+        ))
     }
 
     async fn emit(&self, event: ControllerEvent) -> Result<(), End> {
@@ -268,6 +331,9 @@ impl Client {
                             if let Some(report) = self.last_report.clone() {
                                 send(w, t, &AgentMsg::Report(report)).await?;
                             }
+                            if let Some(events) = self.take_failovers() {
+                                send(w, t, &events).await?;
+                            }
                         }
                         ControllerMsg::Pending { node_id } => {
                             tracing::info!(%node_id, "waiting for the operator's approval");
@@ -298,16 +364,28 @@ impl Client {
                         ControllerMsg::Pong(_) => {}
                     }
                 }
-                report = self.reports.recv(), if self.reports_open => {
-                    // A closed report channel just means nobody reports.
-                    let Some(report) = report else {
-                        self.reports_open = false;
+                item = self.upstream.recv(), if self.upstream_open => {
+                    // A closed channel just means nobody reports.
+                    let Some(item) = item else {
+                        self.upstream_open = false;
                         continue;
                     };
-                    if self.session_welcomed {
-                        send(w, t, &AgentMsg::Report(report.clone())).await?;
+                    // What to send now, if the session is welcomed.
+                    let now_msg = match &item {
+                        Upstream::Report(report) => Some(AgentMsg::Report(report.clone())),
+                        Upstream::Traffic(counters) => Some(AgentMsg::Traffic(counters.clone())),
+                        Upstream::Failover(..) => None,
+                    };
+                    self.absorb(item);
+                    if !self.session_welcomed {
+                        continue;
                     }
-                    self.last_report = Some(report);
+                    if let Some(msg) = now_msg {
+                        send(w, t, &msg).await?;
+                    }
+                    if let Some(events) = self.take_failovers() {
+                        send(w, t, &events).await?;
+                    }
                 }
                 _ = ping.tick() => {
                     ping_seq += 1;
@@ -315,5 +393,79 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use freimesh_proto::api::DownCause;
+
+    use super::*;
+
+    fn client() -> Client {
+        let (events, _) = mpsc::channel(1);
+        let (_, upstream) = mpsc::channel(1);
+        let cfg = ClientConfig {
+            endpoint: "127.0.0.1:7700".parse().expect("addr"),
+            controller_key: PublicKeyBytes([1; 32]),
+            join_token: None,
+            hostname: "t".into(),
+            endpoints: Vec::new(),
+            prefixes: Vec::new(),
+            want_addresses: Vec::new(),
+        };
+        Client::new(cfg, PrivateKey::generate(), events, upstream)
+    }
+
+    fn failover(peer: u8) -> LinkEvent {
+        LinkEvent {
+            peer: PublicKeyBytes([peer; 32]),
+            cause: DownCause::Silence,
+            detection_ms: 150,
+            switch_us: 20,
+            rerouted: 3,
+            lost: 0,
+            age_ms: 0,
+        }
+    }
+
+    #[test]
+    fn failovers_wait_for_the_controller_with_their_age_and_a_bound() {
+        let mut client = client();
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .expect("clock past 2 s");
+        let overflow = 10;
+        for i in 0..PENDING_FAILOVERS + overflow {
+            let peer = u8::try_from(i % 256).expect("fits");
+            client.absorb(Upstream::Failover(failover(peer), long_ago));
+        }
+        client.absorb(Upstream::Traffic(Vec::new()));
+        let Some(AgentMsg::Events(events)) = client.take_failovers() else {
+            panic!("pending failovers are sent as one Events frame");
+        };
+        assert_eq!(events.len(), PENDING_FAILOVERS, "bounded");
+        // The oldest were dropped first.
+        assert_eq!(events[0].peer, PublicKeyBytes([10; 32]));
+        assert!(
+            events.iter().all(|e| e.age_ms >= 2_000),
+            "age counts the wait"
+        );
+        assert_eq!(client.take_failovers(), None, "sent once");
+    }
+
+    #[test]
+    fn the_newest_report_is_kept_for_the_next_session() {
+        let mut client = client();
+        client.absorb(Upstream::Report(Report::default()));
+        let newer = Report {
+            links: Vec::new(),
+            candidates: vec![control::Candidate {
+                peer: PublicKeyBytes([2; 32]),
+                endpoint: None,
+            }],
+        };
+        client.absorb(Upstream::Report(newer.clone()));
+        assert_eq!(client.last_report, Some(newer));
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //!  Client::run ── TCP + Noise IK ──► controller
 //!     │  ▲
-//!     │  └── mpsc::Receiver<Report>           (measurements, candidates)
+//!     │  └── mpsc::Receiver<Upstream>         (reports, failovers, traffic)
 //!     └────► mpsc::Sender<ControllerEvent>    (Welcome, Links, Routes, deltas, …)
 //! ```
 //!
@@ -28,10 +28,10 @@ mod client;
 mod state;
 
 pub use backoff::Backoff;
-pub use client::{Client, ClientConfig, ControllerEvent};
+pub use client::{Client, ClientConfig, ControllerEvent, PENDING_FAILOVERS, Upstream};
 pub use freimesh_proto::control::{
-    Candidate, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, LinkMeasurement, Report, Route,
-    RouteChange, Welcome,
+    Candidate, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, LinkEvent, LinkMeasurement,
+    LinkTraffic, Report, Route, RouteChange, Welcome,
 };
 pub use state::ControllerState;
 

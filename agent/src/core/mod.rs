@@ -15,7 +15,9 @@ pub mod table;
 
 use std::fmt;
 
-pub use engine::{DropReason, Engine, EngineError, EngineStatus, LinkReport, LinkSpec, Output};
+pub use engine::{
+    DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, Output,
+};
 pub use link::LinkStatus;
 pub use table::{ForwardingTable, GroupChange, Hop, RouteView};
 

@@ -20,9 +20,11 @@ use tokio::sync::mpsc;
 use super::Shared;
 use crate::config::AgentConfig;
 use crate::controlplane::{
-    Candidate, ControllerEvent, ControllerState, LinkMeasurement, Report, Welcome,
+    Candidate, ControllerEvent, ControllerState, LinkEvent, LinkMeasurement, LinkTraffic, Report,
+    Upstream, Welcome,
 };
-use crate::core::{Engine, Hop, LinkReport, LinkSpec};
+use crate::core::liveness::DownCause;
+use crate::core::{Engine, Failover, Hop, LinkReport, LinkSpec};
 
 /// How often link states and candidates go to the controller (and at once
 /// when a link changes state).
@@ -30,6 +32,24 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// What the agent reports as a link's round-trip time until it has measured
 /// one (the first `LinkState` exchange, within a state refresh).
 const NOMINAL_RTT_US: u32 = 1_000;
+
+/// A failover as the controller hears of it; `took` is how long the engine
+/// step that made it lasted.
+pub(super) fn link_event(failover: &Failover, took: Duration) -> LinkEvent {
+    LinkEvent {
+        peer: failover.peer,
+        cause: match failover.cause {
+            DownCause::Silence => freimesh_proto::api::DownCause::Silence,
+            DownCause::PeerDoesNotHearUs => freimesh_proto::api::DownCause::Neighbour,
+            DownCause::Carrier => freimesh_proto::api::DownCause::Carrier,
+        },
+        detection_ms: u32::try_from(failover.silent_for.as_millis()).unwrap_or(u32::MAX),
+        switch_us: u32::try_from(took.as_micros()).unwrap_or(u32::MAX),
+        rerouted: u32::try_from(failover.rerouted).unwrap_or(u32::MAX),
+        lost: u32::try_from(failover.lost).unwrap_or(u32::MAX),
+        age_ms: 0,
+    }
+}
 
 /// Waits for the first `Welcome` (for a node whose addresses come from the
 /// controller), folding every event before it into `state`.
@@ -175,7 +195,7 @@ fn moved(before: &[LinkReport], now: &[LinkReport]) -> bool {
 pub(super) async fn report(
     shared: Arc<Shared>,
     config: Arc<AgentConfig>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::Sender<Upstream>,
 ) {
     let candidates: Vec<Candidate> = config
         .links
@@ -189,9 +209,25 @@ pub(super) async fn report(
     let mut measured: Vec<LinkReport> = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     let mut next_full = tokio::time::Instant::now();
+    let traffic_every = Duration::from_secs(freimesh_proto::control::TRAFFIC_INTERVAL_S);
+    let mut next_traffic = tokio::time::Instant::now() + traffic_every;
     loop {
         ticks.tick().await;
         let current = shared.engine().link_states();
+        if tokio::time::Instant::now() >= next_traffic {
+            next_traffic += traffic_every;
+            let counters = current
+                .iter()
+                .map(|l| LinkTraffic {
+                    peer: l.peer,
+                    tx_bytes: l.tx_bytes,
+                    rx_bytes: l.rx_bytes,
+                })
+                .collect();
+            if reports.send(Upstream::Traffic(counters)).await.is_err() {
+                return;
+            }
+        }
         let states: Vec<(PublicKeyBytes, bool)> = current.iter().map(|l| (l.peer, l.up)).collect();
         // Up/down changes go out at once; measurements with the periodic
         // report, and only when the cost moved by more than a tenth, so RTT
@@ -219,10 +255,10 @@ pub(super) async fn report(
         last = Some(states);
         measured = current;
         if reports
-            .send(Report {
+            .send(Upstream::Report(Report {
                 links,
                 candidates: candidates.clone(),
-            })
+            }))
             .await
             .is_err()
         {

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{AgentConfig, Backend, NextHop};
 use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Request, Response};
-use crate::controlplane::{Client, ClientConfig, ControllerState};
+use crate::controlplane::{Client, ClientConfig, ControllerState, Upstream};
 use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
@@ -47,6 +47,9 @@ const SEND_WAIT: Duration = Duration::from_millis(2);
 const MAX_DRAIN: usize = 256;
 /// Packets waiting between the smoltcp stack and the engine.
 const STACK_QUEUE: usize = 1024;
+/// Reports, failovers and counters waiting for the controller client (it
+/// keeps taking them while disconnected, so this only absorbs bursts).
+const UPSTREAM_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -79,6 +82,9 @@ struct Shared {
     engine: Mutex<Engine>,
     udp: UdpSocket,
     local: LocalSink,
+    /// To the controller client, when there is a controller: failovers
+    /// go up as they happen.
+    upstream: Option<mpsc::Sender<Upstream>>,
 }
 
 impl Shared {
@@ -110,11 +116,29 @@ impl Shared {
 
     /// Runs `f` on the engine, then carries out everything it asked for.
     async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
-        {
+        let failovers = {
             let mut engine = self.engine();
+            let started = Instant::now();
             f(&mut engine);
+            // The engine step that took a link down also switched the
+            // table: its duration bounds the switch time the controller
+            // shows operators.
+            let took = started.elapsed();
             while let Some(output) = engine.poll_output() {
                 outputs.push(output);
+            }
+            let failovers = engine.take_failovers();
+            (!failovers.is_empty()).then_some((failovers, took))
+        };
+        if let (Some((failovers, took)), Some(upstream)) = (failovers, &self.upstream) {
+            for failover in failovers {
+                let event = controller::link_event(&failover, took);
+                if upstream
+                    .try_send(Upstream::Failover(event, failover.at))
+                    .is_err()
+                {
+                    tracing::debug!(peer = %failover.peer, "controller queue full: failover not reported");
+                }
             }
         }
         for output in outputs.drain(..) {
@@ -198,7 +222,7 @@ pub async fn run(
     let controlled = match ClientConfig::from_agent_config(&config) {
         Some(client_config) => {
             let (event_tx, mut events) = mpsc::channel(64);
-            let (report_tx, report_rx) = mpsc::channel(8);
+            let (report_tx, report_rx) = mpsc::channel(UPSTREAM_QUEUE);
             background.spawn(
                 Client::new(client_config, key.clone(), event_tx, report_rx)
                     .run(std::future::pending()),
@@ -304,6 +328,7 @@ pub async fn run(
         engine: Mutex::new(engine),
         udp,
         local,
+        upstream: controlled.as_ref().map(|(_, report_tx, _)| report_tx.clone()),
     });
     let mut outputs = Vec::new();
     shared.with_engine(&mut outputs, |_| {}).await;

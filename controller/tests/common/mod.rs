@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use freimesh_agent::controlplane::{Client, ClientConfig, ControllerEvent, Report};
+use freimesh_agent::controlplane::{Client, ClientConfig, ControllerEvent, Upstream};
 use freimesh_agent::identity::PrivateKey;
 use freimesh_controller::{admin, server};
 use freimesh_proto::PublicKeyBytes;
@@ -96,7 +96,7 @@ impl Drop for Mesh {
 pub struct Agent {
     pub public: PublicKeyBytes,
     pub events: mpsc::Receiver<ControllerEvent>,
-    pub reports: mpsc::Sender<Report>,
+    pub reports: mpsc::Sender<Upstream>,
     _stop: oneshot::Sender<()>,
 }
 

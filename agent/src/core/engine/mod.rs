@@ -39,7 +39,7 @@ use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use self::repair::EventView;
+pub use self::repair::{EventView, Failover};
 use self::repair::{Event, Repair};
 use super::LinkId;
 use super::link::{Link, LinkStatus};
@@ -171,6 +171,9 @@ pub struct LinkReport {
     /// Smoothed round trip inside the tunnel, once measured.
     pub rtt: Option<Duration>,
     pub loss_ppm: u32,
+    /// Inner bytes sent and received on the link since the agent started.
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }
 
 /// What the operator configured for one link.
@@ -252,6 +255,7 @@ pub struct Engine {
     counters: EngineCounters,
     repair: Repair,
     events: VecDeque<(Instant, Event)>,
+    failovers: VecDeque<repair::Failover>,
     next_wireguard_tick: Option<Instant>,
     /// Underlay interface (ifindex) each link's endpoint is reached over.
     underlay: BTreeMap<LinkId, u32>,
@@ -339,6 +343,7 @@ impl Engine {
             counters: EngineCounters::default(),
             repair: Repair::default(),
             events: VecDeque::new(),
+            failovers: VecDeque::new(),
             next_wireguard_tick: None,
             underlay: BTreeMap::new(),
             incarnation: index_seed,
@@ -481,6 +486,8 @@ impl Engine {
                 up: l.liveness.is_up(),
                 rtt: l.rtt,
                 loss_ppm: l.loss_ppm(),
+                tx_bytes: l.counters.tx_bytes,
+                rx_bytes: l.counters.rx_bytes,
             })
             .collect()
     }

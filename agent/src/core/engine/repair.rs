@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::mesh::{MeshMessage, MeshPacket, PREFIXES_PER_MESSAGE, Timing, WirePrefix};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,33 @@ pub(super) enum Event {
         prefixes: usize,
         regained: usize,
     },
+}
+
+/// How many failovers wait for [`Engine::take_failovers`] at most; older
+/// ones are dropped first (the controller only needs them for its history).
+const FAILOVER_QUEUE: usize = 256;
+
+/// A link this node took down and what its local repair did, for the
+/// controller's event history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    pub peer: PublicKeyBytes,
+    pub cause: DownCause,
+    /// From the last sign of life to the decision.
+    pub silent_for: Duration,
+    /// Prefixes moved to an alternate next hop.
+    pub rerouted: usize,
+    /// Prefixes left without a live path.
+    pub lost: usize,
+    /// When the link went down.
+    pub at: Instant,
+}
+
+impl Engine {
+    /// The failovers since the last call, oldest first.
+    pub fn take_failovers(&mut self) -> Vec<Failover> {
+        self.failovers.drain(..).collect()
+    }
 }
 
 /// An event as `freimesh-agent status` shows it.
@@ -199,6 +227,17 @@ impl Engine {
                         lost: newly_lost.len(),
                     },
                 );
+                if self.failovers.len() == FAILOVER_QUEUE {
+                    self.failovers.pop_front();
+                }
+                self.failovers.push_back(Failover {
+                    peer: self.links[link.0].peer,
+                    cause,
+                    silent_for,
+                    rerouted,
+                    lost: newly_lost.len(),
+                    at: now,
+                });
                 self.announce(&newly_lost, true, now);
                 // Tell the neighbour at once that we no longer hear it, in
                 // case only one direction failed.

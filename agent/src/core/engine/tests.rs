@@ -333,6 +333,16 @@ fn silent_cut_two_hops_away_is_repaired_by_withdrawal() {
         status.lost_prefixes,
         vec!["10.99.0.4/32".parse::<IpNet>().expect("net")]
     );
+    // Node 2 queued exactly this failover for the controller; node 1 lost
+    // no link (it repaired by withdrawal), so it has none.
+    let failovers = mesh.engine(2).take_failovers();
+    assert_eq!(failovers.len(), 1, "{failovers:?}");
+    assert_eq!(failovers[0].peer, public(4));
+    assert_eq!(failovers[0].cause, crate::core::liveness::DownCause::Silence);
+    assert!(failovers[0].silent_for >= 100 * MS, "{failovers:?}");
+    assert_eq!(failovers[0].lost, 1);
+    assert!(mesh.engine(2).take_failovers().is_empty(), "taken once");
+    assert!(mesh.engine(1).take_failovers().is_empty());
     let status = mesh.engine(1).status(now);
     assert!(
         status
