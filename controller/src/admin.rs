@@ -1,5 +1,6 @@
 //! What the CLI subcommands do. Each opens the database, does one thing in
-//! one transaction and returns what the binary prints. A running server
+//! one transaction and returns what the binary prints (the admin API does
+//! the same through the running server's hub instead). A running server
 //! notices the change within [`crate::server::REGISTRY_POLL`].
 
 use std::fs;
@@ -12,7 +13,7 @@ use freimesh_proto::control::generate_keypair;
 use freimesh_proto::{PublicKeyBytes, decode_key, encode_key};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::store::{MeshSettings, NodeRecord, Store, StoreError};
+use crate::store::{MeshSettings, NodeRecord, OperatorRecord, Store, StoreError};
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,14 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch: the admin API's time unit.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -149,6 +158,24 @@ pub fn link_cost(db: &Path, a: u32, b: u32, cost: Option<u32>) -> Result<(), Adm
 
 pub fn prefix_approve(db: &Path, id: u32, prefix: IpNet) -> Result<(), AdminError> {
     Ok(Store::open(db)?.approve_prefix(id, prefix)?)
+}
+
+/// Adds an operator of the admin API; returns its token, which is stored
+/// only hashed and never shown again.
+pub fn operator_add(db: &Path, name: &str) -> Result<String, AdminError> {
+    let mut store = Store::open(db)?;
+    store.settings()?;
+    Ok(store.add_operator(name, unix_now())?)
+}
+
+pub fn operator_list(db: &Path) -> Result<Vec<OperatorRecord>, AdminError> {
+    Ok(Store::open(db)?.operators()?)
+}
+
+/// Removes an operator: the API refuses its token within
+/// [`crate::server::REGISTRY_POLL`].
+pub fn operator_remove(db: &Path, name: &str) -> Result<(), AdminError> {
+    Ok(Store::open(db)?.remove_operator(name)?)
 }
 
 /// One line per node for `node list`.

@@ -14,7 +14,10 @@
 //! 3. For a Report: [`Controller::plan_report`] says which link rows change;
 //!    the shell commits them, then [`Controller::apply_links`] queues deltas.
 //! 4. After the CLI changed the database: [`Controller::handle_registry`]
-//!    with a fresh snapshot; revoked nodes get an Error and a close.
+//!    with a fresh snapshot; revoked nodes get an Error and a close. After
+//!    the admin API committed a drain or a revocation:
+//!    [`Controller::set_drained`] / [`Controller::revoke`], which touch only
+//!    the nodes concerned.
 //! 5. After each step, drain [`Controller::poll_transmit`] until `None`.
 //!
 //! Node ids from the store are used as router indices directly: they are
@@ -352,6 +355,93 @@ impl Controller {
         }
         let all = self.sessions.keys().copied().collect();
         self.sync(&all);
+    }
+
+    /// The operator drained or undrained node `id` (the shell committed it):
+    /// routes through it move at once.
+    pub fn set_drained(&mut self, id: u32, drained: bool) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.drained = drained;
+        if node.state == NodeState::Active {
+            self.router.set_drained(id, drained);
+        }
+        let touched = self.router.update().into_keys().collect();
+        self.sync(&touched);
+    }
+
+    /// The operator revoked node `id` (the shell committed it and deleted
+    /// its links): it leaves the router, its neighbours drop their links to
+    /// it, and its own connection gets an Error and a close.
+    pub fn revoke(&mut self, id: u32) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let was_active = node.state == NodeState::Active;
+        node.state = NodeState::Revoked;
+        let mut touched: BTreeSet<u32> = self.neighbours(id).collect();
+        self.links.retain(|(a, b), _| *a != id && *b != id);
+        self.seen.retain(|(a, b), _| *a != id && *b != id);
+        if was_active {
+            self.router.remove_node(id);
+        }
+        touched.extend(self.router.update().into_keys());
+        touched.remove(&id);
+        if self.sessions.remove(&id).is_some() {
+            self.push_error(
+                id,
+                ErrorCode::Revoked,
+                "this node was revoked by the operator",
+            );
+        }
+        self.sync(&touched);
+    }
+
+    /// Every node in the registry mirror, by id.
+    pub fn nodes(&self) -> &BTreeMap<u32, NodeRecord> {
+        &self.nodes
+    }
+
+    /// Every link, keyed by `(a, b)` with `a < b`.
+    pub fn links(&self) -> &BTreeMap<(u32, u32), LinkRecord> {
+        &self.links
+    }
+
+    /// The routing metric of a link (measured or the operator's override).
+    pub fn link_metric(l: &LinkRecord) -> u32 {
+        metric_of(&cost(l)).0
+    }
+
+    /// Approved extra prefixes of node `id`.
+    pub fn prefixes_of(&self, id: u32) -> &[IpNet] {
+        self.prefixes.get(&id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Node `id`'s routes as computed now: per destination node, next hops
+    /// (primary first) and the distance along the primary path.
+    pub fn routes_of(&self, id: u32) -> Vec<(u32, Vec<u32>, Option<u32>)> {
+        if self
+            .nodes
+            .get(&id)
+            .is_none_or(|n| n.state != NodeState::Active)
+        {
+            return Vec::new();
+        }
+        self.router
+            .routes(id)
+            .map(|(dst, hops)| {
+                let via = std::iter::once(hops.primary)
+                    .chain(hops.alternates.iter().copied())
+                    .collect();
+                (dst, via, self.router.distance(id, dst))
+            })
+            .collect()
+    }
+
+    /// Nodes with a welcomed session.
+    pub fn connected(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sessions.keys().copied()
     }
 
     /// Queues an Error frame and a close for node `id`.

@@ -199,3 +199,55 @@ fn a_new_endpoint_reaches_the_neighbours() {
         && matches!(o, Outgoing::Frame(ControllerMsg::LinksDelta(c))
             if c.iter().any(|l| matches!(l, LinkChange::Add(a) if a.endpoint == Some(moved))))));
 }
+
+/// A chain 1 – 2 – 3 with measured links, every node connected.
+fn chain() -> Controller {
+    let mut core = three();
+    for (id, peer) in [(1, 2), (2, 3)] {
+        let rows = core.plan_report(id, &report(&[peer]));
+        core.apply_links(&rows);
+    }
+    drain(&mut core);
+    core
+}
+
+#[test]
+fn draining_moves_transit_at_once_and_undraining_brings_it_back() {
+    let mut core = chain();
+    let v6_3: IpNet = "fd12:3456:789a::3/128".parse().expect("net");
+    assert_eq!(
+        core.routes_of(1)
+            .iter()
+            .find(|(d, ..)| *d == 3)
+            .map(|r| r.1.clone()),
+        Some(vec![2])
+    );
+    core.set_drained(2, true);
+    assert!(core.nodes()[&2].drained);
+    let out = drain(&mut core);
+    // 2 carries no transit: 1 loses its only path to 3.
+    assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Remove(v6_3)))), "{out:?}");
+    assert!(core.routes_of(1).iter().all(|(d, ..)| *d != 3));
+    // 2 itself stays reachable.
+    assert!(core.routes_of(1).iter().any(|(d, ..)| *d == 2));
+    core.set_drained(2, false);
+    let out = drain(&mut core);
+    assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Set(Route { prefix: v6_3, via: vec![key(2)] })))), "{out:?}");
+}
+
+#[test]
+fn revoking_closes_the_node_and_its_neighbours_drop_the_link() {
+    let mut core = chain();
+    core.revoke(2);
+    let out = drain(&mut core);
+    assert!(out.contains(&(2, Outgoing::Close)));
+    assert!(out.iter().any(|(n, o)| *n == 2
+        && matches!(o, Outgoing::Frame(ControllerMsg::Error(e)) if e.code == ErrorCode::Revoked)));
+    for id in [1, 3] {
+        assert!(out.iter().any(|(n, o)| *n == id && matches!(o, Outgoing::Frame(ControllerMsg::LinksDelta(c)) if c == &vec![LinkChange::Remove(key(2))])), "{id}: {out:?}");
+    }
+    assert_eq!(core.lookup(&key(2)), KeyStatus::Revoked(2));
+    assert!(core.links().is_empty());
+    assert!(core.routes_of(2).is_empty());
+    assert_eq!(core.connected().collect::<Vec<_>>(), vec![1, 3]);
+}

@@ -10,19 +10,24 @@
 //! * [`server`]: the tokio shell: TCP + Noise IK sessions (`docs/protocol.md`),
 //!   one task per connection, one hub task owning the core and the store.
 //! * [`admin`]: what the CLI subcommands do (`init`, `token create`,
-//!   `node list|approve|revoke`, `prefix approve`).
+//!   `node list|approve|revoke`, `prefix approve`, `operator add`).
+//! * [`api`]: the admin HTTP API (`docs/api.md`) over the server's hub:
+//!   JSON, a live event stream, Prometheus metrics, a meshviewer export.
+//! * [`export`]: metrics and meshviewer rendering, pure functions.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use freimesh_controller::{admin, server};
+//! use freimesh_controller::{admin, api, server};
 //! let db = std::path::Path::new("/var/lib/freimesh/mesh.db");
 //! admin::init(db, "fd12:3456:789a::/48".parse()?, "10.99.0.0/16".parse()?, false)?;
 //! let opts = server::Options { db: db.to_owned(), listen: "0.0.0.0:7700".parse()?, require_approval: false };
-//! server::run(opts, std::future::pending()).await?;
+//! let api = api::ApiOptions { listen: api::DEFAULT_LISTEN.parse()?, tls: None };
+//! server::run(opts, Some(api), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
 pub mod admin;
+pub mod api;
 pub mod core;
 pub mod export;
 pub mod routing;

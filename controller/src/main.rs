@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use freimesh_controller::{admin, server};
+use freimesh_controller::{admin, api, server};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -45,6 +45,22 @@ enum Command {
         listen: std::net::SocketAddr,
         #[arg(long)]
         require_approval: bool,
+        /// Where the admin API listens (`docs/api.md`), or `off`; default
+        /// 127.0.0.1:7780. If the default address is taken the controller
+        /// serves agents without the API; an address given here must bind.
+        #[arg(long)]
+        api: Option<String>,
+        /// Serve the admin API over TLS with this PEM certificate chain.
+        #[arg(long, requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The PEM private key of --api-tls-cert.
+        #[arg(long, requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
+    },
+    /// Operators of the admin API and their tokens.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
     },
     /// Join tokens.
     Token {
@@ -80,6 +96,26 @@ enum TokenCommand {
         /// A prefix approved for the node enrolling with this token (repeatable).
         #[arg(long)]
         prefix: Vec<IpNet>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Add an operator; prints its API token (shown only this once).
+    Add {
+        name: String,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Remove an operator: its token stops working.
+    Remove {
+        name: String,
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -183,18 +219,66 @@ fn execute(command: Command) -> anyhow::Result<()> {
             db,
             listen,
             require_approval,
+            api,
+            api_tls_cert,
+            api_tls_key,
         } => {
+            let tls = api_tls_cert
+                .zip(api_tls_key)
+                .map(|(cert, key)| api::TlsFiles { cert, key });
+            let (api, required) = match api.as_deref() {
+                Some("off") => (None, false),
+                Some(addr) => {
+                    let listen = addr
+                        .parse()
+                        .with_context(|| format!("--api {addr}: an address:port or `off`"))?;
+                    (Some(api::ApiOptions { listen, tls }), true)
+                }
+                None => {
+                    let listen = api::DEFAULT_LISTEN.parse().context("default API address")?;
+                    (Some(api::ApiOptions { listen, tls }), false)
+                }
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let opts = server::Options {
                 db,
                 listen,
                 require_approval,
             };
-            rt.block_on(server::run(opts, async {
-                let _ = tokio::signal::ctrl_c().await;
-            }))
+            rt.block_on(async {
+                let mut server = server::Server::bind(&opts).await?;
+                if let Some(api) = &api {
+                    match server.bind_api(api) {
+                        Ok(_) => {}
+                        // The control channel matters more than the API: a
+                        // second controller on one host still serves agents.
+                        Err(e @ server::ServerError::Api(api::ApiError::Bind { .. }))
+                            if !required =>
+                        {
+                            tracing::error!("{e}; serving agents without the admin API (--api ADDR to choose another address)");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                server
+                    .run(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+            })
             .context("controller server")?;
         }
+        Command::Operator { command } => match command {
+            OperatorCommand::Add { name, db } => {
+                println!("{}", admin::operator_add(&db, &name)?);
+            }
+            OperatorCommand::List { db } => {
+                for op in admin::operator_list(&db)? {
+                    println!("{}  created {}", op.name, op.created_at);
+                }
+            }
+            OperatorCommand::Remove { name, db } => admin::operator_remove(&db, &name)?,
+        },
         Command::Token {
             command:
                 TokenCommand::Create {

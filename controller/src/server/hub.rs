@@ -1,18 +1,30 @@
 //! The hub task: owns the store and the core, takes every decision in
 //! order. Enrolment outcomes are committed to the store before the agent is
 //! told; a refusal writes nothing.
+//!
+//! The admin API reaches the hub through the same queue as the connections
+//! ([`ToHub::Admin`]): reads are snapshots of the hub's state, actions write
+//! the store, update the core and raise events in one step, so there is one
+//! writer and one order of events.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use freimesh_proto::NodeId;
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::{AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Hello};
+use freimesh_proto::api::{self, EventKind};
+use freimesh_proto::control::{
+    AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Hello, LinkEvent, LinkTraffic,
+};
 use tokio::sync::mpsc;
 
+use super::events::EventLog;
+use super::telemetry::Telemetry;
 use super::{REGISTRY_POLL, ServerError};
-use crate::admin::unix_now;
+use crate::admin::{unix_now, unix_now_ms};
 use crate::core::{Controller, KeyStatus, Outgoing};
-use crate::store::{Enrollment, Store, StoreError};
+use crate::store::{Enrollment, LinkRecord, NodeState, Store, StoreError};
 
 /// Sender of one connection's outgoing frames.
 pub type OutTx = mpsc::UnboundedSender<Outgoing>;
@@ -32,17 +44,45 @@ pub enum ToHub {
     Frame { session: u64, msg: AgentMsg },
     /// The connection closed.
     Gone { session: u64 },
+    /// An admin API request: runs on the hub with exclusive access.
+    Admin(AdminJob),
 }
 
-#[derive(Debug)]
+/// A request from the admin API; it answers through a channel it owns.
+pub struct AdminJob(pub Box<dyn FnOnce(&mut Hub) + Send>);
+
+impl std::fmt::Debug for AdminJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminJob")
+    }
+}
+
+/// The operator token hashes the API accepts, shared with it and refreshed
+/// by the hub when the CLI changes them.
+pub type OperatorHashes = Arc<RwLock<Vec<[u8; 32]>>>;
+
 pub struct Hub {
-    store: Store,
-    core: Controller,
+    pub(super) store: Store,
+    pub(super) core: Controller,
     data_version: i64,
     /// session → node id, for welcomed sessions.
     sessions: BTreeMap<u64, u32>,
     /// node id → (session, sender) of its current connection.
-    conns: BTreeMap<u32, (u64, OutTx)>,
+    pub(super) conns: BTreeMap<u32, (u64, OutTx)>,
+    pub(super) events: EventLog,
+    pub(super) telemetry: Telemetry,
+    pub(super) started_at_ms: i64,
+    operators: OperatorHashes,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("nodes", &self.core.nodes().len())
+            .field("connected", &self.conns.len())
+            .field("last_event", &self.events.last_seq())
+            .finish_non_exhaustive()
+    }
 }
 
 fn refuse(out: &OutTx, key: &PublicKeyBytes, code: ErrorCode, message: String) {
@@ -55,14 +95,42 @@ fn refuse(out: &OutTx, key: &PublicKeyBytes, code: ErrorCode, message: String) {
 }
 
 impl Hub {
-    pub fn new(store: Store, core: Controller) -> Result<Self, ServerError> {
+    /// `computed` is how long the core's first full computation took.
+    pub fn new(store: Store, core: Controller, computed: Duration) -> Result<Self, ServerError> {
+        let mut telemetry = Telemetry::new(store.last_seen()?);
+        telemetry.computed(computed);
         Ok(Self {
             data_version: store.data_version()?,
+            events: EventLog::new(&store)?,
+            operators: Arc::new(RwLock::new(store.operator_hashes()?)),
             store,
             core,
             sessions: BTreeMap::new(),
             conns: BTreeMap::new(),
+            telemetry,
+            started_at_ms: unix_now_ms(),
         })
+    }
+
+    pub fn operators(&self) -> OperatorHashes {
+        self.operators.clone()
+    }
+
+    pub fn live_events(&self) -> tokio::sync::broadcast::Sender<api::Event> {
+        self.events.live()
+    }
+
+    /// Runs a core call that may compute routes and records how long it took
+    /// (the core never reads the clock).
+    pub(super) fn timed<T>(&mut self, f: impl FnOnce(&mut Controller) -> T) -> T {
+        let start = Instant::now();
+        let out = f(&mut self.core);
+        self.telemetry.computed(start.elapsed());
+        out
+    }
+
+    pub(super) fn emit(&mut self, kind: EventKind) {
+        self.events.emit(unix_now_ms(), kind);
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<ToHub>) {
@@ -76,6 +144,7 @@ impl Hub {
                 _ = poll.tick() => self.poll_registry(),
             }
             self.flush();
+            self.events.commit(&mut self.store);
         }
     }
 
@@ -98,7 +167,10 @@ impl Hub {
                             return;
                         }
                         match self.store.save_links(&rows, unix_now()) {
-                            Ok(()) => self.core.apply_links(&rows),
+                            Ok(()) => {
+                                self.link_events(&rows);
+                                self.timed(|core| core.apply_links(&rows));
+                            }
                             Err(e) => {
                                 tracing::error!(node = id, error = %e, "saving links failed; report ignored")
                             }
@@ -113,8 +185,8 @@ impl Hub {
                         );
                     }
                     AgentMsg::Ping(_) | AgentMsg::Pong(_) => {}
-                    // Served by the admin API (issue 5); until then, dropped.
-                    AgentMsg::Events(_) | AgentMsg::Traffic(_) => {}
+                    AgentMsg::Events(events) => self.failovers(id, &events),
+                    AgentMsg::Traffic(traffic) => self.traffic(id, &traffic),
                 }
             }
             ToHub::Gone { session } => {
@@ -123,10 +195,82 @@ impl Hub {
                 {
                     self.conns.remove(&id);
                     self.core.handle_disconnect(id);
+                    self.disconnected(id);
                     tracing::info!(node = id, "node disconnected");
                 }
             }
+            ToHub::Admin(AdminJob(job)) => job(self),
         }
+    }
+
+    fn disconnected(&mut self, id: u32) {
+        self.telemetry.last_seen.insert(id, unix_now_ms());
+        self.emit(EventKind::Disconnected { node: id });
+    }
+
+    /// Link up/down events for rows about to replace the core's links.
+    fn link_events(&mut self, rows: &[LinkRecord]) {
+        for row in rows {
+            if let (Some(rtt), Some(loss)) = (row.rtt_us, row.loss_ppm) {
+                self.telemetry.sample(row.a, row.b, rtt, loss);
+            }
+            let was_up = self.core.links().get(&(row.a, row.b)).map(|l| l.up);
+            let (a, b) = (row.a, row.b);
+            match (was_up, row.up) {
+                (None | Some(false), true) => self.emit(EventKind::LinkUp { a, b }),
+                (Some(true), false) => self.emit(EventKind::LinkDown { a, b }),
+                _ => {}
+            }
+        }
+    }
+
+    /// Failovers node `id` made on its own.
+    fn failovers(&mut self, id: u32, events: &[LinkEvent]) {
+        let now = unix_now_ms();
+        for e in events {
+            let peer = match self.core.lookup(&e.peer) {
+                KeyStatus::Active(p) | KeyStatus::Pending(p) | KeyStatus::Revoked(p) => p,
+                KeyStatus::Unknown => {
+                    tracing::warn!(node = id, peer = %e.peer, "failover over a link to an unknown key; ignored");
+                    continue;
+                }
+            };
+            tracing::info!(node = id, peer, cause = ?e.cause, detection_ms = e.detection_ms, switch_us = e.switch_us, "failover");
+            self.telemetry
+                .failover(e.cause, e.detection_ms, e.switch_us);
+            self.events.emit(
+                now.saturating_sub(i64::from(e.age_ms)),
+                EventKind::Failover {
+                    node: id,
+                    peer,
+                    cause: e.cause,
+                    detection_ms: e.detection_ms,
+                    switch_us: e.switch_us,
+                    rerouted: e.rerouted,
+                    lost: e.lost,
+                },
+            );
+        }
+    }
+
+    fn traffic(&mut self, id: u32, traffic: &[LinkTraffic]) {
+        let now = unix_now_ms();
+        let rows = traffic
+            .iter()
+            .filter_map(|t| {
+                let peer = match self.core.lookup(&t.peer) {
+                    KeyStatus::Active(p) | KeyStatus::Pending(p) | KeyStatus::Revoked(p) => p,
+                    KeyStatus::Unknown => return None,
+                };
+                Some(api::LinkTraffic {
+                    peer,
+                    tx_bytes: t.tx_bytes,
+                    rx_bytes: t.rx_bytes,
+                    reported_at_ms: now,
+                })
+            })
+            .collect();
+        self.telemetry.set_traffic(id, rows);
     }
 
     fn hello(&mut self, session: u64, key: PublicKeyBytes, hello: Hello, out: OutTx) {
@@ -170,6 +314,10 @@ impl Hub {
                         Ok(rec) => {
                             tracing::info!(node = rec.id, %key, hostname = %rec.hostname, addresses = ?rec.addresses, "node enrolled");
                             let id = rec.id;
+                            self.emit(EventKind::Enrolled {
+                                node: id,
+                                hostname: rec.hostname.clone(),
+                            });
                             let prefixes = match self.store.prefixes() {
                                 Ok(p) => p
                                     .into_iter()
@@ -180,7 +328,7 @@ impl Hub {
                                     return refuse(&out, &key, ErrorCode::Internal, e.to_string());
                                 }
                             };
-                            self.core.upsert_node(rec, prefixes);
+                            self.timed(|core| core.upsert_node(rec, prefixes));
                             id
                         }
                         Err(e) => return refuse(&out, &key, e.code(), e.to_string()),
@@ -196,7 +344,11 @@ impl Hub {
                         ) {
                             Ok(rec) => {
                                 tracing::info!(node = rec.id, %key, "node waits for approval");
-                                self.core.upsert_node(rec, Vec::new());
+                                self.emit(EventKind::Enrolled {
+                                    node: rec.id,
+                                    hostname: rec.hostname.clone(),
+                                });
+                                self.timed(|core| core.upsert_node(rec, Vec::new()));
                             }
                             Err(e) => {
                                 return refuse(&out, &key, ErrorCode::Internal, e.to_string());
@@ -228,19 +380,19 @@ impl Hub {
         self.sessions.insert(session, id);
         tracing::info!(node = id, %key, "node connected");
         self.core.handle_connect(id);
+        self.telemetry.last_seen.insert(id, unix_now_ms());
+        self.emit(EventKind::Connected { node: id });
     }
 
     fn refresh_endpoints(&mut self, id: u32, hello: &Hello) -> Result<(), StoreError> {
         let rec = self.store.node(id)?;
         if rec.endpoints != hello.endpoints {
             self.store.set_endpoints(id, &hello.endpoints)?;
-            self.core.upsert_node(
-                crate::store::NodeRecord {
-                    endpoints: hello.endpoints.clone(),
-                    ..rec
-                },
-                Vec::new(),
-            );
+            let rec = crate::store::NodeRecord {
+                endpoints: hello.endpoints.clone(),
+                ..rec
+            };
+            self.timed(|core| core.upsert_node(rec, Vec::new()));
         }
         Ok(())
     }
@@ -264,9 +416,53 @@ impl Hub {
         match snapshot {
             Ok((nodes, prefixes, links)) => {
                 tracing::info!("registry changed; resynchronising nodes");
-                self.core.handle_registry(nodes, prefixes, links);
+                let before: BTreeMap<u32, (NodeState, bool)> = self
+                    .core
+                    .nodes()
+                    .values()
+                    .map(|n| (n.id, (n.state, n.drained)))
+                    .collect();
+                self.timed(|core| core.handle_registry(nodes, prefixes, links));
+                self.registry_events(&before);
             }
             Err(e) => tracing::error!(error = %e, "reloading the registry failed"),
+        }
+        match self.store.operator_hashes() {
+            Ok(hashes) => match self.operators.write() {
+                Ok(mut shared) => *shared = hashes,
+                Err(_) => tracing::error!("operator token list poisoned"),
+            },
+            Err(e) => tracing::error!(error = %e, "reloading operator tokens failed"),
+        }
+    }
+
+    /// Events for what the CLI changed: approvals, revocations, drains.
+    fn registry_events(&mut self, before: &BTreeMap<u32, (NodeState, bool)>) {
+        let mut kinds = Vec::new();
+        for n in self.core.nodes().values() {
+            let node = n.id;
+            let (state, drained) = before
+                .get(&node)
+                .copied()
+                .unwrap_or((NodeState::Pending, false));
+            match (state, n.state) {
+                (NodeState::Pending, NodeState::Active) => kinds.push(EventKind::Approved { node }),
+                (NodeState::Pending | NodeState::Active, NodeState::Revoked) => {
+                    kinds.push(EventKind::Revoked { node });
+                }
+                _ => {}
+            }
+            match (drained, n.drained) {
+                (false, true) => kinds.push(EventKind::Drained { node }),
+                (true, false) => kinds.push(EventKind::Undrained { node }),
+                _ => {}
+            }
+        }
+        for kind in kinds {
+            if let EventKind::Revoked { node } = kind {
+                self.telemetry.forget_node(node);
+            }
+            self.emit(kind);
         }
     }
 
@@ -282,6 +478,7 @@ impl Hub {
                 self.sessions.remove(&session);
                 self.conns.remove(&id);
                 self.core.handle_disconnect(id);
+                self.disconnected(id);
             }
         }
     }

@@ -4,7 +4,8 @@
 //!  TCP accept ──► conn task (Noise, frames, keepalive) ─┐ ToHub
 //!  TCP accept ──► conn task ────────────────────────────┤────► hub task: Store + core::Controller
 //!                      ▲  Outgoing (per connection)     │        │ polls PRAGMA data_version
-//!                      └────────────────────────────────┴────────┘ for the CLI's writes
+//!                      └────────────────────────────────┘        │ for the CLI's writes
+//!  HTTP (admin API) ──► AdminHandle ── ToHub::Admin ────────────►│ events ──► SSE streams
 //! ```
 //!
 //! One task per connection owns its socket and Noise session and does only
@@ -12,18 +13,28 @@
 //! every decision is taken in one place, in order, and committed before any
 //! agent hears of it.
 
+mod actions;
 mod conn;
+mod events;
+mod handle;
 mod hub;
+mod telemetry;
+mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub use events::HISTORY_KEEP;
+pub use handle::{AdminHandle, MetricsSnapshot, OpError, OverviewSnapshot};
+pub use telemetry::HISTORY_LEN;
+
 use crate::admin::{self, AdminError};
+use crate::api::{ApiError, ApiOptions, BoundApi};
 use crate::core::Controller;
 use crate::store::{Store, StoreError};
 
@@ -51,6 +62,8 @@ pub enum ServerError {
     Admin(#[from] AdminError),
     #[error("accepting connections: {0}")]
     Accept(std::io::Error),
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 /// What `freimesh-controller run` was told.
@@ -69,6 +82,7 @@ pub struct Server {
     listener: TcpListener,
     private_key: [u8; 32],
     hub: hub::Hub,
+    api: Option<BoundApi>,
 }
 
 impl Server {
@@ -78,7 +92,9 @@ impl Server {
         let store = Store::open(&opts.db)?;
         let mut settings = store.settings()?;
         settings.approval |= opts.require_approval;
+        let start = Instant::now();
         let core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
+        let computed = start.elapsed();
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|cause| ServerError::Bind {
@@ -88,18 +104,43 @@ impl Server {
         Ok(Self {
             listener,
             private_key,
-            hub: hub::Hub::new(store, core)?,
+            hub: hub::Hub::new(store, core, computed)?,
+            api: None,
         })
     }
 
+    /// Binds the admin API as well (its address and TLS files are checked
+    /// now, so a mistake stops the start); returns its address.
+    pub fn bind_api(&mut self, opts: &ApiOptions) -> Result<Option<SocketAddr>, ServerError> {
+        let api = BoundApi::bind(opts)?;
+        let addr = api.local_addr();
+        self.api = Some(api);
+        Ok(addr)
+    }
+
+    /// The agent listener's address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// The admin API's address, if it is served.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(BoundApi::local_addr)
     }
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let (hub_tx, hub_rx) = mpsc::channel(1024);
+        let handle = AdminHandle::new(hub_tx.clone(), self.hub.live_events(), self.hub.operators());
         let hub = tokio::spawn(self.hub.run(hub_rx));
+        let api = self.api.map(|api| {
+            tracing::info!(listen = ?api.local_addr(), tls = api.is_tls(), "admin API serving");
+            tokio::spawn(async move {
+                if let Err(e) = api.serve(handle).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            })
+        });
         tracing::info!(listen = ?self.listener.local_addr().ok(), "controller serving");
         tokio::pin!(shutdown);
         let mut session: u64 = 0;
@@ -123,13 +164,27 @@ impl Server {
                 }
             }
         }
+        // Live event streams never end on their own: stop the API outright
+        // rather than wait for its connections.
+        if let Some(api) = api {
+            api.abort();
+        }
         drop(hub_tx);
         hub.abort();
         Ok(())
     }
 }
 
-/// Binds and serves: what the binary calls.
-pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    Server::bind(&opts).await?.run(shutdown).await
+/// Binds and serves, with the admin API unless `api` is `None`: what the
+/// binary calls.
+pub async fn run(
+    opts: Options,
+    api: Option<ApiOptions>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut server = Server::bind(&opts).await?;
+    if let Some(api) = &api {
+        server.bind_api(api)?;
+    }
+    server.run(shutdown).await
 }

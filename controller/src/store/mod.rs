@@ -1,5 +1,6 @@
 //! The registry in embedded SQLite: mesh settings, nodes with their
-//! addresses, join tokens, approved prefixes, links and measurements.
+//! addresses, join tokens, approved prefixes, links and measurements; and
+//! for the admin API the event history and operator tokens (`events.rs`).
 //!
 //! The database is the truth: the control server mirrors it in memory, but
 //! every change is committed here first, in one transaction, before anyone
@@ -9,6 +10,7 @@
 //! through `PRAGMA data_version`.
 
 mod alloc;
+mod events;
 mod ipam;
 mod schema;
 mod types;
@@ -22,6 +24,7 @@ use freimesh_proto::control::ErrorCode;
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+pub use events::{OperatorRecord, kind_name, operator_hash, token_id};
 pub use ipam::Pool;
 pub use types::{Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState};
 
@@ -67,6 +70,10 @@ pub enum StoreError {
     WrongState(u32, &'static str),
     #[error("key {0} is already registered")]
     KeyExists(PublicKeyBytes),
+    #[error("operator {0:?} exists already")]
+    OperatorExists(String),
+    #[error("no operator named {0:?}")]
+    NoSuchOperator(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -490,11 +497,20 @@ impl Store {
         Ok(())
     }
 
-    /// Every row of every table as text, in a stable order: tests compare
-    /// dumps to prove that a refused request changed nothing.
+    /// Every row of every registry table as text, in a stable order: tests
+    /// compare dumps to prove that a refused request changed nothing. The
+    /// event history is left out: it is a log, and connections coming and
+    /// going add to it at any time.
     pub fn dump(&self) -> Result<String> {
         let mut out = String::new();
-        for table in ["settings", "nodes", "tokens", "prefixes", "links"] {
+        for table in [
+            "settings",
+            "nodes",
+            "tokens",
+            "prefixes",
+            "links",
+            "operators",
+        ] {
             let mut stmt = self
                 .conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;

@@ -50,6 +50,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (a, b),
         CHECK (a < b)
     );",
+    // 2: the admin API: its event history and the operators' tokens.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        node INTEGER,
+        peer INTEGER,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_by_node ON events (node, seq);
+    CREATE INDEX events_by_peer ON events (peer, seq);
+    CREATE INDEX events_by_kind ON events (kind, seq);
+    CREATE TABLE operators (
+        name TEXT PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

@@ -1,0 +1,94 @@
+//! Operator actions from the admin API, run on the hub: check, write the
+//! store (one transaction), update the core (agents get their deltas in the
+//! same step, not at the next registry poll), raise the event.
+//!
+//! A check that fails returns before anything is written.
+
+use freimesh_proto::api::{self, EventKind};
+
+use super::handle::OpError;
+use super::hub::Hub;
+use crate::admin::{parse_duration, unix_now};
+use crate::store::{NodeState, token_hash, token_id};
+
+impl Hub {
+    fn state_of(&self, id: u32) -> Result<(NodeState, bool), OpError> {
+        self.core
+            .nodes()
+            .get(&id)
+            .map(|n| (n.state, n.drained))
+            .ok_or(OpError::NoSuchNode(id))
+    }
+
+    /// Drains (no transit through it) or undrains node `id`.
+    pub(super) fn set_drained(&mut self, id: u32, drained: bool) -> Result<api::Node, OpError> {
+        let (state, now) = self.state_of(id)?;
+        if state == NodeState::Revoked {
+            return Err(OpError::Conflict(format!("node {id} is revoked")));
+        }
+        if now == drained {
+            let what = if drained { "drained" } else { "not drained" };
+            return Err(OpError::Conflict(format!("node {id} is already {what}")));
+        }
+        self.store.set_drained(id, drained)?;
+        self.timed(|core| core.set_drained(id, drained));
+        self.emit(if drained {
+            EventKind::Drained { node: id }
+        } else {
+            EventKind::Undrained { node: id }
+        });
+        tracing::info!(node = id, drained, "drain changed by the admin API");
+        self.node(id)
+    }
+
+    /// Approves pending node `id`: it gets its addresses and is welcomed
+    /// when it next connects.
+    pub(super) fn approve(&mut self, id: u32) -> Result<api::Node, OpError> {
+        let (state, _) = self.state_of(id)?;
+        if state != NodeState::Pending {
+            return Err(OpError::Conflict(format!(
+                "node {id} is {}, not pending",
+                state.as_str()
+            )));
+        }
+        let rec = self.store.approve(id)?;
+        self.timed(|core| core.upsert_node(rec, Vec::new()));
+        self.emit(EventKind::Approved { node: id });
+        tracing::info!(node = id, "approved by the admin API");
+        self.node(id)
+    }
+
+    /// Revokes node `id`: its key is refused from now on, its connection is
+    /// closed and its neighbours drop their links to it.
+    pub(super) fn revoke(&mut self, id: u32) -> Result<api::Node, OpError> {
+        let (state, _) = self.state_of(id)?;
+        if state == NodeState::Revoked {
+            return Err(OpError::Conflict(format!("node {id} is already revoked")));
+        }
+        self.store.revoke(id)?;
+        self.timed(|core| core.revoke(id));
+        self.telemetry.forget_node(id);
+        self.emit(EventKind::Revoked { node: id });
+        tracing::info!(node = id, "revoked by the admin API");
+        self.node(id)
+    }
+
+    /// Creates a one-time join token.
+    pub(super) fn create_token(
+        &mut self,
+        req: &api::CreateToken,
+    ) -> Result<api::CreatedToken, OpError> {
+        let ttl = parse_duration(&req.ttl).map_err(|e| OpError::BadRequest(format!("ttl: {e}")))?;
+        let now = unix_now();
+        let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let token = self.store.create_token(expires, &req.prefixes, now)?;
+        let id = token_id(&token_hash(&token));
+        self.emit(EventKind::TokenCreated { id: id.clone() });
+        tracing::info!(token = %id, "join token created by the admin API");
+        Ok(api::CreatedToken {
+            token,
+            id,
+            expires_at_ms: expires.saturating_mul(1000),
+        })
+    }
+}
