@@ -1,0 +1,245 @@
+//! Snapshot tests of every screen and dialog, at 80×24 and 160×48, in
+//! English and German, from the fixture mesh at a fixed time; plus the
+//! too-small and no-colour cases.
+
+use freimesh_proto::api::CreatedToken;
+use freimesh_tui::app::{App, Connection, Mode, NodeAction, Pending, Screen};
+use freimesh_tui::fixture::{self, NOW_MS};
+use freimesh_tui::i18n::Lang;
+use freimesh_tui::render;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+const LANGS: [(Lang, &str); 2] = [(Lang::En, "en"), (Lang::De, "de")];
+
+fn render(app: &App, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal
+        .draw(|frame| render::draw(frame, app, NOW_MS))
+        .expect("draw");
+    terminal.backend().buffer().clone()
+}
+
+fn text(buffer: &Buffer) -> String {
+    let width = usize::from(buffer.area.width);
+    buffer
+        .content()
+        .chunks(width)
+        .map(|row| {
+            let line: String = row.iter().map(|cell| cell.symbol()).collect();
+            line.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Snapshots `make(lang)` at both sizes in both languages.
+fn snap_all(name: &str, make: impl Fn(Lang) -> App) {
+    for (lang, code) in LANGS {
+        let app = make(lang);
+        for (w, h) in SIZES {
+            let screen = text(&render(&app, w, h));
+            insta::assert_snapshot!(format!("{name}_{code}_{w}x{h}"), screen);
+        }
+    }
+}
+
+#[test]
+fn overview() {
+    snap_all("overview", |l| fixture::app(l, Screen::Overview));
+}
+
+#[test]
+fn nodes() {
+    snap_all("nodes", |l| fixture::app(l, Screen::Nodes));
+}
+
+#[test]
+fn nodes_filtered_and_sorted() {
+    snap_all("nodes_filtered", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.filter = "e".into();
+        app.mode = Mode::Filter;
+        app.sort_desc = true;
+        app.node_sel = 0;
+        app
+    });
+}
+
+#[test]
+fn node_detail() {
+    snap_all("detail", |l| fixture::app(l, Screen::Detail));
+}
+
+#[test]
+fn links() {
+    snap_all("links", |l| fixture::app(l, Screen::Links));
+}
+
+#[test]
+fn gateways_empty() {
+    snap_all("gateways", |l| fixture::app(l, Screen::Gateways));
+}
+
+#[test]
+fn events() {
+    snap_all("events", |l| fixture::app(l, Screen::Events));
+}
+
+#[test]
+fn redundancy() {
+    snap_all("redundancy", |l| fixture::app(l, Screen::Redundancy));
+}
+
+#[test]
+fn help_overlay() {
+    snap_all("help", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.mode = Mode::Help;
+        app
+    });
+}
+
+#[test]
+fn confirm_drain() {
+    snap_all("confirm_drain", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.mode = Mode::Confirm(Pending {
+            action: NodeAction::Drain,
+            node: 3,
+            hostname: "bibliothek".into(),
+        });
+        app
+    });
+}
+
+#[test]
+fn confirm_revoke() {
+    snap_all("confirm_revoke", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.mode = Mode::Confirm(Pending {
+            action: NodeAction::Revoke,
+            node: 3,
+            hostname: "bibliothek".into(),
+        });
+        app
+    });
+}
+
+#[test]
+fn token_dialogs() {
+    snap_all("token_ttl", |l| {
+        let mut app = fixture::app(l, Screen::Overview);
+        app.mode = Mode::TokenTtl("7d".into());
+        app
+    });
+    snap_all("token_shown", |l| {
+        let mut app = fixture::app(l, Screen::Overview);
+        app.mode = Mode::TokenShown(CreatedToken {
+            token: "fmj1_4kQ9zV2mP8xR7tL3wN6bY0cH5sD1fG".into(),
+            id: "9f3a61c2d4e5b7a8".into(),
+            expires_at_ms: NOW_MS + 86_400_000,
+        });
+        app
+    });
+}
+
+#[test]
+fn unreachable() {
+    snap_all("unreachable", |l| {
+        let mut app = fixture::app(l, Screen::Overview);
+        app.connection = Connection::Unreachable {
+            reason: "GET /overview: controller unreachable: Connection refused".into(),
+            retry_at_ms: NOW_MS + 3_500,
+        };
+        app
+    });
+}
+
+#[test]
+fn loading_before_the_first_answer() {
+    snap_all("loading", |l| App::new(l, true, "http://127.0.0.1:7780"));
+}
+
+#[test]
+fn too_small() {
+    for (lang, code) in LANGS {
+        let app = fixture::app(lang, Screen::Nodes);
+        for (w, h) in [(20, 5), (49, 24), (80, 9)] {
+            let screen = text(&render(&app, w, h));
+            insta::assert_snapshot!(format!("too_small_{code}_{w}x{h}"), screen);
+        }
+    }
+}
+
+#[test]
+fn every_screen_survives_every_small_size() {
+    // A resize must never panic, whatever the size.
+    for screen in Screen::ALL {
+        let mut app = fixture::app(Lang::De, screen);
+        app.mode = Mode::Help;
+        for w in [1, 2, 10, 20, 49, 50, 51, 63, 79] {
+            for h in [1, 2, 5, 9, 10, 11, 13] {
+                render(&app, w, h);
+                app.mode = Mode::Normal;
+                render(&app, w, h);
+                app.mode = Mode::Help;
+            }
+        }
+    }
+}
+
+#[test]
+fn no_color_sets_no_colour_anywhere() {
+    for screen in Screen::ALL {
+        let mut app = fixture::app(Lang::En, screen);
+        app.color = false;
+        app.connection = Connection::Unreachable {
+            reason: "x".into(),
+            retry_at_ms: NOW_MS,
+        };
+        for mode in [Mode::Normal, Mode::Help] {
+            app.mode = mode;
+            let buffer = render(&app, 160, 48);
+            for cell in buffer.content() {
+                assert_eq!(
+                    cell.fg,
+                    Color::Reset,
+                    "{screen:?}: colour at {:?}",
+                    cell.symbol()
+                );
+                assert_eq!(
+                    cell.bg,
+                    Color::Reset,
+                    "{screen:?}: colour at {:?}",
+                    cell.symbol()
+                );
+            }
+        }
+    }
+    // And with colour on, colours do appear (the check above can fail).
+    let buffer = render(&fixture::app(Lang::En, Screen::Overview), 160, 48);
+    assert!(
+        buffer.content().iter().any(|c| c.fg == Color::Red),
+        "critical alert in red"
+    );
+}
+
+#[test]
+fn selected_row_is_marked_without_colour() {
+    let mut app = fixture::app(Lang::En, Screen::Nodes);
+    app.color = false;
+    let buffer = render(&app, 80, 24);
+    let reversed = buffer
+        .content()
+        .iter()
+        .filter(|c| c.modifier.contains(ratatui::style::Modifier::REVERSED))
+        .count();
+    assert!(
+        reversed > 10,
+        "selection and active tab are reversed ({reversed} cells)"
+    );
+}
