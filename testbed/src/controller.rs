@@ -1,6 +1,7 @@
 //! A real `freimesh-controller` for the demo and the labs: initialised in a
 //! scratch directory (embedded SQLite, the default), serving on loopback or
-//! inside a namespace, killed by its own pid when dropped.
+//! inside a namespace, killed by its own pid when dropped. Optionally with
+//! its admin API (`--api ADDR`) and an operator token for it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub struct ControllerProcess {
     pub public_key: String,
     pub db: PathBuf,
     pub log: PathBuf,
+    /// Where the admin API listens (`None`: started with `--api off`).
+    pub api: Option<SocketAddr>,
 }
 
 fn run_cli(args: &[&str]) -> anyhow::Result<String> {
@@ -39,10 +42,11 @@ fn run_cli(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// `freimesh-controller run` on `db`, inside namespace `netns` if given,
-/// appending to `log`.
+/// with its admin API on `api` (or `--api off`), appending to `log`.
 fn spawn_run(
     db: &Path,
     listen: SocketAddr,
+    api: Option<SocketAddr>,
     netns: Option<&str>,
     log: &Path,
 ) -> anyhow::Result<Child> {
@@ -65,6 +69,10 @@ fn spawn_run(
         .arg("--db")
         .arg(db)
         .args(["--listen", &listen.to_string()])
+        // Off unless asked for: the default (127.0.0.1:7780) would collide
+        // between demos and tests running side by side.
+        .arg("--api")
+        .arg(api.map_or_else(|| "off".to_owned(), |a| a.to_string()))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
@@ -77,6 +85,16 @@ impl ControllerProcess {
     /// `freimesh-controller init` in `dir` (mesh fd99::/48 and 10.99.0.0/16),
     /// then `run` listening on `listen`, inside namespace `netns` if given.
     pub fn start(dir: &Path, listen: SocketAddr, netns: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with_api(dir, listen, None, netns)
+    }
+
+    /// Like [`ControllerProcess::start`], with the admin API on `api`.
+    pub fn start_with_api(
+        dir: &Path,
+        listen: SocketAddr,
+        api: Option<SocketAddr>,
+        netns: Option<&str>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = dir.join("controller.db");
         let db_arg = db.to_string_lossy().to_string();
@@ -92,7 +110,7 @@ impl ControllerProcess {
         .trim()
         .to_owned();
         let log = dir.join("controller.log");
-        let child = spawn_run(&db, listen, netns, &log)?;
+        let child = spawn_run(&db, listen, api, netns, &log)?;
         let this = Self {
             child,
             netns: netns.map(str::to_owned),
@@ -100,15 +118,21 @@ impl ControllerProcess {
             public_key,
             db,
             log,
+            api,
         };
         // Ready once it accepts connections (on loopback; in a namespace the
         // agents' reconnect backoff covers a slow start).
         if netns.is_none() {
-            crate::traffic::retry(Duration::from_secs(10), || {
-                std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200))
-                    .map(|_| ())
-                    .context("controller not listening yet")
-            })?;
+            for addr in std::iter::once(listen).chain(api) {
+                crate::traffic::retry(Duration::from_secs(10), || {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                        .map(|_| ())
+                        .with_context(|| {
+                            let log = std::fs::read_to_string(&this.log).unwrap_or_default();
+                            format!("controller not listening on {addr} yet; its log:\n{log}")
+                        })
+                })?;
+            }
         }
         Ok(this)
     }
@@ -117,7 +141,13 @@ impl ControllerProcess {
     /// [`ControllerProcess::kill`], or killing it first).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        self.child = spawn_run(&self.db, self.endpoint, self.netns.as_deref(), &self.log)?;
+        self.child = spawn_run(
+            &self.db,
+            self.endpoint,
+            self.api,
+            self.netns.as_deref(),
+            &self.log,
+        )?;
         Ok(())
     }
 
@@ -138,6 +168,46 @@ impl ControllerProcess {
     /// `freimesh-controller node list` as printed.
     pub fn node_list(&self) -> anyhow::Result<String> {
         run_cli(&["node", "list", "--db", &self.db.to_string_lossy()])
+    }
+
+    /// `freimesh-controller operator add NAME`: a new operator token for
+    /// the admin API (printed once, stored hashed).
+    pub fn operator_add(&self, name: &str) -> anyhow::Result<String> {
+        Ok(
+            run_cli(&["operator", "add", name, "--db", &self.db.to_string_lossy()])?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    /// Registry ids by hostname, from `node list`.
+    pub fn node_ids(&self) -> anyhow::Result<std::collections::BTreeMap<String, u32>> {
+        Ok(self
+            .node_list()?
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let id = fields.next()?.parse().ok()?;
+                let _state = fields.next()?;
+                Some((fields.next()?.to_owned(), id))
+            })
+            .collect())
+    }
+
+    /// `freimesh-controller link cost A B COST`: the operator's cost of the
+    /// link between registry ids `a` and `b` (about 1000 is one clean hop).
+    pub fn link_cost(&self, a: u32, b: u32, cost: u32) -> anyhow::Result<()> {
+        let (a, b, cost) = (a.to_string(), b.to_string(), cost.to_string());
+        run_cli(&[
+            "link",
+            "cost",
+            &a,
+            &b,
+            &cost,
+            "--db",
+            &self.db.to_string_lossy(),
+        ])
+        .map(drop)
     }
 
     /// Stops the controller (SIGKILL: it keeps nothing in memory that the

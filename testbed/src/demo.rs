@@ -8,17 +8,31 @@
 //! echo service and `a` forwards a local port to it, so the echo crosses
 //! three WireGuard hops. `--static` runs the controller-less variant: four
 //! agents `a — b — c — d` in a line with routes from their config files.
+//!
+//! The controller serves its admin API on loopback, with an operator token
+//! the demo creates. Every link runs through a [`crate::relay`] the demo
+//! owns, so after the checks it can play failures on a schedule
+//! ([`crate::schedule`]): with a terminal and `freimesh-tui` built, the
+//! TUI runs in the foreground while the failures play in the background
+//! until the TUI exits; otherwise (pipes, CI, `--no-tui`) one round plays
+//! and the demo prints the events the API reported.
 
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
+use freimesh_proto::api::EventKind;
 
-use std::net::SocketAddr;
-
+use crate::api::{self, ApiClient};
 use crate::controller::ControllerProcess;
 use crate::mesh::{self, Backend, ControllerPlan, Loopback};
-use crate::process::start_all;
+use crate::process::{AgentProcess, start_all, tui_binary};
+use crate::relay::RelayedLoopback;
+use crate::schedule::FailureSchedule;
 use crate::topology::Topology;
 use crate::traffic;
 
@@ -33,9 +47,16 @@ pub struct DemoOptions {
     pub once: bool,
     /// Static routes from config files instead of a controller.
     pub static_routes: bool,
+    /// Never start the TUI: play one round of failures and print the
+    /// events instead.
+    pub no_tui: bool,
+    /// Time between two failure actions.
+    pub interval: Duration,
 }
 
-/// Runs the demo; returns after the checks (`once`) or on Ctrl-C.
+/// Runs the demo; returns after the checks (`once`), when the TUI exits,
+/// after one round of failures (no TUI), or on Ctrl-C (`--static`, or
+/// during the round).
 pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
     if options.static_routes {
         run_static(options)
@@ -44,66 +65,122 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The controller demo's mesh, up and enrolled: a controller with its admin
+/// API and an operator token, and userspace agents in a ladder whose links
+/// all run through relays. Dropping it kills the agents and the controller.
+#[derive(Debug)]
+pub struct ControlledDemo {
+    pub nodes: Vec<mesh::PlannedNode>,
+    pub agents: Vec<AgentProcess>,
+    /// Every link's relay, to cut it.
+    pub underlay: RelayedLoopback,
+    pub api: ApiClient,
+    pub operator_token: String,
+    /// The node the demo traffic goes to (the ladder's far corner), and
+    /// its address; the traffic starts at node 0.
+    pub last: usize,
+    pub target_v4: std::net::Ipv4Addr,
+    /// The TCP port node 0 forwards to the echo service on `last`.
+    pub forward_port: u16,
+    // Last: dropped (killed) after the agents.
+    pub controller: ControllerProcess,
+}
+
+impl ControlledDemo {
+    /// Starts the controller and `nodes` (at least 6) agents in `dir`,
+    /// printing what it does, and waits until every agent is enrolled.
+    pub fn start(dir: &std::path::Path, nodes: usize) -> anyhow::Result<Self> {
+        let columns = nodes.div_ceil(2).max(3);
+        let topology = Topology::ladder(columns);
+        let count = topology.names.len();
+        let last = count - 1; // bottom-right corner: three hops from `a`
+        let echo = traffic::spawn_echo_server()?;
+        let forward_port = free_tcp_port()?;
+        let controller_port = free_tcp_port()?;
+        let api_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
+        let controller = ControllerProcess::start_with_api(
+            dir,
+            SocketAddr::from(([127, 0, 0, 1], controller_port)),
+            Some(api_addr),
+            None,
+        )?;
+        println!(
+            "freimesh demo: a controller on 127.0.0.1:{controller_port} (SQLite in {}) and {count} userspace agents",
+            controller.db.display()
+        );
+        let operator_token = controller.operator_add("demo")?;
+        let api = ApiClient::new(api_addr, &operator_token);
+        api.wait_authorized(Duration::from_secs(10))?;
+        println!(
+            "   admin API on {}, operator token created (freimesh-controller operator add demo)",
+            api.base()
+        );
+        let tokens = (0..count)
+            .map(|_| controller.token())
+            .collect::<Result<Vec<_>, _>>()?;
+        println!("   {count} one-time join tokens created (freimesh-controller token create)");
+        // The two ends of the demo traffic ask for addresses the demo can
+        // name; every other node takes what the controller assigns.
+        let fixed = move |i: usize| (i == 0 || i == last).then_some(100 + i);
+        // Every link through a relay the demo can cut.
+        let underlay = RelayedLoopback::start(Loopback::free_ports(count)?, &topology.links)?;
+        let plan = ControllerPlan {
+            endpoint: &|_| controller.endpoint,
+            public_key: controller.public_key.clone(),
+            tokens,
+            fixed_address: &fixed,
+        };
+        let target_v4 = mesh::overlay_v4(100 + last);
+        let nodes = mesh::write_controlled_configs(
+            dir,
+            &topology,
+            Backend::Userspace,
+            &underlay,
+            &plan,
+            &|i| {
+                if i == 0 {
+                    format!(
+                        "[[userspace.tcp_forward]]\nlisten = \"127.0.0.1:{forward_port}\"\ntarget = \"{target_v4}:{ECHO_PORT}\"\n"
+                    )
+                } else if i == last {
+                    format!("[[userspace.tcp_expose]]\nport = {ECHO_PORT}\ntarget = \"{echo}\"\n")
+                } else {
+                    String::new()
+                }
+            },
+        )?;
+        let agents = start_all(&nodes)?;
+        println!("   every agent enrolled:\n");
+        for line in controller.node_list()?.lines() {
+            println!("   {line}");
+        }
+        Ok(Self {
+            nodes,
+            agents,
+            underlay,
+            api,
+            operator_token,
+            last,
+            target_v4,
+            forward_port,
+            controller,
+        })
+    }
+}
+
 /// The controller demo (see the module docs).
 fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
-    let columns = options.nodes.div_ceil(2).max(3);
-    let topology = Topology::ladder(columns);
-    let count = topology.names.len();
-    let last = count - 1; // bottom-right corner: three hops from `a`
-    let echo = traffic::spawn_echo_server()?;
-    let forward_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let controller_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let controller = ControllerProcess::start(
-        &options.dir,
-        SocketAddr::from(([127, 0, 0, 1], controller_port)),
-        None,
-    )?;
-    println!(
-        "freimesh demo: a controller on 127.0.0.1:{controller_port} (SQLite in {}) and {count} userspace agents",
-        controller.db.display()
-    );
-    let tokens = (0..count)
-        .map(|_| controller.token())
-        .collect::<Result<Vec<_>, _>>()?;
-    println!("   {count} one-time join tokens created (freimesh-controller token create)");
-    // The two ends of the demo traffic ask for addresses the demo can name;
-    // every other node takes what the controller assigns.
-    let fixed = move |i: usize| (i == 0 || i == last).then_some(100 + i);
-    let underlay = Loopback::free_ports(count)?;
-    let plan = ControllerPlan {
-        endpoint: &|_| controller.endpoint,
-        public_key: controller.public_key.clone(),
-        tokens,
-        fixed_address: &fixed,
-    };
-    let target_v4 = mesh::overlay_v4(100 + last);
-    let nodes = mesh::write_controlled_configs(
-        &options.dir,
-        &topology,
-        Backend::Userspace,
-        &underlay,
-        &plan,
-        &|i| {
-            if i == 0 {
-                format!(
-                    "[[userspace.tcp_forward]]\nlisten = \"127.0.0.1:{forward_port}\"\ntarget = \"{target_v4}:{ECHO_PORT}\"\n"
-                )
-            } else if i == last {
-                format!("[[userspace.tcp_expose]]\nport = {ECHO_PORT}\ntarget = \"{echo}\"\n")
-            } else {
-                String::new()
-            }
-        },
-    )?;
-    let agents = start_all(&nodes)?;
-    println!("   every agent enrolled:\n");
-    for line in controller.node_list()?.lines() {
-        println!("   {line}");
-    }
+    let ControlledDemo {
+        nodes,
+        agents,
+        underlay,
+        api,
+        operator_token,
+        last,
+        target_v4,
+        forward_port,
+        controller,
+    } = ControlledDemo::start(&options.dir, options.nodes)?;
     let first = &nodes[0];
     println!(
         "\n1. ping {target_v4} ({}) from {}, routes from the controller:",
@@ -123,10 +200,170 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
     if status.engine.routes.iter().all(|r| r.via.len() < 2) {
         bail!("no route of {} has an alternate next hop", first.name);
     }
-    let hint = format!("--socket {} {target_v4}", first.socket.display());
-    let result = finish(options, agents, &hint);
+    if options.once {
+        println!("\ndemo finished.");
+        for agent in agents {
+            agent.stop(Duration::from_secs(5))?;
+        }
+        return Ok(());
+    }
+    let tui = tui_binary().ok();
+    let tui_command = format!(
+        "{} --api {} --token {operator_token}",
+        tui.as_ref().map_or_else(
+            || "target/release/freimesh-tui".into(),
+            |p| p.display().to_string()
+        ),
+        api.base()
+    );
+    println!("\nThe mesh keeps running. Try, in another terminal:");
+    println!(
+        "   target/release/freimesh-agent status --socket {}",
+        options.dir.join("b.sock").display()
+    );
+    println!(
+        "   target/release/freimesh-agent ping --socket {} {target_v4}",
+        first.socket.display()
+    );
+    println!("   {tui_command}");
+    let source = 0;
+    let schedule_nodes = nodes.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_ctrl_c(stop.clone());
+    let tui = tui.filter(|_| !options.no_tui && std::io::stdout().is_terminal());
+    let result = match tui {
+        Some(tui) => {
+            let log = options.dir.join("schedule.log");
+            println!(
+                "\nStarting the fleet view; a failure every {:?} (listed in {}). Quit the TUI (q) to stop the demo.",
+                options.interval,
+                log.display()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+            let out = std::fs::File::create(&log)
+                .with_context(|| format!("creating {}", log.display()))?;
+            let schedule = FailureSchedule::new(
+                schedule_nodes,
+                agents,
+                underlay,
+                source,
+                target_v4.into(),
+                options.interval,
+                Box::new(out),
+            );
+            with_tui(schedule, &tui, &api, &operator_token, &stop)
+        }
+        None => {
+            let schedule = FailureSchedule::new(
+                schedule_nodes,
+                agents,
+                underlay,
+                source,
+                target_v4.into(),
+                options.interval,
+                Box::new(std::io::stdout()),
+            );
+            one_round(schedule, &api, options.interval, &stop)
+        }
+    };
     drop(controller);
     result
+}
+
+fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Sets `stop` on Ctrl-C (instead of dying with the agents still running).
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+/// The TUI in the foreground (it inherits the terminal), the failures in
+/// the background until the TUI exits.
+fn with_tui(
+    schedule: FailureSchedule,
+    tui: &std::path::Path,
+    api: &ApiClient,
+    token: &str,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let flag = stop.clone();
+    let background = std::thread::spawn(move || {
+        let mut schedule = schedule;
+        let result = schedule.run_until(&flag);
+        (schedule, result)
+    });
+    let status = std::process::Command::new(tui)
+        .args(["--api", api.base(), "--token", token])
+        .status()
+        .with_context(|| format!("starting {}", tui.display()));
+    stop.store(true, Ordering::SeqCst);
+    println!("stopping the failures and the agents");
+    let (schedule, played) = background
+        .join()
+        .map_err(|_| anyhow::anyhow!("the failure schedule panicked"))?;
+    let stopped = schedule.stop_agents();
+    let status = status?;
+    played?;
+    stopped?;
+    if !status.success() {
+        bail!("freimesh-tui exited with {status}");
+    }
+    Ok(())
+}
+
+/// One round of failures, then the events the controller reported.
+fn one_round(
+    mut schedule: FailureSchedule,
+    api: &ApiClient,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let since = api.last_seq()?;
+    println!("\nOne round of failures, one every {interval:?}:");
+    let played = schedule.round(stop);
+    // The restarted node's links come back and are reported.
+    std::thread::sleep(interval.min(Duration::from_secs(5)));
+    let events = api.events(since);
+    let stopped = schedule.stop_agents();
+    played?;
+    let events = events?;
+    let names: std::collections::BTreeMap<u32, String> = api
+        .nodes()?
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    let name = |id: u32| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+    println!(
+        "\nEvents from the controller (GET {}/api/v1/events?since={since}):",
+        api.base()
+    );
+    for event in &events {
+        println!("   #{:<4} {}", event.seq, api::describe(event, &name));
+    }
+    stopped?;
+    let failovers = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Failover { .. }))
+        .count();
+    if failovers == 0 && !stop.load(Ordering::SeqCst) {
+        bail!("no failover event arrived from the controller");
+    }
+    println!("\n{failovers} failovers reported. demo finished.");
+    Ok(())
 }
 
 /// Stops the agents (`--once`), or keeps the mesh up until Ctrl-C.

@@ -8,13 +8,17 @@
 //! Unlike the agent, the testbed may shell out to `ip`, `ping`, `iperf3` and
 //! `wg`: it is test infrastructure, and those are the tools operators trust.
 
+pub mod api;
 pub mod bench;
 pub mod controller;
 pub mod demo;
+pub mod event_bench;
 pub mod failover;
 pub mod lab;
 pub mod mesh;
 pub mod netns_mesh;
 pub mod process;
+pub mod relay;
+pub mod schedule;
 pub mod topology;
 pub mod traffic;

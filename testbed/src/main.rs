@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a demo mesh of userspace agents on loopback (no root needed).
+    /// Run a demo mesh of userspace agents on loopback (no root needed),
+    /// then failures on a schedule under the TUI (see docs/testbed.md).
     Demo {
         /// Number of agents (at least 6 under the controller, 4 static).
         #[arg(long, default_value_t = 6)]
@@ -26,18 +27,41 @@ enum Command {
         /// Where configs, keys, sockets and logs go.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Exit after the checks instead of running until Ctrl-C.
+        /// Exit after the checks, without failures or TUI.
         #[arg(long)]
         once: bool,
         /// No controller: a line of agents with static routes.
         #[arg(long = "static")]
         static_routes: bool,
+        /// Do not open the TUI: play one round of failures (cut a link,
+        /// restore it, kill a node, restart it) and print the events.
+        #[arg(long)]
+        no_tui: bool,
+        /// Seconds between two failures.
+        #[arg(long, default_value_t = 20)]
+        interval: u64,
     },
     /// Measure the data plane against wireguard-go (root; see docs/benchmarks.md).
     Bench {
         /// The agent built with the router profile, whose size is reported.
         #[arg(long)]
         router_binary: Option<PathBuf>,
+        /// Also print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure how fast the controller's events reach a subscriber of its
+    /// event stream, on the demo mesh (no root; see docs/testbed.md).
+    BenchEvents {
+        /// Drains and undrains to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Silent link cuts to time.
+        #[arg(long, default_value_t = 5)]
+        cuts: usize,
+        /// Where configs, keys, sockets and logs go.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Also print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -81,6 +105,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// One admin API request, run by labs inside the controller's
+    /// namespace; prints the JSON answer.
+    #[command(hide = true)]
+    ApiCall {
+        #[arg(long)]
+        api: std::net::SocketAddr,
+        #[arg(long)]
+        token: String,
+        /// GET or POST.
+        method: String,
+        /// The path under /api/v1, e.g. /nodes/3/drain.
+        path: String,
+    },
     /// Probe receiver, run by `lab` inside a namespace; stops when stdin
     /// closes.
     #[command(hide = true)]
@@ -100,6 +137,8 @@ fn main() -> ExitCode {
             dir,
             once,
             static_routes,
+            no_tui,
+            interval,
         } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("freimesh-demo-{}", std::process::id()))
@@ -109,7 +148,20 @@ fn main() -> ExitCode {
                 dir,
                 once,
                 static_routes,
+                no_tui,
+                interval: std::time::Duration::from_secs(interval),
             })
+        }
+        Command::BenchEvents {
+            rounds,
+            cuts,
+            dir,
+            json,
+        } => {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("freimesh-bench-events-{}", std::process::id()))
+            });
+            freimesh_testbed::event_bench::run(&dir, rounds, cuts, json).map(drop)
         }
         Command::Bench {
             router_binary,
@@ -149,6 +201,14 @@ fn main() -> ExitCode {
             std::time::Duration::from_millis(duration_ms),
             &out,
         ),
+        Command::ApiCall {
+            api,
+            token,
+            method,
+            path,
+        } => freimesh_testbed::api::ApiClient::new(api, &token)
+            .call(&method, &path)
+            .map(|answer| println!("{answer}")),
         Command::ProbeRecv { bind, out } => freimesh_testbed::failover::probe::receive(bind, &out),
     };
     match result {

@@ -26,6 +26,11 @@ pub const CONTROLLED_FIXED_BASE: usize = 100;
 /// Where the controller of a controlled lab listens (TCP).
 pub const CONTROLLER_PORT: u16 = 7700;
 
+/// Where the controller of a controlled lab serves its admin API, on
+/// loopback inside its namespace (`freimesh-testbed api-call` run there
+/// reaches it).
+pub const CONTROLLER_API_PORT: u16 = 7780;
+
 /// The UDP port every lab agent listens on.
 pub const LAB_PORT: u16 = 51820;
 
@@ -132,9 +137,10 @@ impl NetnsMesh {
                     &format!("172.30.{i}.2/24"),
                 )?;
             }
-            let controller = ControllerProcess::start(
+            let controller = ControllerProcess::start_with_api(
                 &dir.path().join("controller"),
                 SocketAddr::from(([0, 0, 0, 0], CONTROLLER_PORT)),
+                Some(SocketAddr::from(([127, 0, 0, 1], CONTROLLER_API_PORT))),
                 Some(&lab.ns("ctl")),
             )?;
             let tokens = topology
@@ -264,6 +270,33 @@ impl NetnsMesh {
         let agent = self.spawn(node)?;
         self.agents[node] = Some(agent);
         self.wait_ready(node)
+    }
+
+    /// One admin API request from inside the controller's namespace
+    /// (`freimesh-testbed api-call`, the testbed binary `testbed`): the
+    /// JSON answer, or the error status and body.
+    pub fn api_call(
+        &self,
+        testbed: &Path,
+        token: &str,
+        method: &str,
+        path: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let api = SocketAddr::from(([127, 0, 0, 1], CONTROLLER_API_PORT)).to_string();
+        let testbed = testbed.to_string_lossy();
+        let output = self.lab.try_exec(
+            "ctl",
+            &[
+                &testbed, "api-call", "--api", &api, "--token", token, method, path,
+            ],
+        )?;
+        if !output.status.success() {
+            bail!(
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&output.stdout).with_context(|| format!("{method} {path}: not JSON"))
     }
 
     /// Runs a command in `node`'s namespace.

@@ -19,6 +19,12 @@ pub fn controller_binary() -> anyhow::Result<PathBuf> {
     workspace_binary("freimesh-controller", "FREIMESH_CONTROLLER")
 }
 
+/// Finds the `freimesh-tui` binary the same way (`$FREIMESH_TUI`
+/// overrides).
+pub fn tui_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary("freimesh-tui", "FREIMESH_TUI")
+}
+
 fn workspace_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));

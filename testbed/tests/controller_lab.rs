@@ -97,6 +97,17 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
         "{nodes}"
     );
 
+    // Operator costs on every link (one clean hop each), so RTT noise on
+    // a loaded machine cannot take d's alternate away while the lab
+    // watches. A link row exists once either end reported the other.
+    let ids = controller.node_ids()?;
+    for &(x, y) in &mesh.topology.links {
+        let id = |n: usize| ids.get(mesh.name(n)).copied().context("node in node list");
+        freimesh_testbed::traffic::retry(Duration::from_secs(10), || {
+            controller.link_cost(id(x)?, id(y)?, 1000)
+        })?;
+    }
+
     // Once every link is reported, the controller gives d both b and c
     // toward a (loop-free alternates).
     let a: IpAddr = overlay_v4(CONTROLLED_FIXED_BASE).into();
