@@ -278,10 +278,11 @@ impl Controller {
                         .is_some_and(|n| n.state == NodeState::Active)
             })
         };
+        let mut endpoint_moved = false;
         for Candidate { peer, endpoint } in &report.candidates {
             let Some(p) = peer_of(peer) else { continue };
             if let Some(ep) = endpoint {
-                self.seen.insert((id, p), *ep);
+                endpoint_moved |= self.seen.insert((id, p), *ep) != Some(*ep);
             }
             let pair = (id.min(p), id.max(p));
             if !self.links.contains_key(&pair) {
@@ -315,6 +316,12 @@ impl Controller {
             if self.links.get(&pair) != Some(&new) {
                 out.insert(pair, new);
             }
+        }
+        if endpoint_moved {
+            // Where this node reaches a neighbour changed, but no link row
+            // may change with it: send the node its links again now (only
+            // differences go out).
+            self.sync(&BTreeSet::from([id]));
         }
         out.into_values().collect()
     }

@@ -200,6 +200,35 @@ fn a_new_endpoint_reaches_the_neighbours() {
             if c.iter().any(|l| matches!(l, LinkChange::Add(a) if a.endpoint == Some(moved))))));
 }
 
+#[test]
+fn an_endpoint_a_node_names_for_an_existing_link_reaches_it() {
+    let mut core = three();
+    let rows = core.plan_report(1, &report(&[2]));
+    core.apply_links(&rows);
+    drain(&mut core);
+    // Node 1 now reaches node 2 through a relay: no link row changes, but
+    // node 1 must be told to use the relay.
+    let relay: SocketAddr = "127.0.0.1:40000".parse().expect("ep");
+    let named = Report {
+        links: vec![],
+        candidates: vec![Candidate {
+            peer: key(2),
+            endpoint: Some(relay),
+        }],
+    };
+    assert!(core.plan_report(1, &named).is_empty(), "no link row changes");
+    let out = drain(&mut core);
+    assert!(
+        out.iter().any(|(n, o)| *n == 1
+            && matches!(o, Outgoing::Frame(ControllerMsg::LinksDelta(c))
+                if c.iter().any(|l| matches!(l, LinkChange::Add(a) if a.peer == key(2) && a.endpoint == Some(relay))))),
+        "{out:?}"
+    );
+    // The same report again changes nothing and sends nothing.
+    assert!(core.plan_report(1, &named).is_empty());
+    assert!(drain(&mut core).is_empty());
+}
+
 /// A chain 1 – 2 – 3 with measured links, every node connected.
 fn chain() -> Controller {
     let mut core = three();

@@ -17,7 +17,8 @@
 //! until the TUI exits; otherwise (pipes, CI, `--no-tui`) one round plays
 //! and the demo prints the events the API reported.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -207,14 +208,25 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // The token goes in a 0600 file, not on a command line `ps` shows.
+    let token_file = options.dir.join("operator.token");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&token_file)
+        .and_then(|mut f| f.write_all(operator_token.as_bytes()))
+        .with_context(|| format!("writing {}", token_file.display()))?;
     let tui = tui_binary().ok();
     let tui_command = format!(
-        "{} --api {} --token {operator_token}",
+        "{} --api {} --token-file {}",
         tui.as_ref().map_or_else(
             || "target/release/freimesh-tui".into(),
             |p| p.display().to_string()
         ),
-        api.base()
+        api.base(),
+        token_file.display()
     );
     println!("\nThe mesh keeps running. Try, in another terminal:");
     println!(
@@ -251,7 +263,7 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
                 options.interval,
                 Box::new(out),
             );
-            with_tui(schedule, &tui, &api, &operator_token, &stop)
+            with_tui(schedule, &tui, &api, &token_file, &stop)
         }
         None => {
             let schedule = FailureSchedule::new(
@@ -297,7 +309,7 @@ fn with_tui(
     schedule: FailureSchedule,
     tui: &std::path::Path,
     api: &ApiClient,
-    token: &str,
+    token_file: &std::path::Path,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let flag = stop.clone();
@@ -307,7 +319,10 @@ fn with_tui(
         (schedule, result)
     });
     let status = std::process::Command::new(tui)
-        .args(["--api", api.base(), "--token", token])
+        .arg("--api")
+        .arg(api.base())
+        .arg("--token-file")
+        .arg(token_file)
         .status()
         .with_context(|| format!("starting {}", tui.display()));
     stop.store(true, Ordering::SeqCst);
