@@ -216,7 +216,10 @@ fn an_endpoint_a_node_names_for_an_existing_link_reaches_it() {
             endpoint: Some(relay),
         }],
     };
-    assert!(core.plan_report(1, &named).is_empty(), "no link row changes");
+    assert!(
+        core.plan_report(1, &named).is_empty(),
+        "no link row changes"
+    );
     let out = drain(&mut core);
     assert!(
         out.iter().any(|(n, o)| *n == 1

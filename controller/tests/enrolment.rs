@@ -60,8 +60,14 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
     assert_eq!(distinct.len(), 6, "every address assigned once: {addrs:?}");
 
     // A line a - b - c.
-    a.reports.send(Upstream::Report(candidates(&[&b]))).await.expect("report");
-    b.reports.send(Upstream::Report(candidates(&[&c]))).await.expect("report");
+    a.reports
+        .send(Upstream::Report(candidates(&[&b])))
+        .await
+        .expect("report");
+    b.reports
+        .send(Upstream::Report(candidates(&[&c])))
+        .await
+        .expect("report");
     let b_key = b.public;
     a.wait_for("link to b", |e| matches!(e, ControllerEvent::LinksDelta(ch) if ch.iter().any(|l| matches!(l, LinkChange::Add(x) if x.peer == b_key && x.endpoint.is_some())))).await;
     let c_v6 = addrs[2][0];

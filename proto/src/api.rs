@@ -236,9 +236,15 @@ pub enum DownCause {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EventKind {
     /// The controller learned that a link works again.
-    LinkUp { a: u32, b: u32 },
+    LinkUp {
+        a: u32,
+        b: u32,
+    },
     /// The controller learned that a link is down.
-    LinkDown { a: u32, b: u32 },
+    LinkDown {
+        a: u32,
+        b: u32,
+    },
     /// An agent lost a link and switched its traffic to the alternates
     /// itself, before any controller was involved.
     Failover {
@@ -255,14 +261,31 @@ pub enum EventKind {
         /// Prefixes left with no live path (withdrawn from neighbours).
         lost: u32,
     },
-    Enrolled { node: u32, hostname: String },
-    Approved { node: u32 },
-    Revoked { node: u32 },
-    Drained { node: u32 },
-    Undrained { node: u32 },
-    Connected { node: u32 },
-    Disconnected { node: u32 },
-    TokenCreated { id: String },
+    Enrolled {
+        node: u32,
+        hostname: String,
+    },
+    Approved {
+        node: u32,
+    },
+    Revoked {
+        node: u32,
+    },
+    Drained {
+        node: u32,
+    },
+    Undrained {
+        node: u32,
+    },
+    Connected {
+        node: u32,
+    },
+    Disconnected {
+        node: u32,
+    },
+    TokenCreated {
+        id: String,
+    },
 }
 
 /// One event. `seq` grows by one per event, so a client that reconnects

@@ -1,9 +1,9 @@
 //! The connection loop: connect, handshake, Hello, then frames both ways
 //! until the connection fails; then back off and start again.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use freimesh_proto::control::{

@@ -328,7 +328,9 @@ pub async fn run(
         engine: Mutex::new(engine),
         udp,
         local,
-        upstream: controlled.as_ref().map(|(_, report_tx, _)| report_tx.clone()),
+        upstream: controlled
+            .as_ref()
+            .map(|(_, report_tx, _)| report_tx.clone()),
     });
     let mut outputs = Vec::new();
     shared.with_engine(&mut outputs, |_| {}).await;

@@ -39,8 +39,8 @@ use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use self::repair::{EventView, Failover};
 use self::repair::{Event, Repair};
+pub use self::repair::{EventView, Failover};
 use super::LinkId;
 use super::link::{Link, LinkStatus};
 use super::liveness::{Liveness, Profile};

@@ -338,7 +338,10 @@ fn silent_cut_two_hops_away_is_repaired_by_withdrawal() {
     let failovers = mesh.engine(2).take_failovers();
     assert_eq!(failovers.len(), 1, "{failovers:?}");
     assert_eq!(failovers[0].peer, public(4));
-    assert_eq!(failovers[0].cause, crate::core::liveness::DownCause::Silence);
+    assert_eq!(
+        failovers[0].cause,
+        crate::core::liveness::DownCause::Silence
+    );
     assert!(failovers[0].silent_for >= 100 * MS, "{failovers:?}");
     assert_eq!(failovers[0].lost, 1);
     assert!(mesh.engine(2).take_failovers().is_empty(), "taken once");
