@@ -30,6 +30,7 @@ use freimesh_proto::control::{
     Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, Report, Route,
     RouteChange, Welcome,
 };
+use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
@@ -78,6 +79,18 @@ pub struct Controller {
     router: Router,
     sessions: BTreeMap<u32, Sent>,
     outbox: VecDeque<(u32, Outgoing)>,
+}
+
+fn segment_in(settings: &MeshSettings, prefix: &IpNet) -> Segment {
+    let in_pool = match prefix {
+        IpNet::V6(p) => settings.ula.contains(p),
+        IpNet::V4(p) => settings.ipv4.contains(p),
+    };
+    if in_pool {
+        Segment::Infrastructure
+    } else {
+        Segment::Intranet
+    }
 }
 
 fn cost(l: &LinkRecord) -> LinkCost {
@@ -226,6 +239,13 @@ impl Controller {
             })
     }
 
+    /// The routing domain of a prefix the controller routes: the mesh
+    /// pools hold the routers' own addresses, every other routed prefix is
+    /// an approved building LAN.
+    pub fn segment_of(&self, prefix: &IpNet) -> Segment {
+        segment_in(&self.settings, prefix)
+    }
+
     /// A welcomed node connected: queue Welcome, then full links and routes.
     pub fn handle_connect(&mut self, id: u32) {
         let Some(node) = self.nodes.get(&id) else {
@@ -235,6 +255,7 @@ impl Controller {
             node_id: NodeId::of(&node.public_key),
             addresses: node.addresses.clone(),
             mesh_prefixes: self.settings.mesh_prefixes(),
+            client_prefixes: Vec::new(),
         });
         let sent = Sent {
             links: self.desired_links(id),
@@ -252,6 +273,7 @@ impl Controller {
             .map(|(prefix, via)| Route {
                 prefix: *prefix,
                 via: via.clone(),
+                segment: self.segment_of(prefix),
             })
             .collect();
         self.push(
@@ -497,6 +519,7 @@ impl Controller {
                     peer: node.public_key,
                     endpoint,
                     profile: DEFAULT_PROFILE.to_owned(),
+                    allowed_sources: Vec::new(),
                 },
             );
         }
@@ -569,6 +592,7 @@ impl Controller {
                         RouteChange::Set(Route {
                             prefix: *p,
                             via: v.clone(),
+                            segment: segment_in(&self.settings, p),
                         })
                     }),
             );

@@ -18,6 +18,7 @@ fn hello(token: Option<&str>) -> Hello {
         endpoints: vec![],
         prefixes: vec![],
         want_addresses: vec![],
+        roles: Default::default(),
     }
 }
 

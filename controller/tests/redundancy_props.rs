@@ -143,6 +143,9 @@ fn node(id: u32, state: NodeState, prefixes: &[usize]) -> api::Node {
         links_up: 0,
         links_total: 0,
         last_seen_ms: None,
+        public_wifi: false,
+        client_prefixes: Vec::new(),
+        clients: None,
     }
 }
 

@@ -59,6 +59,7 @@ async fn welcome(
         endpoints: vec![],
         prefixes: vec![],
         want_addresses: vec![],
+        roles: Default::default(),
     };
     let (tx, mut rx) = mpsc::channel(64);
     let (_rep_tx, rep_rx) = mpsc::channel(1);

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::segment::Segment;
+
 /// Every endpoint lives under this prefix.
 pub const API_PREFIX: &str = "/api/v1";
 /// The request header carrying the operator token: `Authorization: Bearer <token>`.
@@ -112,6 +114,16 @@ pub struct Node {
     pub links_total: u32,
     /// Last time the node was connected (now, if online); `None` if never.
     pub last_seen_ms: Option<i64>,
+    /// Serves public Wi-Fi clients.
+    #[serde(default)]
+    pub public_wifi: bool,
+    /// A public Wi-Fi node's client /64 and IPv4 subnet.
+    #[serde(default)]
+    pub client_prefixes: Vec<IpNet>,
+    /// Public Wi-Fi clients holding a lease, as the node last reported
+    /// (a count only: no client identifier ever leaves a router).
+    #[serde(default)]
+    pub clients: Option<u32>,
 }
 
 /// `GET /api/v1/nodes/{id}`.
@@ -166,6 +178,8 @@ pub struct Route {
     pub via: Vec<Hop>,
     /// Total metric along the primary path.
     pub metric: Option<u32>,
+    /// The destination's routing domain.
+    pub segment: Segment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +196,21 @@ pub struct Gateway {
     pub online: bool,
     /// The uplink check against the far side; `None` until reported.
     pub uplink_up: Option<bool>,
+}
+
+/// `GET /api/v1/sites`: a standard WireGuard site (a building that cannot
+/// run the agent) joined through a freimesh node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    pub name: String,
+    /// The node the site's tunnel ends on.
+    pub via: u32,
+    pub via_hostname: String,
+    /// The site's WireGuard public key, base64.
+    pub public_key: String,
+    /// The site's overlay address (/32) and its LAN prefixes.
+    pub addresses: Vec<IpNet>,
+    pub prefixes: Vec<IpNet>,
 }
 
 /// `GET /api/v1/tokens`: a join token as stored (its value is never shown

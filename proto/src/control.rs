@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use crate::api::DownCause;
+pub use crate::segment::Segment;
 
 use crate::{NodeId, PublicKeyBytes};
 
@@ -77,6 +78,26 @@ pub enum AgentMsg {
     Events(Vec<LinkEvent>),
     /// Byte counters per link, sent every [`TRAFFIC_INTERVAL_S`] (v3).
     Traffic(Vec<LinkTraffic>),
+    /// A gateway's uplink check (against the far side, not the tunnel)
+    /// changed, and once after every Welcome (v4).
+    Uplink {
+        up: bool,
+    },
+    /// How many public Wi-Fi clients hold a lease on this node: the only
+    /// client information that leaves a router (v4).
+    Clients {
+        count: u32,
+    },
+}
+
+/// What a node is for, besides forwarding (v4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    /// It has an uplink to the internet and offers itself as a gateway.
+    pub gateway: bool,
+    /// It serves public Wi-Fi clients and needs a client /64 and IPv4
+    /// subnet.
+    pub public_wifi: bool,
 }
 
 /// How often an agent reports its per-link byte counters.
@@ -124,6 +145,8 @@ pub struct Hello {
     /// mode); empty = let the controller allocate. Honoured only at
     /// enrolment; each must lie in the mesh pools and be free.
     pub want_addresses: Vec<IpAddr>,
+    /// Gateway, public Wi-Fi (v4).
+    pub roles: Roles,
 }
 
 /// What the agent measured and can reach.
@@ -182,8 +205,13 @@ pub struct Welcome {
     pub node_id: NodeId,
     /// The node's overlay addresses: an IPv6 /128 and an IPv4 /32.
     pub addresses: Vec<IpNet>,
-    /// The mesh's aggregate prefixes (ULA /48, IPv4 pool).
+    /// The mesh's aggregate prefixes (ULA /48, IPv4 pool, public client
+    /// pool): what the kernel sends into the mesh.
     pub mesh_prefixes: Vec<IpNet>,
+    /// A public Wi-Fi node's client prefixes: its /64 and its IPv4 subnet
+    /// (v4); empty for other nodes. They stay the node's for good, so
+    /// clients keep their addresses whichever gateway they use.
+    pub client_prefixes: Vec<IpNet>,
 }
 
 /// A link the node should hold: the neighbour, where to reach it, and the
@@ -193,6 +221,11 @@ pub struct LinkAssignment {
     pub peer: PublicKeyBytes,
     pub endpoint: Option<SocketAddr>,
     pub profile: String,
+    /// Sources the neighbour may send from, when it is a standard
+    /// WireGuard site rather than a freimesh node (v4): its LAN prefixes
+    /// and its overlay address. Empty for freimesh neighbours (they
+    /// forward for others, so any source may come from them).
+    pub allowed_sources: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,11 +235,15 @@ pub enum LinkChange {
 }
 
 /// A route: destination prefix, next hops as neighbour keys, primary first
-/// then the loop-free alternates.
+/// then the loop-free alternates. The receiving node's *own* key in `via`
+/// means "deliver here" (a gateway's default route, before the alternates
+/// toward other gateways that take over when its uplink fails).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub prefix: IpNet,
     pub via: Vec<PublicKeyBytes>,
+    /// The destination's routing domain (v4).
+    pub segment: Segment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

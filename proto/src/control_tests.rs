@@ -14,6 +14,7 @@ fn hello() -> AgentMsg {
         endpoints: vec!["192.0.2.1:51820".parse().expect("addr")],
         prefixes: vec!["10.20.0.0/24".parse().expect("net")],
         want_addresses: vec![],
+        roles: Default::default(),
     })
 }
 
@@ -22,6 +23,7 @@ fn routes() -> ControllerMsg {
         routes: vec![Route {
             prefix: "fd00::1/128".parse().expect("net"),
             via: vec![key(1), key(2)],
+            segment: Segment::Infrastructure,
         }],
         last: true,
     }
@@ -72,6 +74,7 @@ fn large_state_is_chunked_under_the_frame_limit() {
                 0x0a00_0000 + i,
             ))),
             via: vec![key(1), key(2), key(3)],
+            segment: Segment::Intranet,
         })
         .collect();
     let frames = chunked(&many, &|routes, last| ControllerMsg::Routes {

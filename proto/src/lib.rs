@@ -20,14 +20,16 @@
 //! | 1 | 2026-11-22 | node identity (`NodeId`), WireGuard key encoding; in-tunnel mesh messages (`mesh`: link state, withdraw, restore) |
 //! | 2 | 2026-11-22 | control channel (`control`): Noise IK over TCP, Hello/Welcome, full links and routes, deltas, reports, errors, keepalive |
 //! | 3 | 2026-11-23 | agent → controller `Events` (failovers with detection and switch time) and `Traffic` (bytes per link); admin API types (`api`) |
+//! | 4 | 2026-11-23 | gateways and public Wi-Fi: `Hello.roles`, `Welcome.client_prefixes`, `Route.segment` (`segment::Segment`), `LinkAssignment.allowed_sources` (standard WireGuard sites), `Uplink` and `Clients` reports; a node's own key in `Route.via` means "deliver here" |
 
 pub mod api;
 pub mod control;
 mod key;
 pub mod mesh;
+pub mod segment;
 
 pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key};
 
 /// The protocol version this build speaks. Bump it, and add a row to the
 /// changelog in this crate's docs, whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;

@@ -4,7 +4,7 @@
 
 use freimesh_proto::api::{
     Alert, ControllerInfo, CutLink, CutNode, DownCause, Event, EventKind, Hop, Link, LinkTraffic,
-    MeshInfo, Node, NodeDetail, NodeState, Overview, Redundancy, Route, Severity,
+    MeshInfo, Node, NodeDetail, NodeState, Overview, Redundancy, Route, Segment, Severity,
 };
 use ipnet::IpNet;
 
@@ -45,6 +45,9 @@ fn node(id: u32, hostname: &str, state: NodeState, online: bool, links: (u32, u3
         } else {
             Some(NOW_MS - 1_000 * (300 + i64::from(id) * 60))
         },
+        public_wifi: false,
+        client_prefixes: Vec::new(),
+        clients: None,
     }
 }
 
@@ -294,6 +297,7 @@ pub fn detail() -> NodeDetail {
                 destination_hostname: "schule-nord".into(),
                 via: vec![hop(2, "schule-nord"), hop(3, "bibliothek")],
                 metric: Some(5),
+                segment: Segment::Intranet,
             },
             Route {
                 prefix: net("fd00:1::3/128"),
@@ -301,6 +305,7 @@ pub fn detail() -> NodeDetail {
                 destination_hostname: "bibliothek".into(),
                 via: vec![hop(3, "bibliothek"), hop(2, "schule-nord")],
                 metric: Some(43),
+                segment: Segment::Infrastructure,
             },
             Route {
                 prefix: net("10.20.4.0/24"),
@@ -308,6 +313,7 @@ pub fn detail() -> NodeDetail {
                 destination_hostname: "feuerwache".into(),
                 via: vec![hop(4, "feuerwache")],
                 metric: Some(145),
+                segment: Segment::Intranet,
             },
         ],
         traffic: vec![

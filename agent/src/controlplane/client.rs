@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub endpoints: Vec<SocketAddr>,
     /// Prefixes to announce (`node.local_prefixes`); must be approved.
     pub prefixes: Vec<IpNet>,
+    /// Gateway, public Wi-Fi.
+    pub roles: freimesh_proto::control::Roles,
     /// Specific overlay addresses to ask for at enrolment (usually empty).
     pub want_addresses: Vec<IpAddr>,
 }
@@ -281,6 +283,7 @@ impl Client {
             endpoints: self.cfg.endpoints.clone(),
             prefixes: self.cfg.prefixes.clone(),
             want_addresses: self.cfg.want_addresses.clone(),
+            roles: self.cfg.roles,
         });
         send(&mut w, &mut transport, &hello).await?;
 
@@ -413,6 +416,7 @@ mod tests {
             endpoints: Vec::new(),
             prefixes: Vec::new(),
             want_addresses: Vec::new(),
+            roles: Default::default(),
         };
         Client::new(cfg, PrivateKey::generate(), events, upstream)
     }

@@ -57,6 +57,7 @@ impl ClientConfig {
             endpoints,
             prefixes: cfg.local_prefixes.clone(),
             want_addresses: cfg.addresses.iter().map(|a| a.addr()).collect(),
+            roles: freimesh_proto::control::Roles::default(),
         })
     }
 }

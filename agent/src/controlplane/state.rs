@@ -82,12 +82,14 @@ mod tests {
             peer: key(b),
             endpoint: None,
             profile: "default".into(),
+            allowed_sources: Vec::new(),
         };
         let p: IpNet = "10.99.0.2/32".parse().expect("net");
         assert!(s.apply(&ControllerEvent::Links(vec![link(2), link(3)])));
         assert!(s.apply(&ControllerEvent::Routes(vec![Route {
             prefix: p,
-            via: vec![key(2), key(3)]
+            via: vec![key(2), key(3)],
+            segment: freimesh_proto::segment::Segment::Infrastructure,
         }])));
         assert!(
             s.apply(&ControllerEvent::LinksDelta(vec![LinkChange::Remove(key(
@@ -97,7 +99,8 @@ mod tests {
         assert!(s.apply(&ControllerEvent::RoutesDelta(vec![RouteChange::Set(
             Route {
                 prefix: p,
-                via: vec![key(2)]
+                via: vec![key(2)],
+                segment: freimesh_proto::segment::Segment::Infrastructure,
             }
         )])));
         assert_eq!(s.links.keys().copied().collect::<Vec<_>>(), vec![key(2)]);

@@ -272,6 +272,9 @@ mod tests {
             links_up: 1,
             links_total: 1,
             last_seen_ms: online.then_some(1_700_000_000_000),
+            public_wifi: false,
+            client_prefixes: Vec::new(),
+            clients: None,
         }
     }
 

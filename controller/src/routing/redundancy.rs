@@ -399,6 +399,9 @@ mod tests {
             links_up: 0,
             links_total: 0,
             last_seen_ms: None,
+            public_wifi: false,
+            client_prefixes: Vec::new(),
+            clients: None,
         }
     }
 

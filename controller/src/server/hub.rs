@@ -187,6 +187,8 @@ impl Hub {
                     AgentMsg::Ping(_) | AgentMsg::Pong(_) => {}
                     AgentMsg::Events(events) => self.failovers(id, &events),
                     AgentMsg::Traffic(traffic) => self.traffic(id, &traffic),
+                    // Gateways and public Wi-Fi (issue 7) act on these.
+                    AgentMsg::Uplink { .. } | AgentMsg::Clients { .. } => {}
                 }
             }
             ToHub::Gone { session } => {

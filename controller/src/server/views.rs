@@ -72,6 +72,10 @@ impl Hub {
             } else {
                 self.telemetry.last_seen.get(&n.id).copied()
             },
+            // Public Wi-Fi comes with issue 7.
+            public_wifi: false,
+            client_prefixes: Vec::new(),
+            clients: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl Hub {
                     destination_hostname: node.hostname.clone(),
                     via: via.clone(),
                     metric,
+                    segment: self.core.segment_of(&prefix),
                 });
             }
         }

@@ -286,6 +286,7 @@ impl RawAgent {
                 endpoints: vec![],
                 prefixes: vec![],
                 want_addresses: vec![],
+                roles: Default::default(),
             }))
             .await;
         match agent.recv().await {

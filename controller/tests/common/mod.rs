@@ -69,6 +69,7 @@ impl Mesh {
             endpoints: vec!["192.0.2.1:51820".parse().expect("ep")],
             prefixes: vec![],
             want_addresses: vec![],
+            roles: Default::default(),
         };
         let (ev_tx, events) = mpsc::channel(256);
         let (reports, rep_rx) = mpsc::channel(16);

@@ -22,6 +22,9 @@ fn node(id: u32, state: api::NodeState, online: bool, drained: bool) -> api::Nod
         links_up: 0,
         links_total: 0,
         last_seen_ms: None,
+        public_wifi: false,
+        client_prefixes: Vec::new(),
+        clients: None,
     }
 }
 
