@@ -7,10 +7,12 @@
 //! module works with typed, already-checked values.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use freimesh_proto::PublicKeyBytes;
+use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -24,6 +26,16 @@ pub const LOCAL_HOP: &str = "local";
 pub const DEFAULT_MTU: u16 = 1420;
 pub const DEFAULT_TUN_NAME: &str = "fm0";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
+/// 50 ms probes with 3 misses declare an uplink dead within 150–200 ms:
+/// inside the 300 ms client-visible gap the failover target allows.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+pub const DEFAULT_CHECK_MISSES: u32 = 3;
+pub const DEFAULT_DNSMASQ: &str = "dnsmasq";
+/// One hour: clients renew at half of it, so a restarted node hears of
+/// every client within 30 minutes without flooding the air with renewals.
+pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3600);
+/// dnsmasq refuses leases shorter than two minutes.
+const MIN_LEASE_TIME: Duration = Duration::from_secs(120);
 
 /// A configuration problem: which field, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +87,39 @@ pub enum NextHop {
 pub struct RouteConfig {
     pub prefix: IpNet,
     pub via: Vec<NextHop>,
+    /// The destination's routing domain (`segment = "..."`, default
+    /// infrastructure); a controller-less mesh states it per route.
+    pub segment: Segment,
+}
+
+/// The `[gateway]` section: this node has an uplink to the internet and
+/// offers itself as a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// The interface toward the internet.
+    pub uplink: String,
+    /// Far-side addresses probed through the uplink (ICMP echo); the uplink
+    /// is down when none of them answers `check_misses` probes in a row.
+    pub check: Vec<IpAddr>,
+    /// How often each check address is probed (`check_interval_ms`).
+    pub check_interval: Duration,
+    pub check_misses: u32,
+    /// Masquerade public clients' traffic leaving through the uplink.
+    pub nat: bool,
+}
+
+/// The `[public_wifi]` section: this node serves public Wi-Fi clients on
+/// `interface`, with addresses from the client prefixes the controller
+/// assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicWifiConfig {
+    pub interface: String,
+    /// The dnsmasq program (a name looked up in `PATH`, or a path).
+    pub dnsmasq: PathBuf,
+    /// DNS servers handed to clients; empty means the node's own address
+    /// on the client interface (dnsmasq answers there).
+    pub dns: Vec<IpAddr>,
+    pub lease_time: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +179,8 @@ pub struct AgentConfig {
     /// With a controller, `[[link]]`, `[[route]]` and `node.addresses` are
     /// optional: the controller assigns them.
     pub controller: Option<ControllerConfig>,
+    pub gateway: Option<GatewayConfig>,
+    pub public_wifi: Option<PublicWifiConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +196,27 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<RawRoute>,
     controller: Option<RawController>,
+    gateway: Option<RawGateway>,
+    public_wifi: Option<RawPublicWifi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    uplink: String,
+    check: Vec<String>,
+    check_interval_ms: Option<i64>,
+    check_misses: Option<i64>,
+    nat: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublicWifi {
+    interface: String,
+    dnsmasq: Option<String>,
+    dns: Option<Vec<String>>,
+    lease_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +292,7 @@ struct RawLink {
 struct RawRoute {
     prefix: String,
     via: Vec<String>,
+    segment: Option<String>,
 }
 
 fn parse_socket(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -344,14 +413,7 @@ impl AgentConfig {
             .linux
             .tun_name
             .unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned());
-        if tun_name.is_empty() || tun_name.len() > 15 || tun_name.contains(['/', ' ']) {
-            return Err(field_err(
-                "linux.tun_name",
-                format!(
-                    "{tun_name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"
-                ),
-            ));
-        }
+        check_ifname("linux.tun_name", &tun_name)?;
         let kernel_routes = match raw.linux.kernel_routes {
             Some(list) => list
                 .iter()
@@ -394,6 +456,54 @@ impl AgentConfig {
             tcp_exposes,
         };
 
+        let gateway = raw.gateway.map(check_gateway).transpose()?;
+        let public_wifi = raw.public_wifi.map(check_public_wifi).transpose()?;
+        if backend != Backend::Linux {
+            let section = match (&gateway, &public_wifi) {
+                (Some(_), _) => Some("gateway"),
+                (None, Some(_)) => Some("public_wifi"),
+                (None, None) => None,
+            };
+            if let Some(section) = section {
+                return Err(field_err(
+                    section,
+                    "needs the linux backend (NAT, policy routing and DHCP are kernel features); remove node.backend = \"userspace\"",
+                ));
+            }
+        }
+        if let Some(wifi) = &public_wifi {
+            if controller.is_none() {
+                return Err(field_err(
+                    "public_wifi",
+                    "needs a [controller] section: the client prefixes come from the controller",
+                ));
+            }
+            if wifi.interface == linux.tun_name {
+                return Err(field_err(
+                    "public_wifi.interface",
+                    format!(
+                        "{:?} is the mesh TUN device (linux.tun_name)",
+                        wifi.interface
+                    ),
+                ));
+            }
+            if gateway.as_ref().is_some_and(|g| g.uplink == wifi.interface) {
+                return Err(field_err(
+                    "public_wifi.interface",
+                    format!("{:?} is also gateway.uplink", wifi.interface),
+                ));
+            }
+        }
+        if gateway.as_ref().is_some_and(|g| g.uplink == linux.tun_name) {
+            return Err(field_err(
+                "gateway.uplink",
+                format!(
+                    "{:?} is the mesh TUN device (linux.tun_name)",
+                    linux.tun_name
+                ),
+            ));
+        }
+
         Ok(Self {
             name: node.name.unwrap_or_else(|| "freimesh".to_owned()),
             private_key_file: PathBuf::from(node.private_key_file),
@@ -411,6 +521,8 @@ impl AgentConfig {
             links,
             routes,
             controller,
+            gateway,
+            public_wifi,
         })
     }
 
@@ -422,6 +534,149 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        return Err(field_err(
+            field,
+            format!("{name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        field_err(
+            field,
+            format!("{text:?} is not an IP address (e.g. 192.0.2.1 or 2001:db8::1)"),
+        )
+    })
+}
+
+fn parse_segment(field: &str, text: &str) -> Result<Segment, ConfigError> {
+    Segment::ALL
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = Segment::ALL.iter().map(|s| s.as_str()).collect();
+            field_err(
+                field,
+                format!("unknown segment {text:?}; known: {}", known.join(", ")),
+            )
+        })
+}
+
+/// A dnsmasq-style duration: a number of seconds, or a number followed by
+/// `s`, `m`, `h`, `d` or `w`.
+fn parse_lease_time(field: &str, text: &str) -> Result<Duration, ConfigError> {
+    let bad = || {
+        field_err(
+            field,
+            format!("{text:?} is not a lease time (e.g. \"1h\", \"30m\", \"86400\")"),
+        )
+    };
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let factor: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return Err(bad()),
+    };
+    let count: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = count.checked_mul(factor).ok_or_else(bad)?;
+    let lease = Duration::from_secs(secs);
+    if lease < MIN_LEASE_TIME {
+        return Err(field_err(
+            field,
+            format!("{text:?} is shorter than dnsmasq's minimum of 2 minutes"),
+        ));
+    }
+    Ok(lease)
+}
+
+fn check_gateway(raw: RawGateway) -> Result<GatewayConfig, ConfigError> {
+    check_ifname("gateway.uplink", &raw.uplink)?;
+    if raw.check.is_empty() {
+        return Err(field_err(
+            "gateway.check",
+            "needs at least one far-side address to probe through the uplink",
+        ));
+    }
+    let mut check: Vec<IpAddr> = Vec::new();
+    for (i, text) in raw.check.iter().enumerate() {
+        let field = format!("gateway.check[{i}]");
+        let addr = parse_ip(&field, text)?;
+        if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() {
+            return Err(field_err(
+                field,
+                format!("{addr} cannot be probed through an uplink"),
+            ));
+        }
+        if check.contains(&addr) {
+            return Err(field_err(field, format!("{addr} is listed twice")));
+        }
+        check.push(addr);
+    }
+    let check_interval = match raw.check_interval_ms {
+        None => DEFAULT_CHECK_INTERVAL,
+        Some(ms) => u64::try_from(ms)
+            .ok()
+            .filter(|ms| (10..=60_000).contains(ms))
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                field_err(
+                    "gateway.check_interval_ms",
+                    format!("{ms} is outside 10..=60000 milliseconds"),
+                )
+            })?,
+    };
+    let check_misses = match raw.check_misses {
+        None => DEFAULT_CHECK_MISSES,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| field_err("gateway.check_misses", format!("{n} is outside 1..=100")))?,
+    };
+    Ok(GatewayConfig {
+        uplink: raw.uplink,
+        check,
+        check_interval,
+        check_misses,
+        nat: raw.nat.unwrap_or(true),
+    })
+}
+
+fn check_public_wifi(raw: RawPublicWifi) -> Result<PublicWifiConfig, ConfigError> {
+    check_ifname("public_wifi.interface", &raw.interface)?;
+    let dnsmasq = raw.dnsmasq.unwrap_or_else(|| DEFAULT_DNSMASQ.to_owned());
+    if dnsmasq.trim().is_empty() {
+        return Err(field_err("public_wifi.dnsmasq", "must name a program"));
+    }
+    let dns = raw
+        .dns
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| parse_ip(&format!("public_wifi.dns[{i}]"), t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lease_time = match raw.lease_time {
+        None => DEFAULT_LEASE_TIME,
+        Some(text) => parse_lease_time("public_wifi.lease_time", &text)?,
+    };
+    Ok(PublicWifiConfig {
+        interface: raw.interface,
+        dnsmasq: PathBuf::from(dnsmasq),
+        dns,
+        lease_time,
+    })
 }
 
 fn check_controller(raw: RawController) -> Result<ControllerConfig, ConfigError> {
@@ -548,21 +803,34 @@ fn check_routes(raw: Vec<RawRoute>, links: &[LinkConfig]) -> Result<Vec<RouteCon
             if via.contains(&next) {
                 return Err(field_err(field, format!("{hop:?} is listed twice")));
             }
-            if route.via.len() > 1 && next == NextHop::Local {
+            // A default route delivered here leaves through the uplink,
+            // which can fail: then the alternates after it carry the
+            // traffic. Any other "local" is always up.
+            let gateway_default = prefix.prefix_len() == 0 && j == 0;
+            if route.via.len() > 1 && next == NextHop::Local && !gateway_default {
                 return Err(field_err(
                     field,
-                    "\"local\" is always up, so it must be the only next hop",
+                    "\"local\" is always up, so it must be the only next hop (or the first of a default route, on a gateway)",
                 ));
             }
             via.push(next);
         }
-        routes.push(RouteConfig { prefix, via });
+        let segment = match &route.segment {
+            Some(text) => parse_segment(&format!("route[{i}].segment"), text)?,
+            None => Segment::Infrastructure,
+        };
+        routes.push(RouteConfig {
+            prefix,
+            via,
+            segment,
+        });
     }
     Ok(routes)
 }
 
 /// By default the kernel sends into the TUN every prefix the mesh routes,
-/// except the node's own addresses and what lies behind it locally.
+/// except the node's own addresses, what lies behind it locally and what
+/// it delivers itself.
 fn default_kernel_routes(
     routes: &[RouteConfig],
     addresses: &[IpNet],
@@ -570,7 +838,9 @@ fn default_kernel_routes(
 ) -> Vec<IpNet> {
     let mut out: Vec<IpNet> = routes
         .iter()
-        .filter(|r| r.via != [NextHop::Local])
+        // A gateway's default route (`local` first) leaves through its
+        // uplink, not through the TUN device.
+        .filter(|r| r.via.first() != Some(&NextHop::Local))
         .map(|r| r.prefix)
         .filter(|p| !local.contains(p) && !addresses.iter().any(|a| IpNet::from(a.addr()) == *p))
         .collect();

@@ -198,3 +198,182 @@ fn controller_errors_name_the_field() {
         .to_owned();
     assert!(error_of(&no_addresses).starts_with("node.addresses:"));
 }
+
+const CONTROLLER: &str = r#"
+[controller]
+endpoint = "192.0.2.10:7700"
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+"#;
+
+fn node_with(extra: &str) -> String {
+    format!(
+        r#"
+[node]
+private_key_file = "/k"
+listen = "0.0.0.0:51820"
+addresses = ["10.99.0.1/32"]
+{extra}
+"#
+    )
+}
+
+#[test]
+fn gateway_and_public_wifi_sections_parse_with_defaults() {
+    let text = node_with(&format!(
+        r#"{CONTROLLER}
+[gateway]
+uplink = "wan"
+check = ["192.0.2.53", "2001:db8::53"]
+
+[public_wifi]
+interface = "br-client"
+"#
+    ));
+    let config = AgentConfig::from_toml(&text).expect("valid");
+    let gw = config.gateway.expect("gateway");
+    assert_eq!(gw.uplink, "wan");
+    assert_eq!(gw.check.len(), 2);
+    assert_eq!(gw.check_interval, Duration::from_millis(50));
+    assert_eq!(gw.check_misses, 3);
+    assert!(gw.nat);
+    let wifi = config.public_wifi.expect("public wifi");
+    assert_eq!(wifi.interface, "br-client");
+    assert_eq!(wifi.dnsmasq, PathBuf::from("dnsmasq"));
+    assert!(
+        wifi.dns.is_empty(),
+        "default: the node's own client address"
+    );
+    assert_eq!(wifi.lease_time, Duration::from_secs(3600));
+}
+
+#[test]
+fn gateway_and_public_wifi_take_explicit_values() {
+    let text = node_with(&format!(
+        r#"{CONTROLLER}
+[gateway]
+uplink = "eth1"
+check = ["198.51.100.1"]
+check_interval_ms = 20
+check_misses = 5
+nat = false
+
+[public_wifi]
+interface = "wlan0"
+dnsmasq = "/usr/sbin/dnsmasq"
+dns = ["9.9.9.9", "2620:fe::fe"]
+lease_time = "30m"
+"#
+    ));
+    let config = AgentConfig::from_toml(&text).expect("valid");
+    let gw = config.gateway.expect("gateway");
+    assert_eq!(gw.check_interval, Duration::from_millis(20));
+    assert_eq!((gw.check_misses, gw.nat), (5, false));
+    let wifi = config.public_wifi.expect("public wifi");
+    assert_eq!(wifi.dns.len(), 2);
+    assert_eq!(wifi.lease_time, Duration::from_secs(1800));
+    assert_eq!(wifi.dnsmasq, PathBuf::from("/usr/sbin/dnsmasq"));
+}
+
+#[test]
+fn bad_gateway_and_public_wifi_values_name_the_field() {
+    let gw = |body: &str| error_of(&node_with(&format!("[gateway]\n{body}")));
+    assert!(gw("uplink = \"wan\"\ncheck = []").contains("gateway.check:"));
+    assert!(gw("uplink = \"wan\"\ncheck = [\"nope\"]").contains("gateway.check[0]"));
+    assert!(gw("uplink = \"wan\"\ncheck = [\"127.0.0.1\"]").contains("gateway.check[0]"));
+    assert!(
+        gw("uplink = \"wan\"\ncheck = [\"192.0.2.1\", \"192.0.2.1\"]").contains("listed twice")
+    );
+    assert!(
+        gw("uplink = \"wan\"\ncheck = [\"192.0.2.1\"]\ncheck_interval_ms = 0")
+            .contains("gateway.check_interval_ms")
+    );
+    assert!(
+        gw("uplink = \"wan\"\ncheck = [\"192.0.2.1\"]\ncheck_misses = -1")
+            .contains("gateway.check_misses")
+    );
+    assert!(gw("uplink = \"a/b\"\ncheck = [\"192.0.2.1\"]").contains("gateway.uplink"));
+    assert!(gw("uplink = \"fm0\"\ncheck = [\"192.0.2.1\"]").contains("mesh TUN"));
+    assert!(gw("check = [\"192.0.2.1\"]").contains("uplink"));
+
+    let wifi = |body: &str| error_of(&node_with(&format!("{CONTROLLER}\n[public_wifi]\n{body}")));
+    assert!(wifi("interface = \"wlan0\"\nlease_time = \"1x\"").contains("public_wifi.lease_time"));
+    assert!(wifi("interface = \"wlan0\"\nlease_time = \"60\"").contains("2 minutes"));
+    assert!(wifi("interface = \"wlan0\"\ndns = [\"dns.example\"]").contains("public_wifi.dns[0]"));
+    assert!(wifi("interface = \"\"").contains("public_wifi.interface"));
+    assert!(wifi("interface = \"wlan0\"\ndnsmasq = \" \"").contains("public_wifi.dnsmasq"));
+}
+
+#[test]
+fn public_wifi_needs_a_controller_and_both_need_linux() {
+    let no_controller = error_of(&node_with("[public_wifi]\ninterface = \"wlan0\""));
+    assert!(no_controller.starts_with("public_wifi:"), "{no_controller}");
+    let userspace = error_of(
+        r#"
+[node]
+private_key_file = "/k"
+listen = "0.0.0.0:51820"
+addresses = ["10.99.0.1/32"]
+backend = "userspace"
+
+[gateway]
+uplink = "wan"
+check = ["192.0.2.1"]
+"#,
+    );
+    assert!(
+        userspace.starts_with("gateway:") && userspace.contains("linux"),
+        "{userspace}"
+    );
+    let same = error_of(&node_with(&format!(
+        "{CONTROLLER}\n[gateway]\nuplink = \"wan\"\ncheck = [\"192.0.2.1\"]\n[public_wifi]\ninterface = \"wan\""
+    )));
+    assert!(same.contains("gateway.uplink"), "{same}");
+}
+
+#[test]
+fn routes_carry_a_segment_and_gateways_may_list_alternates_after_local() {
+    let text = format!(
+        r#"{}
+[[route]]
+prefix = "10.20.0.0/24"
+via = ["schule"]
+segment = "intranet"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = ["local", "bibliothek"]
+segment = "internet"
+"#,
+        sample()
+    );
+    let config = AgentConfig::from_toml(&text).expect("valid");
+    assert_eq!(config.routes[0].segment, Segment::Infrastructure, "default");
+    assert_eq!(config.routes[2].segment, Segment::Intranet);
+    assert_eq!(
+        config.routes[3].via,
+        vec![NextHop::Local, NextHop::Link("bibliothek".into())]
+    );
+    assert!(
+        !config
+            .linux
+            .kernel_routes
+            .contains(&"0.0.0.0/0".parse().expect("net")),
+        "a gateway's own default route does not go into the TUN"
+    );
+    let bad = error_of(&format!(
+        "{}\n[[route]]\nprefix = \"10.20.0.0/24\"\nvia = [\"schule\"]\nsegment = \"dmz\"\n",
+        sample()
+    ));
+    assert!(
+        bad.contains("route[2].segment") && bad.contains("unknown segment"),
+        "{bad}"
+    );
+    let local_not_first = error_of(&format!(
+        "{}\n[[route]]\nprefix = \"10.20.0.0/24\"\nvia = [\"local\", \"schule\"]\n",
+        sample()
+    ));
+    assert!(
+        local_not_first.contains("route[2].via[0]"),
+        "{local_not_first}"
+    );
+}

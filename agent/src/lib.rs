@@ -15,6 +15,8 @@
 //!   of two backends:
 //!   [`linux`] (a TUN device configured over netlink) or [`userspace`] (a
 //!   smoltcp stack inside the agent, no privileges needed).
+//! * [`gateway`] and [`publicwifi`] are the Linux side of gateways (uplink
+//!   checker, NAT) and public Wi-Fi nodes (client interface, dnsmasq).
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]
 //!   serves `freimesh-agent status` over a local socket.
 
@@ -23,7 +25,9 @@ pub mod config;
 pub mod control;
 pub mod controlplane;
 pub mod core;
+pub mod gateway;
 pub mod identity;
 pub mod linux;
+pub mod publicwifi;
 pub mod run;
 pub mod userspace;

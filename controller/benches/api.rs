@@ -32,7 +32,13 @@ fn seed(db: &std::path::Path) -> String {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(&i.to_be_bytes());
         let rec = store
-            .add_pending(PublicKeyBytes(key), &format!("node-{i:04}"), &[], 0)
+            .add_pending(
+                PublicKeyBytes(key),
+                &format!("node-{i:04}"),
+                &[],
+                Default::default(),
+                0,
+            )
             .expect("pending");
         store.approve(rec.id).expect("approve");
     }

@@ -13,7 +13,11 @@ use freimesh_proto::control::generate_keypair;
 use freimesh_proto::{PublicKeyBytes, decode_key, encode_key};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::store::{MeshSettings, NodeRecord, OperatorRecord, Store, StoreError};
+use crate::export::wgquick::{self, EndpointText, SiteConfig};
+use crate::store::{
+    DEFAULT_CLIENT_SUBNET_LEN, MeshSettings, NodeRecord, NodeState, OperatorRecord, SiteKey,
+    SiteRecord, Store, StoreError,
+};
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,17 @@ pub enum AdminError {
     Keygen(String),
     #[error("{0:?} is not a duration (e.g. 30m, 24h, 7d)")]
     Duration(String),
+    #[error("site {site:?}: its via node {via} announced no endpoint; pass --endpoint HOST:PORT")]
+    NoEndpoint { site: String, via: u32 },
+}
+
+/// The public Wi-Fi client pool chosen at `init` (or later with `pool
+/// clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPool {
+    pub ipv4: Ipv4Net,
+    /// Each public node's IPv4 subnet length.
+    pub subnet_len: u8,
 }
 
 /// The controller's private key lives next to the database: `mesh.db` →
@@ -63,6 +78,17 @@ pub fn init(
     ipv4: Ipv4Net,
     approval: bool,
 ) -> Result<PublicKeyBytes, AdminError> {
+    init_with_clients(db, ula, ipv4, approval, None)
+}
+
+/// [`init`] with a public Wi-Fi client pool.
+pub fn init_with_clients(
+    db: &Path,
+    ula: Ipv6Net,
+    ipv4: Ipv4Net,
+    approval: bool,
+    clients: Option<ClientPool>,
+) -> Result<PublicKeyBytes, AdminError> {
     let mut store = Store::open(db)?;
     if store.settings().is_ok() {
         return Err(StoreError::AlreadyInitialised.into());
@@ -74,6 +100,8 @@ pub fn init(
         ipv4,
         approval,
         controller_public_key: public,
+        clients_ipv4: clients.map(|c| c.ipv4),
+        client_subnet_len: clients.map_or(DEFAULT_CLIENT_SUBNET_LEN, |c| c.subnet_len),
     };
     // Check the settings before leaving a key file behind.
     store.init(&settings)?;
@@ -160,6 +188,105 @@ pub fn prefix_approve(db: &Path, id: u32, prefix: IpNet) -> Result<(), AdminErro
     Ok(Store::open(db)?.approve_prefix(id, prefix)?)
 }
 
+/// Sets the client pool of a mesh initialised without one (`pool clients`).
+pub fn pool_clients(db: &Path, pool: ClientPool) -> Result<(), AdminError> {
+    Ok(Store::open(db)?.set_client_pool(pool.ipv4, pool.subnet_len)?)
+}
+
+/// Adds a standard WireGuard site behind node `via`. Without `public_key`
+/// the controller generates the site's keypair and keeps the private key
+/// for `site export`.
+pub fn site_add(
+    db: &Path,
+    name: &str,
+    via: u32,
+    prefixes: &[IpNet],
+    public_key: Option<PublicKeyBytes>,
+) -> Result<SiteRecord, AdminError> {
+    let mut store = Store::open(db)?;
+    let key = match public_key {
+        Some(public) => SiteKey {
+            public,
+            private: None,
+        },
+        None => {
+            let (private, public) =
+                generate_keypair().map_err(|e| AdminError::Keygen(e.to_string()))?;
+            SiteKey {
+                public,
+                private: Some(encode_key(&private)),
+            }
+        }
+    };
+    Ok(store.add_site(name, via, prefixes, &key, unix_now())?)
+}
+
+pub fn site_list(db: &Path) -> Result<Vec<SiteRecord>, AdminError> {
+    Ok(Store::open(db)?.sites()?)
+}
+
+pub fn site_remove(db: &Path, name: &str) -> Result<(), AdminError> {
+    Ok(Store::open(db)?.remove_site(name)?)
+}
+
+/// The wg-quick config of site `name`; `endpoint` overrides the via node's
+/// first announced endpoint (and is required if it announced none).
+pub fn site_export(db: &Path, name: &str, endpoint: Option<&str>) -> Result<String, AdminError> {
+    let store = Store::open(db)?;
+    let settings = store.settings()?;
+    let site = store.site(name)?;
+    let via = store.node(site.via)?;
+    let endpoint = match (endpoint, via.endpoints.first()) {
+        (Some(text), _) => EndpointText::Given(text),
+        (None, Some(addr)) => EndpointText::Announced(*addr),
+        (None, None) => {
+            return Err(AdminError::NoEndpoint {
+                site: site.name.clone(),
+                via: site.via,
+            });
+        }
+    };
+    let active: Vec<u32> = store
+        .nodes()?
+        .iter()
+        .filter(|n| n.state == NodeState::Active)
+        .map(|n| n.id)
+        .collect();
+    let mut allowed_ips = vec![IpNet::V4(settings.ipv4)];
+    allowed_ips.extend(
+        store
+            .prefixes()?
+            .into_iter()
+            .filter(|(node, _)| active.contains(node))
+            .map(|(_, p)| p),
+    );
+    for other in store.sites()?.iter().filter(|s| s.name != site.name) {
+        allowed_ips.extend(other.prefixes.iter().copied());
+    }
+    Ok(wgquick::render(&SiteConfig {
+        name: &site.name,
+        private_key: site.private_key.as_deref(),
+        address: site.address,
+        via_hostname: &via.hostname,
+        via_key: via.public_key,
+        endpoint,
+        allowed_ips,
+    }))
+}
+
+/// One line per site for `site list`.
+pub fn format_site(s: &SiteRecord) -> String {
+    let prefixes: Vec<String> = s.prefixes.iter().map(ToString::to_string).collect();
+    format!(
+        "{:<20} via {:>5}  {}  {}  {}",
+        s.name,
+        s.via,
+        s.public_key,
+        s.address,
+        prefixes.join(" ")
+    )
+}
+
 /// Adds an operator of the admin API; returns its token, which is stored
 /// only hashed and never shown again.
 pub fn operator_add(db: &Path, name: &str) -> Result<String, AdminError> {
@@ -193,5 +320,20 @@ pub fn format_node(n: &NodeRecord) -> String {
             addrs.join(" ")
         },
         if n.drained { "  drained" } else { "" }
-    )
+    ) + &roles_suffix(n)
+}
+
+fn roles_suffix(n: &NodeRecord) -> String {
+    let mut out = String::new();
+    if n.gateway {
+        out.push_str("  gateway");
+    }
+    if n.public_wifi {
+        out.push_str("  public-wifi");
+        for p in &n.client_prefixes {
+            out.push(' ');
+            out.push_str(&p.to_string());
+        }
+    }
+    out
 }

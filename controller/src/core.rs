@@ -18,10 +18,16 @@
 //!    the admin API committed a drain or a revocation:
 //!    [`Controller::set_drained`] / [`Controller::revoke`], which touch only
 //!    the nodes concerned.
-//! 5. After each step, drain [`Controller::poll_transmit`] until `None`.
+//! 5. A gateway's uplink report: [`Controller::handle_uplink`]. Sites
+//!    from the store: [`Controller::load_sites`] (at start and whenever
+//!    the registry changed).
+//! 6. After each step, drain [`Controller::poll_transmit`] until `None`.
 //!
 //! Node ids from the store are used as router indices directly: they are
-//! dense (SQLite's rowids count up from 1) and never reused.
+//! dense (SQLite's rowids count up from 1) and never reused; index 0 is
+//! the internet (`plan.rs`).
+
+mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -35,7 +41,9 @@ use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
 use crate::routing::{LinkCost, Router, metric_of};
-use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState};
+use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
+
+pub use plan::{Hop, INTERNET, Planned, SITE_PROFILE, UPLINK_METRIC, default_routes};
 
 /// The metric of a link nobody has measured yet: a 10 ms round trip, so a
 /// measured fast link wins over it but it still carries traffic.
@@ -63,7 +71,7 @@ pub enum KeyStatus {
 #[derive(Debug, Default)]
 struct Sent {
     links: BTreeMap<PublicKeyBytes, LinkAssignment>,
-    routes: BTreeMap<IpNet, Vec<PublicKeyBytes>>,
+    routes: BTreeMap<IpNet, (Vec<PublicKeyBytes>, Segment)>,
 }
 
 /// The decision core; see the module docs for the calling contract.
@@ -77,20 +85,13 @@ pub struct Controller {
     /// Where `from` reported it reaches `to`: `(from, to) -> endpoint`.
     seen: BTreeMap<(u32, u32), SocketAddr>,
     router: Router,
+    /// Standard WireGuard sites by name, and their overlay addresses.
+    sites: BTreeMap<String, SiteRecord>,
+    site_addresses: BTreeSet<IpNet>,
+    /// Gateways' last uplink reports (absent = not reported = up).
+    uplinks: BTreeMap<u32, bool>,
     sessions: BTreeMap<u32, Sent>,
     outbox: VecDeque<(u32, Outgoing)>,
-}
-
-fn segment_in(settings: &MeshSettings, prefix: &IpNet) -> Segment {
-    let in_pool = match prefix {
-        IpNet::V6(p) => settings.ula.contains(p),
-        IpNet::V4(p) => settings.ipv4.contains(p),
-    };
-    if in_pool {
-        Segment::Infrastructure
-    } else {
-        Segment::Intranet
-    }
 }
 
 fn cost(l: &LinkRecord) -> LinkCost {
@@ -116,6 +117,9 @@ impl Controller {
             links: BTreeMap::new(),
             seen: BTreeMap::new(),
             router: Router::new(),
+            sites: BTreeMap::new(),
+            site_addresses: BTreeSet::new(),
+            uplinks: BTreeMap::new(),
             sessions: BTreeMap::new(),
             outbox: VecDeque::new(),
         };
@@ -167,6 +171,10 @@ impl Controller {
             }
         }
         self.links = new_links;
+        let ids: Vec<u32> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.sync_uplink(id);
+        }
     }
 
     fn set_router_link(&mut self, l: &LinkRecord) {
@@ -218,15 +226,80 @@ impl Controller {
         if rec.state == NodeState::Active && !was_active {
             self.router.add_node(id);
         }
+        let changed_routes = self.nodes.get(&id).is_none_or(|old| {
+            old.public_wifi != rec.public_wifi || old.client_prefixes != rec.client_prefixes
+        });
         self.by_key.insert(rec.public_key, id);
         self.nodes.insert(id, rec);
         if !prefixes.is_empty() {
             self.prefixes.insert(id, prefixes);
         }
+        self.sync_uplink(id);
         // Its neighbours hold its endpoint in their link assignments.
         let mut touched: BTreeSet<u32> = self.neighbours(id).collect();
-        touched.extend(self.router.update().into_keys());
+        if changed_routes {
+            // Its client prefixes appear or go on every node.
+            touched.extend(self.sessions.keys().copied());
+        }
+        self.update_and_sync(touched);
+    }
+
+    /// Runs the router's update and syncs `touched` plus every node whose
+    /// routes it changed. Gateways' own default routes depend on their
+    /// neighbours' distances, which change without a delta at the gateway,
+    /// so gateways are rechecked whenever anything moved (only differences
+    /// go out).
+    fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
+        let deltas = self.router.update();
+        if !deltas.is_empty() {
+            touched.extend(
+                self.nodes
+                    .keys()
+                    .copied()
+                    .filter(|id| self.uplink_wanted(*id)),
+            );
+        }
+        touched.extend(deltas.into_keys());
+        touched.remove(&INTERNET);
         self.sync(&touched);
+    }
+
+    /// Gateway `id` reported its uplink (checked against the far side).
+    /// Returns whether that changed what the controller believed (unknown
+    /// counts as up); default routes move at once if it did.
+    pub fn handle_uplink(&mut self, id: u32, up: bool) -> bool {
+        let before = self.uplinks.get(&id).copied().unwrap_or(true);
+        self.uplinks.insert(id, up);
+        if before == up {
+            return false;
+        }
+        self.sync_uplink(id);
+        self.update_and_sync(BTreeSet::from([id]));
+        true
+    }
+
+    /// The gateway's last uplink report, `None` until it sent one.
+    pub fn uplink(&self, id: u32) -> Option<bool> {
+        self.uplinks.get(&id).copied()
+    }
+
+    /// Replaces the sites (from the store); the nodes they concern get
+    /// their links and everyone the routes.
+    pub fn load_sites(&mut self, sites: Vec<SiteRecord>) {
+        let sites: BTreeMap<String, SiteRecord> =
+            sites.into_iter().map(|s| (s.name.clone(), s)).collect();
+        if sites == self.sites {
+            return;
+        }
+        self.site_addresses = sites.values().map(|s| s.address).collect();
+        self.sites = sites;
+        let all = self.sessions.keys().copied().collect();
+        self.sync(&all);
+    }
+
+    /// The sites, by name.
+    pub fn sites(&self) -> &BTreeMap<String, SiteRecord> {
+        &self.sites
     }
 
     fn neighbours(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
@@ -239,13 +312,6 @@ impl Controller {
             })
     }
 
-    /// The routing domain of a prefix the controller routes: the mesh
-    /// pools hold the routers' own addresses, every other routed prefix is
-    /// an approved building LAN.
-    pub fn segment_of(&self, prefix: &IpNet) -> Segment {
-        segment_in(&self.settings, prefix)
-    }
-
     /// A welcomed node connected: queue Welcome, then full links and routes.
     pub fn handle_connect(&mut self, id: u32) {
         let Some(node) = self.nodes.get(&id) else {
@@ -255,7 +321,11 @@ impl Controller {
             node_id: NodeId::of(&node.public_key),
             addresses: node.addresses.clone(),
             mesh_prefixes: self.settings.mesh_prefixes(),
-            client_prefixes: Vec::new(),
+            client_prefixes: if node.public_wifi {
+                node.client_prefixes.clone()
+            } else {
+                Vec::new()
+            },
         });
         let sent = Sent {
             links: self.desired_links(id),
@@ -270,10 +340,10 @@ impl Controller {
         let routes = sent
             .routes
             .iter()
-            .map(|(prefix, via)| Route {
+            .map(|(prefix, (via, segment))| Route {
                 prefix: *prefix,
                 via: via.clone(),
-                segment: self.segment_of(prefix),
+                segment: *segment,
             })
             .collect();
         self.push(
@@ -357,8 +427,7 @@ impl Controller {
             touched.insert(l.a);
             touched.insert(l.b);
         }
-        touched.extend(self.router.update().into_keys());
-        self.sync(&touched);
+        self.update_and_sync(touched);
     }
 
     /// The registry changed under us (CLI: revoke, approve, prefixes, drain).
@@ -396,8 +465,7 @@ impl Controller {
         if node.state == NodeState::Active {
             self.router.set_drained(id, drained);
         }
-        let touched = self.router.update().into_keys().collect();
-        self.sync(&touched);
+        self.update_and_sync(BTreeSet::new());
     }
 
     /// The operator revoked node `id` (the shell committed it and deleted
@@ -415,7 +483,17 @@ impl Controller {
         if was_active {
             self.router.remove_node(id);
         }
-        touched.extend(self.router.update().into_keys());
+        let deltas = self.router.update();
+        if !deltas.is_empty() {
+            touched.extend(
+                self.nodes
+                    .keys()
+                    .copied()
+                    .filter(|n| self.uplink_wanted(*n)),
+            );
+        }
+        touched.extend(deltas.into_keys());
+        touched.remove(&INTERNET);
         touched.remove(&id);
         if self.sessions.remove(&id).is_some() {
             self.push_error(
@@ -459,6 +537,7 @@ impl Controller {
         }
         self.router
             .routes(id)
+            .filter(|(dst, _)| *dst != INTERNET)
             .map(|(dst, hops)| {
                 let via = std::iter::once(hops.primary)
                     .chain(hops.alternates.iter().copied())
@@ -497,63 +576,6 @@ impl Controller {
         self.nodes.get(&id).map(|n| n.public_key)
     }
 
-    fn desired_links(&self, id: u32) -> BTreeMap<PublicKeyBytes, LinkAssignment> {
-        let mut out = BTreeMap::new();
-        for (a, b) in self.links.keys() {
-            let peer = match (*a == id, *b == id) {
-                (true, _) => *b,
-                (_, true) => *a,
-                _ => continue,
-            };
-            let Some(node) = self.nodes.get(&peer) else {
-                continue;
-            };
-            let endpoint = self
-                .seen
-                .get(&(id, peer))
-                .or_else(|| node.endpoints.first())
-                .copied();
-            out.insert(
-                node.public_key,
-                LinkAssignment {
-                    peer: node.public_key,
-                    endpoint,
-                    profile: DEFAULT_PROFILE.to_owned(),
-                    allowed_sources: Vec::new(),
-                },
-            );
-        }
-        out
-    }
-
-    fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, Vec<PublicKeyBytes>> {
-        let mut out = BTreeMap::new();
-        if self
-            .nodes
-            .get(&id)
-            .is_none_or(|n| n.state != NodeState::Active)
-        {
-            return out;
-        }
-        for (dst, hops) in self.router.routes(id) {
-            let Some(node) = self.nodes.get(&dst) else {
-                continue;
-            };
-            let via: Vec<PublicKeyBytes> = std::iter::once(hops.primary)
-                .chain(hops.alternates.iter().copied())
-                .filter_map(|n| self.key_of(n))
-                .collect();
-            if via.is_empty() {
-                continue;
-            }
-            let extra = self.prefixes.get(&dst).map(Vec::as_slice).unwrap_or(&[]);
-            for prefix in node.addresses.iter().chain(extra) {
-                out.insert(*prefix, via.clone());
-            }
-        }
-        out
-    }
-
     /// Diffs what `ids` should have against what they were sent; queues
     /// LinksDelta (additions), RoutesDelta, LinksDelta (removals), so that a
     /// node never holds a route over a link it no longer has.
@@ -588,11 +610,11 @@ impl Controller {
                 routes
                     .iter()
                     .filter(|(p, v)| sent.routes.get(*p) != Some(*v))
-                    .map(|(p, v)| {
+                    .map(|(p, (via, segment))| {
                         RouteChange::Set(Route {
                             prefix: *p,
-                            via: v.clone(),
-                            segment: segment_in(&self.settings, p),
+                            via: via.clone(),
+                            segment: *segment,
                         })
                     }),
             );
@@ -620,3 +642,6 @@ impl Controller {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod gateway_tests;

@@ -8,6 +8,8 @@ fn settings() -> MeshSettings {
         ipv4: "10.99.0.0/16".parse().expect("v4"),
         approval: false,
         controller_public_key: PublicKeyBytes([9; 32]),
+        clients_ipv4: Some("10.100.0.0/16".parse().expect("clients")),
+        client_subnet_len: 24,
     }
 }
 
@@ -24,6 +26,9 @@ fn node(id: u32, state: NodeState) -> NodeRecord {
         state,
         drained: false,
         endpoints: vec![format!("192.0.2.{id}:51820").parse().expect("ep")],
+        gateway: false,
+        public_wifi: false,
+        client_prefixes: vec![],
     }
 }
 
@@ -105,7 +110,7 @@ fn candidates_become_links_on_both_ends_and_routes_follow() {
     assert!(to(3).iter().any(|m| matches!(m, ControllerMsg::LinksDelta(c) if c.iter().any(|l| matches!(l, LinkChange::Add(a) if a.peer == key(2) && a.endpoint == Some("192.0.2.2:51820".parse().expect("ep")))))));
     // Node 1 reaches 3's approved prefix through 2.
     let prefix: IpNet = "10.20.0.0/24".parse().expect("net");
-    assert!(to(1).iter().any(|m| matches!(m, ControllerMsg::RoutesDelta(c) if c.contains(&RouteChange::Set(Route { prefix, via: vec![key(2)], segment: Segment::Infrastructure })))));
+    assert!(to(1).iter().any(|m| matches!(m, ControllerMsg::RoutesDelta(c) if c.contains(&RouteChange::Set(Route { prefix, via: vec![key(2)], segment: Segment::Intranet })))));
 }
 
 #[test]

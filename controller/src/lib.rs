@@ -10,7 +10,8 @@
 //! * [`server`]: the tokio shell: TCP + Noise IK sessions (`docs/protocol.md`),
 //!   one task per connection, one hub task owning the core and the store.
 //! * [`admin`]: what the CLI subcommands do (`init`, `token create`,
-//!   `node list|approve|revoke`, `prefix approve`, `operator add`).
+//!   `node list|approve|revoke`, `prefix approve`, `operator add`, `pool
+//!   clients`, `site add|export|list|remove`).
 //! * [`api`]: the admin HTTP API (`docs/api.md`) over the server's hub:
 //!   JSON, a live event stream, Prometheus metrics, a meshviewer export.
 //! * [`export`]: metrics and meshviewer rendering, pure functions.

@@ -36,6 +36,13 @@ enum Command {
         /// Nodes without a token wait for `node approve`.
         #[arg(long)]
         approval: bool,
+        /// The public Wi-Fi client pool (e.g. 10.100.0.0/16): each public
+        /// node gets one subnet of it (and a /64 from the ULA).
+        #[arg(long)]
+        clients_ipv4: Option<Ipv4Net>,
+        /// The length of each public node's IPv4 subnet.
+        #[arg(long, default_value_t = freimesh_controller::store::DEFAULT_CLIENT_SUBNET_LEN)]
+        client_subnet_len: u8,
     },
     /// Serve agents.
     Run {
@@ -81,6 +88,68 @@ enum Command {
     Link {
         #[command(subcommand)]
         command: LinkCommand,
+    },
+    /// Address pools.
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
+    /// Standard WireGuard sites (buildings without the agent).
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCommand {
+    /// Set the public Wi-Fi client pool of a mesh created without one.
+    Clients {
+        #[arg(long)]
+        ipv4: Ipv4Net,
+        /// The length of each public node's IPv4 subnet.
+        #[arg(long, default_value_t = freimesh_controller::store::DEFAULT_CLIENT_SUBNET_LEN)]
+        subnet_len: u8,
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    /// Add a site behind node --via with its LAN prefixes.
+    Add {
+        name: String,
+        #[arg(long)]
+        via: u32,
+        /// A LAN prefix of the site (repeatable, at least one).
+        #[arg(long, required = true)]
+        prefix: Vec<IpNet>,
+        /// The site's own WireGuard public key; without it the controller
+        /// generates a keypair and `site export` prints the private key.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Print the site's wg-quick config.
+    Export {
+        name: String,
+        /// The via node's address as the site reaches it (default: the
+        /// first endpoint the node announced).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    Remove {
+        name: String,
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -210,8 +279,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
             ipv4,
             db,
             approval,
+            clients_ipv4,
+            client_subnet_len,
         } => {
-            let public = admin::init(&db, ula, ipv4, approval)
+            let clients = clients_ipv4.map(|ipv4| admin::ClientPool {
+                ipv4,
+                subnet_len: client_subnet_len,
+            });
+            let public = admin::init_with_clients(&db, ula, ipv4, approval, clients)
                 .with_context(|| format!("initialising {}", db.display()))?;
             println!("{public}");
         }
@@ -320,6 +395,39 @@ fn execute(command: Command) -> anyhow::Result<()> {
         } => {
             admin::link_cost(&db, a, b, if clear { None } else { cost })?;
         }
+        Command::Pool {
+            command:
+                PoolCommand::Clients {
+                    ipv4,
+                    subnet_len,
+                    db,
+                },
+        } => admin::pool_clients(&db, admin::ClientPool { ipv4, subnet_len })?,
+        Command::Site { command } => match command {
+            SiteCommand::Add {
+                name,
+                via,
+                prefix,
+                public_key,
+                db,
+            } => {
+                let key = public_key
+                    .map(|k| freimesh_proto::PublicKeyBytes::from_base64(&k))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?;
+                let site = admin::site_add(&db, &name, via, &prefix, key)?;
+                println!("{}", admin::format_site(&site));
+            }
+            SiteCommand::Export { name, endpoint, db } => {
+                print!("{}", admin::site_export(&db, &name, endpoint.as_deref())?);
+            }
+            SiteCommand::List { db } => {
+                for site in admin::site_list(&db)? {
+                    println!("{}", admin::format_site(&site));
+                }
+            }
+            SiteCommand::Remove { name, db } => admin::site_remove(&db, &name)?,
+        },
     }
     Ok(())
 }

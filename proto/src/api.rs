@@ -315,6 +315,23 @@ pub enum EventKind {
     TokenCreated {
         id: String,
     },
+    /// A gateway reported its uplink working again (v4).
+    UplinkUp {
+        node: u32,
+    },
+    /// A gateway reported its uplink failed: its default routes moved to
+    /// other gateways (v4).
+    UplinkDown {
+        node: u32,
+    },
+    /// A standard WireGuard site was added behind node `via` (v4).
+    SiteAdded {
+        name: String,
+        via: u32,
+    },
+    SiteRemoved {
+        name: String,
+    },
 }
 
 /// One event. `seq` grows by one per event, so a client that reconnects

@@ -679,6 +679,18 @@ pub fn event(lang: Lang, kind: &EventKind, name: &dyn Fn(u32) -> String) -> Stri
         (Lang::De, K::Disconnected { node }) => format!("{} getrennt", name(*node)),
         (Lang::En, K::TokenCreated { id }) => format!("join token {id} created"),
         (Lang::De, K::TokenCreated { id }) => format!("Beitritts-Token {id} erstellt"),
+        (Lang::En, K::UplinkUp { node }) => format!("uplink of {} up", name(*node)),
+        (Lang::De, K::UplinkUp { node }) => format!("Uplink von {} wieder aktiv", name(*node)),
+        (Lang::En, K::UplinkDown { node }) => format!("uplink of {} down", name(*node)),
+        (Lang::De, K::UplinkDown { node }) => format!("Uplink von {} ausgefallen", name(*node)),
+        (Lang::En, K::SiteAdded { name: site, via }) => {
+            format!("site {site} added via {}", name(*via))
+        }
+        (Lang::De, K::SiteAdded { name: site, via }) => {
+            format!("Standort {site} über {} hinzugefügt", name(*via))
+        }
+        (Lang::En, K::SiteRemoved { name: site }) => format!("site {site} removed"),
+        (Lang::De, K::SiteRemoved { name: site }) => format!("Standort {site} entfernt"),
     }
 }
 

@@ -92,6 +92,13 @@ pub enum Upstream {
     /// Byte counters per link; only the newest matter, so they are dropped
     /// while the controller is unreachable.
     Traffic(Vec<LinkTraffic>),
+    /// A gateway's uplink came up or went down: sent at once, and the
+    /// latest state again after every Welcome (first, so the controller
+    /// stops routing through a dead uplink before anything else).
+    Uplink(bool),
+    /// How many public Wi-Fi clients hold a lease here (a count only, never
+    /// who); the latest value is sent after every Welcome.
+    Clients(u32),
 }
 
 /// Failovers kept for the controller while it is unreachable.
@@ -105,6 +112,8 @@ pub struct Client {
     events: mpsc::Sender<ControllerEvent>,
     upstream: mpsc::Receiver<Upstream>,
     last_report: Option<Report>,
+    last_uplink: Option<bool>,
+    last_clients: Option<u32>,
     pending_failovers: VecDeque<(LinkEvent, Instant)>,
     upstream_open: bool,
     /// A Welcome was seen in this process: stop sending the token.
@@ -163,6 +172,8 @@ impl Client {
             events,
             upstream,
             last_report: None,
+            last_uplink: None,
+            last_clients: None,
             pending_failovers: VecDeque::new(),
             upstream_open: true,
             welcomed: false,
@@ -225,7 +236,18 @@ impl Client {
                 self.pending_failovers.push_back((event, at));
             }
             Upstream::Traffic(_) => {}
+            Upstream::Uplink(up) => self.last_uplink = Some(up),
+            Upstream::Clients(count) => self.last_clients = Some(count),
         }
+    }
+
+    /// What goes to the controller right after a Welcome: the latest
+    /// uplink state first, then the client count and the latest report.
+    fn after_welcome(&self) -> Vec<AgentMsg> {
+        let uplink = self.last_uplink.map(|up| AgentMsg::Uplink { up });
+        let clients = self.last_clients.map(|count| AgentMsg::Clients { count });
+        let report = self.last_report.clone().map(AgentMsg::Report);
+        uplink.into_iter().chain(clients).chain(report).collect()
     }
 
     /// The failovers waiting to be sent, each with its age now.
@@ -331,8 +353,8 @@ impl Client {
                             self.welcomed = true;
                             self.session_welcomed = true;
                             self.emit(ControllerEvent::Welcome(welcome)).await?;
-                            if let Some(report) = self.last_report.clone() {
-                                send(w, t, &AgentMsg::Report(report)).await?;
+                            for msg in self.after_welcome() {
+                                send(w, t, &msg).await?;
                             }
                             if let Some(events) = self.take_failovers() {
                                 send(w, t, &events).await?;
@@ -377,6 +399,8 @@ impl Client {
                     let now_msg = match &item {
                         Upstream::Report(report) => Some(AgentMsg::Report(report.clone())),
                         Upstream::Traffic(counters) => Some(AgentMsg::Traffic(counters.clone())),
+                        Upstream::Uplink(up) => Some(AgentMsg::Uplink { up: *up }),
+                        Upstream::Clients(count) => Some(AgentMsg::Clients { count: *count }),
                         Upstream::Failover(..) => None,
                     };
                     self.absorb(item);
@@ -471,5 +495,25 @@ mod tests {
         };
         client.absorb(Upstream::Report(newer.clone()));
         assert_eq!(client.last_report, Some(newer));
+    }
+
+    #[test]
+    fn uplink_and_clients_keep_their_latest_value_and_uplink_goes_first() {
+        let mut client = client();
+        assert!(client.after_welcome().is_empty(), "nothing to say yet");
+        client.absorb(Upstream::Report(Report::default()));
+        client.absorb(Upstream::Clients(4));
+        client.absorb(Upstream::Uplink(false));
+        client.absorb(Upstream::Clients(7));
+        client.absorb(Upstream::Uplink(true));
+        client.absorb(Upstream::Uplink(false));
+        assert_eq!(
+            client.after_welcome(),
+            vec![
+                AgentMsg::Uplink { up: false },
+                AgentMsg::Clients { count: 7 },
+                AgentMsg::Report(Report::default()),
+            ]
+        );
     }
 }

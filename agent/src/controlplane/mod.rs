@@ -41,7 +41,8 @@ impl ClientConfig {
     /// (left out when it is a wildcard address: the controller then relies on
     /// the endpoints neighbours report), prefixes = `node.local_prefixes`,
     /// wanted addresses = `node.addresses` (a static node keeps its addresses
-    /// if they lie in the mesh pools; the controller refuses it otherwise).
+    /// if they lie in the mesh pools; the controller refuses it otherwise),
+    /// roles = whether `[gateway]` and `[public_wifi]` are configured.
     pub fn from_agent_config(cfg: &crate::config::AgentConfig) -> Option<Self> {
         let ctl = cfg.controller.as_ref()?;
         let endpoints = if cfg.listen.ip().is_unspecified() {
@@ -57,7 +58,10 @@ impl ClientConfig {
             endpoints,
             prefixes: cfg.local_prefixes.clone(),
             want_addresses: cfg.addresses.iter().map(|a| a.addr()).collect(),
-            roles: freimesh_proto::control::Roles::default(),
+            roles: freimesh_proto::control::Roles {
+                gateway: cfg.gateway.is_some(),
+                public_wifi: cfg.public_wifi.is_some(),
+            },
         })
     }
 }

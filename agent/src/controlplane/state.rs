@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::{LinkAssignment, LinkChange, RouteChange, Welcome};
+use freimesh_proto::control::{LinkAssignment, LinkChange, Route, RouteChange, Welcome};
 use ipnet::IpNet;
 
 use super::ControllerEvent;
@@ -17,8 +17,9 @@ use super::ControllerEvent;
 pub struct ControllerState {
     pub welcome: Option<Welcome>,
     pub links: BTreeMap<PublicKeyBytes, LinkAssignment>,
-    /// Prefix → next hops (neighbour keys), primary first.
-    pub routes: BTreeMap<IpNet, Vec<PublicKeyBytes>>,
+    /// Prefix → next hops (neighbour keys, or this node's own key for
+    /// "deliver here"), primary first, and the destination's segment.
+    pub routes: BTreeMap<IpNet, Route>,
 }
 
 impl ControllerState {
@@ -31,7 +32,7 @@ impl ControllerState {
                 self.links = links.iter().map(|l| (l.peer, l.clone())).collect();
             }
             ControllerEvent::Routes(routes) => {
-                self.routes = routes.iter().map(|r| (r.prefix, r.via.clone())).collect();
+                self.routes = routes.iter().map(|r| (r.prefix, r.clone())).collect();
             }
             ControllerEvent::LinksDelta(changes) => {
                 for change in changes {
@@ -49,7 +50,7 @@ impl ControllerState {
                 for change in changes {
                     match change {
                         RouteChange::Set(r) => {
-                            self.routes.insert(r.prefix, r.via.clone());
+                            self.routes.insert(r.prefix, r.clone());
                         }
                         RouteChange::Remove(prefix) => {
                             self.routes.remove(prefix);
@@ -62,6 +63,14 @@ impl ControllerState {
             | ControllerEvent::Disconnected { .. } => {}
         }
         *self != before
+    }
+
+    /// The public Wi-Fi client prefixes (a /64 and an IPv4 subnet) the
+    /// last Welcome assigned: what the shell puts on the client interface.
+    pub fn client_prefixes(&self) -> &[IpNet] {
+        self.welcome
+            .as_ref()
+            .map_or(&[], |w| w.client_prefixes.as_slice())
     }
 }
 
@@ -104,7 +113,7 @@ mod tests {
             }
         )])));
         assert_eq!(s.links.keys().copied().collect::<Vec<_>>(), vec![key(2)]);
-        assert_eq!(s.routes[&p], vec![key(2)]);
+        assert_eq!(s.routes[&p].via, vec![key(2)]);
         let disconnected = ControllerEvent::Disconnected {
             reason: "x".into(),
             retry_in: std::time::Duration::from_secs(1),

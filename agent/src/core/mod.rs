@@ -11,12 +11,14 @@ mod engine;
 mod link;
 pub mod liveness;
 pub mod packet;
+pub mod segments;
 pub mod table;
 
 use std::fmt;
 
 pub use engine::{
     DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, Output,
+    RouteSpec,
 };
 pub use link::LinkStatus;
 pub use table::{ForwardingTable, GroupChange, Hop, RouteView};

@@ -29,6 +29,11 @@ pub enum Hop {
     Local,
     /// Sent into the tunnel of a neighbour.
     Link(LinkId),
+    /// Delivered to this node to leave through its uplink: the first hop of
+    /// a gateway's default route. Unlike [`Hop::Local`] it can fail (the
+    /// uplink checker reports it), and then the alternates after it carry
+    /// the traffic.
+    Uplink,
     /// Never live: a route whose every next hop was withdrawn keeps this
     /// placeholder, so its packets are dropped rather than following a
     /// shorter route.
@@ -121,14 +126,14 @@ type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 /// Longest-prefix match over one address family, keyed by the address as an
 /// integer (`u32` or `u128`) with host bits cleared.
 #[derive(Debug)]
-struct Lpm<K> {
+pub(crate) struct Lpm<K, V> {
     /// Prefix lengths present, longest first.
     lengths: Vec<u8>,
-    by_length: BTreeMap<u8, IntMap<K, GroupId>>,
+    by_length: BTreeMap<u8, IntMap<K, V>>,
     bits: u8,
 }
 
-trait Key: Copy + Eq + std::hash::Hash {
+pub(crate) trait Key: Copy + Eq + std::hash::Hash {
     fn mask(self, len: u8, bits: u8) -> Self;
 }
 
@@ -152,8 +157,8 @@ impl Key for u128 {
     }
 }
 
-impl<K: Key> Lpm<K> {
-    fn new(bits: u8) -> Self {
+impl<K: Key, V: Copy> Lpm<K, V> {
+    pub(crate) fn new(bits: u8) -> Self {
         Self {
             lengths: Vec::new(),
             by_length: BTreeMap::new(),
@@ -161,14 +166,14 @@ impl<K: Key> Lpm<K> {
         }
     }
 
-    fn insert(&mut self, key: K, len: u8, group: GroupId) -> Option<GroupId> {
+    pub(crate) fn insert(&mut self, key: K, len: u8, value: V) -> Option<V> {
         let map = self.by_length.entry(len).or_default();
-        let old = map.insert(key.mask(len, self.bits), group);
+        let old = map.insert(key.mask(len, self.bits), value);
         self.refresh_lengths();
         old
     }
 
-    fn remove(&mut self, key: K, len: u8) -> Option<GroupId> {
+    pub(crate) fn remove(&mut self, key: K, len: u8) -> Option<V> {
         let map = self.by_length.get_mut(&len)?;
         let old = map.remove(&key.mask(len, self.bits));
         if map.is_empty() {
@@ -182,7 +187,7 @@ impl<K: Key> Lpm<K> {
         self.lengths = self.by_length.keys().rev().copied().collect();
     }
 
-    fn lookup(&self, key: K) -> Option<GroupId> {
+    pub(crate) fn lookup(&self, key: K) -> Option<V> {
         self.lengths.iter().find_map(|&len| {
             self.by_length
                 .get(&len)
@@ -194,17 +199,18 @@ impl<K: Key> Lpm<K> {
 /// The table: prefixes → groups → first live hop.
 #[derive(Debug)]
 pub struct ForwardingTable {
-    v4: Lpm<u32>,
-    v6: Lpm<u128>,
+    v4: Lpm<u32, GroupId>,
+    v6: Lpm<u128, GroupId>,
     /// Every route, in prefix order, for display and for replacing routes.
     routes: BTreeMap<IpNet, GroupId>,
     groups: Vec<Option<NextHopGroup>>,
     free_groups: Vec<usize>,
     group_by_hops: BTreeMap<Vec<Hop>, GroupId>,
-    /// For each link, the groups that contain it.
-    groups_by_link: BTreeMap<LinkId, BTreeSet<GroupId>>,
-    /// Links currently down. Links are up unless marked down.
-    down: BTreeSet<LinkId>,
+    /// For each hop that can fail (links, the uplink), the groups that
+    /// contain it.
+    groups_by_hop: BTreeMap<Hop, BTreeSet<GroupId>>,
+    /// Hops currently down. Hops are up unless marked down.
+    down: BTreeSet<Hop>,
 }
 
 impl Default for ForwardingTable {
@@ -222,7 +228,7 @@ impl ForwardingTable {
             groups: Vec::new(),
             free_groups: Vec::new(),
             group_by_hops: BTreeMap::new(),
-            groups_by_link: BTreeMap::new(),
+            groups_by_hop: BTreeMap::new(),
             down: BTreeSet::new(),
         }
     }
@@ -307,15 +313,25 @@ impl ForwardingTable {
     /// grows with the number of groups using the link, not with the number
     /// of prefixes.
     pub fn set_link_up(&mut self, link: LinkId, up: bool) -> Vec<GroupChange> {
+        self.set_hop_up(Hop::Link(link), up)
+    }
+
+    /// Marks the uplink up or down, like [`ForwardingTable::set_link_up`]
+    /// for the groups that contain [`Hop::Uplink`].
+    pub fn set_uplink_up(&mut self, up: bool) -> Vec<GroupChange> {
+        self.set_hop_up(Hop::Uplink, up)
+    }
+
+    fn set_hop_up(&mut self, hop: Hop, up: bool) -> Vec<GroupChange> {
         let changed_state = if up {
-            self.down.remove(&link)
+            self.down.remove(&hop)
         } else {
-            self.down.insert(link)
+            self.down.insert(hop)
         };
         if !changed_state {
             return Vec::new();
         }
-        let Some(affected) = self.groups_by_link.get(&link) else {
+        let Some(affected) = self.groups_by_hop.get(&hop) else {
             return Vec::new();
         };
         let mut changes = Vec::new();
@@ -338,7 +354,11 @@ impl ForwardingTable {
     }
 
     pub fn is_link_up(&self, link: LinkId) -> bool {
-        !self.down.contains(&link)
+        !self.down.contains(&Hop::Link(link))
+    }
+
+    pub fn is_uplink_up(&self) -> bool {
+        !self.down.contains(&Hop::Uplink)
     }
 
     /// Every route in prefix order.
@@ -387,8 +407,8 @@ impl ForwardingTable {
             }
         };
         for hop in &hops {
-            if let Hop::Link(link) = hop {
-                self.groups_by_link.entry(*link).or_default().insert(id);
+            if matches!(hop, Hop::Link(_) | Hop::Uplink) {
+                self.groups_by_hop.entry(*hop).or_default().insert(id);
             }
         }
         self.group_by_hops.insert(hops, id);
@@ -407,12 +427,10 @@ impl ForwardingTable {
         self.groups[id.0] = None;
         self.free_groups.push(id.0);
         for hop in &hops {
-            if let Hop::Link(link) = hop
-                && let Some(set) = self.groups_by_link.get_mut(link)
-            {
+            if let Some(set) = self.groups_by_hop.get_mut(hop) {
                 set.remove(&id);
                 if set.is_empty() {
-                    self.groups_by_link.remove(link);
+                    self.groups_by_hop.remove(hop);
                 }
             }
         }
@@ -420,10 +438,10 @@ impl ForwardingTable {
     }
 }
 
-fn first_live(hops: &[Hop], down: &BTreeSet<LinkId>) -> Option<usize> {
+fn first_live(hops: &[Hop], down: &BTreeSet<Hop>) -> Option<usize> {
     hops.iter().position(|hop| match hop {
         Hop::Local => true,
-        Hop::Link(link) => !down.contains(link),
+        Hop::Link(_) | Hop::Uplink => !down.contains(hop),
         Hop::Unreachable => false,
     })
 }
@@ -524,7 +542,7 @@ mod tests {
         assert_eq!(t.group_by_hops.len(), 1);
         t.remove(net("10.0.1.0/24"));
         assert!(t.group_by_hops.is_empty());
-        assert!(t.groups_by_link.is_empty());
+        assert!(t.groups_by_hop.is_empty());
         // A new route created while link 1 is down starts on its alternate.
         t.set_link_up(LinkId(1), false);
         t.insert(

@@ -79,6 +79,13 @@ pub enum LinuxError {
     /// Subscribing to or reading link notifications failed.
     #[error("watching link state: {cause}")]
     WatchLinks { cause: io::Error },
+    /// Setting up or releasing a public Wi-Fi client interface failed.
+    #[error("client interface {interface}: {what}: {cause}")]
+    ClientInterface {
+        interface: String,
+        what: String,
+        cause: io::Error,
+    },
 }
 
 impl LinuxError {
@@ -99,7 +106,8 @@ impl LinuxError {
             | Self::AddRoute { cause, .. }
             | Self::RemoveRoute { cause, .. }
             | Self::RouteLookup { cause, .. }
-            | Self::WatchLinks { cause } => cause.raw_os_error(),
+            | Self::WatchLinks { cause }
+            | Self::ClientInterface { cause, .. } => cause.raw_os_error(),
         }
     }
 }

@@ -54,12 +54,14 @@
 mod error;
 mod messages;
 mod netlink;
+pub mod nft;
+mod policy;
 mod reconcile;
 mod tun;
 mod underlay;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::{fmt, sync::Arc};
 
@@ -69,6 +71,7 @@ use tun_rs::AsyncDevice;
 use self::netlink::Netlink;
 pub use self::{
     error::LinuxError,
+    policy::{CLIENT_RULE_PRIORITY, CLIENT_TABLE, ClientInterface, node_client_addresses},
     reconcile::{Change, NetState, Route},
     underlay::{CarrierEvent, underlay_interface, watch_carrier},
 };

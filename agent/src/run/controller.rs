@@ -24,7 +24,7 @@ use crate::controlplane::{
     Upstream, Welcome,
 };
 use crate::core::liveness::DownCause;
-use crate::core::{Engine, Failover, Hop, LinkReport, LinkSpec};
+use crate::core::{Engine, Failover, Hop, LinkReport, LinkSpec, RouteSpec};
 
 /// How often link states and candidates go to the controller (and at once
 /// when a link changes state).
@@ -95,8 +95,15 @@ fn log_event(event: &ControllerEvent) {
     }
 }
 
-/// Makes the engine hold exactly the links and routes of `state`.
+/// Makes the engine hold exactly the links, routes and client prefixes of
+/// `state`. A route's own key among its next hops means "deliver here"
+/// (a gateway's default route: out through its uplink).
 pub fn reconcile(engine: &mut Engine, state: &ControllerState, own: &[IpNet], now: Instant) {
+    let clients = state.client_prefixes();
+    if engine.client_prefixes() != sorted(clients) {
+        engine.set_client_prefixes(clients.to_vec());
+    }
+    let me = engine.public_key();
     let wanted: BTreeSet<PublicKeyBytes> = state.links.keys().copied().collect();
     for (peer, assignment) in &state.links {
         let spec = LinkSpec {
@@ -104,24 +111,38 @@ pub fn reconcile(engine: &mut Engine, state: &ControllerState, own: &[IpNet], no
             peer: *peer,
             endpoint: assignment.endpoint,
             keepalive: None,
-            allowed_sources: Vec::new(),
+            allowed_sources: assignment.allowed_sources.clone(),
             profile: assignment.profile.clone(),
         };
         if let Err(err) = engine.upsert_link(spec, now) {
             tracing::warn!(%peer, %err, "link from the controller not applied");
         }
     }
-    let mut routes: BTreeMap<IpNet, Vec<Hop>> = BTreeMap::new();
-    for (prefix, via) in &state.routes {
-        if own.iter().any(|o| o.trunc() == prefix.trunc()) {
+    let mut routes: BTreeMap<IpNet, RouteSpec> = BTreeMap::new();
+    for (prefix, route) in &state.routes {
+        let mine = |o: &IpNet| o.trunc() == prefix.trunc();
+        if own.iter().any(mine) || clients.iter().any(mine) {
             continue;
         }
-        let hops: Vec<Hop> = via
+        let hops: Vec<Hop> = route
+            .via
             .iter()
-            .filter_map(|peer| engine.link_by_peer(peer).map(Hop::Link))
+            .filter_map(|peer| {
+                if *peer == me {
+                    Some(Hop::Local)
+                } else {
+                    engine.link_by_peer(peer).map(Hop::Link)
+                }
+            })
             .collect();
         if !hops.is_empty() {
-            routes.insert(*prefix, hops);
+            routes.insert(
+                *prefix,
+                RouteSpec {
+                    hops,
+                    segment: route.segment,
+                },
+            );
         }
     }
     if let Err(err) = engine.set_routes(&routes) {
@@ -136,6 +157,11 @@ pub fn reconcile(engine: &mut Engine, state: &ControllerState, own: &[IpNet], no
     for link in retired {
         engine.retire_link(link);
     }
+}
+
+fn sorted(prefixes: &[IpNet]) -> Vec<IpNet> {
+    let set: BTreeSet<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+    set.into_iter().collect()
 }
 
 /// Applies controller events to the engine as they arrive.

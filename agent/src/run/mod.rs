@@ -33,8 +33,10 @@ use crate::config::{AgentConfig, Backend, NextHop};
 use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Request, Response};
 use crate::controlplane::{Client, ClientConfig, ControllerState, Upstream};
 use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
+use crate::gateway::{CheckerSettings, GatewayError, Nat, UplinkProbe, UplinkSettings};
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
+use crate::publicwifi::{self, PublicWifi, PublicWifiError, PublicWifiSettings};
 use crate::userspace::{
     self, StackHandle, TcpExpose, TcpForward, UserspaceError, UserspaceSettings,
 };
@@ -70,6 +72,14 @@ pub enum RunError {
     Control(#[from] ControlError),
     #[error("the controller client stopped before this node was enrolled")]
     ControllerGone,
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    PublicWifi(#[from] PublicWifiError),
+    #[error("[{section}] needs backend = \"linux\"")]
+    NeedsLinux { section: &'static str },
+    #[error("[public_wifi] needs a [controller]: it assigns the client prefixes")]
+    PublicWifiNeedsController,
 }
 
 /// Where packets for this node go.
@@ -219,6 +229,8 @@ pub async fn run(
         PrivateKey::load(&config.private_key_file)?
     };
     let mut background = JoinSet::new();
+    check_roles(&config)?;
+    let mut client_prefixes = Vec::new();
     let controlled = match ClientConfig::from_agent_config(&config) {
         Some(client_config) => {
             let (event_tx, mut events) = mpsc::channel(64);
@@ -228,13 +240,18 @@ pub async fn run(
                     .run(std::future::pending()),
             );
             let mut state = ControllerState::default();
-            // The controller knows the addresses (unless configured) and the
+            // The controller knows the addresses (unless configured), the
             // mesh prefixes the kernel must send into the TUN device (unless
-            // configured): wait for it on the first start.
-            if config.addresses.is_empty() || config.linux.kernel_routes.is_empty() {
+            // configured) and a public Wi-Fi node's client prefixes: wait
+            // for it on the first start.
+            if config.addresses.is_empty()
+                || config.linux.kernel_routes.is_empty()
+                || config.public_wifi.is_some()
+            {
                 let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
                     return Err(RunError::ControllerGone);
                 };
+                client_prefixes = welcome.client_prefixes.clone();
                 if config.addresses.is_empty() {
                     config.addresses = welcome.addresses.clone();
                 }
@@ -372,6 +389,12 @@ pub async fn run(
     if linux_backend.is_some() {
         tasks.spawn(carrier_task(shared.clone()));
     }
+    let roles = match &linux_backend {
+        Some(backend) => {
+            start_roles(&config, backend, &client_prefixes, &shared, &mut tasks).await?
+        }
+        None => Roles::default(),
+    };
 
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
@@ -382,6 +405,7 @@ pub async fn run(
     tasks.shutdown().await;
     background.shutdown().await;
     let _ = std::fs::remove_file(&control_path);
+    roles.stop().await;
     if let Some(backend) = linux_backend {
         backend.close().await?;
     }
@@ -391,6 +415,140 @@ pub async fn run(
         stack.shutdown().await;
     }
     Ok(())
+}
+
+/// Gateways and public Wi-Fi need the kernel: refuse them early elsewhere.
+fn check_roles(config: &AgentConfig) -> Result<(), RunError> {
+    if config.backend != Backend::Linux {
+        if config.gateway.is_some() {
+            return Err(RunError::NeedsLinux { section: "gateway" });
+        }
+        if config.public_wifi.is_some() {
+            return Err(RunError::NeedsLinux {
+                section: "public_wifi",
+            });
+        }
+    }
+    if config.public_wifi.is_some() && config.controller.is_none() {
+        return Err(RunError::PublicWifiNeedsController);
+    }
+    Ok(())
+}
+
+/// What the gateway and public Wi-Fi roles set up in the kernel, to be
+/// removed at shutdown.
+#[derive(Default)]
+struct Roles {
+    nat: Option<Nat>,
+    public_wifi: Option<PublicWifi>,
+}
+
+impl Roles {
+    async fn stop(self) {
+        if let Some(public_wifi) = self.public_wifi
+            && let Err(err) = public_wifi.stop().await
+        {
+            tracing::warn!(%err, "public Wi-Fi cleanup");
+        }
+        if let Some(nat) = self.nat
+            && let Err(err) = nat.remove().await
+        {
+            tracing::warn!(%err, "NAT cleanup");
+        }
+    }
+}
+
+/// Starts the gateway side (NAT, uplink checker) and the public Wi-Fi
+/// side (client interface, firewall, dnsmasq, client count) as configured.
+async fn start_roles(
+    config: &AgentConfig,
+    backend: &LinuxBackend,
+    client_prefixes: &[ipnet::IpNet],
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Roles, RunError> {
+    let mut roles = Roles::default();
+    if let Some(gateway) = &config.gateway {
+        let probe = UplinkProbe::open(UplinkSettings {
+            interface: gateway.uplink.clone(),
+            targets: gateway.check.clone(),
+            checker: CheckerSettings {
+                interval: gateway.check_interval,
+                misses: gateway.check_misses,
+            },
+        })?;
+        if gateway.nat {
+            roles.nat = Some(Nat::install(&gateway.uplink, &config.linux.kernel_routes).await?);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        tasks.spawn(probe.run(tx));
+        tasks.spawn(uplink_task(shared.clone(), rx));
+    }
+    if let Some(public_wifi) = &config.public_wifi {
+        let state_dir = config
+            .private_key_file
+            .parent()
+            .map(ToOwned::to_owned)
+            .unwrap_or_default();
+        let started = PublicWifi::start(&PublicWifiSettings {
+            interface: public_wifi.interface.clone(),
+            tun_name: backend.name().to_owned(),
+            tun_ifindex: backend.ifindex(),
+            client_prefixes: client_prefixes.to_vec(),
+            dnsmasq: public_wifi.dnsmasq.clone(),
+            dns: public_wifi.dns.clone(),
+            lease_time: public_wifi.lease_time,
+            state_dir,
+        })
+        .await;
+        let started = match started {
+            Ok(started) => started,
+            Err(err) => {
+                roles.stop().await;
+                return Err(err.into());
+            }
+        };
+        let (tx, rx) = mpsc::channel(8);
+        tasks.spawn(publicwifi::watch_clients(
+            started.lease_file().to_owned(),
+            tx,
+        ));
+        tasks.spawn(clients_task(shared.clone(), rx));
+        roles.public_wifi = Some(started);
+    }
+    Ok(roles)
+}
+
+/// Hands the uplink checker's verdicts to the engine (which withdraws or
+/// restores the default routes) and to the controller.
+async fn uplink_task(shared: Arc<Shared>, mut verdicts: mpsc::Receiver<bool>) {
+    let mut outputs = Vec::new();
+    while let Some(up) = verdicts.recv().await {
+        if up {
+            tracing::info!("uplink up");
+        } else {
+            tracing::warn!("uplink down");
+        }
+        shared
+            .with_engine(&mut outputs, |engine| engine.set_uplink(up, Instant::now()))
+            .await;
+        if let Some(upstream) = &shared.upstream
+            && upstream.try_send(Upstream::Uplink(up)).is_err()
+        {
+            tracing::debug!("controller queue full: uplink state not reported");
+        }
+    }
+}
+
+/// Sends the public Wi-Fi client count to the controller when it changes.
+async fn clients_task(shared: Arc<Shared>, mut counts: mpsc::Receiver<u32>) {
+    while let Some(count) = counts.recv().await {
+        if let Some(upstream) = &shared.upstream
+            && upstream.try_send(Upstream::Clients(count)).is_err()
+        {
+            tracing::debug!("controller queue full: client count not reported");
+        }
+    }
 }
 
 struct StatusContext {

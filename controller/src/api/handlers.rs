@@ -135,19 +135,11 @@ pub async fn links(State(h): State<AdminHandle>) -> Answer<Vec<api::Link>> {
 }
 
 pub async fn gateways(State(h): State<AdminHandle>) -> Answer<Vec<api::Gateway>> {
-    let gateways = h
-        .nodes()
-        .await?
-        .into_iter()
-        .filter(|n| n.gateway)
-        .map(|n| api::Gateway {
-            node: n.id,
-            hostname: n.hostname,
-            online: n.online,
-            uplink_up: None,
-        })
-        .collect();
-    Ok(Json(gateways))
+    Ok(Json(h.gateways().await?))
+}
+
+pub async fn sites(State(h): State<AdminHandle>) -> Answer<Vec<api::Site>> {
+    Ok(Json(h.sites().await?))
 }
 
 pub async fn tokens(State(h): State<AdminHandle>) -> Answer<Vec<api::Token>> {
@@ -205,11 +197,10 @@ pub async fn meshviewer(State(h): State<AdminHandle>) -> Answer<meshviewer::Mesh
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.
 pub async fn metrics(State(h): State<AdminHandle>) -> Result<Response, Failure> {
     let snap = h.metrics().await?;
-    let gateways: Vec<api::Gateway> = Vec::new();
     let text = metrics::render(&metrics::MetricsInput {
         nodes: &snap.nodes,
         links: &snap.links,
-        gateways: &gateways,
+        gateways: &snap.gateways,
         failovers: &snap.failovers,
         route_computation_seconds: &snap.computation,
         sessions: snap.sessions,

@@ -76,6 +76,7 @@ pub fn router(handle: AdminHandle) -> Router {
         .route("/nodes/{id}/revoke", post(handlers::revoke))
         .route("/links", get(handlers::links))
         .route("/gateways", get(handlers::gateways))
+        .route("/sites", get(handlers::sites))
         .route(
             "/tokens",
             get(handlers::tokens).post(handlers::create_token),

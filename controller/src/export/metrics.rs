@@ -23,6 +23,7 @@
 //! | `freimesh_link_rtt_seconds{…}` | gauge | smoothed RTT (measured links) |
 //! | `freimesh_link_loss_ratio{…}` | gauge | probe loss 0–1 (measured links) |
 //! | `freimesh_gateways`, `freimesh_gateways_up` | gauge | see [`gateway_is_up`] |
+//! | `freimesh_public_clients` | gauge | public Wi-Fi clients with a lease, all nodes (a count only) |
 //! | `freimesh_failovers_total{cause}` | counter | agent failovers by cause |
 //! | `freimesh_failover_detection_seconds` | histogram | last sign of life → decision |
 //! | `freimesh_failover_switch_seconds` | histogram | forwarding table switch |
@@ -311,6 +312,16 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         "freimesh_gateways_up",
         "Gateways online whose uplink check has not failed.",
         count(input.gateways.iter().filter(|g| gateway_is_up(g)).count()),
+    );
+    out.gauge(
+        "freimesh_public_clients",
+        "Public Wi-Fi clients holding a lease, summed over the nodes' last reports.",
+        input
+            .nodes
+            .iter()
+            .filter_map(|n| n.clients)
+            .map(u64::from)
+            .sum::<u64>(),
     );
 
     out.family(

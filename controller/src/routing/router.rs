@@ -170,6 +170,25 @@ impl Router {
         Some(self.dist_sym(src, dst)).filter(|&d| d != INF)
     }
 
+    /// `n`'s links as `(neighbour, metric)`, as of the last computation
+    /// (matching the stored distances).
+    pub fn neighbours(&self, n: NodeIdx) -> &[(NodeIdx, u32)] {
+        View {
+            g: &self.g,
+            old: Some(&self.snap),
+        }
+        .adj(n)
+    }
+
+    /// Is `n` drained, as of the last computation?
+    pub fn is_drained(&self, n: NodeIdx) -> bool {
+        View {
+            g: &self.g,
+            old: Some(&self.snap),
+        }
+        .drained(n)
+    }
+
     /// Is `n` a node of the mesh?
     pub fn contains(&self, n: NodeIdx) -> bool {
         self.g.is_present(n)

@@ -30,6 +30,7 @@ pub enum OpError {
 pub struct MetricsSnapshot {
     pub nodes: Vec<api::Node>,
     pub links: Vec<api::Link>,
+    pub gateways: Vec<api::Gateway>,
     pub failovers: FailoverStats,
     pub computation: Histogram,
     pub sessions: u32,
@@ -135,6 +136,14 @@ impl AdminHandle {
     /// Nodes and links together, from one instant.
     pub async fn graph(&self) -> Result<(Vec<api::Node>, Vec<api::Link>), OpError> {
         self.call(|hub| (hub.nodes(), hub.links(None))).await
+    }
+
+    pub async fn gateways(&self) -> Result<Vec<api::Gateway>, OpError> {
+        self.call(|hub| hub.gateways()).await
+    }
+
+    pub async fn sites(&self) -> Result<Vec<api::Site>, OpError> {
+        self.call(|hub| hub.sites()).await
     }
 
     pub async fn tokens(&self) -> Result<Vec<api::Token>, OpError> {

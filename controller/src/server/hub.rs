@@ -187,8 +187,10 @@ impl Hub {
                     AgentMsg::Ping(_) | AgentMsg::Pong(_) => {}
                     AgentMsg::Events(events) => self.failovers(id, &events),
                     AgentMsg::Traffic(traffic) => self.traffic(id, &traffic),
-                    // Gateways and public Wi-Fi (issue 7) act on these.
-                    AgentMsg::Uplink { .. } | AgentMsg::Clients { .. } => {}
+                    AgentMsg::Uplink { up } => self.uplink(id, up),
+                    AgentMsg::Clients { count } => {
+                        self.telemetry.clients.insert(id, count);
+                    }
                 }
             }
             ToHub::Gone { session } => {
@@ -255,6 +257,31 @@ impl Hub {
         }
     }
 
+    /// A gateway's uplink check changed (or was repeated after a Welcome).
+    fn uplink(&mut self, id: u32, up: bool) {
+        if !self.core.nodes().get(&id).is_some_and(|n| n.gateway) {
+            tracing::warn!(
+                node = id,
+                up,
+                "uplink report from a node that is no gateway; ignored"
+            );
+            return;
+        }
+        let changed = self.timed(|core| core.handle_uplink(id, up));
+        if changed {
+            tracing::info!(
+                node = id,
+                up,
+                "gateway uplink changed; default routes recomputed"
+            );
+            self.emit(if up {
+                EventKind::UplinkUp { node: id }
+            } else {
+                EventKind::UplinkDown { node: id }
+            });
+        }
+    }
+
     fn traffic(&mut self, id: u32, traffic: &[LinkTraffic]) {
         let now = unix_now_ms();
         let rows = traffic
@@ -300,6 +327,9 @@ impl Hub {
                 if let Err(e) = self.refresh_endpoints(id, &hello) {
                     return refuse(&out, &key, ErrorCode::Internal, e.to_string());
                 }
+                if let Err(e) = self.refresh_roles(id, &hello) {
+                    return refuse(&out, &key, e.code(), e.to_string());
+                }
                 id
             }
             status @ (KeyStatus::Unknown | KeyStatus::Pending(_)) => match &hello.join_token {
@@ -311,6 +341,7 @@ impl Hub {
                         token,
                         want_addresses: &hello.want_addresses,
                         prefixes: &hello.prefixes,
+                        roles: hello.roles,
                     };
                     match self.store.enroll(&enrol, unix_now()) {
                         Ok(rec) => {
@@ -342,6 +373,7 @@ impl Hub {
                             key,
                             &hello.hostname,
                             &hello.endpoints,
+                            hello.roles,
                             unix_now(),
                         ) {
                             Ok(rec) => {
@@ -399,6 +431,47 @@ impl Hub {
         Ok(())
     }
 
+    /// Roles are persisted from every Hello; a node that starts serving
+    /// public Wi-Fi gets its client subnets here (or is refused without a
+    /// client pool, with nothing written).
+    fn refresh_roles(&mut self, id: u32, hello: &Hello) -> Result<(), StoreError> {
+        let Some(rec) = self.core.nodes().get(&id) else {
+            return Ok(());
+        };
+        let needs_subnets = hello.roles.public_wifi && rec.client_prefixes.is_empty();
+        if rec.roles() != hello.roles || needs_subnets {
+            let rec = self.store.set_roles(id, hello.roles)?;
+            tracing::info!(node = id, roles = ?hello.roles, client_prefixes = ?rec.client_prefixes, "node roles changed");
+            self.timed(|core| core.upsert_node(rec, Vec::new()));
+        }
+        Ok(())
+    }
+
+    /// Sites from the store into the core, with events for what changed.
+    pub(super) fn reload_sites(&mut self) -> Result<(), StoreError> {
+        let sites = self.store.sites()?;
+        let before = self.core.sites().clone();
+        let mut kinds = Vec::new();
+        for s in &sites {
+            if !before.contains_key(&s.name) {
+                kinds.push(EventKind::SiteAdded {
+                    name: s.name.clone(),
+                    via: s.via,
+                });
+            }
+        }
+        for name in before.keys() {
+            if !sites.iter().any(|s| &s.name == name) {
+                kinds.push(EventKind::SiteRemoved { name: name.clone() });
+            }
+        }
+        self.timed(|core| core.load_sites(sites));
+        for kind in kinds {
+            self.emit(kind);
+        }
+        Ok(())
+    }
+
     fn poll_registry(&mut self) {
         let version = match self.store.data_version() {
             Ok(v) => v,
@@ -426,6 +499,9 @@ impl Hub {
                     .collect();
                 self.timed(|core| core.handle_registry(nodes, prefixes, links));
                 self.registry_events(&before);
+                if let Err(e) = self.reload_sites() {
+                    tracing::error!(error = %e, "reloading the sites failed");
+                }
             }
             Err(e) => tracing::error!(error = %e, "reloading the registry failed"),
         }

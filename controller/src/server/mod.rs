@@ -93,7 +93,9 @@ impl Server {
         let mut settings = store.settings()?;
         settings.approval |= opts.require_approval;
         let start = Instant::now();
-        let core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
+        let mut core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
+        // Sites present at start are no news: no events for them.
+        core.load_sites(store.sites()?);
         let computed = start.elapsed();
         let listener = TcpListener::bind(opts.listen)
             .await

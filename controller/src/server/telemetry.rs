@@ -40,6 +40,9 @@ pub struct Telemetry {
     pub last_computation_us: u64,
     /// Node id → when it was last connected (epoch ms).
     pub last_seen: BTreeMap<u32, i64>,
+    /// Public node id → clients holding a lease, as it last reported (a
+    /// count only: nothing else about clients reaches the controller).
+    pub clients: BTreeMap<u32, u32>,
 }
 
 impl Telemetry {
@@ -52,6 +55,7 @@ impl Telemetry {
             computation: Histogram::new(COMPUTATION_BUCKETS),
             last_computation_us: 0,
             last_seen,
+            clients: BTreeMap::new(),
         }
     }
 
@@ -83,6 +87,7 @@ impl Telemetry {
     pub fn forget_node(&mut self, id: u32) {
         self.history.retain(|(a, b), _| *a != id && *b != id);
         self.traffic.remove(&id);
+        self.clients.remove(&id);
     }
 
     pub fn set_traffic(&mut self, id: u32, traffic: Vec<api::LinkTraffic>) {

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use super::handle::OpError;
 use super::hub::Hub;
 use crate::admin::unix_now_ms;
-use crate::core::Controller;
+use crate::core::{Controller, Hop};
 use crate::store::{NodeRecord, NodeState};
 
 /// Events a node detail shows.
@@ -60,8 +60,7 @@ impl Hub {
             state: state(n.state),
             online,
             drained: n.drained,
-            // Gateways come with issue 7.
-            gateway: false,
+            gateway: n.gateway,
             addresses: n.addresses.clone(),
             prefixes: self.core.prefixes_of(n.id).to_vec(),
             endpoints: n.endpoints.clone(),
@@ -72,10 +71,13 @@ impl Hub {
             } else {
                 self.telemetry.last_seen.get(&n.id).copied()
             },
-            // Public Wi-Fi comes with issue 7.
-            public_wifi: false,
-            client_prefixes: Vec::new(),
-            clients: None,
+            public_wifi: n.public_wifi,
+            client_prefixes: if n.public_wifi {
+                n.client_prefixes.clone()
+            } else {
+                Vec::new()
+            },
+            clients: self.telemetry.clients.get(&n.id).copied(),
         }
     }
 
@@ -133,36 +135,71 @@ impl Hub {
         if !self.core.nodes().contains_key(&id) {
             return Err(OpError::NoSuchNode(id));
         }
-        let mut out = Vec::new();
-        for (dst, via, metric) in self.core.routes_of(id) {
-            let Some(node) = self.core.nodes().get(&dst) else {
-                continue;
-            };
-            let via: Vec<api::Hop> = via
-                .into_iter()
-                .map(|n| api::Hop {
-                    node: n,
-                    hostname: self.hostname(n),
-                })
-                .collect();
-            let prefixes: Vec<IpNet> = node
-                .addresses
-                .iter()
-                .chain(self.core.prefixes_of(dst))
-                .copied()
-                .collect();
-            for prefix in prefixes {
-                out.push(api::Route {
-                    prefix,
-                    destination: dst,
-                    destination_hostname: node.hostname.clone(),
-                    via: via.clone(),
-                    metric,
-                    segment: self.core.segment_of(&prefix),
-                });
-            }
-        }
+        let out = self
+            .core
+            .plan_routes(id)
+            .into_iter()
+            .map(|r| {
+                let via = r
+                    .via
+                    .iter()
+                    .map(|h| match (h, &r.site) {
+                        (Hop::Node(n), _) => api::Hop {
+                            node: *n,
+                            hostname: self.hostname(*n),
+                        },
+                        // The site's tunnel ends on this node.
+                        (Hop::Site(_), site) => api::Hop {
+                            node: id,
+                            hostname: format!("site {}", site.as_deref().unwrap_or("?")),
+                        },
+                    })
+                    .collect();
+                api::Route {
+                    prefix: r.prefix,
+                    destination: r.destination,
+                    destination_hostname: match &r.site {
+                        Some(name) => format!("site {name}"),
+                        None => self.hostname(r.destination),
+                    },
+                    via,
+                    metric: r.metric,
+                    segment: r.segment,
+                }
+            })
+            .collect();
         Ok(out)
+    }
+
+    /// Gateways, by node id.
+    pub(super) fn gateways(&self) -> Vec<api::Gateway> {
+        self.core
+            .nodes()
+            .values()
+            .filter(|n| n.gateway && n.state == NodeState::Active)
+            .map(|n| api::Gateway {
+                node: n.id,
+                hostname: n.hostname.clone(),
+                online: self.conns.contains_key(&n.id),
+                uplink_up: self.core.uplink(n.id),
+            })
+            .collect()
+    }
+
+    /// Standard WireGuard sites, by name.
+    pub(super) fn sites(&self) -> Vec<api::Site> {
+        self.core
+            .sites()
+            .values()
+            .map(|s| api::Site {
+                name: s.name.clone(),
+                via: s.via,
+                via_hostname: self.hostname(s.via),
+                public_key: s.public_key.to_base64(),
+                addresses: vec![s.address],
+                prefixes: s.prefixes.clone(),
+            })
+            .collect()
     }
 
     pub(super) fn node_detail(&self, id: u32) -> Result<api::NodeDetail, OpError> {
@@ -206,6 +243,19 @@ impl Hub {
                 _ => {}
             }
         }
+        let gateways = self.gateways();
+        for g in gateways.iter().filter(|g| g.uplink_up == Some(false)) {
+            alerts.push(api::Alert {
+                severity: api::Severity::Critical,
+                kind: "gateway-down".into(),
+                node: Some(g.node),
+                peer: None,
+                message: format!(
+                    "the uplink of gateway {} ({}) is down: its traffic goes through other gateways",
+                    g.node, g.hostname
+                ),
+            });
+        }
         for l in links.iter().filter(|l| !l.up) {
             alerts.push(api::Alert {
                 severity: api::Severity::Warning,
@@ -230,8 +280,14 @@ impl Hub {
             nodes_drained: count(&|n| n.drained),
             links_total: u32::try_from(links.len()).unwrap_or(u32::MAX),
             links_up: u32::try_from(links.iter().filter(|l| l.up).count()).unwrap_or(u32::MAX),
-            gateways_total: 0,
-            gateways_up: 0,
+            gateways_total: u32::try_from(gateways.len()).unwrap_or(u32::MAX),
+            gateways_up: u32::try_from(
+                gateways
+                    .iter()
+                    .filter(|g| crate::export::metrics::gateway_is_up(g))
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
             failovers_total: self.telemetry.failovers_total,
             alerts,
             recent_failovers: self.store.events_of_kind("failover", RECENT_FAILOVERS)?,
@@ -257,6 +313,7 @@ impl Hub {
         super::handle::MetricsSnapshot {
             nodes: self.nodes(),
             links: self.links(None),
+            gateways: self.gateways(),
             failovers: self.telemetry.failovers.clone(),
             computation: self.telemetry.computation.clone(),
             sessions: u32::try_from(self.conns.len()).unwrap_or(u32::MAX),

@@ -1,7 +1,9 @@
 //! Address allocation inside an enrolment or approval transaction: the
 //! lowest free index per pool, or the wanted address if it is in the pool
 //! and free. The UNIQUE constraints on `addr6_index` / `addr4_index` back
-//! every choice made here.
+//! every choice made here. Sites take /32s from the same IPv4 pool
+//! (`sites.addr4_index`, UNIQUE too) and a removed site's index stays held
+//! in `reserved_addr4`, so the IPv4 checks look at all three.
 
 use std::net::IpAddr;
 
@@ -38,7 +40,7 @@ pub(super) fn activate(
         };
         let index = pool.index(*addr).ok_or(StoreError::OutOfPool(*addr))?;
         let taken: i64 = tx.query_row(
-            &format!("SELECT COUNT(*) FROM nodes WHERE {column} = ?1"),
+            &format!("SELECT COUNT(*) FROM ({}) WHERE i = ?1", held(column)),
             params![index],
             |r| r.get(0),
         )?;
@@ -62,11 +64,29 @@ pub(super) fn activate(
     Ok(())
 }
 
-/// The lowest index in `pool` that no node holds, or `None` if it is full.
+/// The indices held in the pool of `column`, as SQL yielding rows `i`.
+fn held(column: &str) -> String {
+    let nodes = format!("SELECT {column} AS i FROM nodes WHERE {column} IS NOT NULL");
+    if column == "addr4_index" {
+        format!(
+            "{nodes} UNION ALL SELECT addr4_index FROM sites UNION ALL SELECT addr4_index FROM reserved_addr4"
+        )
+    } else {
+        nodes
+    }
+}
+
+/// The lowest free IPv4 index (for a site's /32).
+pub(super) fn lowest_free_v4(tx: &Transaction<'_>, pool: &Pool) -> Result<i64> {
+    lowest_free(tx, "addr4_index", pool).ok_or(StoreError::PoolExhausted("IPv4"))?
+}
+
+/// The lowest index in `pool` that nobody holds, or `None` if it is full.
 fn lowest_free(tx: &Transaction<'_>, column: &str, pool: &Pool) -> Option<Result<i64>> {
+    let held = held(column);
     let sql = format!(
-        "SELECT MIN(c) FROM (SELECT 1 AS c UNION ALL SELECT {column} + 1 FROM nodes WHERE {column} IS NOT NULL)
-         WHERE c NOT IN (SELECT {column} FROM nodes WHERE {column} IS NOT NULL)"
+        "SELECT MIN(c) FROM (SELECT 1 AS c UNION ALL SELECT i + 1 FROM ({held}))
+         WHERE c NOT IN (SELECT i FROM ({held}))"
     );
     match tx.query_row(&sql, [], |r| r.get::<_, i64>(0)) {
         Ok(c) if c <= pool.max_index() => Some(Ok(c)),

@@ -50,6 +50,10 @@ fn columns(kind: &EventKind) -> (&'static str, Option<u32>, Option<u32>) {
         EventKind::Connected { node } => ("connected", Some(*node), None),
         EventKind::Disconnected { node } => ("disconnected", Some(*node), None),
         EventKind::TokenCreated { .. } => ("token-created", None, None),
+        EventKind::UplinkUp { node } => ("uplink-up", Some(*node), None),
+        EventKind::UplinkDown { node } => ("uplink-down", Some(*node), None),
+        EventKind::SiteAdded { via, .. } => ("site-added", Some(*via), None),
+        EventKind::SiteRemoved { .. } => ("site-removed", None, None),
     }
 }
 

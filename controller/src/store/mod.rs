@@ -10,9 +10,12 @@
 //! through `PRAGMA data_version`.
 
 mod alloc;
+mod claims;
+mod clients;
 mod events;
 mod ipam;
 mod schema;
+mod sites;
 mod types;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,13 +23,18 @@ use std::path::{Path, PathBuf};
 
 use blake2::{Blake2s256, Digest};
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::ErrorCode;
+use freimesh_proto::control::{ErrorCode, Roles};
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+pub use clients::{client_v4, client_v6};
 pub use events::{OperatorRecord, kind_name, operator_hash, token_id};
 pub use ipam::Pool;
-pub use types::{Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState};
+pub use sites::SiteKey;
+pub use types::{
+    DEFAULT_CLIENT_SUBNET_LEN, Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState,
+    SiteRecord,
+};
 
 use alloc::activate;
 
@@ -62,6 +70,26 @@ pub enum StoreError {
     PrefixNotApproved(IpNet),
     #[error("prefix {0} is already approved for node {1}")]
     PrefixTaken(IpNet, u32),
+    #[error(
+        "prefix {0} overlaps the mesh's {1} {2}: building and site prefixes must lie outside the mesh's own pools"
+    )]
+    PrefixInPool(IpNet, &'static str, IpNet),
+    #[error("prefix {prefix} overlaps {other}, already claimed by {owner}")]
+    PrefixOverlaps {
+        prefix: IpNet,
+        other: IpNet,
+        owner: String,
+    },
+    #[error(
+        "this node serves public Wi-Fi but the mesh has no client pool; set one with `freimesh-controller pool clients --ipv4 CIDR --db DB`"
+    )]
+    NoClientPool,
+    #[error("no site named {0:?} (see `freimesh-controller site list`)")]
+    NoSuchSite(String),
+    #[error("a site named {0:?} exists already")]
+    SiteExists(String),
+    #[error("bad site: {0:?} (a name without spaces, and at least one --prefix)")]
+    BadSiteName(String),
     #[error("no node with id {0}")]
     NoSuchNode(u32),
     #[error("no link between nodes {0} and {1} (links appear when their agents report each other)")]
@@ -87,8 +115,11 @@ impl StoreError {
             Self::TokenUsed => ErrorCode::TokenUsed,
             Self::OutOfPool(_) => ErrorCode::AddressOutOfPool,
             Self::AddressTaken(_) => ErrorCode::AddressTaken,
-            Self::PoolExhausted(_) => ErrorCode::PoolExhausted,
-            Self::PrefixNotApproved(_) | Self::PrefixTaken(..) => ErrorCode::PrefixNotApproved,
+            Self::PoolExhausted(_) | Self::NoClientPool => ErrorCode::PoolExhausted,
+            Self::PrefixNotApproved(_)
+            | Self::PrefixTaken(..)
+            | Self::PrefixInPool(..)
+            | Self::PrefixOverlaps { .. } => ErrorCode::PrefixNotApproved,
             _ => ErrorCode::Internal,
         }
     }
@@ -175,12 +206,15 @@ impl Store {
             return Err(StoreError::AlreadyInitialised);
         }
         tx.execute(
-            "INSERT INTO settings (id, ula, ipv4, approval, controller_public_key) VALUES (1, ?1, ?2, ?3, ?4)",
+            "INSERT INTO settings (id, ula, ipv4, approval, controller_public_key, clients_ipv4, client_subnet_len)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 settings.ula.to_string(),
                 settings.ipv4.to_string(),
                 settings.approval,
-                settings.controller_public_key.to_base64()
+                settings.controller_public_key.to_base64(),
+                settings.clients_ipv4.map(|p| p.to_string()),
+                settings.client_subnet_len,
             ],
         )?;
         tx.commit()?;
@@ -191,7 +225,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT ula, ipv4, approval, controller_public_key FROM settings WHERE id = 1",
+                "SELECT ula, ipv4, approval, controller_public_key, clients_ipv4, client_subnet_len FROM settings WHERE id = 1",
                 [],
                 |r| {
                     Ok((
@@ -199,6 +233,8 @@ impl Store {
                         r.get::<_, String>(1)?,
                         r.get::<_, bool>(2)?,
                         r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, u8>(5)?,
                     ))
                 },
             )
@@ -211,7 +247,62 @@ impl Store {
             approval: row.2,
             controller_public_key: PublicKeyBytes::from_base64(&row.3)
                 .map_err(|_| corrupt("controller_public_key"))?,
+            clients_ipv4: row
+                .4
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(|_| corrupt("clients_ipv4"))?,
+            client_subnet_len: row.5,
         })
+    }
+
+    /// Sets the public Wi-Fi client pool of an existing mesh (`pool
+    /// clients`). Once a subnet is handed out the pool is fixed: changing
+    /// it would renumber every public node's clients.
+    pub fn set_client_pool(&mut self, pool: ipnet::Ipv4Net, subnet_len: u8) -> Result<()> {
+        let mut settings = self.settings()?;
+        let tx = self.conn.transaction()?;
+        let used: i64 = tx.query_row("SELECT COUNT(*) FROM client_subnets", [], |r| r.get(0))?;
+        if used > 0
+            && (settings.clients_ipv4 != Some(pool) || settings.client_subnet_len != subnet_len)
+        {
+            return Err(StoreError::BadSettings(format!(
+                "the client pool is {} with /{} subnets and {used} node(s) hold subnets from it; it cannot change",
+                settings
+                    .clients_ipv4
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                settings.client_subnet_len
+            )));
+        }
+        settings.clients_ipv4 = Some(pool);
+        settings.client_subnet_len = subnet_len;
+        types::check_client_pool(&settings, pool)?;
+        // Buildings already approved inside the new pool would be routed
+        // as public clients.
+        let approved: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT prefix FROM prefixes UNION ALL SELECT prefix FROM site_prefixes",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for text in approved {
+            let p: IpNet = text
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("prefix {text:?}")))?;
+            let pool_net = IpNet::V4(pool);
+            if pool_net.contains(&p) || p.contains(&pool_net) {
+                return Err(StoreError::BadSettings(format!(
+                    "client pool {pool} overlaps the approved prefix {p}"
+                )));
+            }
+        }
+        tx.execute(
+            "UPDATE settings SET clients_ipv4 = ?1, client_subnet_len = ?2 WHERE id = 1",
+            params![pool.to_string(), subnet_len],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Stores a new one-time token (hashed) and returns its text.
@@ -221,6 +312,11 @@ impl Store {
         prefixes: &[IpNet],
         now: i64,
     ) -> Result<String> {
+        let settings = self.settings()?;
+        {
+            let tx = self.conn.transaction()?;
+            claims::check(&tx, &settings, prefixes, claims::Claimant::Token { now })?;
+        }
         let mut raw = [0u8; 20];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
         let token = format!(
@@ -276,14 +372,16 @@ impl Store {
             Some(_) => return Err(StoreError::KeyExists(e.key)),
             None => {
                 tx.execute(
-                    "INSERT INTO nodes (public_key, hostname, state, endpoints, created_at) VALUES (?1, ?2, 'pending', ?3, ?4)",
-                    params![e.key.to_base64(), e.hostname, join(e.endpoints), now],
+                    "INSERT INTO nodes (public_key, hostname, state, endpoints, created_at, gateway, public_wifi) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6)",
+                    params![e.key.to_base64(), e.hostname, join(e.endpoints), now, e.roles.gateway, e.roles.public_wifi],
                 )?;
                 u32::try_from(tx.last_insert_rowid())
                     .map_err(|_| StoreError::Corrupt("node id".into()))?
             }
         };
         activate(&tx, &settings, id, e.want_addresses)?;
+        set_roles_in(&tx, &settings, id, e.roles)?;
+        claims::check(&tx, &settings, &token_prefixes, claims::Claimant::Node(id))?;
         for prefix in &token_prefixes {
             insert_prefix(&tx, id, *prefix)?;
         }
@@ -301,11 +399,12 @@ impl Store {
         key: PublicKeyBytes,
         hostname: &str,
         endpoints: &[SocketAddr],
+        roles: Roles,
         now: i64,
     ) -> Result<NodeRecord> {
         self.conn.execute(
-            "INSERT INTO nodes (public_key, hostname, state, endpoints, created_at) VALUES (?1, ?2, 'pending', ?3, ?4)",
-            params![key.to_base64(), hostname, join(endpoints), now],
+            "INSERT INTO nodes (public_key, hostname, state, endpoints, created_at, gateway, public_wifi) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6)",
+            params![key.to_base64(), hostname, join(endpoints), now, roles.gateway, roles.public_wifi],
         )?;
         let id = u32::try_from(self.conn.last_insert_rowid())
             .map_err(|_| StoreError::Corrupt("node id".into()))?;
@@ -317,6 +416,25 @@ impl Store {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
         activate(&tx, &settings, id, &[])?;
+        let public_wifi: bool = tx.query_row(
+            "SELECT public_wifi FROM nodes WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        if public_wifi {
+            clients::assign(&tx, &settings, id)?;
+        }
+        tx.commit()?;
+        self.node(id)
+    }
+
+    /// Records the roles an active node announced in its Hello; a public
+    /// Wi-Fi node gets its client subnets now if it has none. Refused
+    /// (nothing written) without a client pool.
+    pub fn set_roles(&mut self, id: u32, roles: Roles) -> Result<NodeRecord> {
+        let settings = self.settings()?;
+        let tx = self.conn.transaction()?;
+        set_roles_in(&tx, &settings, id, roles)?;
         tx.commit()?;
         self.node(id)
     }
@@ -350,6 +468,7 @@ impl Store {
 
     /// Approves `prefix` (e.g. a building LAN) for node `id`.
     pub fn approve_prefix(&mut self, id: u32, prefix: IpNet) -> Result<()> {
+        let settings = self.settings()?;
         let tx = self.conn.transaction()?;
         let state: Option<String> = tx
             .query_row("SELECT state FROM nodes WHERE id = ?1", params![id], |r| {
@@ -361,6 +480,7 @@ impl Store {
             Some("revoked") => return Err(StoreError::WrongState(id, "revoked")),
             Some(_) => {}
         }
+        claims::check(&tx, &settings, &[prefix], claims::Claimant::Node(id))?;
         insert_prefix(&tx, id, prefix.trunc())?;
         tx.commit()?;
         Ok(())
@@ -389,7 +509,9 @@ impl Store {
         let settings = self.settings()?;
         let (p6, p4) = settings.pools();
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, public_key, hostname, addr6_index, addr4_index, state, drained, endpoints FROM nodes {filter} ORDER BY id"
+            "SELECT id, public_key, hostname, addr6_index, addr4_index, state, drained, endpoints,
+                    gateway, public_wifi, c.v4_index, c.v6_index
+             FROM nodes LEFT JOIN client_subnets c ON c.node_id = nodes.id {filter} ORDER BY id"
         ))?;
         let params = match id {
             Some(id) => vec![id],
@@ -405,11 +527,22 @@ impl Store {
                 r.get::<_, String>(5)?,
                 r.get::<_, bool>(6)?,
                 r.get::<_, String>(7)?,
+                (
+                    r.get::<_, bool>(8)?,
+                    r.get::<_, bool>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
+                    r.get::<_, Option<i64>>(11)?,
+                ),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, key, hostname, i6, i4, state, drained, endpoints) = row?;
+            let (id, key, hostname, i6, i4, state, drained, endpoints, roles) = row?;
+            let (gateway, public_wifi, c4, c6) = roles;
+            let client_prefixes = match (c4, c6) {
+                (Some(c4), Some(c6)) => clients::client_prefixes(&settings, c4, c6)?,
+                _ => Vec::new(),
+            };
             let mut addresses = Vec::new();
             if let (Some(i6), Some(i4)) = (i6, i4) {
                 addresses.push(
@@ -430,6 +563,9 @@ impl Store {
                 state: NodeState::parse(&state)?,
                 drained,
                 endpoints: split(&endpoints)?,
+                gateway,
+                public_wifi,
+                client_prefixes,
             });
         }
         Ok(out)
@@ -510,10 +646,19 @@ impl Store {
             "prefixes",
             "links",
             "operators",
+            "client_subnets",
+            "sites",
+            "site_prefixes",
+            "reserved_addr4",
         ] {
-            let mut stmt = self
-                .conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT * FROM {table} ORDER BY {}",
+                if table == "reserved_addr4" {
+                    "1"
+                } else {
+                    "1, 2"
+                }
+            ))?;
             let cols = stmt.column_count();
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -527,6 +672,25 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn set_roles_in(
+    tx: &Transaction<'_>,
+    settings: &MeshSettings,
+    id: u32,
+    roles: Roles,
+) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE nodes SET gateway = ?1, public_wifi = ?2 WHERE id = ?3",
+        params![roles.gateway, roles.public_wifi, id],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchNode(id));
+    }
+    if roles.public_wifi {
+        clients::assign(tx, settings, id)?;
+    }
+    Ok(())
 }
 
 fn insert_prefix(tx: &Transaction<'_>, id: u32, prefix: IpNet) -> Result<()> {
@@ -553,3 +717,7 @@ fn insert_prefix(tx: &Transaction<'_>, id: u32, prefix: IpNet) -> Result<()> {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod pool_tests;

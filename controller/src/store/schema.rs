@@ -67,6 +67,30 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL UNIQUE,
         created_at INTEGER NOT NULL
     );",
+    // 3: gateways, public Wi-Fi client pools and standard WireGuard sites.
+    "ALTER TABLE settings ADD COLUMN clients_ipv4 TEXT;
+    ALTER TABLE settings ADD COLUMN client_subnet_len INTEGER NOT NULL DEFAULT 24;
+    ALTER TABLE nodes ADD COLUMN gateway INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN public_wifi INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE client_subnets (
+        node_id INTEGER PRIMARY KEY REFERENCES nodes(id),
+        v4_index INTEGER NOT NULL UNIQUE,
+        v6_index INTEGER NOT NULL UNIQUE
+    );
+    CREATE TABLE sites (
+        name TEXT PRIMARY KEY,
+        via INTEGER NOT NULL REFERENCES nodes(id),
+        public_key TEXT NOT NULL UNIQUE,
+        private_key TEXT,
+        addr4_index INTEGER NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE site_prefixes (
+        site TEXT NOT NULL REFERENCES sites(name) ON DELETE CASCADE,
+        prefix TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (site, prefix)
+    );
+    CREATE TABLE reserved_addr4 (addr4_index INTEGER PRIMARY KEY);",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

@@ -12,6 +12,8 @@ fn settings() -> MeshSettings {
         ipv4: "10.99.0.0/16".parse().expect("v4"),
         approval: false,
         controller_public_key: PublicKeyBytes([9; 32]),
+        clients_ipv4: Some("10.100.0.0/16".parse().expect("clients")),
+        client_subnet_len: 24,
     }
 }
 
@@ -38,6 +40,7 @@ fn enrol(
             token,
             want_addresses: want,
             prefixes,
+            roles: Default::default(),
         },
         NOW,
     )
@@ -188,7 +191,13 @@ fn every_refusal_leaves_the_database_unchanged() {
 fn pending_approve_and_revoke() {
     let (_dir, _path, mut store) = fresh();
     let p = store
-        .add_pending(PublicKeyBytes([5; 32]), "kita", &[], NOW)
+        .add_pending(
+            PublicKeyBytes([5; 32]),
+            "kita",
+            &[],
+            Default::default(),
+            NOW,
+        )
         .expect("pending");
     assert!(p.addresses.is_empty());
     let a = store.approve(p.id).expect("approve");

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use freimesh_proto::PublicKeyBytes;
+use freimesh_proto::control::Roles;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Pool, Result, StoreError};
@@ -15,15 +16,29 @@ pub struct MeshSettings {
     /// Nodes without a token wait for approval instead of being refused.
     pub approval: bool,
     pub controller_public_key: PublicKeyBytes,
+    /// Where public Wi-Fi nodes' IPv4 client subnets come from; `None`
+    /// until the operator sets one (`init --clients-ipv4` or `pool
+    /// clients`).
+    pub clients_ipv4: Option<Ipv4Net>,
+    /// The length of each public node's IPv4 client subnet.
+    pub client_subnet_len: u8,
 }
+
+/// The client subnet length unless `init --client-subnet-len` says
+/// otherwise: 253 leases per public node.
+pub const DEFAULT_CLIENT_SUBNET_LEN: u8 = 24;
 
 impl MeshSettings {
     pub fn pools(&self) -> (Pool, Pool) {
         (Pool::V6(self.ula), Pool::V4(self.ipv4))
     }
 
+    /// What every node's kernel sends into the mesh: the ULA (overlay
+    /// addresses and client /64s), the IPv4 pool and the IPv4 client pool.
     pub fn mesh_prefixes(&self) -> Vec<IpNet> {
-        vec![IpNet::V6(self.ula), IpNet::V4(self.ipv4)]
+        let mut out = vec![IpNet::V6(self.ula), IpNet::V4(self.ipv4)];
+        out.extend(self.clients_ipv4.map(IpNet::V4));
+        out
     }
 
     pub(super) fn check(&self) -> Result<()> {
@@ -40,8 +55,36 @@ impl MeshSettings {
                 self.ipv4
             )));
         }
+        if let Some(clients) = self.clients_ipv4 {
+            check_client_pool(self, clients)?;
+        }
         Ok(())
     }
+}
+
+/// A client pool must leave room for subnets, stay clear of the overlay
+/// pool, and the ULA must have /64s to spare beside the overlay addresses.
+pub(super) fn check_client_pool(settings: &MeshSettings, clients: Ipv4Net) -> Result<()> {
+    let len = settings.client_subnet_len;
+    if !(clients.prefix_len()..=30).contains(&len) {
+        return Err(StoreError::BadSettings(format!(
+            "--client-subnet-len {len}: needs a length between the client pool's /{} and /30",
+            clients.prefix_len()
+        )));
+    }
+    if clients.contains(&settings.ipv4) || settings.ipv4.contains(&clients) {
+        return Err(StoreError::BadSettings(format!(
+            "client pool {clients} overlaps the overlay pool {}",
+            settings.ipv4
+        )));
+    }
+    if settings.ula.prefix_len() >= 64 {
+        return Err(StoreError::BadSettings(format!(
+            "--ula {}: public Wi-Fi needs a ULA shorter than /64 (client /64s come from it)",
+            settings.ula
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,6 +124,37 @@ pub struct NodeRecord {
     pub state: NodeState,
     pub drained: bool,
     pub endpoints: Vec<SocketAddr>,
+    /// The node said it has an uplink (its last Hello's roles).
+    pub gateway: bool,
+    /// The node said it serves public Wi-Fi.
+    pub public_wifi: bool,
+    /// Its client /64 and IPv4 subnet once allocated (they stay its own
+    /// even if it stops serving public Wi-Fi, so they are never reused).
+    pub client_prefixes: Vec<IpNet>,
+}
+
+impl NodeRecord {
+    pub fn roles(&self) -> Roles {
+        Roles {
+            gateway: self.gateway,
+            public_wifi: self.public_wifi,
+        }
+    }
+}
+
+/// A standard WireGuard site joined through a node (`site add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRecord {
+    pub name: String,
+    /// The node its tunnel ends on.
+    pub via: u32,
+    pub public_key: PublicKeyBytes,
+    /// Kept only when the controller generated the key, so `site export`
+    /// can print it.
+    pub private_key: Option<String>,
+    /// Its overlay /32 from the IPv4 pool.
+    pub address: IpNet,
+    pub prefixes: Vec<IpNet>,
 }
 
 /// A link between two nodes (`a < b`) with its last measurement.
@@ -103,4 +177,5 @@ pub struct Enrollment<'a> {
     pub token: &'a str,
     pub want_addresses: &'a [IpAddr],
     pub prefixes: &'a [IpNet],
+    pub roles: Roles,
 }

@@ -48,7 +48,7 @@ pub fn seeded() -> (
     for i in 1..=4u8 {
         let k = freimesh_proto::PublicKeyBytes([i; 32]);
         let rec = store
-            .add_pending(k, &format!("node{i}"), &[], 0)
+            .add_pending(k, &format!("node{i}"), &[], Default::default(), 0)
             .expect("pending");
         if i < 4 {
             store.approve(rec.id).expect("approve");

@@ -223,14 +223,11 @@ impl Engine {
             }
         };
         let packet = &mut packet[..header.len];
-        if let Ingress::Link(id) = ingress
-            && !self.links[id.0].allows_source(header.src)
-        {
-            self.drop_packet(DropReason::SpoofedSource);
-            return;
-        }
         if !is_routable(header.dst) {
             self.drop_packet(DropReason::NotRoutable);
+            return;
+        }
+        if !self.admit(header.src, header.dst, ingress) {
             return;
         }
         let Some(hop) = self.table.lookup(header.dst) else {
@@ -244,7 +241,11 @@ impl Engine {
                 // ourselves means its routes disagree with the table.
                 self.drop_packet(DropReason::Hairpin);
             }
-            (Hop::Local, Ingress::Link(_)) => {
+            // Out through this gateway's uplink: its kernel forwards (and
+            // NATs) it. From the local backend too: a gateway's own public
+            // clients reach the TUN by policy routing, and the kernel sends
+            // what comes back out of it by its main table.
+            (Hop::Local, Ingress::Link(_)) | (Hop::Uplink, _) => {
                 self.counters.delivered_local += 1;
                 self.outputs.push_back(Output::Local(packet.to_vec()));
             }

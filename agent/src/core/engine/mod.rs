@@ -25,8 +25,9 @@
 
 mod forward;
 mod repair;
+mod segments;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use freimesh_proto::PublicKeyBytes;
+use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,7 @@ pub use self::repair::{EventView, Failover};
 use super::LinkId;
 use super::link::{Link, LinkStatus};
 use super::liveness::{Liveness, Profile};
+use super::segments::SegmentTable;
 use super::table::{ForwardingTable, Hop, TableError};
 
 /// How many recent failover events the engine keeps for `status`.
@@ -104,10 +107,13 @@ pub enum DropReason {
     NoEndpoint,
     /// boringtun refused the packet for another reason (e.g. no session yet).
     TunnelError,
+    /// The source's segment may not reach the destination's
+    /// ([`Segment::may_reach`]), e.g. a public client toward the intranet.
+    SegmentPolicy,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::MalformedDatagram,
         DropReason::Unauthenticated,
         DropReason::UnknownPeer,
@@ -120,6 +126,7 @@ impl DropReason {
         DropReason::Hairpin,
         DropReason::NoEndpoint,
         DropReason::TunnelError,
+        DropReason::SegmentPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +143,7 @@ impl DropReason {
             DropReason::Hairpin => "hairpin",
             DropReason::NoEndpoint => "no_endpoint",
             DropReason::TunnelError => "tunnel_error",
+            DropReason::SegmentPolicy => "segment_policy",
         }
     }
 
@@ -237,6 +245,20 @@ pub struct EngineStatus {
     /// neighbours.
     #[serde(default)]
     pub lost_prefixes: Vec<IpNet>,
+    /// On a gateway, whether its uplink is in service; `None` elsewhere.
+    #[serde(default)]
+    pub uplink_up: Option<bool>,
+    /// Public Wi-Fi client prefixes assigned to this node.
+    #[serde(default)]
+    pub client_prefixes: Vec<IpNet>,
+}
+
+/// A route as the controller (or the operator) gives it: next hops,
+/// primary first, and the destination's segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub hops: Vec<Hop>,
+    pub segment: Segment,
 }
 
 /// The sans-IO forwarding engine. See the module docs for the contract.
@@ -265,6 +287,12 @@ pub struct Engine {
     /// Zero of the microsecond clock used in RTT exchanges: the first `now`
     /// the engine sees (set by `start`).
     epoch: Instant,
+    /// Source and destination classification (segments, ownership).
+    segments: SegmentTable,
+    /// The destination segment of every configured route.
+    route_segments: BTreeMap<IpNet, Segment>,
+    /// Public Wi-Fi client prefixes assigned to this node.
+    client_prefixes: BTreeSet<IpNet>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -348,6 +376,9 @@ impl Engine {
             underlay: BTreeMap::new(),
             incarnation: index_seed,
             epoch: Instant::now(),
+            segments: SegmentTable::default(),
+            route_segments: BTreeMap::new(),
+            client_prefixes: BTreeSet::new(),
         })
     }
 
@@ -454,7 +485,7 @@ impl Engine {
     /// with `routes`: the table the controller computed. Unchanged routes
     /// are left alone, so forwarding and any local repair in progress are
     /// not disturbed.
-    pub fn set_routes(&mut self, routes: &BTreeMap<IpNet, Vec<Hop>>) -> Result<(), EngineError> {
+    pub fn set_routes(&mut self, routes: &BTreeMap<IpNet, RouteSpec>) -> Result<(), EngineError> {
         let stale: Vec<IpNet> = self
             .repair
             .configured
@@ -467,11 +498,23 @@ impl Engine {
         for prefix in stale {
             self.remove_route(prefix);
         }
-        for (prefix, hops) in routes {
-            if self.repair.configured.get(&prefix.trunc()) != Some(hops) {
-                self.insert_route(*prefix, hops.clone())?;
+        for (prefix, spec) in routes {
+            let hops = segments::table_hops(*prefix, spec.hops.clone());
+            let prefix = prefix.trunc();
+            if self.repair.configured.get(&prefix) != Some(&hops)
+                || self.route_segments.get(&prefix) != Some(&spec.segment)
+            {
+                self.insert_route_in(prefix, spec.hops.clone(), spec.segment)?;
             }
         }
+        // A default route that no longer leaves through our uplink needs
+        // no poison toward its next hop; the next lost-set refresh
+        // restores it there.
+        let configured = &self.repair.configured;
+        for prefixes in self.repair.poisoned.values_mut() {
+            prefixes.retain(|p| configured.get(p).is_some_and(|h| h.contains(&Hop::Uplink)));
+        }
+        self.repair.poisoned.retain(|_, p| !p.is_empty());
         Ok(())
     }
 
@@ -493,8 +536,28 @@ impl Engine {
     }
 
     /// Installs or replaces the route for `prefix`: the primary next hop
-    /// first, then the loop-free alternates.
+    /// first, then the loop-free alternates. Its segment is implied: a
+    /// host route delivered here is one of the node's overlay addresses
+    /// (infrastructure), another prefix delivered here lies behind the node
+    /// (intranet), anything else is infrastructure; use
+    /// [`Engine::insert_route_in`] to say otherwise. `Hop::Local` at the
+    /// head of a default route (length 0) is the node's uplink: this node
+    /// is a gateway, see [`Engine::set_uplink`].
     pub fn insert_route(&mut self, prefix: IpNet, hops: Vec<Hop>) -> Result<(), EngineError> {
+        let segment = segments::implied_segment(prefix, &hops);
+        self.insert_route_in(prefix, hops, segment)
+    }
+
+    /// [`Engine::insert_route`] with the destination's segment stated.
+    /// A route delivered here (`[Hop::Local]`) makes the prefix one of this
+    /// node's own: packets from the local backend may use it as source.
+    pub fn insert_route_in(
+        &mut self,
+        prefix: IpNet,
+        hops: Vec<Hop>,
+        segment: Segment,
+    ) -> Result<(), EngineError> {
+        let hops = segments::table_hops(prefix, hops);
         for hop in &hops {
             if let Hop::Link(link) = hop
                 && link.0 >= self.links.len()
@@ -509,7 +572,9 @@ impl Engine {
         ForwardingTable::new().insert(prefix, hops.clone())?;
         let prefix = prefix.trunc();
         self.repair.configured.insert(prefix, hops);
+        self.route_segments.insert(prefix, segment);
         self.reapply(prefix);
+        self.reclassify(prefix);
         Ok(())
     }
 
@@ -653,6 +718,7 @@ impl Engine {
     pub fn status(&self, now: Instant) -> EngineStatus {
         let hop_name = |hop: Hop| match hop {
             Hop::Local => "local".to_owned(),
+            Hop::Uplink => "uplink".to_owned(),
             Hop::Unreachable => "unreachable".to_owned(),
             Hop::Link(id) => self
                 .links
@@ -688,6 +754,8 @@ impl Engine {
                 .map(|(at, event)| event.view(now.saturating_duration_since(*at), &hop_name))
                 .collect(),
             lost_prefixes: self.repair.lost.iter().copied().collect(),
+            uplink_up: self.is_gateway().then(|| self.uplink_up()),
+            client_prefixes: self.client_prefixes(),
         }
     }
 

@@ -45,6 +45,9 @@ pub(super) struct Repair {
     withdrawn_by: BTreeMap<LinkId, BTreeSet<IpNet>>,
     /// Prefixes this node has no live path to (and withdrew).
     pub lost: BTreeSet<IpNet>,
+    /// Default routes withdrawn from one neighbour only, while our uplink
+    /// is down, because that neighbour is now our next hop for them.
+    pub poisoned: BTreeMap<LinkId, BTreeSet<IpNet>>,
 }
 
 /// Something that happened to a link or route, kept for `status`.
@@ -73,6 +76,14 @@ pub(super) enum Event {
         link: LinkId,
         prefixes: usize,
         regained: usize,
+    },
+    /// The gateway's uplink changed state; `prefixes` were lost (down) or
+    /// regained (up) here.
+    Uplink {
+        up: bool,
+        groups: usize,
+        rerouted: usize,
+        prefixes: usize,
     },
 }
 
@@ -116,6 +127,26 @@ impl Event {
     pub(super) fn view(&self, age: Duration, hop_name: &dyn Fn(Hop) -> String) -> EventView {
         let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
         let (link, kind, detail) = match self {
+            Event::Uplink {
+                up,
+                groups,
+                rerouted,
+                prefixes,
+            } => {
+                let (kind, what) = if *up {
+                    ("uplink-up", "restored")
+                } else {
+                    ("uplink-down", "lost")
+                };
+                return EventView {
+                    age_ms,
+                    link: "uplink".to_owned(),
+                    kind: kind.to_owned(),
+                    detail: format!(
+                        "{groups} groups switched, {rerouted} prefixes rerouted, {prefixes} {what}"
+                    ),
+                };
+            }
             Event::LinkDown {
                 link,
                 cause,
@@ -453,7 +484,12 @@ impl Engine {
             }
         }
         self.repair.lost.remove(&prefix);
+        for prefixes in self.repair.poisoned.values_mut() {
+            prefixes.remove(&prefix);
+        }
         self.table.remove(prefix);
+        self.route_segments.remove(&prefix);
+        self.reclassify(prefix);
     }
 
     /// Reinstalls `prefix` with its configured hops minus those withdrawn.
@@ -515,7 +551,7 @@ impl Engine {
 
     /// Withdraws (or restores) `prefixes` on every neighbour that speaks
     /// freimesh and is up.
-    fn announce(&mut self, prefixes: &[IpNet], withdraw: bool, now: Instant) {
+    pub(super) fn announce(&mut self, prefixes: &[IpNet], withdraw: bool, now: Instant) {
         if prefixes.is_empty() {
             return;
         }
@@ -534,7 +570,11 @@ impl Engine {
         {
             return;
         }
-        let lost: Vec<IpNet> = self.repair.lost.iter().copied().collect();
+        let mut lost: BTreeSet<IpNet> = self.repair.lost.clone();
+        if let Some(poisoned) = self.repair.poisoned.get(&link) {
+            lost.extend(poisoned.iter().copied());
+        }
+        let lost: Vec<IpNet> = lost.into_iter().collect();
         if lost.len() <= PREFIXES_PER_MESSAGE {
             let wire = lost.into_iter().map(to_wire).collect();
             self.send_mesh(link, MeshMessage::LostSet(wire), now);
@@ -543,7 +583,13 @@ impl Engine {
         }
     }
 
-    fn send_prefixes(&mut self, link: LinkId, prefixes: &[IpNet], withdraw: bool, now: Instant) {
+    pub(super) fn send_prefixes(
+        &mut self,
+        link: LinkId,
+        prefixes: &[IpNet],
+        withdraw: bool,
+        now: Instant,
+    ) {
         // Only to neighbours that are up: anything sent before the session
         // is established would wait in boringtun's queue and could arrive
         // after a newer message. A neighbour that comes up hears our full
@@ -609,7 +655,7 @@ impl Engine {
         self.send_on_link(link, &packet.encode(), now);
     }
 
-    fn record(&mut self, now: Instant, event: Event) {
+    pub(super) fn record(&mut self, now: Instant, event: Event) {
         if self.events.len() == EVENT_HISTORY {
             self.events.pop_front();
         }

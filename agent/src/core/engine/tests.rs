@@ -175,7 +175,7 @@ impl Mesh {
     fn next_node(&mut self, from: u8, dst: u8) -> Option<u8> {
         let engine = self.engine(from);
         match engine.table().lookup(IpAddr::V4(overlay(dst)))? {
-            Hop::Local => Some(from),
+            Hop::Local | Hop::Uplink => Some(from),
             Hop::Unreachable => None,
             Hop::Link(id) => engine.links[id.0].name.trim_start_matches('n').parse().ok(),
         }
@@ -217,6 +217,9 @@ fn ipv6_crosses_the_mesh() {
     let mut mesh = line();
     let a: std::net::Ipv6Addr = "fd99::1".parse().expect("addr");
     let d: std::net::Ipv6Addr = "fd99::4".parse().expect("addr");
+    mesh.engine(1)
+        .insert_route(IpNet::from(IpAddr::V6(a)), vec![Hop::Local])
+        .expect("route");
     mesh.engine(4)
         .insert_route(IpNet::from(IpAddr::V6(d)), vec![Hop::Local])
         .expect("route");
@@ -272,6 +275,10 @@ fn no_route_is_counted() {
 fn spoofed_source_is_dropped_when_sources_are_restricted() {
     let mut mesh = line();
     mesh.engine(2).links[0].allowed_sources = vec!["10.99.0.1/32".parse().expect("net")];
+    // Node 1 owns the address, so only node 2's link check stops it.
+    mesh.engine(1)
+        .insert_route("10.99.0.77/32".parse().expect("net"), vec![Hop::Local])
+        .expect("route");
     mesh.send(
         1,
         ipv4_packet(Ipv4Addr::new(10, 99, 0, 77), overlay(3), 64, b"x"),
@@ -585,3 +592,6 @@ proptest! {
         }
     }
 }
+
+#[path = "segment_tests.rs"]
+mod segment_tests;

@@ -19,11 +19,11 @@ use rtnetlink::LinkUnspec;
 
 use super::{DEFAULT_MTU, LinuxSettings, ROUTE_METRIC, error, netlink::Netlink, reconcile::Route};
 
-pub(super) type TestResult = Result<(), Box<dyn Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn Error>>;
 
 /// How long to wait for the kernel: it answers in microseconds, but a
 /// loaded 2-core CI machine may not schedule the test task for a while.
-pub(super) const KERNEL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const KERNEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Outcome {
     Ran(Result<(), String>),
@@ -31,7 +31,7 @@ enum Outcome {
 }
 
 /// Runs `test` in a throwaway network namespace (see the module docs).
-pub(super) fn in_netns<F, Fut>(name: &str, test: F)
+pub(crate) fn in_netns<F, Fut>(name: &str, test: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = TestResult>,
@@ -111,7 +111,7 @@ pub(super) fn our(prefix: &str, ifindex: u32) -> Route {
     }
 }
 
-pub(super) async fn ifindex(netlink: &Netlink, name: &str) -> Result<Option<u32>, Box<dyn Error>> {
+pub(crate) async fn ifindex(netlink: &Netlink, name: &str) -> Result<Option<u32>, Box<dyn Error>> {
     let mut links = netlink
         .handle()
         .link()
@@ -146,4 +146,64 @@ pub(super) async fn tagged(netlink: &Netlink) -> Result<Vec<Route>, Box<dyn Erro
     let mut routes = netlink.tagged_routes().await?;
     routes.sort();
     Ok(routes)
+}
+
+/// A command the test needs (`ip`, `nft`); its failure is the test's.
+pub(crate) async fn sh(program: &str, args: &[&str]) -> TestResult {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into())
+    }
+}
+
+/// A second, named network namespace for a test that needs a peer on the
+/// far end of a veth pair (a namespace's own addresses are always
+/// delivered locally, never over the wire). Named, because `ip` reaches it
+/// by name; deleted on drop, so a failing test leaves nothing behind.
+pub(crate) struct PeerNamespace {
+    pub(crate) name: String,
+}
+
+impl PeerNamespace {
+    pub(crate) fn create(tag: &str) -> Result<Self, Box<dyn Error>> {
+        let name = format!("fmtest-{tag}-{}", std::process::id());
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()?;
+        if !status.success() {
+            return Err(format!("ip netns add {name} failed").into());
+        }
+        Ok(Self { name })
+    }
+
+    /// Runs `program args…` inside the namespace.
+    pub(crate) async fn exec(&self, program: &str, args: &[&str]) -> TestResult {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        sh("ip", &full).await
+    }
+}
+
+impl Drop for PeerNamespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// An rtnetlink socket for tests outside this module.
+pub(crate) fn netlink() -> Result<Netlink, Box<dyn Error>> {
+    Ok(Netlink::connect()?)
 }

@@ -1,0 +1,271 @@
+//! Segments, anti-spoofing and gateway uplink failover in the in-memory
+//! mesh.
+//!
+//! ```text
+//!              ┌── 3 G1 (gateway) ── uplink
+//!  1 C ── 2 T ─┤
+//!              └── 4 G2 (gateway) ── uplink
+//! ```
+//! C serves public clients (10.100.1.0/24), T has a building LAN
+//! (10.20.0.0/24, intranet).
+
+use freimesh_proto::segment::Segment;
+
+use super::*;
+
+const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 100, 1, 5);
+const BUILDING_HOST: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 7);
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+fn link(mesh: &mut Mesh, from: u8, to: u8) -> Hop {
+    Hop::Link(mesh.engine(from).link_id(&format!("n{to}")).expect("link"))
+}
+
+/// The mesh of the module docs. `g1_alternate`: G1's default route has T
+/// as alternate after its uplink (T's own primary is G1).
+fn gateways(g1_alternate: bool) -> Mesh {
+    let mut mesh = Mesh::new(4, &[(1, 2), (2, 3), (2, 4)], |n, dst| match (n, dst) {
+        (2, d) => vec![d],
+        (_, _) => vec![2],
+    });
+    let default = net("0.0.0.0/0");
+    let clients = net("10.100.1.0/24");
+    let building = net("10.20.0.0/24");
+    mesh.engine(1).set_client_prefixes(vec![clients]);
+    let (t_c, t_g1, t_g2) = (
+        link(&mut mesh, 2, 1),
+        link(&mut mesh, 2, 3),
+        link(&mut mesh, 2, 4),
+    );
+    let t = mesh.engine(2);
+    t.insert_route(building, vec![Hop::Local]).expect("lan");
+    t.insert_route_in(clients, vec![t_c], Segment::Public)
+        .expect("route");
+    t.insert_route_in(default, vec![t_g1, t_g2], Segment::Internet)
+        .expect("route");
+    for n in [1, 3, 4] {
+        let via_t = link(&mut mesh, n, 2);
+        let e = mesh.engine(n);
+        e.insert_route_in(building, vec![via_t], Segment::Intranet)
+            .expect("route");
+        if n != 1 {
+            e.insert_route_in(clients, vec![via_t], Segment::Public)
+                .expect("route");
+        }
+    }
+    let c_t = link(&mut mesh, 1, 2);
+    mesh.engine(1)
+        .insert_route_in(default, vec![c_t], Segment::Internet)
+        .expect("route");
+    let g1_t = link(&mut mesh, 3, 2);
+    let g1_hops = if g1_alternate {
+        vec![Hop::Local, g1_t]
+    } else {
+        vec![Hop::Local]
+    };
+    mesh.engine(3)
+        .insert_route_in(default, g1_hops, Segment::Internet)
+        .expect("route");
+    mesh.engine(4)
+        .insert_route_in(default, vec![Hop::Local], Segment::Internet)
+        .expect("route");
+    mesh
+}
+
+fn delivered_at(mesh: &Mesh) -> Vec<u8> {
+    mesh.delivered.iter().map(|(n, _)| *n).collect()
+}
+
+#[test]
+fn public_clients_reach_the_internet_and_get_answers() {
+    let mut mesh = gateways(false);
+    assert!(mesh.engine(3).is_gateway() && !mesh.engine(1).is_gateway());
+    mesh.send(1, ipv4_packet(CLIENT, INTERNET, 64, b"out"));
+    assert_eq!(delivered_at(&mesh), vec![3], "out through G1's uplink");
+    // The answer, de-NAT'd by G1's kernel, comes back through its TUN.
+    mesh.send(3, ipv4_packet(INTERNET, CLIENT, 64, b"back"));
+    assert_eq!(delivered_at(&mesh), vec![3, 1]);
+    for n in 1..=4 {
+        assert_eq!(mesh.engine(n).drops(DropReason::SegmentPolicy), 0);
+    }
+}
+
+#[test]
+fn public_clients_never_reach_the_intranet_or_the_routers() {
+    let mut mesh = gateways(false);
+    mesh.send(1, ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"));
+    mesh.send(1, ipv4_packet(CLIENT, overlay(2), 64, b"x"));
+    mesh.send(
+        1,
+        ipv4_packet(CLIENT, Ipv4Addr::new(10, 100, 1, 9), 64, b"x"),
+    );
+    assert!(mesh.delivered.is_empty());
+    assert_eq!(
+        mesh.engine(1).drops(DropReason::SegmentPolicy),
+        3,
+        "at the first hop"
+    );
+    // Nor can the intranet or the internet side open a way to them.
+    mesh.send(2, ipv4_packet(BUILDING_HOST, CLIENT, 64, b"x"));
+    assert_eq!(mesh.engine(2).drops(DropReason::SegmentPolicy), 1);
+    mesh.send(3, ipv4_packet(INTERNET, BUILDING_HOST, 64, b"x"));
+    assert_eq!(mesh.engine(3).drops(DropReason::SegmentPolicy), 1);
+    assert!(mesh.delivered.is_empty());
+    // Infrastructure and intranet talk both ways.
+    mesh.send(1, ipv4_packet(overlay(1), BUILDING_HOST, 64, b"x"));
+    assert_eq!(delivered_at(&mesh), vec![2]);
+}
+
+#[test]
+fn a_misconfigured_node_is_caught_at_transit() {
+    let mut mesh = gateways(false);
+    // C forgets that its clients are public: to it they are a LAN behind it.
+    mesh.engine(1).set_client_prefixes(Vec::new());
+    mesh.engine(1)
+        .insert_route(net("10.100.1.0/24"), vec![Hop::Local])
+        .expect("route");
+    mesh.send(1, ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"));
+    assert_eq!(mesh.engine(1).drops(DropReason::SegmentPolicy), 0);
+    assert_eq!(mesh.engine(2).drops(DropReason::SegmentPolicy), 1);
+    assert!(mesh.delivered.is_empty());
+}
+
+#[test]
+fn sources_a_node_does_not_own_are_spoofed() {
+    let mut mesh = gateways(false);
+    // Another router's address, and the internet from a non-gateway.
+    mesh.send(1, ipv4_packet(overlay(3), overlay(4), 64, b"x"));
+    mesh.send(1, ipv4_packet(INTERNET, CLIENT, 64, b"x"));
+    // A public client's address at the transit node.
+    mesh.send(2, ipv4_packet(CLIENT, INTERNET, 64, b"x"));
+    assert_eq!(mesh.engine(1).drops(DropReason::SpoofedSource), 2);
+    assert_eq!(mesh.engine(2).drops(DropReason::SpoofedSource), 1);
+    // A gateway may not claim mesh addresses either.
+    mesh.send(3, ipv4_packet(overlay(2), INTERNET, 64, b"x"));
+    assert_eq!(mesh.engine(3).drops(DropReason::SpoofedSource), 1);
+    assert!(mesh.delivered.is_empty());
+}
+
+#[test]
+fn a_site_link_accepts_only_its_allowed_sources() {
+    let mut mesh = line();
+    let site_lan = net("10.30.0.0/24");
+    let other_lan = net("10.31.0.0/24");
+    let now = mesh.now;
+    for lan in [site_lan, other_lan] {
+        mesh.engine(1)
+            .insert_route(lan, vec![Hop::Local])
+            .expect("lan");
+    }
+    mesh.engine(2)
+        .upsert_link(
+            LinkSpec {
+                allowed_sources: vec![net("10.99.0.1/32"), site_lan],
+                ..spec(1)
+            },
+            now,
+        )
+        .expect("link");
+    mesh.send(
+        1,
+        ipv4_packet(Ipv4Addr::new(10, 30, 0, 5), overlay(2), 64, b"ok"),
+    );
+    mesh.send(
+        1,
+        ipv4_packet(Ipv4Addr::new(10, 31, 0, 5), overlay(2), 64, b"no"),
+    );
+    assert_eq!(delivered_at(&mesh), vec![2]);
+    assert_eq!(mesh.engine(2).drops(DropReason::SpoofedSource), 1);
+}
+
+/// Sends one client packet to the internet; returns which node delivered it.
+fn client_exit(mesh: &mut Mesh) -> Option<u8> {
+    let before = mesh.delivered.len();
+    mesh.send(1, ipv4_packet(CLIENT, INTERNET, 64, b"probe"));
+    mesh.delivered.get(before).map(|(n, _)| *n)
+}
+
+#[test]
+fn uplink_down_moves_clients_to_the_other_gateway_at_once() {
+    let mut mesh = gateways(false);
+    assert_eq!(client_exit(&mut mesh), Some(3));
+    let now = mesh.now;
+    mesh.engine(3).set_uplink(false, now);
+    // No clock advance: only the withdrawal G1 sent has moved T.
+    mesh.run();
+    assert_eq!(client_exit(&mut mesh), Some(4));
+    assert_eq!(
+        mesh.engine(3).status(now).lost_prefixes,
+        vec![net("0.0.0.0/0")]
+    );
+    assert_eq!(mesh.engine(3).status(now).uplink_up, Some(false));
+    // The withdrawal survives the periodic lost-set refresh.
+    mesh.advance(Duration::from_secs(3), Duration::from_millis(50));
+    assert_eq!(client_exit(&mut mesh), Some(4));
+    let now = mesh.now;
+    mesh.engine(3).set_uplink(true, now);
+    mesh.run();
+    assert_eq!(client_exit(&mut mesh), Some(3), "back to the primary");
+    let kinds: Vec<String> = mesh
+        .engine(3)
+        .status(now)
+        .events
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("uplink"))
+        .collect();
+    assert_eq!(kinds, vec!["uplink-down", "uplink-up"]);
+    assert_eq!(mesh.engine(2).drops(DropReason::NoRoute), 0);
+}
+
+#[test]
+fn a_gateway_whose_alternate_points_back_poisons_it() {
+    let mut mesh = gateways(true);
+    assert_eq!(client_exit(&mut mesh), Some(3));
+    let now = mesh.now;
+    mesh.engine(3).set_uplink(false, now);
+    mesh.run();
+    assert_eq!(client_exit(&mut mesh), Some(4));
+    assert_eq!(mesh.engine(3).drops(DropReason::Hairpin), 0);
+    // G1's own traffic follows its alternate to G2.
+    mesh.send(3, ipv4_packet(overlay(3), INTERNET, 64, b"own"));
+    assert_eq!(mesh.delivered.last().map(|(n, _)| *n), Some(4));
+    mesh.advance(Duration::from_secs(3), Duration::from_millis(50));
+    assert_eq!(client_exit(&mut mesh), Some(4), "poison kept on refresh");
+    let now = mesh.now;
+    mesh.engine(3).set_uplink(true, now);
+    mesh.run();
+    assert_eq!(client_exit(&mut mesh), Some(3));
+    mesh.advance(Duration::from_secs(3), Duration::from_millis(50));
+    assert_eq!(client_exit(&mut mesh), Some(3));
+}
+
+proptest! {
+    /// Whatever the segments of source and destination, the engine forwards
+    /// exactly what `Segment::may_reach` allows, at the first hop.
+    #[test]
+    fn forwarding_follows_the_policy_table(src in 0usize..4, dst in 0usize..4) {
+        let mut mesh = gateways(false);
+        // One address per segment, owned by C (sources) or beyond T (dst).
+        let addrs = [overlay(1), Ipv4Addr::new(10, 40, 0, 1), CLIENT, INTERNET];
+        let dsts = [overlay(4), BUILDING_HOST, Ipv4Addr::new(10, 101, 0, 1), INTERNET];
+        let c_t = link(&mut mesh, 1, 2);
+        mesh.engine(1).insert_route(net("10.40.0.0/24"), vec![Hop::Local]).expect("lan");
+        mesh.engine(1)
+            .insert_route_in(net("10.101.0.0/24"), vec![c_t], Segment::Public)
+            .expect("route");
+        let from = Segment::ALL[src];
+        let to = Segment::ALL[dst];
+        if from == Segment::Internet {
+            // Only a gateway's kernel hands the engine internet sources.
+            return Ok(());
+        }
+        mesh.send(1, ipv4_packet(addrs[src], dsts[dst], 64, b"p"));
+        let dropped = mesh.engine(1).drops(DropReason::SegmentPolicy) == 1;
+        prop_assert_eq!(dropped, !from.may_reach(to));
+    }
+}

@@ -1,0 +1,231 @@
+//! Segments, anti-spoofing and the gateway uplink inside the engine.
+//!
+//! * Every route carries its destination's segment, and the node's own
+//!   prefixes carry theirs (overlay addresses: infrastructure; local
+//!   prefixes: intranet; client prefixes: public). [`Engine::admit`] checks
+//!   every packet, forwarded or delivered, against
+//!   [`Segment::may_reach`] on every hop, so one misconfigured node cannot
+//!   open the intranet to the public.
+//! * A packet from the local backend must carry a source this node owns,
+//!   or, on a gateway, a source outside every mesh prefix (internet
+//!   answers coming back through the gateway's NAT). Packets from a link
+//!   with `allowed_sources` (plain WireGuard sites) must use one of those.
+//! * A default route whose first hop is this node ([`Hop::Uplink`]) makes
+//!   the node a gateway. [`Engine::set_uplink`] takes that hop out of
+//!   service when the uplink checker loses the far side: the groups switch
+//!   to their alternates in one step, default routes left without a live
+//!   hop are withdrawn from the neighbours (the repair machinery), and a
+//!   neighbour that is now our next hop for them hears them withdrawn too,
+//!   so it does not send them back to us.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use freimesh_proto::segment::Segment;
+use ipnet::IpNet;
+
+use super::repair::Event;
+use super::{DropReason, Engine, Ingress};
+use crate::core::segments::Origin;
+use crate::core::table::Hop;
+
+/// The segment of a route nobody stated one for: a host route delivered
+/// here is one of the node's overlay addresses, any other prefix delivered
+/// here lies behind it (a building LAN), everything else is the
+/// infrastructure a controller-less mesh routes.
+pub(super) fn implied_segment(prefix: IpNet, hops: &[Hop]) -> Segment {
+    let host = prefix.prefix_len() == prefix.max_prefix_len();
+    match hops {
+        [Hop::Local] if !host => Segment::Intranet,
+        _ => Segment::Infrastructure,
+    }
+}
+
+/// Hops as the table holds them: "deliver here" at the head of a default
+/// route means "out through the uplink", which can fail.
+pub(super) fn table_hops(prefix: IpNet, mut hops: Vec<Hop>) -> Vec<Hop> {
+    if prefix.prefix_len() == 0 {
+        for hop in &mut hops {
+            if *hop == Hop::Local {
+                *hop = Hop::Uplink;
+            }
+        }
+    }
+    hops
+}
+
+impl Engine {
+    /// Recomputes what `prefix` is for classification, from the client
+    /// prefixes and the configured route.
+    pub(super) fn reclassify(&mut self, prefix: IpNet) {
+        let prefix = prefix.trunc();
+        let origin = if self.client_prefixes.contains(&prefix) {
+            Some(Origin {
+                segment: Segment::Public,
+                owned: true,
+            })
+        } else {
+            self.route_segments.get(&prefix).map(|segment| Origin {
+                segment: *segment,
+                owned: self.repair.configured.get(&prefix).map(Vec::as_slice)
+                    == Some(&[Hop::Local]),
+            })
+        };
+        self.segments.set(prefix, origin);
+    }
+
+    /// Whether a packet from `src` to `dst` that entered at `ingress` may
+    /// go on; counts the drop if not.
+    pub(super) fn admit(&mut self, src: IpAddr, dst: IpAddr, ingress: Ingress) -> bool {
+        let from = self.segments.lookup(src);
+        let spoofed = match ingress {
+            Ingress::Link(id) => !self.links[id.0].allows_source(src),
+            // Only a gateway sees internet sources coming from its kernel:
+            // the answers to its NAT'd clients.
+            Ingress::Local => match from {
+                Some(origin) => !origin.owned,
+                None => !self.is_gateway(),
+            },
+        };
+        if spoofed {
+            tracing::trace!(?ingress, %src, %dst, "spoofed source dropped");
+            self.drop_packet(DropReason::SpoofedSource);
+            return false;
+        }
+        let from = from.map_or(Segment::Internet, |o| o.segment);
+        let to = self.segments.segment(dst);
+        if !from.may_reach(to) {
+            tracing::trace!(?ingress, %src, %dst, ?from, ?to, "segment policy drop");
+            self.drop_packet(DropReason::SegmentPolicy);
+            return false;
+        }
+        true
+    }
+
+    /// Whether this node is a gateway: one of its default routes leaves
+    /// through its own uplink.
+    pub fn is_gateway(&self) -> bool {
+        self.repair
+            .configured
+            .iter()
+            .any(|(prefix, hops)| prefix.prefix_len() == 0 && hops.contains(&Hop::Uplink))
+    }
+
+    /// Whether the uplink is in service (always true on a node that is no
+    /// gateway).
+    pub fn uplink_up(&self) -> bool {
+        self.table.is_uplink_up()
+    }
+
+    /// The segment the engine puts `addr` in (no covering prefix: internet).
+    pub fn segment_of(&self, addr: IpAddr) -> Segment {
+        self.segments.segment(addr)
+    }
+
+    /// The public Wi-Fi client prefixes the controller assigned to this
+    /// node: delivered here, owned (clients' packets may use them as
+    /// sources) and public. Replaces the previous set.
+    pub fn set_client_prefixes(&mut self, prefixes: Vec<IpNet>) {
+        let wanted: BTreeSet<IpNet> = prefixes.into_iter().map(|p| p.trunc()).collect();
+        let old: BTreeSet<IpNet> = std::mem::take(&mut self.client_prefixes);
+        for gone in old.difference(&wanted) {
+            self.remove_route(*gone);
+            self.reclassify(*gone);
+        }
+        self.client_prefixes = wanted.clone();
+        for prefix in wanted {
+            if self.repair.configured.get(&prefix).map(Vec::as_slice) != Some(&[Hop::Local]) {
+                self.repair.configured.insert(prefix, vec![Hop::Local]);
+                self.route_segments.insert(prefix, Segment::Public);
+                self.reapply(prefix);
+            }
+            self.reclassify(prefix);
+        }
+    }
+
+    /// The client prefixes last set with [`Engine::set_client_prefixes`].
+    pub fn client_prefixes(&self) -> Vec<IpNet> {
+        self.client_prefixes.iter().copied().collect()
+    }
+
+    /// The uplink checker's verdict. Down: every group whose first live hop
+    /// was the uplink switches to its next hop in one step; default routes
+    /// left without a live hop are withdrawn from every neighbour, and the
+    /// neighbour that is now our next hop for one hears it withdrawn too
+    /// (else it could send it straight back). Up: the reverse, with
+    /// restores. Repeating the current state does nothing.
+    pub fn set_uplink(&mut self, up: bool, now: Instant) {
+        if self.table.is_uplink_up() == up {
+            return;
+        }
+        let changes = self.table.set_uplink_up(up);
+        let rerouted: usize = changes
+            .iter()
+            .filter(|c| c.after.is_some())
+            .map(|c| c.prefixes)
+            .sum();
+        let mut moved: Vec<(Option<Hop>, Vec<IpNet>)> = Vec::new();
+        for change in &changes {
+            if let Some(group) = self.table.group(change.group) {
+                moved.push((change.after, group.prefixes().iter().copied().collect()));
+            }
+        }
+        let mut newly = Vec::new();
+        for (after, prefixes) in &moved {
+            for prefix in prefixes {
+                let changed = if up {
+                    self.repair.lost.remove(prefix)
+                } else {
+                    after.is_none() && self.repair.lost.insert(*prefix)
+                };
+                if changed {
+                    newly.push(*prefix);
+                }
+            }
+        }
+        // Poison reverse toward the neighbour we now send default traffic
+        // to; cleared (and restored) when the uplink returns.
+        let poisoned = std::mem::take(&mut self.repair.poisoned);
+        if up {
+            for (link, prefixes) in poisoned {
+                let prefixes: Vec<IpNet> = prefixes.into_iter().collect();
+                self.send_prefixes(link, &prefixes, false, now);
+            }
+        } else {
+            self.repair.poisoned = poisoned;
+            for (after, prefixes) in moved {
+                if let Some(Hop::Link(link)) = after {
+                    self.repair
+                        .poisoned
+                        .entry(link)
+                        .or_default()
+                        .extend(prefixes.iter().copied());
+                    self.send_prefixes(link, &prefixes, true, now);
+                }
+            }
+        }
+        tracing::info!(
+            up,
+            groups = changes.len(),
+            rerouted,
+            changed = newly.len(),
+            "uplink {}",
+            if up {
+                "up: default routes back"
+            } else {
+                "down: default routes moved to alternates"
+            }
+        );
+        self.record(
+            now,
+            Event::Uplink {
+                up,
+                groups: changes.len(),
+                rerouted,
+                prefixes: newly.len(),
+            },
+        );
+        self.announce(&newly, !up, now);
+    }
+}
