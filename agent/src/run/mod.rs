@@ -212,7 +212,7 @@ pub fn build_engine(
                 NextHop::Link(name) => engine.link_id(name).map(Hop::Link),
             })
             .collect();
-        engine.insert_route(route.prefix, hops)?;
+        engine.insert_route_in(route.prefix, hops, route.segment)?;
     }
     Ok(engine)
 }
