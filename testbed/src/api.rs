@@ -225,5 +225,9 @@ pub fn describe(event: &Event, name: &dyn Fn(u32) -> String) -> String {
         K::Connected { node } => format!("{} connected", name(*node)),
         K::Disconnected { node } => format!("{} disconnected", name(*node)),
         K::TokenCreated { id } => format!("join token {id} created"),
+        K::UplinkUp { node } => format!("uplink of gateway {} up", name(*node)),
+        K::UplinkDown { node } => format!("uplink of gateway {} down", name(*node)),
+        K::SiteAdded { name: site, via } => format!("site {site} added via {}", name(*via)),
+        K::SiteRemoved { name: site } => format!("site {site} removed"),
     }
 }

@@ -95,10 +95,23 @@ impl ControllerProcess {
         api: Option<SocketAddr>,
         netns: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_init(dir, listen, api, netns, &[])
+    }
+
+    /// Like [`ControllerProcess::start_with_api`], with `init_extra`
+    /// appended to `freimesh-controller init` (e.g. `--clients-ipv4
+    /// 10.100.0.0/16`).
+    pub fn start_with_init(
+        dir: &Path,
+        listen: SocketAddr,
+        api: Option<SocketAddr>,
+        netns: Option<&str>,
+        init_extra: &[&str],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = dir.join("controller.db");
         let db_arg = db.to_string_lossy().to_string();
-        let public_key = run_cli(&[
+        let mut init = vec![
             "init",
             "--ula",
             "fd99::/48",
@@ -106,9 +119,9 @@ impl ControllerProcess {
             "10.99.0.0/16",
             "--db",
             &db_arg,
-        ])?
-        .trim()
-        .to_owned();
+        ];
+        init.extend_from_slice(init_extra);
+        let public_key = run_cli(&init)?.trim().to_owned();
         let log = dir.join("controller.log");
         let child = spawn_run(&db, listen, api, netns, &log)?;
         let this = Self {
@@ -163,6 +176,44 @@ impl ControllerProcess {
         ])?
         .trim()
         .to_owned())
+    }
+
+    /// A one-time join token that approves `prefixes` for the node
+    /// enrolling with it (`token create --prefix P …`).
+    pub fn token_with_prefixes(&self, prefixes: &[String]) -> anyhow::Result<String> {
+        let db = self.db.to_string_lossy().to_string();
+        let mut args = vec!["token", "create", "--db", &db, "--expires", "1h"];
+        for p in prefixes {
+            args.extend(["--prefix", p]);
+        }
+        Ok(run_cli(&args)?.trim().to_owned())
+    }
+
+    /// `freimesh-controller ARGS --db DB`, whatever its exit status: for
+    /// commands a lab expects to fail.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Command::new(controller_binary()?)
+            .args(args)
+            .arg("--db")
+            .arg(&self.db)
+            .env("NO_COLOR", "1")
+            .output()
+            .with_context(|| format!("running freimesh-controller {args:?}"))
+    }
+
+    /// `freimesh-controller ARGS --db DB`; its trimmed stdout, or an error
+    /// with its stderr.
+    pub fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.cli(args)?;
+        if !output.status.success() {
+            bail!(
+                "freimesh-controller {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned())
     }
 
     /// `freimesh-controller node list` as printed.

@@ -194,7 +194,19 @@ fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
         first.name,
         first.socket.display()
     );
-    let status = traffic::status(&first.socket)?;
+    // Link costs follow measured RTT, and the TCP step just loaded one
+    // path: give the controller a moment to settle before judging the
+    // alternates (on a busy machine routes can briefly have none).
+    let settle = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let status = traffic::status(&first.socket)?;
+        if status.engine.routes.iter().any(|r| r.via.len() >= 2)
+            || std::time::Instant::now() >= settle
+        {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     for line in freimesh_agent::control::render_status(&status).lines() {
         println!("   {line}");
     }

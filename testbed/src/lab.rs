@@ -116,6 +116,13 @@ impl Drop for Lab {
         for ns in self.namespaces.drain(..).rev() {
             // Processes still inside would keep the namespace alive under
             // its mount; ours are killed by their own handles before this.
+            // What is left was started by them (a killed agent's dnsmasq):
+            // only this lab's processes live in this lab's namespaces.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }

@@ -91,6 +91,37 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Issue 7's figures on the city lab: client-visible gap when the
+    /// primary gateway dies and when its uplink dies silently, and
+    /// throughput from a public client through 2 mesh hops and a gateway
+    /// (root; see docs/benchmarks.md).
+    GatewayBench {
+        /// Also print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// TCP/UDP echo service, run by labs inside a namespace; stops when
+    /// stdin closes.
+    #[command(hide = true)]
+    EchoServe {
+        #[arg(long)]
+        tcp: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        udp: Option<std::net::SocketAddr>,
+    },
+    /// Whether an echo service answers (exit 0) or not (exit 1), run by
+    /// labs inside a namespace.
+    #[command(hide = true)]
+    Reach {
+        /// tcp or udp.
+        proto: String,
+        to: std::net::SocketAddr,
+        /// Source address (must be on a local interface).
+        #[arg(long)]
+        from: Option<std::net::IpAddr>,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
     /// Probe sender, run by `lab` inside a namespace.
     #[command(hide = true)]
     ProbeSend {
@@ -209,6 +240,42 @@ fn main() -> ExitCode {
         } => freimesh_testbed::api::ApiClient::new(api, &token)
             .call(&method, &path)
             .map(|answer| println!("{answer}")),
+        Command::GatewayBench { json } => std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|binary| freimesh_testbed::gateway_lab::bench::run(&binary, json)),
+        Command::EchoServe { tcp, udp } => freimesh_testbed::reach::serve(tcp, udp),
+        Command::Reach {
+            proto,
+            to,
+            from,
+            timeout_ms,
+        } => {
+            let proto = match proto.as_str() {
+                "tcp" => freimesh_testbed::reach::Proto::Tcp,
+                "udp" => freimesh_testbed::reach::Proto::Udp,
+                other => {
+                    eprintln!("freimesh-testbed: reach: {other:?} is neither tcp nor udp");
+                    return ExitCode::from(2);
+                }
+            };
+            match freimesh_testbed::reach::try_echo(
+                proto,
+                to,
+                from,
+                std::time::Duration::from_millis(timeout_ms),
+            ) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    println!("no echo from {to}");
+                    return ExitCode::from(1);
+                }
+                // 2, not 1: a try that could not be made is no verdict.
+                Err(err) => {
+                    eprintln!("freimesh-testbed: reach: {err:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Command::ProbeRecv { bind, out } => freimesh_testbed::failover::probe::receive(bind, &out),
     };
     match result {

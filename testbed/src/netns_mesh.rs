@@ -71,6 +71,17 @@ impl Underlay for VethUnderlay {
     }
 }
 
+/// What a controlled lab adds to the defaults: arguments for
+/// `freimesh-controller init` (`--clients-ipv4 …`), prefixes approved with
+/// a node's join token, and TOML appended to a node's config (`[gateway]`,
+/// `[public_wifi]`), by node index.
+#[derive(Debug, Clone, Default)]
+pub struct ControlledOptions {
+    pub init_args: Vec<String>,
+    pub token_prefixes: std::collections::BTreeMap<usize, Vec<String>>,
+    pub extra: std::collections::BTreeMap<usize, String>,
+}
+
 /// A running namespace mesh. Dropping it kills the agents, then removes the
 /// namespaces.
 #[derive(Debug)]
@@ -84,7 +95,7 @@ pub struct NetnsMesh {
     /// goes, like the agents).
     pub controller: Option<ControllerProcess>,
     pub lab: Lab,
-    _dir: tempfile::TempDir,
+    scratch: tempfile::TempDir,
 }
 
 impl NetnsMesh {
@@ -106,6 +117,22 @@ impl NetnsMesh {
     }
 
     fn start_with(tag: &str, topology: Topology, controlled: bool) -> anyhow::Result<Self> {
+        let options = controlled.then(ControlledOptions::default);
+        let mut this = Self::prepare(tag, topology, options)?;
+        this.start_agents()?;
+        Ok(this)
+    }
+
+    /// Builds the namespaces, links and configs (and the controller, with
+    /// `controlled`) without starting any agent: the caller adds what its
+    /// lab needs around the mesh (uplinks, client and LAN namespaces, whose
+    /// interfaces the agents' configs name), then calls
+    /// [`NetnsMesh::start_agents`].
+    pub fn prepare(
+        tag: &str,
+        topology: Topology,
+        controlled: Option<ControlledOptions>,
+    ) -> anyhow::Result<Self> {
         let mut lab = Lab::new(tag);
         for name in &topology.names {
             lab.add_namespace(name)?;
@@ -125,7 +152,7 @@ impl NetnsMesh {
             )?;
         }
         let dir = tempfile::Builder::new().prefix("freimesh-lab-").tempdir()?;
-        let (nodes, controller) = if controlled {
+        let (nodes, controller) = if let Some(options) = controlled {
             lab.add_namespace("ctl")?;
             for (i, name) in topology.names.iter().enumerate() {
                 lab.veth(
@@ -137,16 +164,22 @@ impl NetnsMesh {
                     &format!("172.30.{i}.2/24"),
                 )?;
             }
-            let controller = ControllerProcess::start_with_api(
+            let init_extra: Vec<&str> = options.init_args.iter().map(String::as_str).collect();
+            let controller = ControllerProcess::start_with_init(
                 &dir.path().join("controller"),
                 SocketAddr::from(([0, 0, 0, 0], CONTROLLER_PORT)),
                 Some(SocketAddr::from(([127, 0, 0, 1], CONTROLLER_API_PORT))),
                 Some(&lab.ns("ctl")),
+                &init_extra,
             )?;
             let tokens = topology
                 .names
                 .iter()
-                .map(|_| controller.token())
+                .enumerate()
+                .map(|(i, _)| {
+                    let prefixes = options.token_prefixes.get(&i).cloned().unwrap_or_default();
+                    controller.token_with_prefixes(&prefixes)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let last = topology.names.len() - 1;
             let fixed = move |i: usize| (i == 0 || i == last).then_some(CONTROLLED_FIXED_BASE + i);
@@ -162,13 +195,14 @@ impl NetnsMesh {
                 tokens,
                 fixed_address: &fixed,
             };
+            let extra = |i: usize| options.extra.get(&i).cloned().unwrap_or_default();
             let nodes = mesh::write_controlled_configs(
                 dir.path(),
                 &topology,
                 Backend::Linux,
                 &underlay,
                 &plan,
-                &|_| String::new(),
+                &extra,
             )?;
             (nodes, Some(controller))
         } else {
@@ -178,23 +212,33 @@ impl NetnsMesh {
                 })?;
             (nodes, None)
         };
-        let mut this = Self {
+        Ok(Self {
             agents: Vec::new(),
             nodes,
             topology,
             underlay,
             controller,
             lab,
-            _dir: dir,
-        };
-        for i in 0..this.nodes.len() {
-            let agent = this.spawn(i)?;
-            this.agents.push(Some(agent));
+            scratch: dir,
+        })
+    }
+
+    /// Starts an agent in every node's namespace (after
+    /// [`NetnsMesh::prepare`]) and waits until each is up.
+    pub fn start_agents(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.nodes.len() {
+            let agent = self.spawn(i)?;
+            self.agents.push(Some(agent));
         }
-        for i in 0..this.nodes.len() {
-            this.wait_ready(i)?;
+        for i in 0..self.nodes.len() {
+            self.wait_ready(i)?;
         }
-        Ok(this)
+        Ok(())
+    }
+
+    /// The lab's scratch directory (configs, logs, keys).
+    pub fn dir(&self) -> &Path {
+        self.scratch.path()
     }
 
     fn spawn(&self, node: usize) -> anyhow::Result<AgentProcess> {

@@ -78,9 +78,7 @@ pub struct Nat {
 impl Nat {
     /// Switches on forwarding and installs (or replaces) the NAT table.
     pub async fn install(uplink: &str, sources: &[IpNet]) -> Result<Self, GatewayError> {
-        for path in FORWARDING_SYSCTLS {
-            write_sysctl(Path::new(path), "1")?;
-        }
+        enable_forwarding()?;
         nft::apply(
             &nat_ruleset(uplink, sources),
             &format!("the NAT table for uplink {uplink}"),
@@ -113,6 +111,15 @@ impl Nat {
 }
 
 /// Writes one sysctl through `/proc/sys`.
+/// Switches on IPv4 and IPv6 forwarding: gateways and public Wi-Fi nodes
+/// route between an interface of theirs and the mesh.
+pub fn enable_forwarding() -> Result<(), GatewayError> {
+    for path in FORWARDING_SYSCTLS {
+        write_sysctl(Path::new(path), "1")?;
+    }
+    Ok(())
+}
+
 pub(crate) fn write_sysctl(path: &Path, value: &str) -> Result<(), GatewayError> {
     std::fs::write(path, value).map_err(|cause| GatewayError::Sysctl {
         path: path.display().to_string(),

@@ -63,6 +63,61 @@ impl DnsmasqSettings {
         self.state_dir
             .join(format!("dnsmasq-{}.leases", self.interface))
     }
+
+    /// Where the agent notes the pid of the dnsmasq it runs, so the next
+    /// start can end one a killed agent left behind.
+    pub fn pid_file(&self) -> PathBuf {
+        self.state_dir
+            .join(format!("dnsmasq-{}.pid", self.interface))
+    }
+}
+
+/// Ends a dnsmasq that a previous agent (killed with SIGKILL, so it could
+/// not stop its child) left running with our config: it would hold the
+/// DHCP port and the interface. Only a process whose command line names
+/// our config file is touched.
+fn end_stale(settings: &DnsmasqSettings) {
+    let pid_file = settings.pid_file();
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return;
+    };
+    let _ = std::fs::remove_file(&pid_file);
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    let ours = format!("--conf-file={}", settings.config_file().display());
+    let runs_ours = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == ours.as_bytes()))
+            .unwrap_or(false)
+    };
+    if !runs_ours(pid) {
+        return;
+    }
+    tracing::warn!(pid, "ending the dnsmasq a previous agent left running");
+    for signal in ["-TERM", "-KILL"] {
+        let _ = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..20 {
+            if !runs_ours(pid) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+fn note_pid(pid_file: &Path, child: &tokio::process::Child) {
+    if let Some(pid) = child.id()
+        && let Err(err) = std::fs::write(pid_file, format!("{pid}\n"))
+    {
+        tracing::warn!(%err, path = %pid_file.display(), "cannot note dnsmasq's pid");
+    }
 }
 
 /// The dnsmasq config for `settings`.
@@ -191,10 +246,13 @@ impl Dnsmasq {
                 cause,
             }
         })?;
+        end_stale(settings);
         let binary = settings.binary.clone();
+        let pid_file = settings.pid_file();
         let child = spawn(&binary, &config_file)?;
+        note_pid(&pid_file, &child);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(binary, config_file, child, stopped));
+        let task = tokio::spawn(supervise(binary, config_file, pid_file, child, stopped));
         tracing::info!(interface = %settings.interface, "dnsmasq started");
         Ok(Self {
             stop,
@@ -237,6 +295,7 @@ fn spawn(binary: &Path, config_file: &Path) -> Result<tokio::process::Child, Pub
 async fn supervise(
     binary: PathBuf,
     config_file: PathBuf,
+    pid_file: PathBuf,
     mut child: tokio::process::Child,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -250,6 +309,7 @@ async fn supervise(
             _ = stopped.changed() => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
+                let _ = std::fs::remove_file(&pid_file);
                 tracing::info!("dnsmasq stopped");
                 return;
             }
@@ -264,7 +324,10 @@ async fn supervise(
         backoff = (backoff * 2).min(RESTART_MAX);
         child = loop {
             match spawn(&binary, &config_file) {
-                Ok(child) => break child,
+                Ok(child) => {
+                    note_pid(&pid_file, &child);
+                    break child;
+                }
                 Err(err) => {
                     tracing::warn!(%err, "restarting dnsmasq failed; retrying in {backoff:?}");
                     tokio::select! {
@@ -281,6 +344,38 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dnsmasq_left_by_a_killed_agent_is_ended_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = DnsmasqSettings {
+            state_dir: dir.path().to_owned(),
+            ..settings(&[])
+        };
+        // Stand-ins whose command lines do and do not name our config.
+        let spawn_with = |arg: String| {
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 30", &arg])
+                .spawn()
+                .expect("sh")
+        };
+        let mut ours = spawn_with(format!("--conf-file={}", settings.config_file().display()));
+        let mut other = spawn_with("--conf-file=/elsewhere.conf".into());
+        std::fs::write(settings.pid_file(), format!("{}\n", ours.id())).expect("pid file");
+        end_stale(&settings);
+        let status = ours.wait().expect("wait");
+        assert!(!status.success(), "ended by a signal");
+        assert!(!settings.pid_file().exists(), "pid file consumed");
+        // Another process under a recycled pid is left alone.
+        std::fs::write(settings.pid_file(), format!("{}\n", other.id())).expect("pid file");
+        end_stale(&settings);
+        assert!(
+            other.try_wait().expect("try_wait").is_none(),
+            "still running"
+        );
+        other.kill().expect("kill");
+        let _ = other.wait();
+    }
 
     fn settings(dns: &[&str]) -> DnsmasqSettings {
         DnsmasqSettings {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 use tokio::sync::mpsc;
@@ -170,6 +171,7 @@ pub(super) async fn apply_events(
     mut events: mpsc::Receiver<ControllerEvent>,
     mut state: ControllerState,
     own: Vec<IpNet>,
+    kernel: Option<KernelRoutes>,
 ) {
     let mut outputs = Vec::new();
     {
@@ -181,6 +183,9 @@ pub(super) async fn apply_events(
             })
             .await;
     }
+    if let Some(kernel) = &kernel {
+        kernel.follow(&state);
+    }
     while let Some(event) = events.recv().await {
         log_event(&event);
         if let ControllerEvent::Welcome(w) = &event
@@ -189,14 +194,67 @@ pub(super) async fn apply_events(
             tracing::warn!(assigned = ?w.addresses, current = ?own, "the controller assigned new addresses; restart the agent to use them");
         }
         if state.apply(&event) {
-            let state = &state;
-            let own = &own;
-            shared
-                .with_engine(&mut outputs, |engine| {
-                    reconcile(engine, state, own, Instant::now())
-                })
-                .await;
+            {
+                let state = &state;
+                let own = &own;
+                shared
+                    .with_engine(&mut outputs, |engine| {
+                        reconcile(engine, state, own, Instant::now())
+                    })
+                    .await;
+            }
+            if let Some(kernel) = &kernel {
+                kernel.follow(&state);
+            }
         }
+    }
+}
+
+/// Which prefixes the kernel must send into the TUN device beyond the
+/// mesh's aggregates: other buildings' LANs and standard WireGuard sites
+/// (intranet routes). Overlay addresses and client subnets lie inside the
+/// aggregates the Welcome named; default routes never go into the main
+/// table (public clients reach them through their own policy table).
+#[derive(Debug)]
+pub(super) struct KernelRoutes {
+    /// The aggregates (`Welcome.mesh_prefixes` or `linux.kernel_routes`).
+    pub base: Vec<IpNet>,
+    /// This node's own prefixes: its LANs stay on their interfaces.
+    pub local: Vec<IpNet>,
+    pub tx: tokio::sync::watch::Sender<Vec<IpNet>>,
+}
+
+impl KernelRoutes {
+    /// The kernel routes `state` implies, base first.
+    pub fn wanted(&self, state: &ControllerState) -> Vec<IpNet> {
+        let covered = |p: &IpNet| {
+            self.base
+                .iter()
+                .chain(&self.local)
+                .any(|b| b.contains(p) || p.contains(b))
+        };
+        let mut routes = self.base.clone();
+        routes.extend(
+            state
+                .routes
+                .values()
+                .filter(|r| r.segment == Segment::Intranet)
+                .map(|r| r.prefix)
+                .filter(|p| !covered(p)),
+        );
+        routes
+    }
+
+    fn follow(&self, state: &ControllerState) {
+        let wanted = self.wanted(state);
+        self.tx.send_if_modified(|current| {
+            if *current == wanted {
+                false
+            } else {
+                *current = wanted;
+                true
+            }
+        });
     }
 }
 
@@ -290,5 +348,66 @@ pub(super) async fn report(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use freimesh_proto::control::Route;
+
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("prefix")
+    }
+
+    fn route(prefix: &str, segment: Segment) -> (IpNet, Route) {
+        (
+            net(prefix),
+            Route {
+                prefix: net(prefix),
+                via: vec![PublicKeyBytes([2; 32])],
+                segment,
+            },
+        )
+    }
+
+    #[test]
+    fn the_kernel_routes_other_buildings_and_sites_into_the_mesh_and_nothing_else() {
+        let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+        let kernel = KernelRoutes {
+            base: vec![net("10.99.0.0/16"), net("fd99::/48"), net("10.100.0.0/16")],
+            local: vec![net("10.20.1.0/24")],
+            tx,
+        };
+        let state = ControllerState {
+            routes: [
+                route("10.99.0.2/32", Segment::Infrastructure),
+                route("10.100.1.0/24", Segment::Public),
+                route("0.0.0.0/0", Segment::Internet),
+                route("::/0", Segment::Internet),
+                route("10.20.2.0/24", Segment::Intranet),
+                route("172.16.5.0/24", Segment::Intranet),
+                // Our own LAN must stay on its interface.
+                route("10.20.1.0/24", Segment::Intranet),
+            ]
+            .into_iter()
+            .collect(),
+            ..ControllerState::default()
+        };
+        let wanted = kernel.wanted(&state);
+        assert_eq!(
+            wanted,
+            vec![
+                net("10.99.0.0/16"),
+                net("fd99::/48"),
+                net("10.100.0.0/16"),
+                net("10.20.2.0/24"),
+                net("172.16.5.0/24"),
+            ]
+        );
+        kernel.follow(&state);
+        assert_eq!(*rx.borrow(), wanted);
+        assert!(rx.has_changed().expect("open"));
     }
 }

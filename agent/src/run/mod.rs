@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use rand_core::{OsRng, RngCore as _};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -354,9 +355,23 @@ pub async fn run(
 
     tasks.spawn(underlay_task(shared.clone()));
     tasks.spawn(timer_task(shared.clone()));
+    // Under a controller the kernel's routes into the TUN follow the
+    // intranet routes it pushes (buildings, sites).
+    let (kernel_tx, kernel_rx) = tokio::sync::watch::channel(config.linux.kernel_routes.clone());
     if let Some((events, report_tx, state)) = controlled {
         let own = config.host_addresses();
-        background.spawn(controller::apply_events(shared.clone(), events, state, own));
+        let kernel = linux_backend.is_some().then(|| controller::KernelRoutes {
+            base: config.linux.kernel_routes.clone(),
+            local: config.local_prefixes.clone(),
+            tx: kernel_tx,
+        });
+        background.spawn(controller::apply_events(
+            shared.clone(),
+            events,
+            state,
+            own,
+            kernel,
+        ));
         background.spawn(controller::report(
             shared.clone(),
             Arc::new(config.clone()),
@@ -396,6 +411,15 @@ pub async fn run(
         None => Roles::default(),
     };
 
+    let linux_backend = linux_backend.map(|backend| Arc::new(tokio::sync::Mutex::new(backend)));
+    if let Some(backend) = &linux_backend {
+        background.spawn(kernel_routes_task(
+            backend.clone(),
+            config.addresses.clone(),
+            kernel_rx,
+        ));
+    }
+
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
         Some(ended) = tasks.join_next() => {
@@ -407,7 +431,13 @@ pub async fn run(
     let _ = std::fs::remove_file(&control_path);
     roles.stop().await;
     if let Some(backend) = linux_backend {
-        backend.close().await?;
+        // Every task holding a clone has ended above.
+        match Arc::try_unwrap(backend) {
+            Ok(backend) => backend.into_inner().close().await?,
+            Err(_) => tracing::error!(
+                "TUN device still in use at shutdown; left for the next start to clean"
+            ),
+        }
     }
     if let Ok(shared) = Arc::try_unwrap(shared)
         && let LocalSink::Stack(stack) = shared.local
@@ -415,6 +445,27 @@ pub async fn run(
         stack.shutdown().await;
     }
     Ok(())
+}
+
+/// Keeps the kernel's routes into the TUN device equal to what
+/// [`controller::KernelRoutes`] asks for, changing only what differs.
+async fn kernel_routes_task(
+    backend: Arc<tokio::sync::Mutex<LinuxBackend>>,
+    addresses: Vec<IpNet>,
+    mut wanted: tokio::sync::watch::Receiver<Vec<IpNet>>,
+) {
+    while wanted.changed().await.is_ok() {
+        let routes = wanted.borrow_and_update().clone();
+        match backend.lock().await.update(&addresses, &routes).await {
+            Ok(changes) if !changes.is_empty() => {
+                tracing::info!(routes = ?routes, changes = changes.len(), "kernel routes follow the controller's intranet routes");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%err, "updating kernel routes failed; kept the previous ones")
+            }
+        }
+    }
 }
 
 /// Gateways and public Wi-Fi need the kernel: refuse them early elsewhere.
@@ -485,6 +536,11 @@ async fn start_roles(
         tasks.spawn(uplink_task(shared.clone(), rx));
     }
     if let Some(public_wifi) = &config.public_wifi {
+        // Clients' traffic is routed from their interface into the mesh.
+        if let Err(err) = crate::gateway::nat::enable_forwarding() {
+            roles.stop().await;
+            return Err(err.into());
+        }
         let state_dir = config
             .private_key_file
             .parent()
