@@ -33,7 +33,16 @@ fn client_traffic_survives_a_dead_gateway_and_a_silently_dead_uplink() -> anyhow
         "{client} is not from the public client pool {pool}"
     );
     lab.wait_internet(Duration::from_secs(60))?;
-    let (_, listed) = lab.default_hop(T1)?;
+    // Routes settle as the links' first measurements arrive: give t1 a
+    // moment to hold both gateways.
+    let settle = std::time::Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let (_, listed) = lab.default_hop(T1)?;
+        if (listed.contains(&GW1) && listed.contains(&GW2)) || std::time::Instant::now() > settle {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         listed.contains(&GW1) && listed.contains(&GW2),
         "t1's default route lists both gateways: {listed:?}\n{}",
