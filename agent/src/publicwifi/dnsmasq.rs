@@ -353,11 +353,21 @@ mod tests {
             ..settings(&[])
         };
         // Stand-ins whose command lines do and do not name our config.
+        // `; true` keeps the shell from exec'ing sleep (which would drop
+        // our argument from the command line); wait until the shell runs.
         let spawn_with = |arg: String| {
-            std::process::Command::new("sh")
-                .args(["-c", "sleep 30", &arg])
+            let child = std::process::Command::new("sh")
+                .args(["-c", "sleep 30; true", &arg])
                 .spawn()
-                .expect("sh")
+                .expect("sh");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !std::fs::read(format!("/proc/{}/cmdline", child.id()))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            {
+                assert!(std::time::Instant::now() < deadline, "sh never started");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            child
         };
         let mut ours = spawn_with(format!("--conf-file={}", settings.config_file().display()));
         let mut other = spawn_with("--conf-file=/elsewhere.conf".into());
