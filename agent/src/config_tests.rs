@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 
 const KEY_B: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
