@@ -10,14 +10,14 @@
 //! through it. Not one probe may be lost from the drain to the end. Root
 //! only.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use freimesh_proto::api::{Event, EventKind, Node};
-use freimesh_testbed::failover::probe::{self, now_ns, window_stats};
+use freimesh_testbed::failover::probe::{now_ns, window_stats};
+use freimesh_testbed::failover::probe_flow::ProbeFlow;
 use freimesh_testbed::mesh::overlay_v4;
 use freimesh_testbed::netns_mesh::{CONTROLLED_FIXED_BASE, NetnsMesh};
 use freimesh_testbed::topology::{Topology, node_name};
@@ -105,96 +105,6 @@ fn wait_until(
     }
 }
 
-/// The probe sender and receiver; dropping closes their stdin (they stop)
-/// and waits for them, so none outlives its namespace.
-struct Probes {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Probes {
-    fn start(mesh: &NetnsMesh, from: usize, to: usize, dir: &Path) -> anyhow::Result<Self> {
-        let binary = TESTBED;
-        let spawn = |node: usize, args: Vec<String>| -> anyhow::Result<Child> {
-            Command::new("ip")
-                .args(["netns", "exec", &mesh.lab.ns(mesh.name(node))])
-                .arg(binary)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting a probe")
-        };
-        let (src, dst) = (
-            overlay_v4(CONTROLLED_FIXED_BASE + from),
-            overlay_v4(CONTROLLED_FIXED_BASE + to),
-        );
-        let recv = spawn(
-            to,
-            vec![
-                "probe-recv".into(),
-                "--bind".into(),
-                format!("{dst}:{PROBE_PORT}"),
-                "--out".into(),
-                dir.join("flow.recv").to_string_lossy().into_owned(),
-            ],
-        )?;
-        let mut this = Self {
-            children: vec![recv],
-            dir: dir.to_owned(),
-        };
-        std::thread::sleep(Duration::from_millis(300));
-        let send = spawn(
-            from,
-            vec![
-                "probe-send".into(),
-                "--from".into(),
-                format!("{src}:0"),
-                "--to".into(),
-                format!("{dst}:{PROBE_PORT}"),
-                "--rate".into(),
-                "1000".into(),
-                "--duration-ms".into(),
-                "600000".into(),
-                "--out".into(),
-                dir.join("flow.sent").to_string_lossy().into_owned(),
-            ],
-        )?;
-        // The sender first: it must stop before the receiver.
-        this.children.insert(0, send);
-        Ok(this)
-    }
-
-    /// Stops both and reads what was sent and what arrived.
-    fn finish(mut self) -> anyhow::Result<(Vec<u64>, Vec<probe::Received>)> {
-        let mut children: Vec<Child> = self.children.drain(..).collect();
-        if let Some(sender) = children.first_mut() {
-            drop(sender.stdin.take());
-            sender.wait()?;
-        }
-        // Let the last probes in flight land.
-        std::thread::sleep(Duration::from_millis(300));
-        for mut child in children {
-            drop(child.stdin.take());
-            let status = child.wait()?;
-            anyhow::ensure!(status.success(), "a probe failed: {status}");
-        }
-        Ok((
-            probe::read_sent(&self.dir.join("flow.sent"))?,
-            probe::read_received(&self.dir.join("flow.recv"))?,
-        ))
-    }
-}
-
-impl Drop for Probes {
-    fn drop(&mut self) {
-        for mut child in self.children.drain(..) {
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn draining_a_transit_node_loses_no_probe() -> anyhow::Result<()> {
     if !freimesh_testbed::lab::require_root("drain_lab") {
@@ -249,7 +159,17 @@ fn draining_a_transit_node_loses_no_probe() -> anyhow::Result<()> {
     eprintln!("transit node: {transit_name} (registry id {transit_id})");
 
     let scratch = tempfile::tempdir()?;
-    let probes = Probes::start(&mesh, a, d, scratch.path())?;
+    let probes = ProbeFlow::start(
+        Path::new(TESTBED),
+        &mesh.lab.ns(mesh.name(a)),
+        IpAddr::V4(overlay_v4(CONTROLLED_FIXED_BASE + a)),
+        &mesh.lab.ns(mesh.name(d)),
+        SocketAddr::new(
+            IpAddr::V4(overlay_v4(CONTROLLED_FIXED_BASE + d)),
+            PROBE_PORT,
+        ),
+        scratch.path(),
+    )?;
     wait_until(
         "probes cross the transit node",
         Duration::from_secs(5),

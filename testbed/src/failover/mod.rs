@@ -18,6 +18,7 @@
 pub mod files;
 pub mod inject;
 pub mod probe;
+pub mod probe_flow;
 pub mod report;
 pub mod runner;
 pub mod systems;

@@ -4,20 +4,18 @@
 //! then its uplink is cut silently and restored. Each event's window of
 //! the flow reports its longest gap (`failover::probe::window_stats`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ipnet::Ipv4Net;
 
 use super::{CityLab, GW1, INTERNET_HOST, T1};
-use crate::failover::probe::{self, WindowStats, now_ns, window_stats};
+use crate::failover::probe::{WindowStats, now_ns, window_stats};
+use crate::failover::probe_flow::ProbeFlow;
 
 const PROBE_PORT: u16 = 40_000;
-/// Time for the receiver to bind before the sender starts, and for the
-/// last probes in flight to land after it stops.
-const PROBE_SETTLE: Duration = Duration::from_millis(300);
 /// Steady flow before the first event, and after each: long enough for
 /// a failover (target 300 ms) and a controller recomputation to finish,
 /// so each window holds exactly one event's effect.
@@ -25,94 +23,6 @@ const EVENT_SPACING: Duration = Duration::from_secs(4);
 /// How long the restarted gateway may take to enrol again, get its links
 /// up and win back the default route.
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running probe flow: sender in `client`, receiver in `inet`. Dropping
-/// it closes their stdin (they stop) and waits for them.
-#[derive(Debug)]
-pub struct ProbeFlow {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl ProbeFlow {
-    /// Starts the receiver on the internet host and a 1 kHz sender from
-    /// the client's leased address; `binary` is `freimesh-testbed`.
-    pub fn start(lab: &CityLab, binary: &Path, client: Ipv4Net) -> anyhow::Result<Self> {
-        let dir = lab.mesh.dir().to_owned();
-        let spawn = |ns: &str, args: Vec<String>| -> anyhow::Result<Child> {
-            Command::new("ip")
-                .args(["netns", "exec", &lab.mesh.lab.ns(ns)])
-                .arg(binary)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting a probe")
-        };
-        let recv = spawn(
-            "inet",
-            vec![
-                "probe-recv".into(),
-                "--bind".into(),
-                format!("{INTERNET_HOST}:{PROBE_PORT}"),
-                "--out".into(),
-                dir.join("flow.recv").to_string_lossy().into_owned(),
-            ],
-        )?;
-        let mut this = Self {
-            children: vec![recv],
-            dir,
-        };
-        std::thread::sleep(PROBE_SETTLE);
-        let send = spawn(
-            "client",
-            vec![
-                "probe-send".into(),
-                "--from".into(),
-                format!("{}:0", client.addr()),
-                "--to".into(),
-                format!("{INTERNET_HOST}:{PROBE_PORT}"),
-                "--rate".into(),
-                "1000".into(),
-                "--duration-ms".into(),
-                "600000".into(),
-                "--out".into(),
-                this.dir.join("flow.sent").to_string_lossy().into_owned(),
-            ],
-        )?;
-        // The sender first: it must stop before the receiver.
-        this.children.insert(0, send);
-        Ok(this)
-    }
-
-    /// Stops both and reads what was sent and what arrived.
-    pub fn finish(mut self) -> anyhow::Result<(Vec<u64>, Vec<probe::Received>)> {
-        let mut children: Vec<Child> = self.children.drain(..).collect();
-        if let Some(sender) = children.first_mut() {
-            drop(sender.stdin.take());
-            sender.wait()?;
-        }
-        std::thread::sleep(PROBE_SETTLE);
-        for mut child in children {
-            drop(child.stdin.take());
-            let status = child.wait()?;
-            anyhow::ensure!(status.success(), "a probe failed: {status}");
-        }
-        Ok((
-            probe::read_sent(&self.dir.join("flow.sent"))?,
-            probe::read_received(&self.dir.join("flow.recv"))?,
-        ))
-    }
-}
-
-impl Drop for ProbeFlow {
-    fn drop(&mut self) {
-        for mut child in self.children.drain(..) {
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
-    }
-}
 
 /// One event of the scenario and what the flow saw from it to the next.
 #[derive(Debug, Clone)]
@@ -178,7 +88,14 @@ pub fn run_scenario(
     client: Ipv4Net,
 ) -> anyhow::Result<FailoverReport> {
     lab.wait_default_via(T1, GW1, RECOVER_TIMEOUT)?;
-    let flow = ProbeFlow::start(lab, binary, client)?;
+    let flow = ProbeFlow::start(
+        binary,
+        &lab.mesh.lab.ns("client"),
+        IpAddr::V4(client.addr()),
+        &lab.mesh.lab.ns("inet"),
+        SocketAddr::new(IpAddr::V4(INTERNET_HOST), PROBE_PORT),
+        lab.mesh.dir(),
+    )?;
     let mut marks: Vec<(&'static str, bool, u64)> = vec![(STEADY, false, now_ns())];
     std::thread::sleep(EVENT_SPACING);
 
