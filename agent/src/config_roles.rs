@@ -10,12 +10,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, check_ifname, field_err, parse_ip};
+use crate::publicwifi::DhcpMode;
 
 /// 50 ms probes with 3 misses declare an uplink dead within 150–200 ms:
 /// inside the 300 ms client-visible gap the failover target allows.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 pub const DEFAULT_CHECK_MISSES: u32 = 3;
 pub const DEFAULT_DNSMASQ: &str = "dnsmasq";
+pub const DEFAULT_UCI: &str = "uci";
 /// One hour: clients renew at half of it, so a restarted node hears of
 /// every client within 30 minutes without flooding the air with renewals.
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3600);
@@ -50,6 +52,13 @@ pub struct PublicWifiConfig {
     /// on the client interface (dnsmasq answers there).
     pub dns: Vec<IpAddr>,
     pub lease_time: Duration,
+    /// Who serves DHCPv4 and router advertisements (`dhcp`).
+    pub dhcp: DhcpMode,
+    /// The `uci` program, for [`DhcpMode::OpenWrt`].
+    pub uci: PathBuf,
+    /// The OpenWrt network (`/etc/config/network`) whose device is
+    /// `interface`, for [`DhcpMode::OpenWrt`]; default: `interface`.
+    pub network: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +78,9 @@ pub(super) struct RawPublicWifi {
     pub(super) dnsmasq: Option<String>,
     pub(super) dns: Option<Vec<String>>,
     pub(super) lease_time: Option<String>,
+    pub(super) dhcp: Option<String>,
+    pub(super) uci: Option<String>,
+    pub(super) network: Option<String>,
 }
 
 /// A dnsmasq-style duration: a number of seconds, or a number followed by
@@ -174,10 +186,40 @@ pub(super) fn check_public_wifi(raw: RawPublicWifi) -> Result<PublicWifiConfig, 
         None => DEFAULT_LEASE_TIME,
         Some(text) => parse_lease_time("public_wifi.lease_time", &text)?,
     };
+    let dhcp = match raw.dhcp.as_deref() {
+        None | Some("dnsmasq") => DhcpMode::Dnsmasq,
+        Some("openwrt") => DhcpMode::OpenWrt,
+        Some(other) => {
+            return Err(field_err(
+                "public_wifi.dhcp",
+                format!(
+                    "{other:?} is neither \"dnsmasq\" (the agent runs its own) nor \"openwrt\" (the system's dnsmasq and odhcpd via UCI)"
+                ),
+            ));
+        }
+    };
+    let uci = raw.uci.unwrap_or_else(|| DEFAULT_UCI.to_owned());
+    if uci.trim().is_empty() {
+        return Err(field_err("public_wifi.uci", "must name a program"));
+    }
+    let network = raw.network.unwrap_or_else(|| raw.interface.clone());
+    if network.is_empty()
+        || !network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(field_err(
+            "public_wifi.network",
+            format!("{network:?} is not an OpenWrt network name (letters, digits, '_', '-', '.')"),
+        ));
+    }
     Ok(PublicWifiConfig {
         interface: raw.interface,
         dnsmasq: PathBuf::from(dnsmasq),
         dns,
         lease_time,
+        dhcp,
+        uci: PathBuf::from(uci),
+        network,
     })
 }

@@ -246,6 +246,37 @@ interface = "br-client"
         "default: the node's own client address"
     );
     assert_eq!(wifi.lease_time, Duration::from_secs(3600));
+    assert_eq!(wifi.dhcp, crate::publicwifi::DhcpMode::Dnsmasq);
+    assert_eq!(wifi.uci, PathBuf::from("uci"));
+    assert_eq!(wifi.network, "br-client", "default: the interface name");
+}
+
+#[test]
+fn public_wifi_dhcp_openwrt_takes_uci_and_network() {
+    let text = node_with(&format!(
+        r#"{CONTROLLER}
+[public_wifi]
+interface = "br-client"
+dhcp = "openwrt"
+uci = "/sbin/uci"
+network = "client"
+"#
+    ));
+    let wifi = AgentConfig::from_toml(&text)
+        .expect("valid")
+        .public_wifi
+        .expect("public wifi");
+    assert_eq!(wifi.dhcp, crate::publicwifi::DhcpMode::OpenWrt);
+    assert_eq!(wifi.uci, PathBuf::from("/sbin/uci"));
+    assert_eq!(wifi.network, "client");
+    let explicit = node_with(&format!(
+        "{CONTROLLER}\n[public_wifi]\ninterface = \"wlan0\"\ndhcp = \"dnsmasq\""
+    ));
+    let wifi = AgentConfig::from_toml(&explicit)
+        .expect("valid")
+        .public_wifi
+        .expect("public wifi");
+    assert_eq!(wifi.dhcp, crate::publicwifi::DhcpMode::Dnsmasq);
 }
 
 #[test]
@@ -303,6 +334,14 @@ fn bad_gateway_and_public_wifi_values_name_the_field() {
     assert!(wifi("interface = \"wlan0\"\ndns = [\"dns.example\"]").contains("public_wifi.dns[0]"));
     assert!(wifi("interface = \"\"").contains("public_wifi.interface"));
     assert!(wifi("interface = \"wlan0\"\ndnsmasq = \" \"").contains("public_wifi.dnsmasq"));
+    for bad in ["OpenWrt", "odhcpd", ""] {
+        let err = wifi(&format!("interface = \"wlan0\"\ndhcp = \"{bad}\""));
+        assert!(err.contains("public_wifi.dhcp"), "{err}");
+        assert!(err.contains("\"openwrt\""), "{err}");
+    }
+    assert!(wifi("interface = \"wlan0\"\ndhcp = 1").contains("dhcp"));
+    assert!(wifi("interface = \"wlan0\"\nuci = \"\"").contains("public_wifi.uci"));
+    assert!(wifi("interface = \"wlan0\"\nnetwork = \"a b\"").contains("public_wifi.network"));
 }
 
 #[test]

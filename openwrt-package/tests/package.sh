@@ -174,6 +174,31 @@ else
 	say "  note: this agent does not accept the [controller] section yet"
 fi
 
+say "== translation: a public Wi-Fi node (system dnsmasq/odhcpd via UCI)"
+cat > "$root/etc/config/freimesh" << UCI
+config agent 'agent'
+	option enabled '1'
+	option name 'platz'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+
+config public_wifi 'public_wifi'
+	option network 'client'
+	list dns '9.9.9.9'
+	list dns '2620:fe::fe'
+	option lease_time '30m'
+UCI
+printf 'mesh_a to-a\nclient br-client\n' > "$root/etc/stub-netdevs"
+rm -f "$toml"
+check "uci2toml succeeds" in_root "$root" /usr/libexec/freimesh/uci2toml
+for line in '[public_wifi]' 'interface = "br-client"' 'dhcp = "openwrt"' 'network = "client"' \
+	'dns = ["9.9.9.9", "2620:fe::fe"]' 'lease_time = "30m"'; do
+	check "agent.toml: $line" grep -qxF "$line" "$toml"
+done
+check "freimesh-agent check accepts it inside the root" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+
 say "== bad values: logged, and nothing started"
 # bad_config NAME EXPECTED-LOG-TEXT: UCI on stdin.
 bad_config() {
@@ -186,6 +211,29 @@ bad_config() {
 	check "$1: log says: $2" contains "$log" "$2"
 	check "$1: logged as an error" grep -q '^daemon.err freimesh: ' "$log"
 }
+bad_config "public Wi-Fi network without a device" "public_wifi.network: 'guest' has no device" << UCI
+config agent 'agent'
+	option enabled '1'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+
+config public_wifi 'public_wifi'
+	option network 'guest'
+UCI
+bad_config "public Wi-Fi bad lease time" "public_wifi.lease_time: '1x' is not a lease time" << UCI
+config agent 'agent'
+	option enabled '1'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+
+config public_wifi 'public_wifi'
+	option network 'client'
+	option lease_time '1x'
+UCI
 bad_config "missing controller key" "controller.public_key is missing" << UCI
 config agent 'agent'
 	option enabled '1'

@@ -204,7 +204,7 @@ pub fn render_config(settings: &DnsmasqSettings) -> String {
 
 /// The addresses dnsmasq may hand out in the node's IPv4 subnet: every
 /// host but the node's own (the first, by construction, or the last).
-fn pool(net: ipnet::Ipv4Net) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+pub(super) fn pool(net: ipnet::Ipv4Net) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
     if net.prefix_len() >= 31 {
         return None;
     }

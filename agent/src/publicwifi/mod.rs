@@ -1,15 +1,19 @@
 //! What a public Wi-Fi node runs on Linux besides the mesh: its client
 //! interface set up for the client prefixes the controller assigned
 //! ([`crate::linux::ClientInterface`]: addresses, policy routing into the
-//! mesh, `rp_filter`), an nftables fence around it ([`firewall`]), dnsmasq
-//! for DHCPv4 and router advertisements ([`dnsmasq`]), and the client
-//! count ([`leases`]), the only thing about clients that leaves the node.
+//! mesh, `rp_filter`), an nftables fence around it ([`firewall`]), DHCPv4
+//! and router advertisements, and the client count ([`leases`]), the only
+//! thing about clients that leaves the node. DHCPv4 and RA come from a
+//! dnsmasq the agent runs ([`dnsmasq`], `[public_wifi] dhcp = "dnsmasq"`)
+//! or, on OpenWrt, from the system's dnsmasq and odhcpd configured through
+//! UCI ([`uci`], `dhcp = "openwrt"`).
 //!
 //! Everything is undone by [`PublicWifi::stop`]. See `docs/gateways.md`.
 
 pub mod dnsmasq;
 pub mod firewall;
 pub mod leases;
+pub mod uci;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +29,7 @@ use ipnet::IpNet;
 use tokio::sync::mpsc;
 
 pub use self::dnsmasq::{Dnsmasq, DnsmasqSettings};
+pub use self::uci::{UciDhcp, UciSettings};
 use crate::linux::{ClientInterface, LinuxError, nft};
 
 /// How often the lease file is counted.
@@ -45,11 +50,48 @@ pub enum PublicWifiError {
     /// The state directory or a file in it could not be written.
     #[error("writing {path}: {cause}")]
     StateDir { path: String, cause: io::Error },
+    /// `uci` or an init script could not be run.
+    #[error("running {command}: {cause}")]
+    UciSpawn { command: String, cause: io::Error },
+    /// `uci` or an init script failed.
+    #[error("{command} failed ({status}): {stderr}")]
+    Uci {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     /// The controller assigned no client prefix.
     #[error(
         "no client prefixes assigned to this node; is it a public Wi-Fi node in the controller?"
     )]
     NoPrefixes,
+}
+
+/// Who serves DHCPv4 and router advertisements (`[public_wifi] dhcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    /// `"dnsmasq"`: the agent runs its own dnsmasq (any Linux).
+    Dnsmasq,
+    /// `"openwrt"`: the system's dnsmasq and odhcpd, configured via UCI.
+    OpenWrt,
+}
+
+/// How DHCPv4 and router advertisements are served, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DhcpService {
+    /// The agent's own dnsmasq: the program.
+    Dnsmasq { binary: PathBuf },
+    /// The system's services through UCI.
+    OpenWrt {
+        /// The `uci` program.
+        uci: PathBuf,
+        /// Where the `dnsmasq` and `odhcpd` init scripts are.
+        init_dir: PathBuf,
+        /// The system dnsmasq's lease file.
+        lease_file: PathBuf,
+        /// The OpenWrt network of the client interface.
+        network: String,
+    },
 }
 
 /// What the public Wi-Fi side needs.
@@ -62,10 +104,10 @@ pub struct PublicWifiSettings {
     pub tun_ifindex: u32,
     /// The node's client /64 and IPv4 subnet.
     pub client_prefixes: Vec<IpNet>,
-    pub dnsmasq: PathBuf,
+    pub dhcp: DhcpService,
     pub dns: Vec<IpAddr>,
     pub lease_time: Duration,
-    /// Where dnsmasq's config and lease file go.
+    /// Where the agent's dnsmasq keeps its config and lease file.
     pub state_dir: PathBuf,
 }
 
@@ -73,11 +115,19 @@ pub struct PublicWifiSettings {
 #[derive(Debug)]
 pub struct PublicWifi {
     interface: ClientInterface,
-    dnsmasq: Dnsmasq,
+    dhcp: Dhcp,
+    client_prefixes: Vec<IpNet>,
+}
+
+/// The running DHCP side.
+#[derive(Debug)]
+enum Dhcp {
+    Dnsmasq(Dnsmasq),
+    Uci(UciDhcp),
 }
 
 impl PublicWifi {
-    /// Sets up the interface, the firewall and dnsmasq, in that order
+    /// Sets up the interface, the firewall and DHCP/RA, in that order
     /// (dnsmasq binds to the addresses the interface gets). On an error,
     /// what was set up already is undone.
     pub async fn start(settings: &PublicWifiSettings) -> Result<Self, PublicWifiError> {
@@ -100,16 +150,41 @@ impl PublicWifi {
             undo(interface, false).await;
             return Err(err.into());
         }
-        let dnsmasq_settings = DnsmasqSettings {
-            binary: settings.dnsmasq.clone(),
-            interface: settings.interface.clone(),
-            node_addresses: interface.addresses().to_vec(),
-            dns: settings.dns.clone(),
-            lease_time: settings.lease_time,
-            state_dir: settings.state_dir.clone(),
+        let dhcp = match &settings.dhcp {
+            DhcpService::Dnsmasq { binary } => Dnsmasq::start(&DnsmasqSettings {
+                binary: binary.clone(),
+                interface: settings.interface.clone(),
+                node_addresses: interface.addresses().to_vec(),
+                dns: settings.dns.clone(),
+                lease_time: settings.lease_time,
+                state_dir: settings.state_dir.clone(),
+            })
+            .await
+            .map(Dhcp::Dnsmasq),
+            DhcpService::OpenWrt {
+                uci,
+                init_dir,
+                lease_file,
+                network,
+            } => UciDhcp::apply(&UciSettings {
+                uci: uci.clone(),
+                init_dir: init_dir.clone(),
+                lease_file: lease_file.clone(),
+                interface: settings.interface.clone(),
+                network: network.clone(),
+                node_addresses: interface.addresses().to_vec(),
+                dns: settings.dns.clone(),
+                lease_time: settings.lease_time,
+            })
+            .await
+            .map(Dhcp::Uci),
         };
-        match Dnsmasq::start(&dnsmasq_settings).await {
-            Ok(dnsmasq) => Ok(Self { interface, dnsmasq }),
+        match dhcp {
+            Ok(dhcp) => Ok(Self {
+                interface,
+                dhcp,
+                client_prefixes: settings.client_prefixes.clone(),
+            }),
             Err(err) => {
                 undo(interface, true).await;
                 Err(err)
@@ -119,15 +194,31 @@ impl PublicWifi {
 
     /// The lease file to count clients in.
     pub fn lease_file(&self) -> &Path {
-        self.dnsmasq.lease_file()
+        match &self.dhcp {
+            Dhcp::Dnsmasq(dnsmasq) => dnsmasq.lease_file(),
+            Dhcp::Uci(uci) => uci.lease_file(),
+        }
     }
 
-    /// Stops dnsmasq, removes the firewall, the rules, routes and addresses.
+    /// The client prefixes: only leases inside them are counted.
+    pub fn client_prefixes(&self) -> &[IpNet] {
+        &self.client_prefixes
+    }
+
+    /// Stops dnsmasq (or removes the UCI section), removes the firewall,
+    /// the rules, routes and addresses. A UCI failure does not keep the
+    /// rest in place; it is reported after.
     pub async fn stop(self) -> Result<(), PublicWifiError> {
-        self.dnsmasq.stop().await;
+        let dhcp = match self.dhcp {
+            Dhcp::Dnsmasq(dnsmasq) => {
+                dnsmasq.stop().await;
+                Ok(())
+            }
+            Dhcp::Uci(uci) => uci.remove().await,
+        };
         nft::delete_table(firewall::CLIENT_FAMILY, firewall::CLIENT_TABLE_NAME).await?;
         self.interface.close().await?;
-        Ok(())
+        dhcp
     }
 }
 
@@ -145,14 +236,15 @@ async fn undo(interface: ClientInterface, firewall: bool) {
     }
 }
 
-/// Counts the live leases every [`COUNT_INTERVAL`] and sends the count
-/// when it changes (and once at start), until the receiver goes away.
-pub async fn watch_clients(lease_file: PathBuf, counts: mpsc::Sender<u32>) {
+/// Counts the live leases inside `within` (the client prefixes; all if
+/// empty) every [`COUNT_INTERVAL`] and sends the count when it changes
+/// (and once at start), until the receiver goes away.
+pub async fn watch_clients(lease_file: PathBuf, within: Vec<IpNet>, counts: mpsc::Sender<u32>) {
     let mut last = None;
     let mut ticks = tokio::time::interval(COUNT_INTERVAL);
     loop {
         ticks.tick().await;
-        let count = match leases::count_lease_file(&lease_file) {
+        let count = match leases::count_lease_file(&lease_file, &within) {
             Ok(count) => count,
             Err(err) => {
                 tracing::debug!(%err, "reading the lease file");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{PublicWifi, PublicWifiSettings};
+use super::{DhcpService, PublicWifi, PublicWifiSettings};
 use crate::linux::tests::{PeerNamespace, in_netns, sh};
 
 async fn output(program: &str, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
@@ -83,7 +83,9 @@ fn client_interface_is_fenced_routed_into_the_mesh_and_released() {
                 tun_name: "fm0".into(),
                 tun_ifindex: fm0,
                 client_prefixes: vec!["10.100.4.0/24".parse()?, "fd99:0:0:104::/64".parse()?],
-                dnsmasq: "dnsmasq".into(),
+                dhcp: DhcpService::Dnsmasq {
+                    binary: "dnsmasq".into(),
+                },
                 dns: vec!["9.9.9.9".parse()?],
                 lease_time: Duration::from_secs(3600),
                 state_dir: state.path().to_owned(),

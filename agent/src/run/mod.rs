@@ -37,7 +37,9 @@ use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
 use crate::gateway::{CheckerSettings, GatewayError, Nat, UplinkProbe, UplinkSettings};
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::{LinuxBackend, LinuxError, LinuxSettings};
-use crate::publicwifi::{self, PublicWifi, PublicWifiError, PublicWifiSettings};
+use crate::publicwifi::{
+    self, DhcpMode, DhcpService, PublicWifi, PublicWifiError, PublicWifiSettings,
+};
 use crate::userspace::{
     self, StackHandle, TcpExpose, TcpForward, UserspaceError, UserspaceSettings,
 };
@@ -510,7 +512,8 @@ impl Roles {
 }
 
 /// Starts the gateway side (NAT, uplink checker) and the public Wi-Fi
-/// side (client interface, firewall, dnsmasq, client count) as configured.
+/// side (client interface, firewall, dnsmasq or the system's DHCP/RA via
+/// UCI, client count) as configured.
 async fn start_roles(
     config: &AgentConfig,
     backend: &LinuxBackend,
@@ -551,7 +554,17 @@ async fn start_roles(
             tun_name: backend.name().to_owned(),
             tun_ifindex: backend.ifindex(),
             client_prefixes: client_prefixes.to_vec(),
-            dnsmasq: public_wifi.dnsmasq.clone(),
+            dhcp: match public_wifi.dhcp {
+                DhcpMode::Dnsmasq => DhcpService::Dnsmasq {
+                    binary: public_wifi.dnsmasq.clone(),
+                },
+                DhcpMode::OpenWrt => DhcpService::OpenWrt {
+                    uci: public_wifi.uci.clone(),
+                    init_dir: publicwifi::uci::DEFAULT_INIT_DIR.into(),
+                    lease_file: publicwifi::uci::DEFAULT_LEASE_FILE.into(),
+                    network: public_wifi.network.clone(),
+                },
+            },
             dns: public_wifi.dns.clone(),
             lease_time: public_wifi.lease_time,
             state_dir,
@@ -567,6 +580,7 @@ async fn start_roles(
         let (tx, rx) = mpsc::channel(8);
         tasks.spawn(publicwifi::watch_clients(
             started.lease_file().to_owned(),
+            started.client_prefixes().to_vec(),
             tx,
         ));
         tasks.spawn(clients_task(shared.clone(), rx));
