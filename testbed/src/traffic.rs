@@ -107,6 +107,26 @@ pub fn retry<T>(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<T>) -> 
     }
 }
 
+/// Polls `check` every 20 ms until it says yes; returns how long that
+/// took, or fails naming `what` after `timeout`. A check that errs counts
+/// as "not yet" (the thing it asks may not be up yet).
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if check().unwrap_or(false) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One TCP stream with iperf3 from namespace `client` to a server in
 /// namespace `server` bound to `server_addr`; returns the receiver's bits
 /// per second.

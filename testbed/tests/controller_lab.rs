@@ -9,12 +9,12 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use freimesh_testbed::failover::inject::{nft_drop, nft_undrop};
 use freimesh_testbed::mesh::overlay_v4;
 use freimesh_testbed::netns_mesh::{CONTROLLED_FIXED_BASE, NetnsMesh};
 use freimesh_testbed::topology::{Topology, node_name};
-use freimesh_testbed::traffic::status;
+use freimesh_testbed::traffic::{status, wait_until};
 
 /// A diamond with a tail: a — {b, c} — d — e.
 fn kite() -> Topology {
@@ -47,22 +47,6 @@ fn route_toward(
         route.active.as_deref().and_then(node_of),
         route.via.iter().filter_map(|l| node_of(l)).collect(),
     ))
-}
-
-fn wait_until(
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if check().unwrap_or(false) {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -111,7 +95,7 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
     // Once every link is reported, the controller gives d both b and c
     // toward a (loop-free alternates).
     let a: IpAddr = overlay_v4(CONTROLLED_FIXED_BASE).into();
-    wait_until(Duration::from_secs(20), || {
+    wait_until("routes after the cut", Duration::from_secs(20), || {
         Ok(route_toward(&mesh, 3, a)?.1.len() >= 2)
     })
     .context("d's route to a never got an alternate")?;
@@ -173,10 +157,14 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
     std::thread::sleep(Duration::from_secs(1));
     mesh.controller.as_mut().context("controller")?.restart()?;
     let log = mesh.nodes[0].log.clone();
-    let resynced = wait_until(Duration::from_secs(35), || {
-        let text = std::fs::read_to_string(&log)?;
-        Ok(text.matches("enrolled with the controller").count() >= 2)
-    });
+    let resynced = wait_until(
+        "resync after the controller restart",
+        Duration::from_secs(35),
+        || {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text.matches("enrolled with the controller").count() >= 2)
+        },
+    );
     let output = steady.wait_with_output()?;
     resynced.context("a never reconnected to the restarted controller")?;
     let text = String::from_utf8_lossy(&output.stdout);

@@ -12,16 +12,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use freimesh_proto::api::{Event, EventKind, Node};
 use freimesh_testbed::failover::probe::{now_ns, window_stats};
 use freimesh_testbed::failover::probe_flow::ProbeFlow;
 use freimesh_testbed::mesh::overlay_v4;
 use freimesh_testbed::netns_mesh::{CONTROLLED_FIXED_BASE, NetnsMesh};
 use freimesh_testbed::topology::{Topology, node_name};
-use freimesh_testbed::traffic::{retry, status};
+use freimesh_testbed::traffic::{retry, status, wait_until};
 
 const PROBE_PORT: u16 = 40_000;
 const TESTBED: &str = env!("CARGO_BIN_EXE_freimesh-testbed");
@@ -86,23 +86,6 @@ fn diagnose(mesh: &NetnsMesh) -> String {
 
 fn forwarded(mesh: &NetnsMesh, node: usize) -> anyhow::Result<u64> {
     Ok(status(&mesh.nodes[node].socket)?.engine.counters.forwarded)
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if check().unwrap_or(false) {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("{what}: not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -144,18 +144,9 @@ pub fn render_config(settings: &DnsmasqSettings) -> String {
         "dhcp-leasefile={}",
         settings.lease_file().display()
     ));
-    let dns_v4: Vec<String> = settings
-        .dns
-        .iter()
-        .filter(|ip| ip.is_ipv4())
-        .map(ToString::to_string)
-        .collect();
-    let dns_v6: Vec<String> = settings
-        .dns
-        .iter()
-        .filter(|ip| ip.is_ipv6())
-        .map(|ip| format!("[{ip}]"))
-        .collect();
+    let (v4, v6) = super::dns_by_family(&settings.dns);
+    let dns_v4: Vec<String> = v4.iter().map(ToString::to_string).collect();
+    let dns_v6: Vec<String> = v6.iter().map(|ip| format!("[{ip}]")).collect();
     if settings.dns.is_empty() {
         line("port=53");
     } else {

@@ -32,6 +32,12 @@ pub use self::dnsmasq::{Dnsmasq, DnsmasqSettings};
 pub use self::uci::{UciDhcp, UciSettings};
 use crate::linux::{ClientInterface, LinuxError, nft};
 
+/// The DNS servers handed to clients, IPv4 then IPv6 (DHCPv4 options and
+/// router advertisements carry them separately), in configured order.
+fn dns_by_family(dns: &[IpAddr]) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    dns.iter().partition(|ip| ip.is_ipv4())
+}
+
 /// How often the lease file is counted.
 pub const COUNT_INTERVAL: Duration = Duration::from_secs(5);
 

@@ -97,18 +97,9 @@ pub fn batch_commands(settings: &UciSettings) -> Vec<String> {
         format!("set {s}.interface='{}'", settings.network),
         format!("set {s}.ignore='0'"),
     ];
-    let dns_v4: Vec<String> = settings
-        .dns
-        .iter()
-        .filter(|ip| ip.is_ipv4())
-        .map(ToString::to_string)
-        .collect();
-    let dns_v6: Vec<String> = settings
-        .dns
-        .iter()
-        .filter(|ip| ip.is_ipv6())
-        .map(ToString::to_string)
-        .collect();
+    let (v4, v6) = super::dns_by_family(&settings.dns);
+    let dns_v4: Vec<String> = v4.iter().map(ToString::to_string).collect();
+    let dns_v6: Vec<String> = v6.iter().map(ToString::to_string).collect();
     for address in &settings.node_addresses {
         match address {
             IpNet::V4(net) => {
