@@ -250,7 +250,15 @@ impl Controller {
     /// so gateways are rechecked whenever anything moved (only differences
     /// go out).
     fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
+        touched.extend(self.update_routes());
+        self.sync(&touched);
+    }
+
+    /// Runs the incremental route update; returns the nodes whose routes
+    /// changed, and the gateways too whenever anything moved.
+    fn update_routes(&mut self) -> BTreeSet<u32> {
         let deltas = self.router.update();
+        let mut touched = BTreeSet::new();
         if !deltas.is_empty() {
             touched.extend(
                 self.nodes
@@ -261,7 +269,7 @@ impl Controller {
         }
         touched.extend(deltas.into_keys());
         touched.remove(&INTERNET);
-        self.sync(&touched);
+        touched
     }
 
     /// Gateway `id` reported its uplink (checked against the far side).
@@ -483,17 +491,7 @@ impl Controller {
         if was_active {
             self.router.remove_node(id);
         }
-        let deltas = self.router.update();
-        if !deltas.is_empty() {
-            touched.extend(
-                self.nodes
-                    .keys()
-                    .copied()
-                    .filter(|n| self.uplink_wanted(*n)),
-            );
-        }
-        touched.extend(deltas.into_keys());
-        touched.remove(&INTERNET);
+        touched.extend(self.update_routes());
         touched.remove(&id);
         if self.sessions.remove(&id).is_some() {
             self.push_error(

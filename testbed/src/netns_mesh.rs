@@ -99,6 +99,31 @@ pub struct NetnsMesh {
 }
 
 impl NetnsMesh {
+    /// The node `from`'s route for `prefix`: the neighbour it forwards to
+    /// now (`None` if none is live) and every neighbour the route lists,
+    /// primary first, as node indices.
+    pub fn route_of(
+        &self,
+        from: usize,
+        prefix: ipnet::IpNet,
+    ) -> anyhow::Result<(Option<usize>, Vec<usize>)> {
+        let s = crate::traffic::status(&self.nodes[from].socket)?;
+        let route = s
+            .engine
+            .routes
+            .iter()
+            .find(|r| r.prefix == prefix)
+            .with_context(|| format!("{} has no route for {prefix}", self.name(from)))?;
+        let node_of = |link: &str| -> Option<usize> {
+            let peer = &s.engine.links.iter().find(|l| l.name == link)?.peer;
+            self.nodes.iter().position(|n| &n.public_key == peer)
+        };
+        Ok((
+            route.active.as_deref().and_then(node_of),
+            route.via.iter().filter_map(|l| node_of(l)).collect(),
+        ))
+    }
+
     /// Builds the namespaces and links, writes configs and starts an agent
     /// in every namespace.
     pub fn start(tag: &str, topology: Topology) -> anyhow::Result<Self> {

@@ -24,31 +24,6 @@ fn kite() -> Topology {
     }
 }
 
-/// The neighbour (by node index) `from` uses now toward `dst`, and every
-/// neighbour its route lists.
-fn route_toward(
-    mesh: &NetnsMesh,
-    from: usize,
-    dst: IpAddr,
-) -> anyhow::Result<(Option<usize>, Vec<usize>)> {
-    let s = status(&mesh.nodes[from].socket)?;
-    let prefix: ipnet::IpNet = dst.into();
-    let route = s
-        .engine
-        .routes
-        .iter()
-        .find(|r| r.prefix == prefix)
-        .context("no route")?;
-    let node_of = |link: &str| -> Option<usize> {
-        let peer = &s.engine.links.iter().find(|l| l.name == link)?.peer;
-        mesh.nodes.iter().position(|n| &n.public_key == peer)
-    };
-    Ok((
-        route.active.as_deref().and_then(node_of),
-        route.via.iter().filter_map(|l| node_of(l)).collect(),
-    ))
-}
-
 #[test]
 fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<()> {
     if !freimesh_testbed::lab::require_root("controller_lab") {
@@ -96,10 +71,10 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
     // toward a (loop-free alternates).
     let a: IpAddr = overlay_v4(CONTROLLED_FIXED_BASE).into();
     wait_until("routes after the cut", Duration::from_secs(20), || {
-        Ok(route_toward(&mesh, 3, a)?.1.len() >= 2)
+        Ok(mesh.route_of(3, a.into())?.1.len() >= 2)
     })
     .context("d's route to a never got an alternate")?;
-    let (primary, _) = route_toward(&mesh, 3, a)?;
+    let (primary, _) = mesh.route_of(3, a.into())?;
     let primary = primary.context("d has an active hop toward a")?;
 
     // Cut the link between d and its primary toward a, silently.
@@ -114,7 +89,7 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
     let cut_at = Instant::now();
     let (mut local, mut global) = (None, None);
     while global.is_none() && cut_at.elapsed() < Duration::from_secs(20) {
-        if let Ok((active, listed)) = route_toward(&mesh, 3, a) {
+        if let Ok((active, listed)) = mesh.route_of(3, a.into()) {
             if local.is_none() && active.is_some() && active != Some(primary) {
                 local = Some(cut_at.elapsed());
             }

@@ -45,31 +45,6 @@ fn diamond() -> Topology {
     }
 }
 
-/// The neighbour `from` forwards to toward `dst` now, and every neighbour
-/// its route lists.
-fn route_toward(
-    mesh: &NetnsMesh,
-    from: usize,
-    dst: IpAddr,
-) -> anyhow::Result<(Option<usize>, Vec<usize>)> {
-    let s = status(&mesh.nodes[from].socket)?;
-    let prefix: ipnet::IpNet = dst.into();
-    let route = s
-        .engine
-        .routes
-        .iter()
-        .find(|r| r.prefix == prefix)
-        .context("no route")?;
-    let node_of = |link: &str| -> Option<usize> {
-        let peer = &s.engine.links.iter().find(|l| l.name == link)?.peer;
-        mesh.nodes.iter().position(|n| &n.public_key == peer)
-    };
-    Ok((
-        route.active.as_deref().and_then(node_of),
-        route.via.iter().filter_map(|l| node_of(l)).collect(),
-    ))
-}
-
 /// Every agent's status and log, for a failure message.
 fn diagnose(mesh: &NetnsMesh) -> String {
     (0..mesh.nodes.len())
@@ -134,7 +109,7 @@ fn draining_a_transit_node_loses_no_probe() -> anyhow::Result<()> {
         "a's route to d: b primary, c alternate",
         Duration::from_secs(30),
         || {
-            let (active, listed) = route_toward(&mesh, a, d_addr)?;
+            let (active, listed) = mesh.route_of(a, d_addr.into())?;
             Ok(active == Some(transit) && listed.contains(&other))
         },
     )
@@ -178,7 +153,7 @@ fn draining_a_transit_node_loses_no_probe() -> anyhow::Result<()> {
         "a's routes leave the drained node",
         Duration::from_secs(20),
         || {
-            let (active, listed) = route_toward(&mesh, a, d_addr)?;
+            let (active, listed) = mesh.route_of(a, d_addr.into())?;
             Ok(active == Some(other) && !listed.contains(&transit))
         },
     )
@@ -241,7 +216,7 @@ fn draining_a_transit_node_loses_no_probe() -> anyhow::Result<()> {
     let back = wait_until(
         "a's route returns to the undrained node",
         Duration::from_secs(30),
-        || Ok(route_toward(&mesh, a, d_addr)?.0 == Some(transit)),
+        || Ok(mesh.route_of(a, d_addr.into())?.0 == Some(transit)),
     )
     .with_context(|| diagnose(&mesh))?;
     wait_until(

@@ -344,22 +344,7 @@ impl CityLab {
     /// The gateway `t1` forwards default traffic to now (node index), and
     /// every next hop its default route lists.
     pub fn default_hop(&self, node: usize) -> anyhow::Result<(Option<usize>, Vec<usize>)> {
-        let s = status(&self.mesh.nodes[node].socket)?;
-        let default: IpNet = "0.0.0.0/0".parse()?;
-        let route = s
-            .engine
-            .routes
-            .iter()
-            .find(|r| r.prefix == default)
-            .with_context(|| format!("{} has no default route", NAMES[node]))?;
-        let node_of = |link: &str| -> Option<usize> {
-            let peer = &s.engine.links.iter().find(|l| l.name == link)?.peer;
-            self.mesh.nodes.iter().position(|n| &n.public_key == peer)
-        };
-        Ok((
-            route.active.as_deref().and_then(node_of),
-            route.via.iter().filter_map(|l| node_of(l)).collect(),
-        ))
+        self.mesh.route_of(node, "0.0.0.0/0".parse()?)
     }
 
     /// Waits until `node`'s default route goes to `gateway` first.
