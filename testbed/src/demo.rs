@@ -155,6 +155,25 @@ impl ControlledDemo {
         for line in controller.node_list()?.lines() {
             println!("   {line}");
         }
+        // Operator costs, one per link (freimesh-controller link cost): on
+        // a loopback mesh whose relays share a busy machine, measured RTTs
+        // jump by milliseconds and would move paths (and take alternates
+        // away) while the demo shows them. A link row exists once either
+        // end reported the other.
+        let ids = controller.node_ids()?;
+        for &(x, y) in &topology.links {
+            let id = |n: usize| {
+                ids.get(&topology.names[n])
+                    .copied()
+                    .with_context(|| format!("{} in the node list", topology.names[n]))
+            };
+            crate::traffic::retry(Duration::from_secs(10), || {
+                controller.link_cost(id(x)?, id(y)?, DEMO_LINK_COST)
+            })?;
+        }
+        println!(
+            "\n   every link's cost pinned to {DEMO_LINK_COST} (freimesh-controller link cost A B {DEMO_LINK_COST})"
+        );
         Ok(Self {
             nodes,
             agents,
@@ -168,6 +187,9 @@ impl ControlledDemo {
         })
     }
 }
+
+/// The cost the demo pins on every link (one clean hop each).
+const DEMO_LINK_COST: u32 = 1000;
 
 /// The controller demo (see the module docs).
 fn run_controlled(options: &DemoOptions) -> anyhow::Result<()> {
