@@ -363,6 +363,67 @@ fn after_a_failover_the_alternates_packets_pass() {
     assert_eq!(mesh.delivered.len(), 2);
 }
 
+/// A log sink for the privacy test: everything a subscriber writes.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn client_addresses_never_reach_the_log_even_at_trace() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut mesh = gateways_with_second_lan();
+        // Every drop a client's packet can meet on the way: segment policy
+        // at the access point, a spoofed source at the transit node, no
+        // route, and a malformed packet.
+        mesh.send(1, ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"));
+        mesh.send(1, ipv4_packet(CLIENT, overlay(2), 64, b"x"));
+        inject(&mut mesh, 3, 2, &ipv4_packet(CLIENT, INTERNET, 64, b"x"));
+        inject(
+            &mut mesh,
+            1,
+            2,
+            &ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"),
+        );
+        mesh.send(2, ipv4_packet(INTERNET, CLIENT, 64, b"x"));
+        mesh.engine(1).remove_route(net("0.0.0.0/0"));
+        mesh.send(1, ipv4_packet(CLIENT, INTERNET, 64, b"x"));
+        let mut short = ipv4_packet(CLIENT, INTERNET, 64, b"x");
+        short[3] = 200;
+        mesh.send(1, short);
+        assert!(mesh.engine(1).drops(DropReason::SegmentPolicy) >= 2);
+        assert!(mesh.engine(2).drops(DropReason::SourceNotFeasible) >= 1);
+        assert!(mesh.engine(2).drops(DropReason::SegmentPolicy) >= 1);
+        assert!(mesh.engine(1).drops(DropReason::NoRoute) >= 1);
+    });
+    let text =
+        String::from_utf8(log.0.lock().map(|l| l.clone()).unwrap_or_default()).unwrap_or_default();
+    assert!(text.contains("segment policy drop"), "captured: {text}");
+    assert!(text.contains("source not feasible"), "captured: {text}");
+    assert!(text.contains("no route"), "captured: {text}");
+    assert!(text.contains("n1"), "the link is named: {text}");
+    for address in ["10.100.1.5", "198.51.100.1", "10.20.0.7"] {
+        assert!(!text.contains(address), "{address} logged: {text}");
+    }
+}
+
 proptest! {
     /// Whatever the segments of source and destination, the engine forwards
     /// exactly what `Segment::may_reach` allows, at the first hop.
