@@ -41,6 +41,18 @@ fn bench(c: &mut Criterion) {
         let addr = IpAddr::V4(Ipv4Addr::new(10, 99, 17, 42));
         b.iter(|| black_box(t.lookup(black_box(addr))))
     });
+    // What the feasible-source rule adds to every packet from a mesh
+    // neighbour: one more lookup, on the source, and a scan of its hops.
+    c.bench_function("feasible-source check among 10k prefixes", |b| {
+        let src = IpAddr::V4(Ipv4Addr::new(10, 99, 17, 42));
+        let from = Hop::Link(LinkId(3));
+        b.iter(|| {
+            black_box(
+                t.lookup_group(black_box(src))
+                    .is_some_and(|g| g.hops().contains(&from)),
+            )
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -481,14 +481,51 @@ impl AgentConfig {
     }
 }
 
-fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-        return Err(field_err(
+/// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).
+pub(crate) const MAX_IFNAME_BYTES: usize = 15;
+
+/// Checks a network interface name before it reaches the kernel, nftables
+/// (`iifname "…"`), dnsmasq (`interface=…`) or UCI. Only letters, digits,
+/// `-`, `_` and `.` (what OpenWrt and the kernel's own names use): a
+/// newline would start a new dnsmasq or UCI line, a quote would end an
+/// nftables string, a comma would add a second interface to dnsmasq's
+/// list and `*` is an nftables wildcard, so none of those may pass.
+pub(crate) fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
+    let bad_char = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+    let problem = if let Some(c) = bad_char {
+        let kind = if c.is_control() {
+            "a control character"
+        } else if c.is_whitespace() {
+            "whitespace"
+        } else if matches!(c, '"' | '\'' | '`') {
+            "a quote"
+        } else {
+            "the character"
+        };
+        Some(format!(
+            "contains {kind} {c:?} (only letters, digits, '-', '_' and '.')"
+        ))
+    } else if name.is_empty() {
+        Some("is empty".to_owned())
+    } else if name.len() > MAX_IFNAME_BYTES {
+        Some(format!(
+            "is {} bytes long, more than the {MAX_IFNAME_BYTES} Linux allows",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some("is not a name".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(field_err(
             field,
-            format!("{name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"),
-        ));
+            format!("{name:?} is not a valid interface name: it {problem}"),
+        )),
     }
-    Ok(())
 }
 
 fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ConfigError> {

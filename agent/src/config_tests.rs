@@ -418,3 +418,62 @@ segment = "internet"
         "{local_not_first}"
     );
 }
+
+#[test]
+fn interface_names_that_could_inject_are_refused_with_the_field() {
+    // Each reaches a line of dnsmasq's config, an nftables string or a UCI
+    // command: a newline or quote there would add configuration.
+    let bad = [
+        ("wlan0\ninterface=eth0", "control character"),
+        ("wlan0\rx", "control character"),
+        ("wl\u{1b}[31m", "control character"),
+        ("wlan 0", "whitespace"),
+        ("wlan0\t", "control character"),
+        ("wlan0\"", "quote"),
+        ("wl'an", "quote"),
+        ("wlan0,eth0", "','"),
+        ("wlan*", "'*'"),
+        ("wlän0", "'ä'"),
+        ("abcdefghijklmnop", "16 bytes"),
+        ("..", "not a name"),
+        ("", "empty"),
+    ];
+    for (name, why) in bad {
+        let value = toml::Value::String(name.to_owned()).to_string();
+        for (field, text) in [
+            (
+                "linux.tun_name",
+                format!("{}\n[linux]\ntun_name = {value}\n", sample()),
+            ),
+            (
+                "gateway.uplink",
+                node_with(&format!(
+                    "[gateway]\nuplink = {value}\ncheck = [\"192.0.2.1\"]"
+                )),
+            ),
+            (
+                "public_wifi.interface",
+                node_with(&format!("{CONTROLLER}\n[public_wifi]\ninterface = {value}")),
+            ),
+        ] {
+            let err = error_of(&text);
+            assert!(err.starts_with(&format!("{field}: ")), "{name:?}: {err}");
+            assert!(err.contains(why), "{name:?}: {err}");
+            assert!(!err.contains('\n'), "the error itself is one line: {err:?}");
+        }
+    }
+    // Real names from Linux and OpenWrt pass.
+    for good in [
+        "wlan0",
+        "br-client",
+        "phy0-ap0",
+        "eth0.2",
+        "wg_mesh",
+        "abcdefghijklmno",
+    ] {
+        let text = node_with(&format!(
+            "{CONTROLLER}\n[public_wifi]\ninterface = \"{good}\""
+        ));
+        assert!(AgentConfig::from_toml(&text).is_ok(), "{good}");
+    }
+}

@@ -104,23 +104,68 @@ impl PrivateKey {
     }
 
     /// Writes the key to a new file with mode 0600; never overwrites.
+    ///
+    /// Atomic: the key goes to a temporary file in the same directory
+    /// (created 0600, so the key is never readable by others, not even for
+    /// a moment), is flushed to disk, and only then gets its final name,
+    /// by a hard link that fails if the name exists; the directory is
+    /// flushed last. A power cut at any point leaves either no key file or
+    /// a complete one, never an empty or truncated file that would stop
+    /// the agent from starting (routers lose power). std only: a link and
+    /// an unlink are all `tempfile`'s `persist_noclobber` would do, and the
+    /// router binary is over its size budget.
     pub fn write_new(&self, path: &Path) -> Result<(), IdentityError> {
         let write_err = |cause| IdentityError::Write {
             path: path.to_owned(),
             cause,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(write_err)?;
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(write_err)?;
+                dir.to_owned()
+            }
+            None => PathBuf::from("."),
+        };
+        if path.exists() {
+            return Err(write_err(std::io::Error::from(
+                std::io::ErrorKind::AlreadyExists,
+            )));
         }
+        self.write_via(path, &temporary_path(path), &dir)
+            .map_err(write_err)
+    }
+
+    /// Writes the key to `temp`, then links it as `path` (failing if that
+    /// exists) and removes `temp`, then flushes `dir`.
+    fn write_via(&self, path: &Path, temp: &Path, dir: &Path) -> std::io::Result<()> {
+        // Nothing to clean up if this fails: the file is not ours.
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(write_err)?;
-        writeln!(file, "{}", self.to_base64()).map_err(write_err)?;
-        file.sync_all().map_err(write_err)
+            .open(temp)?;
+        let result = writeln!(file, "{}", self.to_base64())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::hard_link(temp, path));
+        drop(file);
+        // The temporary name goes whether the link worked or not.
+        let removed = fs::remove_file(temp);
+        result?;
+        removed?;
+        fs::File::open(dir)?.sync_all()
     }
+}
+
+/// A name next to `path` for writing it first: hidden, and unique to this
+/// process and moment, so two writers never share one.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "key".into(), |n| n.to_string_lossy().into_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    path.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()))
 }
 
 #[cfg(test)]
@@ -165,6 +210,54 @@ mod tests {
         let second = PrivateKey::load_or_create(&path).expect("load");
         assert_eq!(first.public(), second.public());
         assert!(first.write_new(&path).is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn key_files_are_written_atomically_and_never_clobbered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("private.key");
+        let key = PrivateKey::generate();
+        key.write_new(&path).expect("write");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            PrivateKey::load(&path).expect("load").public(),
+            key.public()
+        );
+        // Exactly one name in the directory: the temporary one is gone.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("private.key")]);
+        // A pre-existing file is left exactly as it was, not truncated.
+        let other = dir.path().join("other.key");
+        fs::write(&other, "existing content\n").expect("write");
+        let err = key.write_new(&other).expect_err("exists");
+        assert!(err.to_string().contains("other.key"), "{err}");
+        assert_eq!(
+            fs::read_to_string(&other).expect("read"),
+            "existing content\n"
+        );
+        // Someone else creates the name while we write: the final link
+        // refuses to replace it, and our temporary file is cleaned up.
+        let racing = dir.path().join("racing.key");
+        fs::write(&racing, "theirs\n").expect("write");
+        let temp = temporary_path(&racing);
+        assert_eq!(temp.parent(), racing.parent(), "same directory");
+        let err = key
+            .write_via(&racing, &temp, dir.path())
+            .expect_err("exists");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&racing).expect("read"), "theirs\n");
+        assert!(!temp.exists(), "temporary file removed");
+        // A write that cannot even start leaves no key file, not an empty one.
+        let never = dir.path().join("never.key");
+        let occupied = dir.path().join("occupied");
+        fs::create_dir(&occupied).expect("dir");
+        assert!(key.write_via(&never, &occupied, dir.path()).is_err());
+        assert!(!never.exists(), "no partial key file");
+        assert!(occupied.is_dir(), "someone else's file left alone");
     }
 
     #[test]

@@ -314,6 +314,46 @@ config route
 	option prefix '10.99.0.0/16'
 	list via 'c'
 UCI
+# A line break inside any value would add lines to the TOML file: refused,
+# naming the option, whatever the value's own check would say.
+bad_config "multi-line controller key" "controller.public_key: the value spans several lines" << UCI
+config agent 'agent'
+	option enabled '1'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a
+[node]'
+UCI
+bad_config "multi-line link key" "link.public_key: the value spans several lines" << UCI
+config agent 'agent'
+	option enabled '1'
+	list address '10.99.0.1/32'
+config link 'link'
+	option name 'a'
+	option public_key '$key_a
+endpoint = "192.0.2.66:1"'
+UCI
+bad_config "multi-line tun name" "agent.tun_name: the value spans several lines" << UCI
+config agent 'agent'
+	option enabled '1'
+	option tun_name 'fm0
+x'
+	list address '10.99.0.1/32'
+config link
+	option name 'a'
+	option public_key '$key_a'
+UCI
+bad_config "multi-line list item" "agent.address: an item spans several lines" << UCI
+config agent 'agent'
+	option enabled '1'
+	list address '10.99.0.1/32
+10.99.0.2/32'
+config link
+	option name 'a'
+	option public_key '$key_a'
+UCI
+check "a multi-line value never reaches the log either" sh -c "! grep -q '^\[node\]' '$log'"
+
 # Passes uci2toml's checks, fails the agent's own: still no start.
 bad_config "agent check catches the rest" "does not pass freimesh-agent check" << UCI
 config agent 'agent'
@@ -337,5 +377,49 @@ for line in network.freimesh=interface network.freimesh.proto=none network.freim
 done
 check "zone lists the network once" [ "$(grep -cxF 'firewall.freimesh.network+=freimesh' "$root/tmp/uci.db")" -eq 1 ]
 check "network and firewall committed once each" [ "$(sort "$root/tmp/uci.commits" | tr '\n' ' ')" = "commit firewall commit network " ]
+check "no public Wi-Fi zone without public Wi-Fi" sh -c "! grep -q '^firewall.freimesh_clients' '$root/tmp/uci.db'"
+
+say "== uci-defaults: a public Wi-Fi router puts its clients in a zone without router services"
+rm -f "$root/tmp/uci.db" "$root/tmp/uci.commits"
+printf 'freimesh.public_wifi.network=client\n' > "$root/tmp/uci.db"
+check "first run" in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh
+check "second run" in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh
+for line in firewall.freimesh_clients=zone firewall.freimesh_clients.name=fm_clients \
+	firewall.freimesh_clients.input=REJECT firewall.freimesh_clients.forward=REJECT \
+	firewall.freimesh_clients_out=forwarding firewall.freimesh_clients_out.src=fm_clients \
+	firewall.freimesh_clients_out.dest=freimesh firewall.freimesh_clients_in.src=freimesh \
+	firewall.freimesh_clients_in.dest=fm_clients \
+	firewall.freimesh_clients_dhcp.src=fm_clients firewall.freimesh_clients_dhcp.dest_port=67 \
+	firewall.freimesh_clients_dhcp.target=ACCEPT firewall.freimesh_clients_icmp.proto=icmp \
+	firewall.freimesh_clients_dns.dest_port=53 "firewall.freimesh_clients_dns.proto=tcp udp"; do
+	check "uci: $line" grep -qxF "$line" "$root/tmp/uci.db"
+done
+check "the client network is in the zone once" [ "$(grep -cxF 'firewall.freimesh_clients.network+=client' "$root/tmp/uci.db")" -eq 1 ]
+check "no rule opens SSH (22) or LuCI (80, 443) to clients" sh -c "! grep -E '^firewall.freimesh_clients.*dest_port=(22|80|443)$' '$root/tmp/uci.db'"
+check "only DHCP and DNS ports are opened to clients" [ "$(grep -c '^firewall.freimesh_clients.*dest_port=' "$root/tmp/uci.db")" -eq 2 ]
+rm -f "$root/tmp/uci.db" "$root/tmp/uci.commits"
+printf 'freimesh.public_wifi.network=client\nfreimesh.public_wifi.dns=9.9.9.9\n' > "$root/tmp/uci.db"
+check "with DNS servers configured" in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh
+check "the zone is there" grep -qxF firewall.freimesh_clients.input=REJECT "$root/tmp/uci.db"
+check "DNS is not opened (the router does not answer it)" sh -c "! grep -q '^firewall.freimesh_clients_dns' '$root/tmp/uci.db'"
+
+say "== uci-defaults: bad values change nothing"
+# bad_defaults NAME KEY=VALUE EXPECTED-LOG-TEXT
+bad_defaults() {
+	rm -f "$root/tmp/uci.db" "$root/tmp/uci.commits" "$log"
+	printf '%s\n' "$2" > "$root/tmp/uci.db"
+	in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh 2> /dev/null
+	rc=$?
+	check "$1: fails (and so runs again at the next boot)" [ "$rc" -ne 0 ]
+	check "$1: nothing set" [ "$(wc -l < "$root/tmp/uci.db")" -eq 1 ]
+	check "$1: nothing committed" [ ! -s "$root/tmp/uci.commits" ]
+	check "$1: log says: $3" contains "$log" "$3"
+}
+bad_defaults "tun name with a quote" "freimesh.agent.tun_name=fm0'x" "agent.tun_name 'fm0'x' is not an interface name"
+bad_defaults "tun name too long" "freimesh.agent.tun_name=abcdefghijklmnop" "longer than 15 characters"
+bad_defaults "port zero" "freimesh.agent.listen_port=0" "agent.listen_port '0' is not a port"
+bad_defaults "port too large" "freimesh.agent.listen_port=65536" "agent.listen_port '65536' is not a port"
+bad_defaults "port with a command" "freimesh.agent.listen_port=1;reboot" "is not a port"
+bad_defaults "client network with a space" "freimesh.public_wifi.network=client x" "public_wifi.network 'client x' is not a network name"
 
 finish

@@ -41,7 +41,9 @@ pub const NEXT_HEADER: u8 = 253;
 pub const LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xf4ee, 0x6d65, 0x7368);
 /// Version of the message layout.
 pub const VERSION: u8 = 1;
-/// Largest message we build, so it fits any tunnel MTU ≥ 1280.
+/// Largest message we build, so it fits any tunnel MTU ≥ 1280; also the
+/// largest [`MeshPacket::decode`] accepts, so a neighbour cannot make us
+/// parse (or hold) more than an honest agent ever sends.
 pub const MAX_PACKET: usize = 1200;
 
 const MAGIC: [u8; 2] = *b"FM";
@@ -49,6 +51,8 @@ const IPV6_HEADER: usize = 40;
 const HEADER: usize = 12;
 /// Worst-case encoded size of one prefix (IPv6).
 const PREFIX_MAX: usize = 18;
+/// Smallest encoded size of one prefix (IPv4).
+const PREFIX_MIN: usize = 6;
 /// Prefixes that always fit in one message.
 pub const PREFIXES_PER_MESSAGE: usize = (MAX_PACKET - IPV6_HEADER - HEADER - 2) / PREFIX_MAX;
 
@@ -133,6 +137,14 @@ pub enum MeshError {
     Prefix { family: u8, len: u8 },
     #[error("{0} trailing bytes")]
     Trailing(usize),
+    #[error("mesh message of {0} bytes is larger than the {MAX_PACKET}-byte limit")]
+    TooLarge(usize),
+    #[error(
+        "mesh message lists {0} prefixes, more than the {PREFIXES_PER_MESSAGE} one message may carry"
+    )]
+    TooManyPrefixes(u16),
+    #[error("mesh message lists {count} prefixes but only {bytes} bytes follow")]
+    CountMismatch { count: u16, bytes: usize },
 }
 
 impl MeshPacket {
@@ -204,8 +216,14 @@ impl MeshPacket {
         packet
     }
 
-    /// Decodes a complete IPv6 packet, strictly.
+    /// Decodes a complete IPv6 packet, strictly: nothing larger than
+    /// [`MAX_PACKET`], no more than [`PREFIXES_PER_MESSAGE`] prefixes, and a
+    /// prefix count the bytes that follow can hold, checked before anything
+    /// is allocated.
     pub fn decode(packet: &[u8]) -> Result<Self, MeshError> {
+        if packet.len() > MAX_PACKET {
+            return Err(MeshError::TooLarge(packet.len()));
+        }
         if !Self::is_mesh_packet(packet) || packet[8..24] != LINK_LOCAL.octets() {
             return Err(MeshError::NotMeshPacket);
         }
@@ -239,7 +257,16 @@ impl MeshPacket {
             },
             kind @ (2..=4) => {
                 let count = u16::from_be_bytes([reader.byte()?, reader.byte()?]);
-                let mut prefixes = Vec::with_capacity(usize::from(count).min(PREFIXES_PER_MESSAGE));
+                if usize::from(count) > PREFIXES_PER_MESSAGE {
+                    return Err(MeshError::TooManyPrefixes(count));
+                }
+                if usize::from(count) * PREFIX_MIN > reader.0.len() {
+                    return Err(MeshError::CountMismatch {
+                        count,
+                        bytes: reader.0.len(),
+                    });
+                }
+                let mut prefixes = Vec::with_capacity(usize::from(count));
                 for _ in 0..count {
                     prefixes.push(reader.prefix()?);
                 }
@@ -410,6 +437,52 @@ mod tests {
         assert_eq!(
             MeshPacket::decode(&packet[..packet.len() - 1]),
             Err(MeshError::Truncated)
+        );
+    }
+
+    #[test]
+    fn oversized_and_inconsistent_counts_are_refused() {
+        // One prefix too many for a message.
+        let too_many = vec![prefix("10.0.0.0", 8); PREFIXES_PER_MESSAGE + 1];
+        let packet = wrap(MeshMessage::Withdraw(too_many)).encode();
+        assert_eq!(
+            MeshPacket::decode(&packet),
+            Err(MeshError::TooManyPrefixes(
+                u16::try_from(PREFIXES_PER_MESSAGE + 1).expect("small")
+            ))
+        );
+        // A packet beyond the size limit, however well formed inside.
+        let many_v6 = vec![prefix("fd99::4", 128); PREFIXES_PER_MESSAGE];
+        let mut packet = wrap(MeshMessage::LostSet(many_v6)).encode();
+        let padded = MAX_PACKET + 1 - packet.len();
+        packet.extend(std::iter::repeat_n(0, padded));
+        assert_eq!(
+            MeshPacket::decode(&packet),
+            Err(MeshError::TooLarge(MAX_PACKET + 1))
+        );
+        // A count the bytes cannot hold: refused before any allocation.
+        let mut packet = wrap(MeshMessage::Restore(vec![prefix("10.0.0.0", 8)])).encode();
+        let count_at = IPV6_HEADER + HEADER;
+        packet[count_at..count_at + 2].copy_from_slice(&50u16.to_be_bytes());
+        assert_eq!(
+            MeshPacket::decode(&packet),
+            Err(MeshError::CountMismatch {
+                count: 50,
+                bytes: 6
+            })
+        );
+        // u16::MAX prefixes claimed in a tiny packet.
+        packet[count_at..count_at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            MeshPacket::decode(&packet),
+            Err(MeshError::TooManyPrefixes(u16::MAX))
+        );
+        // The largest honest message still decodes.
+        let full = vec![prefix("fd99::4", 128); PREFIXES_PER_MESSAGE];
+        let packet = wrap(MeshMessage::Withdraw(full.clone())).encode();
+        assert_eq!(
+            MeshPacket::decode(&packet).map(|p| p.message),
+            Ok(MeshMessage::Withdraw(full))
         );
     }
 

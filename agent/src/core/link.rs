@@ -20,6 +20,14 @@ use serde::Serialize;
 use super::LinkId;
 use super::liveness::{Liveness, Profile, State};
 
+/// How many of our own `LinkState` clock values a link remembers, so an
+/// echo can be checked against what we really sent. A neighbour echoes
+/// the newest value it received when it next reports (every state-refresh
+/// period, or at once on a change); both ends refresh at the same period,
+/// so an honest echo is one of our last two or three values, and eight
+/// leave room for bursts of state changes and reordering.
+pub const SENT_CLOCKS_REMEMBERED: usize = 8;
+
 #[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct LinkCounters {
     /// Inner (decrypted) packets and bytes received.
@@ -52,6 +60,9 @@ pub(crate) struct Link {
     pub peer_clock: Option<(u32, Instant)>,
     /// Smoothed round-trip time from `LinkState` exchanges.
     pub rtt: Option<Duration>,
+    /// The clock values we sent in our last `LinkState`s, newest last: an
+    /// echo must be one of them (see [`SENT_CLOCKS_REMEMBERED`]).
+    pub sent_clocks: Vec<u32>,
     /// The controller took this link away; its slot is kept (link ids are
     /// stable) and reused if the same neighbour is assigned again.
     pub retired: bool,
@@ -103,11 +114,20 @@ impl Link {
             retired: false,
             peer_clock: None,
             rtt: None,
+            sent_clocks: Vec::with_capacity(SENT_CLOCKS_REMEMBERED),
         }
     }
 
     pub fn allows_source(&self, src: IpAddr) -> bool {
         self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|net| net.contains(&src))
+    }
+
+    /// Notes a clock value sent in a `LinkState`, forgetting the oldest.
+    pub fn remember_sent_clock(&mut self, clock_us: u32) {
+        if self.sent_clocks.len() == SENT_CLOCKS_REMEMBERED {
+            self.sent_clocks.remove(0);
+        }
+        self.sent_clocks.push(clock_us);
     }
 
     /// Folds one round-trip sample into the smoothed RTT (weight 1/8, as

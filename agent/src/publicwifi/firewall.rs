@@ -6,9 +6,14 @@
 //!   client prefix, or be DHCP from `0.0.0.0`, or ICMPv6 from `::`
 //!   (duplicate address detection) or from a link-local address (ND, RS,
 //!   MLD); everything else from that interface is dropped;
-//! * **input**: clients reach only the node's client addresses (DHCP,
-//!   ND/RA, DNS if enabled), broadcast, link-local and multicast, never
-//!   the router's other addresses (its LAN or management address);
+//! * **input**: clients reach only the services a client needs on the
+//!   node: DHCPv4 (UDP 67, to the broadcast or the node's client address),
+//!   ICMP to the node's client address, ICMPv6 (ND, RS, MLD, echo) to its
+//!   client, link-local and multicast addresses, and DNS (UDP and TCP 53,
+//!   to the client addresses) only when the node answers DNS itself.
+//!   Everything else is dropped and counted: SSH, LuCI, the controller
+//!   socket, any other port, and the router's other addresses (its LAN or
+//!   management address) whatever the port;
 //! * **forward**: what clients send leaves only through `fm0`, into the
 //!   mesh, whatever a route might say.
 
@@ -23,8 +28,15 @@ pub const CLIENT_TABLE_NAME: &str = "freimesh_clients";
 
 /// The ruleset for `interface` with the node's client addresses
 /// `node_addresses` (prefix length = the client prefix) and the mesh
-/// device `tun`. Deterministic, for comparison and tests.
-pub fn client_ruleset(interface: &str, tun: &str, node_addresses: &[IpNet]) -> String {
+/// device `tun`; `serves_dns`: the node answers DNS on its client
+/// addresses (no `[public_wifi] dns` servers configured). Deterministic,
+/// for comparison and tests.
+pub fn client_ruleset(
+    interface: &str,
+    tun: &str,
+    node_addresses: &[IpNet],
+    serves_dns: bool,
+) -> String {
     let (v4_prefixes, v6_prefixes) = split_families(node_addresses);
     let v4_own: Vec<String> = node_addresses
         .iter()
@@ -59,20 +71,36 @@ pub fn client_ruleset(interface: &str, tun: &str, node_addresses: &[IpNet]) -> S
     b.push_str("\t}\n");
     b.push_str("\tchain input {\n");
     b.push_str("\t\ttype filter hook input priority filter; policy accept;\n");
-    b.push_str(&format!("\t\t{i} ip daddr 255.255.255.255 accept\n"));
     if !v4_own.is_empty() {
+        let own = v4_own.join(", ");
         b.push_str(&format!(
-            "\t\t{i} ip daddr {{ {} }} accept\n",
-            v4_own.join(", ")
+            "\t\t{i} ip daddr {{ 255.255.255.255, {own} }} udp dport 67 accept\n"
         ));
-    }
-    b.push_str(&format!(
-        "\t\t{i} ip6 daddr {{ fe80::/10, ff00::/8 }} accept\n"
-    ));
-    if !v6_own.is_empty() {
         b.push_str(&format!(
-            "\t\t{i} ip6 daddr {{ {} }} accept\n",
-            v6_own.join(", ")
+            "\t\t{i} ip daddr {{ {own} }} meta l4proto icmp accept\n"
+        ));
+        if serves_dns {
+            b.push_str(&format!(
+                "\t\t{i} ip daddr {{ {own} }} udp dport 53 accept\n"
+            ));
+            b.push_str(&format!(
+                "\t\t{i} ip daddr {{ {own} }} tcp dport 53 accept\n"
+            ));
+        }
+    }
+    let mut v6_icmp = vec!["fe80::/10".to_owned(), "ff00::/8".to_owned()];
+    v6_icmp.extend(v6_own.iter().cloned());
+    b.push_str(&format!(
+        "\t\t{i} ip6 daddr {{ {} }} meta l4proto ipv6-icmp accept\n",
+        v6_icmp.join(", ")
+    ));
+    if serves_dns && !v6_own.is_empty() {
+        let own = v6_own.join(", ");
+        b.push_str(&format!(
+            "\t\t{i} ip6 daddr {{ {own} }} udp dport 53 accept\n"
+        ));
+        b.push_str(&format!(
+            "\t\t{i} ip6 daddr {{ {own} }} tcp dport 53 accept\n"
         ));
     }
     b.push_str(&format!("\t\t{i} counter drop\n"));
@@ -103,6 +131,7 @@ mod tests {
             "wlan0",
             "fm0",
             &nets(&["10.100.4.1/24", "fd99:0:0:104::1/64"]),
+            true,
         );
         let expected = "table inet freimesh_clients {}\n\
 delete table inet freimesh_clients\n\
@@ -118,10 +147,13 @@ table inet freimesh_clients {\n\
 \t}\n\
 \tchain input {\n\
 \t\ttype filter hook input priority filter; policy accept;\n\
-\t\tiifname \"wlan0\" ip daddr 255.255.255.255 accept\n\
-\t\tiifname \"wlan0\" ip daddr { 10.100.4.1 } accept\n\
-\t\tiifname \"wlan0\" ip6 daddr { fe80::/10, ff00::/8 } accept\n\
-\t\tiifname \"wlan0\" ip6 daddr { fd99:0:0:104::1 } accept\n\
+\t\tiifname \"wlan0\" ip daddr { 255.255.255.255, 10.100.4.1 } udp dport 67 accept\n\
+\t\tiifname \"wlan0\" ip daddr { 10.100.4.1 } meta l4proto icmp accept\n\
+\t\tiifname \"wlan0\" ip daddr { 10.100.4.1 } udp dport 53 accept\n\
+\t\tiifname \"wlan0\" ip daddr { 10.100.4.1 } tcp dport 53 accept\n\
+\t\tiifname \"wlan0\" ip6 daddr { fe80::/10, ff00::/8, fd99:0:0:104::1 } meta l4proto ipv6-icmp accept\n\
+\t\tiifname \"wlan0\" ip6 daddr { fd99:0:0:104::1 } udp dport 53 accept\n\
+\t\tiifname \"wlan0\" ip6 daddr { fd99:0:0:104::1 } tcp dport 53 accept\n\
 \t\tiifname \"wlan0\" counter drop\n\
 \t}\n\
 \tchain forward {\n\
@@ -133,9 +165,50 @@ table inet freimesh_clients {\n\
     }
 
     #[test]
+    fn without_local_dns_port_53_is_closed_and_nothing_else_opens() {
+        let ruleset = client_ruleset(
+            "wlan0",
+            "fm0",
+            &nets(&["10.100.4.1/24", "fd99:0:0:104::1/64"]),
+            false,
+        );
+        assert!(!ruleset.contains("dport 53"), "{ruleset}");
+        // Whatever the settings: the only ports opened to clients are DHCP
+        // and DNS, so SSH (22), LuCI (80/443) and the rest hit the drop.
+        for with_dns in [false, true] {
+            let ruleset = client_ruleset(
+                "wlan0",
+                "fm0",
+                &nets(&["10.100.4.1/24", "fd99:0:0:104::1/64"]),
+                with_dns,
+            );
+            let input = ruleset
+                .split("chain input {")
+                .nth(1)
+                .and_then(|rest| rest.split("chain forward").next())
+                .unwrap_or_default();
+            for line in input.lines().filter(|l| l.contains("dport")) {
+                assert!(
+                    line.contains("dport 67") || line.contains("dport 53"),
+                    "{line}"
+                );
+            }
+            let accepts: Vec<&str> = input.lines().filter(|l| l.ends_with(" accept")).collect();
+            assert!(
+                accepts.iter().all(|l| l.contains("dport")
+                    || l.contains("l4proto icmp")
+                    || l.contains("l4proto ipv6-icmp")),
+                "{accepts:?}"
+            );
+            assert!(input.contains("\t\tiifname \"wlan0\" counter drop\n"));
+        }
+    }
+
+    #[test]
     fn without_an_ipv4_subnet_no_ipv4_client_is_admitted() {
-        let ruleset = client_ruleset("wlan0", "fm0", &nets(&["fd99:0:0:104::1/64"]));
+        let ruleset = client_ruleset("wlan0", "fm0", &nets(&["fd99:0:0:104::1/64"]), true);
         assert!(!ruleset.contains("ip saddr {"));
+        assert!(!ruleset.contains("ip daddr"));
         // Still dropped at the end of prerouting.
         assert!(ruleset.contains("\t\tcounter drop\n"));
     }

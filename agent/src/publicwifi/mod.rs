@@ -150,6 +150,8 @@ impl PublicWifi {
             &settings.interface,
             &settings.tun_name,
             interface.addresses(),
+            // The node answers DNS itself only without configured servers.
+            settings.dns.is_empty(),
         );
         let what = format!("the client firewall for {}", settings.interface);
         if let Err(err) = nft::apply(&ruleset, &what).await {

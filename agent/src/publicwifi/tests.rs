@@ -1,7 +1,8 @@
 //! The public Wi-Fi side against the kernel: a veth pair stands in for the
 //! client interface (the far end in a second namespace is "the client"),
 //! a veth without ARP for `fm0`. Checks what start sets up, that a spoofed
-//! source is dropped while a client-prefix source passes, and that stop
+//! source is dropped while a client-prefix source passes, that a client
+//! gets DHCP and ping from the node but not SSH or LuCI, and that stop
 //! removes everything.
 
 use std::time::Duration;
@@ -153,6 +154,55 @@ fn client_interface_is_fenced_routed_into_the_mesh_and_released() {
                 .await;
             let spoofed = fm0_tx_packets().await? - before;
             assert_eq!((legit, spoofed), (1, 0));
+
+            // On the node itself a client reaches DHCP and ping, nothing
+            // else: SSH and LuCI listen on its client address, so without
+            // the input chain these connections would succeed.
+            let _ssh = std::net::TcpListener::bind("10.100.4.1:22")?;
+            let _luci = std::net::TcpListener::bind("10.100.4.1:80")?;
+            client
+                .exec("ping", &["-c", "1", "-W", "2", "10.100.4.1"])
+                .await?;
+            client
+                .exec(
+                    "busybox",
+                    &[
+                        "udhcpc",
+                        "-i",
+                        "sta0",
+                        "-f",
+                        "-n",
+                        "-q",
+                        "-t",
+                        "5",
+                        "-T",
+                        "1",
+                        "-s",
+                        "/bin/true",
+                    ],
+                )
+                .await
+                .map_err(|e| format!("DHCP from the client side: {e}"))?;
+            for port in [22, 80] {
+                let connect = format!("exec 3<>/dev/tcp/10.100.4.1/{port}");
+                let attempt = client.exec("timeout", &["2", "bash", "-c", &connect]).await;
+                assert!(
+                    attempt.is_err(),
+                    "TCP {port} on the node reachable from a client"
+                );
+            }
+            let input = output(
+                "nft",
+                &["list", "chain", "inet", "freimesh_clients", "input"],
+            )
+            .await?;
+            let dropped: u64 = input
+                .lines()
+                .find(|l| l.contains("counter packets") && l.trim_end().ends_with("drop"))
+                .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("no drop counter in {input}"))?;
+            assert!(dropped >= 2, "the input chain dropped {dropped}: {input}");
 
             wifi.stop().await?;
             let rules = output("ip", &["rule", "show"]).await?;

@@ -217,7 +217,7 @@ impl Engine {
         let header = match IpPacket::parse(packet) {
             Ok(header) => header,
             Err(err) => {
-                tracing::trace!(?ingress, %err, "malformed packet dropped");
+                tracing::trace!(ingress = %self.ingress_name(ingress), %err, "malformed packet dropped");
                 self.drop_packet(DropReason::MalformedPacket);
                 return;
             }
@@ -231,7 +231,8 @@ impl Engine {
             return;
         }
         let Some(hop) = self.table.lookup(header.dst) else {
-            tracing::trace!(?ingress, src = %header.src, dst = %header.dst, "no route");
+            // The segment, never the address: it may be a public client's.
+            tracing::trace!(ingress = %self.ingress_name(ingress), dst_segment = ?self.segments.segment(header.dst), "no route");
             self.drop_packet(DropReason::NoRoute);
             return;
         };

@@ -110,10 +110,14 @@ pub enum DropReason {
     /// The source's segment may not reach the destination's
     /// ([`Segment::may_reach`]), e.g. a public client toward the intranet.
     SegmentPolicy,
+    /// A mesh neighbour sent a packet from a source it is not a next hop
+    /// toward (primary or alternate): a spoofed source, see
+    /// `Engine::source_feasible`.
+    SourceNotFeasible,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::MalformedDatagram,
         DropReason::Unauthenticated,
         DropReason::UnknownPeer,
@@ -127,6 +131,7 @@ impl DropReason {
         DropReason::NoEndpoint,
         DropReason::TunnelError,
         DropReason::SegmentPolicy,
+        DropReason::SourceNotFeasible,
     ];
 
     pub fn name(self) -> &'static str {
@@ -144,6 +149,7 @@ impl DropReason {
             DropReason::NoEndpoint => "no_endpoint",
             DropReason::TunnelError => "tunnel_error",
             DropReason::SegmentPolicy => "segment_policy",
+            DropReason::SourceNotFeasible => "source_not_feasible",
         }
     }
 
@@ -251,6 +257,11 @@ pub struct EngineStatus {
     /// Public Wi-Fi client prefixes assigned to this node.
     #[serde(default)]
     pub client_prefixes: Vec<IpNet>,
+    /// Withdrawals of more specific prefixes ignored because their
+    /// neighbour already made us install as many repair routes as one link
+    /// may (a neighbour flooding withdrawals shows up here).
+    #[serde(default)]
+    pub withdrawals_over_cap: u64,
 }
 
 /// A route as the controller (or the operator) gives it: next hops,
@@ -756,6 +767,7 @@ impl Engine {
             lost_prefixes: self.repair.lost.iter().copied().collect(),
             uplink_up: self.is_gateway().then(|| self.uplink_up()),
             client_prefixes: self.client_prefixes(),
+            withdrawals_over_cap: self.repair.refused_derived,
         }
     }
 

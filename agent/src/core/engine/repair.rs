@@ -37,8 +37,15 @@ pub(super) struct Repair {
     /// Routes as configured (primary first, then loop-free alternates).
     pub configured: BTreeMap<IpNet, Vec<Hop>>,
     /// More specific routes installed because a neighbour withdrew a prefix
-    /// we only had a shorter route for.
-    derived: BTreeSet<IpNet>,
+    /// we only had a shorter route for, with the neighbour whose withdrawal
+    /// created each one.
+    derived: BTreeMap<IpNet, LinkId>,
+    /// How many entries of `derived` each neighbour created; at most
+    /// [`MAX_DERIVED_ROUTES_PER_LINK`].
+    derived_per_link: BTreeMap<LinkId, usize>,
+    /// Withdrawals ignored because their neighbour reached
+    /// [`MAX_DERIVED_ROUTES_PER_LINK`].
+    pub refused_derived: u64,
     /// For each prefix, the neighbours that withdrew it.
     withdrawn: BTreeMap<IpNet, BTreeSet<LinkId>>,
     /// For each neighbour, the prefixes it withdrew.
@@ -48,6 +55,51 @@ pub(super) struct Repair {
     /// Default routes withdrawn from one neighbour only, while our uplink
     /// is down, because that neighbour is now our next hop for them.
     pub poisoned: BTreeMap<LinkId, BTreeSet<IpNet>>,
+}
+
+/// How many repair routes one neighbour's withdrawals may create here.
+///
+/// Withdrawals of prefixes we hold a route for only change that route, so
+/// they are bounded by the table the controller gave us; a withdrawal of a
+/// more specific prefix creates a new route, and without a cap a neighbour
+/// could make us hold one per address it cares to name (2^128 of them).
+/// An honest neighbour withdraws more specific prefixes only for the few
+/// destinations it has finer routes for than we do (roaming clients' host
+/// routes, a building LAN inside a covering prefix): 256 is far above that
+/// in a city mesh, and at a few hundred bytes per route it costs at most
+/// ~100 KB per link on a 128 MB router. Beyond the cap a withdrawal of a
+/// new more specific prefix is ignored: traffic for it keeps following the
+/// shorter route, which is what happened before local repair existed
+/// (the controller's global repair still fixes it).
+pub(super) const MAX_DERIVED_ROUTES_PER_LINK: usize = 256;
+
+impl Repair {
+    fn add_derived(&mut self, prefix: IpNet, link: LinkId) {
+        if self.derived.insert(prefix, link).is_none() {
+            *self.derived_per_link.entry(link).or_default() += 1;
+        }
+    }
+
+    fn remove_derived(&mut self, prefix: IpNet) {
+        if let Some(link) = self.derived.remove(&prefix)
+            && let Some(count) = self.derived_per_link.get_mut(&link)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.derived_per_link.remove(&link);
+            }
+        }
+    }
+
+    fn derived_by(&self, link: LinkId) -> usize {
+        self.derived_per_link.get(&link).copied().unwrap_or(0)
+    }
+
+    /// How many repair routes exist because of `link`'s withdrawals.
+    #[cfg(test)]
+    pub(super) fn derived_count(&self, link: LinkId) -> usize {
+        self.derived_by(link)
+    }
 }
 
 /// Something that happened to a link or route, kept for `status`.
@@ -203,6 +255,48 @@ impl Event {
     }
 }
 
+/// A sample beyond this is an echo from a previous run (or a clock value
+/// that wrapped): no tunnel round trip takes 10 s.
+const MAX_RTT_SAMPLE_US: u32 = 10_000_000;
+
+/// The round trip a `LinkState` from the neighbour proves, in microseconds,
+/// or `None` if it proves nothing. The neighbour supplies `echo_us` (our
+/// clock value it saw last) and `held_us` (how long it kept it), and could
+/// lie about both to look closer than it is:
+///
+/// * the echo must be a clock value we really sent on this link
+///   (`sent_clocks`), so it cannot be moved forward to shrink the
+///   elapsed time;
+/// * `held_us` is clamped to the time that actually passed since we sent
+///   that value: an honest neighbour can never have held it longer. A
+///   claim beyond it is a lie, and we then trust none of it (held = 0): the
+///   sample is the whole elapsed time, the largest round trip it can be,
+///   so lying makes a neighbour look far, never close.
+///
+/// What is left: a neighbour can claim to have held our value up to the
+/// time it really did (at most its state-refresh period), which is why
+/// the controller also takes the larger of both ends' measurements.
+pub(super) fn rtt_from_echo(clock_us: u32, timing: Timing, sent_clocks: &[u32]) -> Option<u32> {
+    if timing.echo_us == 0 || !sent_clocks.contains(&timing.echo_us) {
+        return None;
+    }
+    let elapsed = clock_us.wrapping_sub(timing.echo_us);
+    if elapsed >= MAX_RTT_SAMPLE_US {
+        return None;
+    }
+    let held = if timing.held_us > elapsed {
+        tracing::debug!(
+            held_us = timing.held_us,
+            elapsed_us = elapsed,
+            "neighbour claims to have held our clock longer than it existed; hold ignored"
+        );
+        0
+    } else {
+        timing.held_us
+    };
+    Some(elapsed - held)
+}
+
 fn cause_name(cause: DownCause) -> &'static str {
     match cause {
         DownCause::Silence => "silence",
@@ -343,14 +437,8 @@ impl Engine {
             MeshMessage::LinkState { hears_you, timing } => {
                 let clock = self.clock_us(now);
                 let state = &mut self.links[link.0];
-                if timing.echo_us != 0 {
-                    let rtt_us = clock
-                        .wrapping_sub(timing.echo_us)
-                        .wrapping_sub(timing.held_us);
-                    // A sample beyond 10 s is an echo from a previous run.
-                    if rtt_us < 10_000_000 {
-                        state.rtt_sample(Duration::from_micros(u64::from(rtt_us)));
-                    }
+                if let Some(rtt_us) = rtt_from_echo(clock, timing, &state.sent_clocks) {
+                    state.rtt_sample(Duration::from_micros(u64::from(rtt_us)));
                 }
                 state.peer_clock = Some((timing.clock_us, now));
                 state
@@ -363,6 +451,7 @@ impl Engine {
             MeshMessage::Withdraw(prefixes) => {
                 let mut count = 0;
                 let mut newly_lost = Vec::new();
+                let refused_before = self.repair.refused_derived;
                 for prefix in prefixes.into_iter().filter_map(from_wire) {
                     if !self.neighbour_withdraws(link, prefix) {
                         continue;
@@ -371,6 +460,16 @@ impl Engine {
                     if self.reapply(prefix) == Some(false) {
                         newly_lost.push(prefix);
                     }
+                }
+                if self.repair.refused_derived > refused_before {
+                    // Debug, not warn: a hostile neighbour could otherwise
+                    // flood the log as well; `status` shows the total.
+                    tracing::debug!(
+                        link = %self.links[link.0].name,
+                        refused = self.repair.refused_derived - refused_before,
+                        cap = MAX_DERIVED_ROUTES_PER_LINK,
+                        "withdrawals of more specific prefixes beyond the per-link cap ignored"
+                    );
                 }
                 if count > 0 {
                     tracing::info!(link = %self.links[link.0].name, prefixes = count, lost = newly_lost.len(), "neighbour withdrew prefixes");
@@ -455,8 +554,12 @@ impl Engine {
             if !uses_link(&hops) || self.repair.configured.contains_key(&prefix) {
                 return false;
             }
+            if self.repair.derived_by(link) >= MAX_DERIVED_ROUTES_PER_LINK {
+                self.repair.refused_derived += 1;
+                return false;
+            }
             self.repair.configured.insert(prefix, hops);
-            self.repair.derived.insert(prefix);
+            self.repair.add_derived(prefix, link);
         }
         let fresh = self
             .repair
@@ -475,7 +578,7 @@ impl Engine {
     /// Forgets a route entirely (the controller no longer computes it).
     pub(super) fn remove_route(&mut self, prefix: IpNet) {
         self.repair.configured.remove(&prefix);
-        self.repair.derived.remove(&prefix);
+        self.repair.remove_derived(prefix);
         if let Some(links) = self.repair.withdrawn.remove(&prefix) {
             for link in links {
                 if let Some(set) = self.repair.withdrawn_by.get_mut(&link) {
@@ -502,10 +605,10 @@ impl Engine {
             .get(&prefix)
             .cloned()
             .unwrap_or_default();
-        if self.repair.derived.contains(&prefix) && excluded.is_empty() {
+        if self.repair.derived.contains_key(&prefix) && excluded.is_empty() {
             // The repair route is no longer needed: the shorter route it was
             // derived from serves the prefix again.
-            self.repair.derived.remove(&prefix);
+            self.repair.remove_derived(prefix);
             self.repair.configured.remove(&prefix);
             self.table.remove(prefix);
         } else if let Some(hops) = self.repair.configured.get(&prefix) {
@@ -624,6 +727,7 @@ impl Engine {
         };
         // 0 means "no echo": never send it as a clock value.
         let clock_us = self.clock_us(now).max(1);
+        self.links[link.0].remember_sent_clock(clock_us);
         let interval_ms = self.links[link.0]
             .liveness
             .profile

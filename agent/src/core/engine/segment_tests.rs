@@ -244,6 +244,186 @@ fn a_gateway_whose_alternate_points_back_poisons_it() {
     assert_eq!(client_exit(&mut mesh), Some(3));
 }
 
+/// An intranet LAN behind G2 (10.21.0.0/24): T and G1 route to it via
+/// their link toward G2 (C has only its default route).
+const OTHER_BUILDING_HOST: Ipv4Addr = Ipv4Addr::new(10, 21, 0, 5);
+
+fn gateways_with_second_lan() -> Mesh {
+    let mut mesh = gateways(false);
+    let lan = net("10.21.0.0/24");
+    mesh.engine(4)
+        .insert_route(lan, vec![Hop::Local])
+        .expect("lan");
+    let t_g2 = link(&mut mesh, 2, 4);
+    mesh.engine(2)
+        .insert_route_in(lan, vec![t_g2], Segment::Intranet)
+        .expect("route");
+    let g1_t = link(&mut mesh, 3, 2);
+    mesh.engine(3)
+        .insert_route_in(lan, vec![g1_t], Segment::Intranet)
+        .expect("route");
+    mesh
+}
+
+/// Sends `packet` from node `from` straight into its tunnel to `to`,
+/// bypassing `from`'s own checks: what a hostile node can do.
+fn inject(mesh: &mut Mesh, from: u8, to: u8, packet: &[u8]) {
+    let Hop::Link(out) = link(mesh, from, to) else {
+        unreachable!("link() returns links");
+    };
+    let now = mesh.now;
+    mesh.engine(from).send_on_link(out, packet, now);
+    mesh.run();
+}
+
+#[test]
+fn a_spoofed_intranet_source_from_a_neighbour_off_its_path_is_dropped() {
+    let mut mesh = gateways_with_second_lan();
+    // The public access point C claims to be a host of the other building,
+    // to reach T's building LAN: without the feasible-source rule the
+    // segment policy (intranet → intranet) would let it through.
+    let spoof = ipv4_packet(OTHER_BUILDING_HOST, BUILDING_HOST, 64, b"spoof");
+    inject(&mut mesh, 1, 2, &spoof);
+    assert!(mesh.delivered.is_empty());
+    assert_eq!(mesh.engine(2).drops(DropReason::SourceNotFeasible), 1);
+    // Nor may C claim an internet source (T's default route leads to the
+    // gateways, not to C) or T's own LAN.
+    inject(&mut mesh, 1, 2, &ipv4_packet(INTERNET, CLIENT, 64, b"x"));
+    inject(
+        &mut mesh,
+        1,
+        2,
+        &ipv4_packet(BUILDING_HOST, overlay(3), 64, b"x"),
+    );
+    assert_eq!(mesh.engine(2).drops(DropReason::SourceNotFeasible), 3);
+    assert!(mesh.delivered.is_empty());
+    let now = mesh.now;
+    assert_eq!(
+        mesh.engine(2).status(now).drops["source_not_feasible"],
+        3,
+        "shown in status"
+    );
+    // The same packet from where that LAN really is passes.
+    mesh.send(4, spoof);
+    assert_eq!(delivered_at(&mesh), vec![2]);
+    // And internet answers through a gateway still reach the clients.
+    mesh.send(3, ipv4_packet(INTERNET, CLIENT, 64, b"back"));
+    assert_eq!(delivered_at(&mesh), vec![2, 1]);
+    for n in 1..=4 {
+        assert_eq!(mesh.engine(n).drops(DropReason::SegmentPolicy), 0);
+    }
+    assert_eq!(mesh.engine(2).drops(DropReason::SourceNotFeasible), 3);
+}
+
+#[test]
+fn a_link_local_source_may_reach_the_neighbour_only() {
+    let mut mesh = gateways(false);
+    let link_local = Ipv4Addr::new(169, 254, 3, 3);
+    inject(
+        &mut mesh,
+        1,
+        2,
+        &ipv4_packet(link_local, overlay(2), 64, b"to T"),
+    );
+    assert_eq!(delivered_at(&mesh), vec![2]);
+    inject(
+        &mut mesh,
+        1,
+        2,
+        &ipv4_packet(link_local, overlay(3), 64, b"on"),
+    );
+    assert_eq!(delivered_at(&mesh), vec![2]);
+    assert_eq!(mesh.engine(2).drops(DropReason::SourceNotFeasible), 1);
+}
+
+#[test]
+fn after_a_failover_the_alternates_packets_pass() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"primary"));
+    assert_eq!(mesh.engine(2).counters().forwarded, 1);
+    mesh.cut(1, 2);
+    mesh.advance(200 * MS, 5 * MS);
+    assert_eq!(mesh.next_node(1, 4), Some(3));
+    // Node 4 routes toward node 1 via 2 then 3: 3 is a feasible source.
+    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"alternate"));
+    assert_eq!(delivered_at(&mesh), vec![4, 4]);
+    assert_eq!(mesh.engine(3).counters().forwarded, 1);
+    for n in 1..=4 {
+        assert_eq!(mesh.engine(n).drops(DropReason::SourceNotFeasible), 0);
+    }
+    // Node 4 reaches node 2 only directly: node 3 cannot speak for it.
+    inject(
+        &mut mesh,
+        3,
+        4,
+        &ipv4_packet(overlay(2), overlay(4), 64, b"x"),
+    );
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 1);
+    assert_eq!(mesh.delivered.len(), 2);
+}
+
+/// A log sink for the privacy test: everything a subscriber writes.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn client_addresses_never_reach_the_log_even_at_trace() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut mesh = gateways_with_second_lan();
+        // Every drop a client's packet can meet on the way: segment policy
+        // at the access point, a spoofed source at the transit node, no
+        // route, and a malformed packet.
+        mesh.send(1, ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"));
+        mesh.send(1, ipv4_packet(CLIENT, overlay(2), 64, b"x"));
+        inject(&mut mesh, 3, 2, &ipv4_packet(CLIENT, INTERNET, 64, b"x"));
+        inject(
+            &mut mesh,
+            1,
+            2,
+            &ipv4_packet(CLIENT, BUILDING_HOST, 64, b"x"),
+        );
+        mesh.send(2, ipv4_packet(INTERNET, CLIENT, 64, b"x"));
+        mesh.engine(1).remove_route(net("0.0.0.0/0"));
+        mesh.send(1, ipv4_packet(CLIENT, INTERNET, 64, b"x"));
+        let mut short = ipv4_packet(CLIENT, INTERNET, 64, b"x");
+        short[3] = 200;
+        mesh.send(1, short);
+        assert!(mesh.engine(1).drops(DropReason::SegmentPolicy) >= 2);
+        assert!(mesh.engine(2).drops(DropReason::SourceNotFeasible) >= 1);
+        assert!(mesh.engine(2).drops(DropReason::SegmentPolicy) >= 1);
+        assert!(mesh.engine(1).drops(DropReason::NoRoute) >= 1);
+    });
+    let text =
+        String::from_utf8(log.0.lock().map(|l| l.clone()).unwrap_or_default()).unwrap_or_default();
+    assert!(text.contains("segment policy drop"), "captured: {text}");
+    assert!(text.contains("source not feasible"), "captured: {text}");
+    assert!(text.contains("no route"), "captured: {text}");
+    assert!(text.contains("n1"), "the link is named: {text}");
+    for address in ["10.100.1.5", "198.51.100.1", "10.20.0.7"] {
+        assert!(!text.contains(address), "{address} logged: {text}");
+    }
+}
+
 proptest! {
     /// Whatever the segments of source and destination, the engine forwards
     /// exactly what `Segment::may_reach` allows, at the first hop.

@@ -10,6 +10,11 @@
 //!   or, on a gateway, a source outside every mesh prefix (internet
 //!   answers coming back through the gateway's NAT). Packets from a link
 //!   with `allowed_sources` (plain WireGuard sites) must use one of those.
+//! * Packets from a mesh neighbour (no `allowed_sources`) must carry a
+//!   *feasible* source: the neighbour is one of our next hops toward it
+//!   (`Engine::source_feasible`), else they count as `source_not_feasible`.
+//!   One node can therefore not claim intranet sources it does not lie on
+//!   the way to, and the segment policy below sees true sources.
 //! * A default route whose first hop is this node ([`Hop::Uplink`]) makes
 //!   the node a gateway. [`Engine::set_uplink`] takes that hop out of
 //!   service when the uplink checker loses the far side: the groups switch
@@ -27,6 +32,7 @@ use ipnet::IpNet;
 
 use super::repair::Event;
 use super::{DropReason, Engine, Ingress};
+use crate::core::LinkId;
 use crate::core::segments::Origin;
 use crate::core::table::Hop;
 
@@ -76,10 +82,19 @@ impl Engine {
     }
 
     /// Whether a packet from `src` to `dst` that entered at `ingress` may
-    /// go on; counts the drop if not.
+    /// go on; counts the drop if not. Logs name the link and the segments,
+    /// never the addresses: a source or destination may be a public client.
     pub(super) fn admit(&mut self, src: IpAddr, dst: IpAddr, ingress: Ingress) -> bool {
         let from = self.segments.lookup(src);
         let spoofed = match ingress {
+            Ingress::Link(id) if self.links[id.0].allowed_sources.is_empty() => {
+                if !self.source_feasible(src, dst, id) {
+                    tracing::trace!(link = %self.links[id.0].name, "source not feasible through this neighbour: dropped");
+                    self.drop_packet(DropReason::SourceNotFeasible);
+                    return false;
+                }
+                false
+            }
             Ingress::Link(id) => !self.links[id.0].allows_source(src),
             // Only a gateway sees internet sources coming from its kernel:
             // the answers to its NAT'd clients.
@@ -89,18 +104,48 @@ impl Engine {
             },
         };
         if spoofed {
-            tracing::trace!(?ingress, %src, %dst, "spoofed source dropped");
+            tracing::trace!(ingress = %self.ingress_name(ingress), "spoofed source dropped");
             self.drop_packet(DropReason::SpoofedSource);
             return false;
         }
         let from = from.map_or(Segment::Internet, |o| o.segment);
         let to = self.segments.segment(dst);
         if !from.may_reach(to) {
-            tracing::trace!(?ingress, %src, %dst, ?from, ?to, "segment policy drop");
+            tracing::trace!(ingress = %self.ingress_name(ingress), ?from, ?to, "segment policy drop");
             self.drop_packet(DropReason::SegmentPolicy);
             return false;
         }
         true
+    }
+
+    /// The feasible-source (reverse path) rule for a mesh neighbour without
+    /// `allowed_sources`: `src` may arrive through `link` only if `link` is
+    /// one of our next hops (primary or loop-free alternate) toward `src`.
+    /// The controller's next hops are exactly the neighbours strictly
+    /// closer to `src` than we are, which every neighbour on a shortest
+    /// path from `src` to us is (metrics are symmetric), so honest transit
+    /// passes and a neighbour cannot inject sources from elsewhere in the
+    /// mesh. A source covered only by the default route is feasible through
+    /// the default route's next hops (the gateways' side). One longest-
+    /// prefix match per packet.
+    ///
+    /// A link-local source can only be the neighbour itself (no router
+    /// forwards one, RFC 4291 §2.5.6): it may reach this node, never go on.
+    fn source_feasible(&self, src: IpAddr, dst: IpAddr, link: LinkId) -> bool {
+        if is_link_local(src) {
+            return self.table.lookup(dst) == Some(Hop::Local);
+        }
+        self.table
+            .lookup_group(src)
+            .is_some_and(|group| group.hops().contains(&Hop::Link(link)))
+    }
+
+    /// How logs name where a packet came from: the link's name, or `local`.
+    pub(super) fn ingress_name(&self, ingress: Ingress) -> &str {
+        match ingress {
+            Ingress::Local => "local",
+            Ingress::Link(id) => &self.links[id.0].name,
+        }
     }
 
     /// Whether this node is a gateway: one of its default routes leaves
@@ -227,5 +272,13 @@ impl Engine {
             },
         );
         self.announce(&newly, !up, now);
+    }
+}
+
+/// Whether `addr` is link-local (`169.254.0.0/16`, `fe80::/10`).
+fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
     }
 }

@@ -229,6 +229,14 @@ fn ipv6_crosses_the_mesh() {
             .insert_route("fd99::/64".parse().expect("net"), vec![Hop::Link(link)])
             .expect("route");
     }
+    // The way back: a source is accepted from a neighbour only if that
+    // neighbour is a next hop toward it (feasible-source rule).
+    for (n, via) in [(2u8, 1u8), (3, 2), (4, 3)] {
+        let link = mesh.engine(n).link_id(&format!("n{via}")).expect("link");
+        mesh.engine(n)
+            .insert_route(IpNet::from(IpAddr::V6(a)), vec![Hop::Link(link)])
+            .expect("route");
+    }
     mesh.send(1, ipv6_packet(a, d, 3, b"v6"));
     assert_eq!(mesh.delivered.len(), 1);
     assert_eq!(IpPacket::parse(&mesh.delivered[0].1).expect("valid").ttl, 1);
@@ -595,3 +603,6 @@ proptest! {
 
 #[path = "segment_tests.rs"]
 mod segment_tests;
+
+#[path = "trust_tests.rs"]
+mod trust_tests;
