@@ -282,6 +282,11 @@ pub enum ErrorCode {
     PoolExhausted,
     /// The controller failed (e.g. its database); try again later.
     Internal,
+    /// The Hello's hostname is not 1 to 63 characters of `[A-Za-z0-9.-]`.
+    BadHostname,
+    /// Too many nodes wait for approval (in total, or new ones from this
+    /// source address this minute); try again later.
+    TooManyPending,
 }
 
 impl std::fmt::Display for ErrorMsg {

@@ -5,9 +5,9 @@
 use freimesh_proto::api;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::hub::{Hub, OperatorHashes, ToHub};
+use super::hub::{Hub, OperatorList, ToHub};
 use crate::export::metrics::{FailoverStats, Histogram};
-use crate::store::StoreError;
+use crate::store::{OperatorScope, StoreError, operator_hash};
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,17 @@ pub struct OverviewSnapshot {
 pub struct AdminHandle {
     tx: mpsc::Sender<ToHub>,
     live: broadcast::Sender<api::Event>,
-    operators: OperatorHashes,
+    operators: OperatorList,
+}
+
+/// What an operator token may do right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// No operator has this token (or it was removed).
+    Unknown,
+    /// The operator's token expired.
+    Expired { name: String },
+    Granted { name: String, scope: OperatorScope },
 }
 
 /// Compares without an early exit, so the time taken says nothing about
@@ -65,7 +75,7 @@ impl AdminHandle {
     pub(super) fn new(
         tx: mpsc::Sender<ToHub>,
         live: broadcast::Sender<api::Event>,
-        operators: OperatorHashes,
+        operators: OperatorList,
     ) -> Self {
         Self {
             tx,
@@ -74,13 +84,34 @@ impl AdminHandle {
         }
     }
 
-    /// Is `token` an operator's? Every stored hash is compared in full.
-    pub fn authorized(&self, token: &str) -> bool {
-        let hash = crate::store::operator_hash(token);
-        let Ok(hashes) = self.operators.read() else {
-            return false;
+    /// Whose is `token`, and may it be used at `now` (Unix seconds)?
+    pub fn authorize(&self, token: &str, now: i64) -> Authorization {
+        self.authorize_hash(&operator_hash(token), now)
+    }
+
+    /// [`Self::authorize`] for a token's hash: event streams keep the hash
+    /// and check it again while they run. Every stored hash is compared in
+    /// full.
+    pub fn authorize_hash(&self, hash: &[u8; 32], now: i64) -> Authorization {
+        let Ok(operators) = self.operators.read() else {
+            return Authorization::Unknown;
         };
-        hashes.iter().fold(false, |found, h| same(h, &hash) | found)
+        let mut found = None;
+        for op in operators.iter() {
+            if same(&op.hash, hash) {
+                found = Some(op);
+            }
+        }
+        match found {
+            None => Authorization::Unknown,
+            Some(op) if op.expired(now) => Authorization::Expired {
+                name: op.name.clone(),
+            },
+            Some(op) => Authorization::Granted {
+                name: op.name.clone(),
+                scope: op.scope,
+            },
+        }
     }
 
     /// Live events from now on (see [`Self::events_since`] for the past).
@@ -155,24 +186,36 @@ impl AdminHandle {
         self.call(move |hub| hub.events_since(since, limit)).await?
     }
 
+    /// Stored audit events with `seq > since`, oldest first.
+    pub async fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
+        self.call(move |hub| hub.audit_since(since, limit)).await?
+    }
+
     pub async fn metrics(&self) -> Result<MetricsSnapshot, OpError> {
         self.call(|hub| hub.metrics()).await
     }
 
-    pub async fn drain(&self, id: u32, drained: bool) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.set_drained(id, drained)).await?
+    /// The actions below name the operator `by` who asked: their events
+    /// carry it.
+    pub async fn drain(&self, id: u32, drained: bool, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.set_drained(id, drained, &by))
+            .await?
     }
 
-    pub async fn approve(&self, id: u32) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.approve(id)).await?
+    pub async fn approve(&self, id: u32, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.approve(id, &by)).await?
     }
 
-    pub async fn revoke(&self, id: u32) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.revoke(id)).await?
+    pub async fn revoke(&self, id: u32, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.revoke(id, &by)).await?
     }
 
-    pub async fn create_token(&self, req: api::CreateToken) -> Result<api::CreatedToken, OpError> {
-        self.call(move |hub| hub.create_token(&req)).await?
+    pub async fn create_token(
+        &self,
+        req: api::CreateToken,
+        by: String,
+    ) -> Result<api::CreatedToken, OpError> {
+        self.call(move |hub| hub.create_token(&req, &by)).await?
     }
 
     /// The newest event's seq (0 if none yet).

@@ -308,6 +308,10 @@ impl Hub {
         Ok(self.store.events_since(since, limit)?)
     }
 
+    pub(super) fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
+        Ok(self.store.audit_since(since, limit)?)
+    }
+
     /// What `/metrics` renders, copied out of the hub.
     pub(super) fn metrics(&self) -> super::handle::MetricsSnapshot {
         super::handle::MetricsSnapshot {

@@ -91,6 +91,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site, prefix)
     );
     CREATE TABLE reserved_addr4 (addr4_index INTEGER PRIMARY KEY);",
+    // 4 (slice ctl-enrol-events): who acted, the audit log, operator scopes.
+    // `audit` holds a copy of every audit event (`EventKind::is_audit`) under
+    // the event's own seq and is never pruned; tokens from before this
+    // migration keep working as `full`, without expiry.
+    "ALTER TABLE events ADD COLUMN operator TEXT;
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        node INTEGER,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        operator TEXT
+    );
+    ALTER TABLE operators ADD COLUMN scope TEXT NOT NULL DEFAULT 'full'
+        CHECK (scope IN ('read', 'full'));
+    ALTER TABLE operators ADD COLUMN expires_at INTEGER;",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
