@@ -399,7 +399,11 @@ mod tests {
         assert_eq!(terminal_safe("rathaus-1"), "rathaus-1");
         assert_eq!(terminal_safe("bäckerei"), "bäckerei", "letters stay");
         assert_eq!(terminal_safe("x\u{1b}[2J\r\ny"), "x\\u{1b}[2J\\r\\ny");
-        assert_eq!(terminal_safe("a\\b"), "a\\\\b", "a backslash cannot fake an escape");
+        assert_eq!(
+            terminal_safe("a\\b"),
+            "a\\\\b",
+            "a backslash cannot fake an escape"
+        );
         assert_eq!(terminal_safe("evil\u{202E}txt"), "evil\\u{202e}txt");
         let safe = terminal_safe("\u{1b}]0;pwned\u{7}\u{9b}31m");
         assert!(!safe.chars().any(char::is_control), "{safe:?}");

@@ -454,7 +454,10 @@ mod tests {
             operator: None,
         };
         let json = serde_json::to_string(&event).expect("serialises");
-        assert!(!json.contains("operator"), "absent operator stays absent: {json}");
+        assert!(
+            !json.contains("operator"),
+            "absent operator stays absent: {json}"
+        );
         assert!(json.contains(r#""kind":"failover""#), "{json}");
         assert!(json.contains(r#""cause":"silence""#), "{json}");
         let back: Event = serde_json::from_str(&json).expect("parses");
@@ -481,7 +484,13 @@ mod tests {
 
     #[test]
     fn membership_and_operator_changes_are_audit_events_failovers_are_not() {
-        assert!(EventKind::Enrolled { node: 1, hostname: "a".into() }.is_audit());
+        assert!(
+            EventKind::Enrolled {
+                node: 1,
+                hostname: "a".into()
+            }
+            .is_audit()
+        );
         assert!(EventKind::Revoked { node: 1 }.is_audit());
         assert!(EventKind::OperatorRemoved { name: "x".into() }.is_audit());
         assert!(EventKind::TokenCreated { id: "ab".into() }.is_audit());

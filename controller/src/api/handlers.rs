@@ -2,12 +2,12 @@
 //! snapshot or an action and shapes the answer; input is parsed here so a
 //! bad request is refused before the hub sees it.
 
-use axum::{Extension, Json};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use freimesh_proto::api;
 use serde::Deserialize;
 

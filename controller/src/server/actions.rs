@@ -46,7 +46,12 @@ impl Hub {
             },
             by,
         );
-        tracing::info!(node = id, drained, operator = by, "drain changed by the admin API");
+        tracing::info!(
+            node = id,
+            drained,
+            operator = by,
+            "drain changed by the admin API"
+        );
         self.node(id)
     }
 

@@ -61,8 +61,13 @@ pub enum Authorization {
     /// No operator has this token (or it was removed).
     Unknown,
     /// The operator's token expired.
-    Expired { name: String },
-    Granted { name: String, scope: OperatorScope },
+    Expired {
+        name: String,
+    },
+    Granted {
+        name: String,
+        scope: OperatorScope,
+    },
 }
 
 /// Compares without an early exit, so the time taken says nothing about

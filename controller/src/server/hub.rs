@@ -616,7 +616,10 @@ impl Hub {
         let new = names(&fresh);
         for name in old.difference(&new) {
             tracing::info!(operator = %name, "operator removed; its token and streams end");
-            self.emit_by(EventKind::OperatorRemoved { name: name.clone() }, CLI_OPERATOR);
+            self.emit_by(
+                EventKind::OperatorRemoved { name: name.clone() },
+                CLI_OPERATOR,
+            );
         }
     }
 

@@ -55,7 +55,6 @@ pub const EVENT_AGE_SLACK_MS: i64 = 100_000;
 /// is that they happened, not to the millisecond when.
 pub const MAX_EVENT_AGE_MS: i64 = 7 * 24 * 3_600 * 1_000;
 
-
 /// Why a Hello's hostname is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostnameError {
@@ -101,8 +100,9 @@ impl TokenBucket {
 
     fn refill(&mut self, capacity: u32, per_minute: u32, now_ms: i64) {
         let elapsed = u64::try_from(now_ms.saturating_sub(self.last_ms)).unwrap_or(0);
-        // per_minute tokens per 60,000 ms = per_minute milli-tokens per ms.
-        let gained = elapsed.saturating_mul(u64::from(per_minute));
+        // per_minute tokens per 60,000 ms = per_minute / 60 milli-tokens
+        // per ms.
+        let gained = elapsed.saturating_mul(u64::from(per_minute)) / 60;
         self.milli_tokens = self
             .milli_tokens
             .saturating_add(gained)
@@ -524,7 +524,11 @@ mod tests {
                 dropped: 1
             })
         );
-        assert_eq!(quota.poll_warning(), None, "the other 9 wait for the interval");
+        assert_eq!(
+            quota.poll_warning(),
+            None,
+            "the other 9 wait for the interval"
+        );
         quota.handle_event(7, 0, T0 + DROP_WARN_INTERVAL_MS);
         assert_eq!(
             quota.poll_warning(),

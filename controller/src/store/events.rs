@@ -213,3 +213,40 @@ impl Store {
         token_id(&token_hash(token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, kind: EventKind, operator: Option<&str>) -> Event {
+        Event {
+            seq,
+            at_ms: i64::try_from(seq).expect("small"),
+            kind,
+            operator: operator.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn audit_events_survive_pruning_and_carry_their_operator() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("mesh.db")).expect("open");
+        let mut events = vec![
+            event(1, EventKind::Approved { node: 4 }, Some("city-it")),
+            event(2, EventKind::TokenCreated { id: "ab".into() }, Some("cli")),
+        ];
+        events.extend((3..=50).map(|seq| event(seq, EventKind::Connected { node: 1 }, None)));
+        store.append_events(&events).expect("append");
+        store.prune_events(10).expect("prune");
+
+        let history = store.events_since(0, 1_000).expect("history");
+        assert_eq!(history.len(), 10, "the history was pruned");
+        assert_eq!(history[0].seq, 41);
+        let audit = store.audit_since(0, 1_000).expect("audit");
+        assert_eq!(audit, events[..2].to_vec(), "the audit log was not");
+        assert_eq!(store.audit_since(1, 1_000).expect("page")[0].seq, 2);
+        // The operator column round-trips through the history too.
+        let last = store.events_since(49, 10).expect("last");
+        assert_eq!(last[0].operator, None);
+    }
+}

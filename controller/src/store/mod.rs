@@ -30,10 +30,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub use clients::{client_v4, client_v6};
 pub use events::{kind_name, token_id};
+pub use ipam::Pool;
 pub use operators::{
     MAX_OPERATOR_NAME, OperatorCredential, OperatorRecord, OperatorScope, operator_hash,
 };
-pub use ipam::Pool;
 pub use sites::SiteKey;
 pub use types::{
     DEFAULT_CLIENT_SUBNET_LEN, Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState,

@@ -99,8 +99,7 @@ impl Store {
         now: i64,
     ) -> Result<String> {
         let name = name.trim();
-        if name.is_empty() || name.len() > MAX_OPERATOR_NAME || name.chars().any(char::is_control)
-        {
+        if name.is_empty() || name.len() > MAX_OPERATOR_NAME || name.chars().any(char::is_control) {
             return Err(StoreError::BadSettings(format!(
                 "operator name {name:?}: 1 to {MAX_OPERATOR_NAME} printable characters"
             )));
@@ -137,9 +136,9 @@ impl Store {
     }
 
     pub fn operators(&self) -> Result<Vec<OperatorRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT name, created_at, scope, expires_at FROM operators ORDER BY name",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, created_at, scope, expires_at FROM operators ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             Ok(OperatorRecord {
                 name: r.get(0)?,
@@ -187,5 +186,34 @@ impl Store {
             })
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_and_expiry_are_stored_with_the_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("mesh.db")).expect("open");
+        let read = store
+            .add_operator("prometheus", OperatorScope::Read, Some(2_000), 1_000)
+            .expect("add");
+        store
+            .add_operator("city-it", OperatorScope::Full, None, 1_000)
+            .expect("add");
+        let creds = store.operator_credentials().expect("creds");
+        assert_eq!(creds.len(), 2);
+        let prom = creds.iter().find(|c| c.name == "prometheus").expect("prom");
+        assert_eq!(prom.hash, operator_hash(&read));
+        assert_eq!(prom.scope, OperatorScope::Read);
+        assert!(!prom.expired(1_999));
+        assert!(prom.expired(2_000));
+        let it = creds.iter().find(|c| c.name == "city-it").expect("it");
+        assert_eq!((it.scope, it.expires_at), (OperatorScope::Full, None));
+        assert!(!it.expired(i64::MAX));
+        let listed = store.operators().expect("list");
+        assert_eq!(listed[1].expires_at, Some(2_000));
     }
 }

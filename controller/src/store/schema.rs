@@ -130,3 +130,37 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn latest() -> usize {
     MIGRATIONS.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_tokens_from_before_scopes_keep_working_as_full_without_expiry() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).expect("old migration");
+            conn.pragma_update(None, "user_version", i64::try_from(i + 1).expect("small"))
+                .expect("version");
+        }
+        conn.execute(
+            "INSERT INTO operators (name, hash, created_at) VALUES ('old', x'00', 1)",
+            [],
+        )
+        .expect("old operator");
+        migrate(&mut conn).expect("migrate");
+        let (scope, expires): (String, Option<i64>) = conn
+            .query_row(
+                "SELECT scope, expires_at FROM operators WHERE name = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row");
+        assert_eq!((scope.as_str(), expires), ("full", None));
+        let bad = conn.execute(
+            "INSERT INTO operators (name, hash, created_at, scope) VALUES ('x', x'01', 1, 'root')",
+            [],
+        );
+        assert!(bad.is_err(), "an unknown scope is refused");
+    }
+}
