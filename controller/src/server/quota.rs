@@ -1,5 +1,6 @@
 //! Budgets for what agents may make the controller store: the hostname
-//! rule of every Hello, the pending-node gate of approval mode (in total
+//! rule of every Hello (defined in `freimesh_proto::control`, so agents can
+//! check their own name), the pending-node gate of approval mode (in total
 //! and per source address) and the per-node quota and age cap of `Events`
 //! frames.
 //!
@@ -10,10 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
-/// The longest hostname a Hello may carry: one DNS label (RFC 1035), which
-/// is also what OpenWrt's `system.hostname` allows. Every event, list and
-/// map label shows it, so it must stay one short line.
-pub const MAX_HOSTNAME_LEN: usize = 63;
+pub use freimesh_proto::control::{MAX_HOSTNAME_LEN, check_hostname};
 
 /// Nodes that may wait for approval at once. An operator approves pending
 /// nodes by hand; a few hundred is a large city's roll-out day, more is a
@@ -54,34 +52,6 @@ pub const EVENT_AGE_SLACK_MS: i64 = 100_000;
 /// the agent keeps at most 256 events, and after a week away what matters
 /// is that they happened, not to the millisecond when.
 pub const MAX_EVENT_AGE_MS: i64 = 7 * 24 * 3_600 * 1_000;
-
-/// Why a Hello's hostname is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HostnameError {
-    #[error("hostname is empty")]
-    Empty,
-    #[error("hostname is {0} bytes long; at most {MAX_HOSTNAME_LEN} are allowed")]
-    TooLong(usize),
-    #[error("hostname contains {0:?}; only letters, digits, '.' and '-' are allowed")]
-    BadCharacter(char),
-}
-
-/// Checks the hostname rule: 1 to 63 characters of `[A-Za-z0-9.-]`.
-pub fn check_hostname(hostname: &str) -> Result<(), HostnameError> {
-    if hostname.is_empty() {
-        return Err(HostnameError::Empty);
-    }
-    if hostname.len() > MAX_HOSTNAME_LEN {
-        return Err(HostnameError::TooLong(hostname.len()));
-    }
-    match hostname
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '-'))
-    {
-        Some(c) => Err(HostnameError::BadCharacter(c)),
-        None => Ok(()),
-    }
-}
 
 /// A token bucket in thousandths of a token, refilled continuously.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +353,8 @@ impl EventQuota {
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use freimesh_proto::control::HostnameError;
 
     use super::*;
     use crate::server::IDLE_TIMEOUT;
