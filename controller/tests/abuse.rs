@@ -188,6 +188,16 @@ async fn an_event_flood_keeps_the_history_and_the_audit_log_and_cannot_backdate(
         "{} failovers stored",
         failovers.len()
     );
+    // What was not stored was counted.
+    let (status, metrics) = api.get("/metrics").await;
+    assert_eq!(status, 200);
+    let dropped: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("freimesh_agent_events_dropped_total "))
+        .expect("the dropped counter")
+        .parse()
+        .expect("a number");
+    assert_eq!(dropped + failovers.len(), 80 * 256);
     let earliest = connected_ms - EVENT_AGE_SLACK_MS;
     let oldest = failovers.iter().map(|e| e.at_ms).min().expect("some");
     println!(

@@ -231,6 +231,7 @@ pub async fn metrics(State(h): State<AdminHandle>) -> Result<Response, Failure> 
         sessions: snap.sessions,
         events_total: snap.events_total,
         started_at_ms: snap.started_at_ms,
+        bounded: snap.bounded,
     });
     Ok((
         [(

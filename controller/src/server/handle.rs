@@ -6,7 +6,7 @@ use freimesh_proto::api;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::hub::{Hub, OperatorList, ToHub};
-use crate::export::metrics::{FailoverStats, Histogram};
+use crate::export::metrics::{BoundedCounts, FailoverStats, Histogram};
 use crate::store::{OperatorScope, StoreError, operator_hash};
 
 /// Why an admin request failed.
@@ -36,6 +36,7 @@ pub struct MetricsSnapshot {
     pub sessions: u32,
     pub events_total: u64,
     pub started_at_ms: i64,
+    pub bounded: BoundedCounts,
 }
 
 /// The overview as the hub sees it plus the lists the API needs to finish

@@ -30,6 +30,7 @@ use super::telemetry::Telemetry;
 use super::{REGISTRY_POLL, ServerError};
 use crate::admin::{unix_now, unix_now_ms};
 use crate::core::{Controller, KeyStatus, Outgoing};
+use crate::export::metrics::BoundedCounts;
 use crate::store::{Enrollment, LinkRecord, NodeState, OperatorCredential, Store, StoreError};
 
 /// The operator name events carry for what the command line changed.
@@ -89,6 +90,9 @@ pub struct Hub {
     pub(super) known_tokens: BTreeSet<String>,
     pending_gate: PendingGate,
     pub(super) event_quota: EventQuota,
+    /// Hellos refused by the hostname rule and the pending gate, for
+    /// `/metrics` (the event counts come from `event_quota`).
+    pub(super) refused: BoundedCounts,
 }
 
 impl std::fmt::Debug for Hub {
@@ -122,6 +126,7 @@ impl Hub {
             known_tokens: store.tokens()?.into_iter().map(|t| t.id).collect(),
             pending_gate: PendingGate::default(),
             event_quota: EventQuota::default(),
+            refused: BoundedCounts::default(),
             store,
             core,
             sessions: BTreeMap::new(),
@@ -363,6 +368,7 @@ impl Hub {
         // Checked on every Hello: nothing unchecked reaches the store, and an
         // old database's bad hostname is noticed when its node returns.
         if let Err(e) = check_hostname(&hello.hostname) {
+            self.refused.bad_hostnames += 1;
             return refuse(&out, &key, ErrorCode::BadHostname, e.to_string());
         }
         let id = match self.core.lookup(&key) {
@@ -441,6 +447,7 @@ impl Hub {
                             self.pending_gate
                                 .handle_new_pending(peer.ip(), pending, unix_now_ms())
                         {
+                            self.refused.pending_refused += 1;
                             return refuse(&out, &key, ErrorCode::TooManyPending, e.to_string());
                         }
                         match self.store.add_pending(

@@ -323,6 +323,11 @@ impl Hub {
             sessions: u32::try_from(self.conns.len()).unwrap_or(u32::MAX),
             events_total: self.events.last_seq(),
             started_at_ms: self.started_at_ms,
+            bounded: crate::export::metrics::BoundedCounts {
+                events_dropped: self.event_quota.dropped_total(),
+                events_clamped: self.event_quota.clamped_total(),
+                ..self.refused
+            },
         }
     }
 }
