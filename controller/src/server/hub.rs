@@ -365,13 +365,17 @@ impl Hub {
         hello: Hello,
         out: OutTx,
     ) {
-        // Checked on every Hello: nothing unchecked reaches the store, and an
-        // old database's bad hostname is noticed when its node returns.
-        if let Err(e) = check_hostname(&hello.hostname) {
+        let status = self.core.lookup(&key);
+        // Checked on every Hello (a revoked key hears that it is revoked
+        // instead): nothing unchecked reaches the store, and an old
+        // database's bad hostname is noticed when its node returns.
+        if !matches!(status, KeyStatus::Revoked(_))
+            && let Err(e) = check_hostname(&hello.hostname)
+        {
             self.refused.bad_hostnames += 1;
             return refuse(&out, &key, ErrorCode::BadHostname, e.to_string());
         }
-        let id = match self.core.lookup(&key) {
+        let id = match status {
             KeyStatus::Revoked(_) => {
                 return refuse(
                     &out,
