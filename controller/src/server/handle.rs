@@ -229,3 +229,80 @@ impl AdminHandle {
         self.call(|hub| hub.events.last_seq()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use super::*;
+    use crate::store::OperatorCredential;
+
+    fn handle_with(operators: Vec<OperatorCredential>) -> AdminHandle {
+        let (tx, _rx) = mpsc::channel(1);
+        let (live, _) = broadcast::channel(1);
+        AdminHandle::new(tx, live, Arc::new(RwLock::new(operators)))
+    }
+
+    fn operator(
+        name: &str,
+        token: &str,
+        scope: OperatorScope,
+        expires_at: Option<i64>,
+    ) -> OperatorCredential {
+        OperatorCredential {
+            name: name.into(),
+            hash: operator_hash(token),
+            scope,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_token_is_granted_with_its_scope_refused_when_expired_and_unknown_otherwise() {
+        let handle = handle_with(vec![
+            operator("grafana", "fmo1-read", OperatorScope::Read, None),
+            operator("contractor", "fmo1-temp", OperatorScope::Full, Some(1_000)),
+        ]);
+        assert_eq!(
+            handle.authorize("fmo1-read", 5_000),
+            Authorization::Granted {
+                name: "grafana".into(),
+                scope: OperatorScope::Read
+            }
+        );
+        assert_eq!(
+            handle.authorize("fmo1-temp", 999),
+            Authorization::Granted {
+                name: "contractor".into(),
+                scope: OperatorScope::Full
+            }
+        );
+        assert_eq!(
+            handle.authorize("fmo1-temp", 1_000),
+            Authorization::Expired {
+                name: "contractor".into()
+            }
+        );
+        assert_eq!(handle.authorize("fmo1-guess", 0), Authorization::Unknown);
+    }
+
+    #[test]
+    fn a_removed_operator_is_unknown_at_once() {
+        let list = Arc::new(RwLock::new(vec![operator(
+            "night-shift",
+            "fmo1-n",
+            OperatorScope::Full,
+            None,
+        )]));
+        let (tx, _rx) = mpsc::channel(1);
+        let (live, _) = broadcast::channel(1);
+        let handle = AdminHandle::new(tx, live, list.clone());
+        let hash = operator_hash("fmo1-n");
+        assert!(matches!(
+            handle.authorize_hash(&hash, 0),
+            Authorization::Granted { .. }
+        ));
+        list.write().expect("lock").clear();
+        assert_eq!(handle.authorize_hash(&hash, 0), Authorization::Unknown);
+    }
+}
