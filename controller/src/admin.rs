@@ -15,8 +15,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::export::wgquick::{self, EndpointText, SiteConfig};
 use crate::store::{
-    DEFAULT_CLIENT_SUBNET_LEN, MeshSettings, NodeRecord, NodeState, OperatorRecord, SiteKey,
-    SiteRecord, Store, StoreError,
+    DEFAULT_CLIENT_SUBNET_LEN, MeshSettings, NodeRecord, NodeState, OperatorRecord, OperatorScope,
+    SiteKey, SiteRecord, Store, StoreError,
 };
 
 /// Why an admin command failed.
@@ -287,12 +287,41 @@ pub fn format_site(s: &SiteRecord) -> String {
     )
 }
 
-/// Adds an operator of the admin API; returns its token, which is stored
-/// only hashed and never shown again.
+/// Adds an operator of the admin API with full scope and no expiry;
+/// returns its token, which is stored only hashed and never shown again.
 pub fn operator_add(db: &Path, name: &str) -> Result<String, AdminError> {
+    operator_add_scoped(db, name, OperatorScope::Full, None)
+}
+
+/// Adds an operator of the admin API with `scope`, its token valid for
+/// `valid` (or until removed); returns the token, shown only this once.
+pub fn operator_add_scoped(
+    db: &Path,
+    name: &str,
+    scope: OperatorScope,
+    valid: Option<Duration>,
+) -> Result<String, AdminError> {
     let mut store = Store::open(db)?;
     store.settings()?;
-    Ok(store.add_operator(name, unix_now())?)
+    let now = unix_now();
+    let expires_at =
+        valid.map(|v| now.saturating_add(i64::try_from(v.as_secs()).unwrap_or(i64::MAX)));
+    Ok(store.add_operator(name, scope, expires_at, now)?)
+}
+
+/// One line per operator for `operator list`.
+pub fn format_operator(op: &OperatorRecord, now: i64) -> String {
+    let expiry = match op.expires_at {
+        None => "no expiry".to_owned(),
+        Some(at) if at <= now => format!("expired at {at}"),
+        Some(at) => format!("expires at {at}"),
+    };
+    format!(
+        "{:<20} {:<4}  created {}  {expiry}",
+        terminal_safe(&op.name),
+        op.scope.as_str(),
+        op.created_at
+    )
 }
 
 pub fn operator_list(db: &Path) -> Result<Vec<OperatorRecord>, AdminError> {
@@ -305,14 +334,37 @@ pub fn operator_remove(db: &Path, name: &str) -> Result<(), AdminError> {
     Ok(Store::open(db)?.remove_operator(name)?)
 }
 
-/// One line per node for `node list`.
+/// Characters that are not control characters but still change how a
+/// terminal shows the line: zero-width and bidirectional overrides.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` as it may reach a terminal: control characters (escape
+/// sequences, carriage returns), zero-width and bidi characters and the
+/// backslash itself are written as Rust escapes (`\u{1b}`), so a hostname
+/// an old database holds can neither move the cursor nor pass for another.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c == '\\' || is_invisible_format(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One line per node for `node list`; the hostname is escaped
+/// ([`terminal_safe`]).
 pub fn format_node(n: &NodeRecord) -> String {
     let addrs: Vec<String> = n.addresses.iter().map(ToString::to_string).collect();
     format!(
         "{:>5}  {:<8} {:<20} {}  {}{}",
         n.id,
         n.state.as_str(),
-        n.hostname,
+        terminal_safe(&n.hostname),
         n.public_key,
         if addrs.is_empty() {
             "-".to_owned()
@@ -336,4 +388,48 @@ fn roles_suffix(n: &NodeRecord) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_with_escape_sequences_reach_the_terminal_escaped() {
+        assert_eq!(terminal_safe("rathaus-1"), "rathaus-1");
+        assert_eq!(terminal_safe("bäckerei"), "bäckerei", "letters stay");
+        assert_eq!(terminal_safe("x\u{1b}[2J\r\ny"), "x\\u{1b}[2J\\r\\ny");
+        assert_eq!(
+            terminal_safe("a\\b"),
+            "a\\\\b",
+            "a backslash cannot fake an escape"
+        );
+        assert_eq!(terminal_safe("evil\u{202E}txt"), "evil\\u{202e}txt");
+        let safe = terminal_safe("\u{1b}]0;pwned\u{7}\u{9b}31m");
+        assert!(!safe.chars().any(char::is_control), "{safe:?}");
+    }
+
+    #[test]
+    fn node_list_lines_carry_no_control_characters_even_from_an_old_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("mesh.db");
+        init(
+            &db,
+            "fd12:3456:789a::/48".parse().expect("ula"),
+            "10.99.0.0/16".parse().expect("v4"),
+            true,
+        )
+        .expect("init");
+        // Written straight to the store, as a release without the
+        // hostname rule did.
+        let raw = "evil\u{1b}[31mred\u{7}";
+        Store::open(&db)
+            .expect("open")
+            .add_pending(PublicKeyBytes([9; 32]), raw, &[], Default::default(), 0)
+            .expect("pending");
+        let nodes = node_list(&db).expect("list");
+        let line = format_node(&nodes[0]);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("evil\\u{1b}[31mred\\u{7}"), "{line}");
+    }
 }

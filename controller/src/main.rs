@@ -175,6 +175,13 @@ enum OperatorCommand {
         name: String,
         #[arg(long)]
         db: PathBuf,
+        /// `read`: GET endpoints, event stream, /metrics, meshviewer export
+        /// only (for Prometheus, maps, dashboards); `full`: actions too.
+        #[arg(long, default_value = "full", value_parser = ["read", "full"])]
+        scope: String,
+        /// How long the token works: 30m, 24h, 90d (default: until removed).
+        #[arg(long)]
+        expires: Option<String>,
     },
     List {
         #[arg(long)]
@@ -344,12 +351,24 @@ fn execute(command: Command) -> anyhow::Result<()> {
             .context("controller server")?;
         }
         Command::Operator { command } => match command {
-            OperatorCommand::Add { name, db } => {
-                println!("{}", admin::operator_add(&db, &name)?);
+            OperatorCommand::Add {
+                name,
+                db,
+                scope,
+                expires,
+            } => {
+                let scope = scope.parse().context("--scope")?;
+                let valid = expires
+                    .as_deref()
+                    .map(admin::parse_duration)
+                    .transpose()
+                    .context("--expires")?;
+                println!("{}", admin::operator_add_scoped(&db, &name, scope, valid)?);
             }
             OperatorCommand::List { db } => {
+                let now = admin::unix_now();
                 for op in admin::operator_list(&db)? {
-                    println!("{}  created {}", op.name, op.created_at);
+                    println!("{}", admin::format_operator(&op, now));
                 }
             }
             OperatorCommand::Remove { name, db } => admin::operator_remove(&db, &name)?,

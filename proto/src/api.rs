@@ -332,6 +332,46 @@ pub enum EventKind {
     SiteRemoved {
         name: String,
     },
+    /// An operator of the admin API was added (`scope`: `read` or `full`).
+    OperatorAdded {
+        name: String,
+        scope: String,
+        /// When its token stops working; `None`: never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at_ms: Option<i64>,
+    },
+    /// An operator was removed: its token and event streams end.
+    OperatorRemoved {
+        name: String,
+    },
+}
+
+impl EventKind {
+    /// Is this an audit event: a change of who belongs to the mesh or who
+    /// may operate it? Audit events are also kept in the audit log
+    /// (`GET /api/v1/audit`), which is never pruned. Every kind is listed
+    /// on purpose, without a wildcard: a new kind must be classified.
+    pub fn is_audit(&self) -> bool {
+        match self {
+            Self::Enrolled { .. }
+            | Self::Approved { .. }
+            | Self::Revoked { .. }
+            | Self::TokenCreated { .. }
+            | Self::OperatorAdded { .. }
+            | Self::OperatorRemoved { .. } => true,
+            Self::LinkUp { .. }
+            | Self::LinkDown { .. }
+            | Self::Failover { .. }
+            | Self::Drained { .. }
+            | Self::Undrained { .. }
+            | Self::Connected { .. }
+            | Self::Disconnected { .. }
+            | Self::UplinkUp { .. }
+            | Self::UplinkDown { .. }
+            | Self::SiteAdded { .. }
+            | Self::SiteRemoved { .. } => false,
+        }
+    }
 }
 
 /// One event. `seq` grows by one per event, so a client that reconnects
@@ -343,6 +383,10 @@ pub struct Event {
     pub at_ms: i64,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The operator who caused it: an admin API operator's name, `cli` for
+    /// the command line; absent for what nodes and the controller did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 /// `GET /api/v1/redundancy`: what a single failure would cut off.
@@ -379,8 +423,8 @@ pub struct CutLink {
 /// Every 4xx/5xx answer's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// Machine-readable: `unauthorized`, `not-found`, `bad-request`,
-    /// `conflict`, `internal`.
+    /// Machine-readable: `unauthorized`, `forbidden`, `not-found`,
+    /// `bad-request`, `conflict`, `internal`.
     pub error: String,
     /// What went wrong, for a human.
     pub message: String,
@@ -407,12 +451,51 @@ mod tests {
                 rerouted: 5,
                 lost: 0,
             },
+            operator: None,
         };
         let json = serde_json::to_string(&event).expect("serialises");
+        assert!(
+            !json.contains("operator"),
+            "absent operator stays absent: {json}"
+        );
         assert!(json.contains(r#""kind":"failover""#), "{json}");
         assert!(json.contains(r#""cause":"silence""#), "{json}");
         let back: Event = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn an_acting_operator_round_trips_and_old_events_parse_without_one() {
+        let event = Event {
+            seq: 8,
+            at_ms: 1,
+            kind: EventKind::Approved { node: 4 },
+            operator: Some("city-it".into()),
+        };
+        let json = serde_json::to_string(&event).expect("serialises");
+        assert!(json.contains(r#""operator":"city-it""#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).expect("parses"), event);
+        let old = r#"{"seq":1,"at_ms":0,"kind":"approved","node":4}"#;
+        assert_eq!(
+            serde_json::from_str::<Event>(old).expect("parses").operator,
+            None
+        );
+    }
+
+    #[test]
+    fn membership_and_operator_changes_are_audit_events_failovers_are_not() {
+        assert!(
+            EventKind::Enrolled {
+                node: 1,
+                hostname: "a".into()
+            }
+            .is_audit()
+        );
+        assert!(EventKind::Revoked { node: 1 }.is_audit());
+        assert!(EventKind::OperatorRemoved { name: "x".into() }.is_audit());
+        assert!(EventKind::TokenCreated { id: "ab".into() }.is_audit());
+        assert!(!EventKind::Connected { node: 1 }.is_audit());
+        assert!(!EventKind::LinkDown { a: 1, b: 2 }.is_audit());
     }
 
     #[test]

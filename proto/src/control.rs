@@ -149,6 +149,39 @@ pub struct Hello {
     pub roles: Roles,
 }
 
+/// The longest hostname a Hello may carry: one DNS label (RFC 1035), which
+/// is also what OpenWrt's `system.hostname` allows. Every event, list and
+/// map label shows it, so it must stay one short line.
+pub const MAX_HOSTNAME_LEN: usize = 63;
+
+/// Why a Hello's hostname is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostnameError {
+    #[error("hostname is empty")]
+    Empty,
+    #[error("hostname is {0} bytes long; at most {MAX_HOSTNAME_LEN} are allowed")]
+    TooLong(usize),
+    #[error("hostname contains {0:?}; only letters, digits, '.' and '-' are allowed")]
+    BadCharacter(char),
+}
+
+/// Checks the hostname rule: 1 to 63 characters of `[A-Za-z0-9.-]`.
+pub fn check_hostname(hostname: &str) -> Result<(), HostnameError> {
+    if hostname.is_empty() {
+        return Err(HostnameError::Empty);
+    }
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return Err(HostnameError::TooLong(hostname.len()));
+    }
+    match hostname
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '-'))
+    {
+        Some(c) => Err(HostnameError::BadCharacter(c)),
+        None => Ok(()),
+    }
+}
+
 /// What the agent measured and can reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -282,6 +315,11 @@ pub enum ErrorCode {
     PoolExhausted,
     /// The controller failed (e.g. its database); try again later.
     Internal,
+    /// The Hello's hostname is not 1 to 63 characters of `[A-Za-z0-9.-]`.
+    BadHostname,
+    /// Too many nodes wait for approval (in total, or new ones from this
+    /// source address this minute); try again later.
+    TooManyPending,
 }
 
 impl std::fmt::Display for ErrorMsg {

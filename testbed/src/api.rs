@@ -229,5 +229,7 @@ pub fn describe(event: &Event, name: &dyn Fn(u32) -> String) -> String {
         K::UplinkDown { node } => format!("uplink of gateway {} down", name(*node)),
         K::SiteAdded { name: site, via } => format!("site {site} added via {}", name(*via)),
         K::SiteRemoved { name: site } => format!("site {site} removed"),
+        K::OperatorAdded { name, scope, .. } => format!("operator {name} added ({scope})"),
+        K::OperatorRemoved { name } => format!("operator {name} removed"),
     }
 }

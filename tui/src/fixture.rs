@@ -107,6 +107,7 @@ fn ev(seq: u64, secs_ago: i64, kind: EventKind) -> Event {
         seq,
         at_ms: NOW_MS - secs_ago * 1_000,
         kind,
+        operator: None,
     }
 }
 

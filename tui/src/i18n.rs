@@ -689,6 +689,14 @@ pub fn event(lang: Lang, kind: &EventKind, name: &dyn Fn(u32) -> String) -> Stri
         (Lang::De, K::SiteAdded { name: site, via }) => {
             format!("Standort {site} über {} hinzugefügt", name(*via))
         }
+        (Lang::En, K::OperatorAdded { name, scope, .. }) => {
+            format!("operator {name} added ({scope})")
+        }
+        (Lang::De, K::OperatorAdded { name, scope, .. }) => {
+            format!("Betreiber {name} hinzugefügt ({scope})")
+        }
+        (Lang::En, K::OperatorRemoved { name }) => format!("operator {name} removed"),
+        (Lang::De, K::OperatorRemoved { name }) => format!("Betreiber {name} entfernt"),
         (Lang::En, K::SiteRemoved { name: site }) => format!("site {site} removed"),
         (Lang::De, K::SiteRemoved { name: site }) => format!("Standort {site} entfernt"),
     }

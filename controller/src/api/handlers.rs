@@ -2,16 +2,17 @@
 //! snapshot or an action and shapes the answer; input is parsed here so a
 //! bad request is refused before the hub sees it.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use freimesh_proto::api;
 use serde::Deserialize;
 
 use super::Failure;
+use super::auth::Operator;
 use crate::admin::unix_now_ms;
 use crate::export::{meshviewer, metrics};
 use crate::routing::redundancy as analysis;
@@ -104,30 +105,34 @@ pub async fn routes(
 
 pub async fn drain(
     State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
     path: Result<Path<String>, PathRejection>,
 ) -> Answer<api::ActionResult> {
-    Ok(Json(h.drain(node_id(path)?, true).await?))
+    Ok(Json(h.drain(node_id(path)?, true, op.name).await?))
 }
 
 pub async fn undrain(
     State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
     path: Result<Path<String>, PathRejection>,
 ) -> Answer<api::ActionResult> {
-    Ok(Json(h.drain(node_id(path)?, false).await?))
+    Ok(Json(h.drain(node_id(path)?, false, op.name).await?))
 }
 
 pub async fn approve(
     State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
     path: Result<Path<String>, PathRejection>,
 ) -> Answer<api::ActionResult> {
-    Ok(Json(h.approve(node_id(path)?).await?))
+    Ok(Json(h.approve(node_id(path)?, op.name).await?))
 }
 
 pub async fn revoke(
     State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
     path: Result<Path<String>, PathRejection>,
 ) -> Answer<api::ActionResult> {
-    Ok(Json(h.revoke(node_id(path)?).await?))
+    Ok(Json(h.revoke(node_id(path)?, op.name).await?))
 }
 
 pub async fn links(State(h): State<AdminHandle>) -> Answer<Vec<api::Link>> {
@@ -148,12 +153,16 @@ pub async fn tokens(State(h): State<AdminHandle>) -> Answer<Vec<api::Token>> {
 
 /// `POST /tokens`: the body is parsed here, so malformed JSON is a 400 with
 /// serde's words for what is wrong.
-pub async fn create_token(State(h): State<AdminHandle>, body: Bytes) -> Response {
+pub async fn create_token(
+    State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
+    body: Bytes,
+) -> Response {
     let req: api::CreateToken = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return Failure::bad_request(format!("request body: {e}")).into_response(),
     };
-    match h.create_token(req).await {
+    match h.create_token(req, op.name).await {
         Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
         Err(e) => Failure::from(e).into_response(),
     }
@@ -165,10 +174,8 @@ pub struct EventsQuery {
     limit: Option<u32>,
 }
 
-pub async fn events(
-    State(h): State<AdminHandle>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
-) -> Answer<Vec<api::Event>> {
+/// `since` and a checked `limit` of an events query.
+fn page(query: Result<Query<EventsQuery>, QueryRejection>) -> Result<(u64, u32), Failure> {
     let Query(q) = query.map_err(|e| {
         Failure::bad_request(format!(
             "{} (since and limit are non-negative integers)",
@@ -181,7 +188,25 @@ pub async fn events(
             "limit {limit}: must be 1 to {MAX_EVENT_LIMIT}"
         )));
     }
-    Ok(Json(h.events_since(q.since.unwrap_or(0), limit).await?))
+    Ok((q.since.unwrap_or(0), limit))
+}
+
+pub async fn events(
+    State(h): State<AdminHandle>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer<Vec<api::Event>> {
+    let (since, limit) = page(query)?;
+    Ok(Json(h.events_since(since, limit).await?))
+}
+
+/// `GET /audit`: the audit log (enrolments, approvals, revocations, join
+/// tokens, operators), never pruned; paged like `/events`.
+pub async fn audit(
+    State(h): State<AdminHandle>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer<Vec<api::Event>> {
+    let (since, limit) = page(query)?;
+    Ok(Json(h.audit_since(since, limit).await?))
 }
 
 pub async fn redundancy(State(h): State<AdminHandle>) -> Answer<api::Redundancy> {
@@ -206,6 +231,7 @@ pub async fn metrics(State(h): State<AdminHandle>) -> Result<Response, Failure> 
         sessions: snap.sessions,
         events_total: snap.events_total,
         started_at_ms: snap.started_at_ms,
+        bounded: snap.bounded,
     });
     Ok((
         [(

@@ -82,6 +82,7 @@ pub fn router(handle: AdminHandle) -> Router {
             get(handlers::tokens).post(handlers::create_token),
         )
         .route("/events", get(handlers::events))
+        .route("/audit", get(handlers::audit))
         .route("/events/stream", get(sse::stream))
         .route("/redundancy", get(handlers::redundancy))
         .route("/meshviewer.json", get(handlers::meshviewer));

@@ -5,11 +5,15 @@
 //! subscribes *before* reading the history and skips what it already sent,
 //! so nothing falls between the two; a subscriber too slow for the live
 //! buffer goes back to the store for what it missed instead of skipping it.
+//!
+//! A stream ends within [`OPERATOR_RECHECK`] (plus the hub's registry poll)
+//! once its operator is removed or its token expires.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -21,13 +25,19 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::Failure;
+use super::auth::Operator;
 use super::handlers::MAX_EVENT_LIMIT;
-use crate::server::AdminHandle;
+use crate::admin::unix_now;
+use crate::server::{AdminHandle, Authorization};
 use crate::store::kind_name;
 
 /// How often an idle stream sends `: keep-alive`: proxies and NATs close
 /// connections that stay silent for about a minute.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a quiet stream checks that its operator still exists and
+/// its token has not expired: a removed operator stops reading within
+/// about a second, for the cost of one lock and hash compare per second.
+pub const OPERATOR_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
@@ -42,11 +52,24 @@ struct Feed {
     /// The newest seq sent (or, before the first, the one to start after).
     last: u64,
     catching_up: bool,
+    /// The hash of the token the stream was opened with.
+    token_hash: [u8; 32],
 }
 
 impl Feed {
+    fn operator_valid(&self) -> bool {
+        matches!(
+            self.handle.authorize_hash(&self.token_hash, unix_now()),
+            Authorization::Granted { .. }
+        )
+    }
+
     async fn next(&mut self) -> Option<Event> {
         loop {
+            if !self.operator_valid() {
+                tracing::info!("event stream ended: its operator was removed or expired");
+                return None;
+            }
             if let Some(e) = self.backlog.pop_front() {
                 self.last = e.seq;
                 return Some(e);
@@ -63,7 +86,12 @@ impl Feed {
                 }
                 continue;
             }
-            match self.live.recv().await {
+            // `recv` is cancel-safe: a recheck loses no event.
+            let got = tokio::select! {
+                got = self.live.recv() => got,
+                () = tokio::time::sleep(OPERATOR_RECHECK) => continue,
+            };
+            match got {
                 Ok(e) if e.seq <= self.last => {}
                 Ok(e) => {
                     self.last = e.seq;
@@ -93,6 +121,7 @@ fn events(feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
 
 pub async fn stream(
     State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, Failure> {
@@ -124,6 +153,7 @@ pub async fn stream(
         backlog: VecDeque::new(),
         last,
         catching_up,
+        token_hash: op.token_hash,
     };
     Ok(Sse::new(events(feed))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))

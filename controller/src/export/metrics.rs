@@ -30,6 +30,9 @@
 //! | `freimesh_route_computation_seconds` | histogram | controller route computations |
 //! | `freimesh_control_sessions` | gauge | agents connected now |
 //! | `freimesh_events_total` | counter | events recorded since start |
+//! | `freimesh_agent_events_dropped_total` | counter | failover events over their node's quota |
+//! | `freimesh_agent_events_clamped_total` | counter | failover events that claimed to be too old |
+//! | `freimesh_hellos_refused_total` | counter | Hellos refused for a bad hostname or the pending cap, by `reason` |
 //! | `freimesh_controller_start_time_seconds` | gauge | Unix time of start |
 
 use std::fmt::Write as _;
@@ -207,6 +210,21 @@ pub struct MetricsInput<'a> {
     /// Events recorded since the controller started (the newest `seq`).
     pub events_total: u64,
     pub started_at_ms: i64,
+    /// What the controller refused or bounded from agents since it started.
+    pub bounded: BoundedCounts,
+}
+
+/// Counters of inputs the controller bounded (issue 12), since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoundedCounts {
+    /// Failover events dropped over their node's quota.
+    pub events_dropped: u64,
+    /// Failover events stored at their node's earliest allowed time.
+    pub events_clamped: u64,
+    /// Hellos refused for their hostname.
+    pub bad_hostnames: u64,
+    /// Hellos refused by the pending-node gate.
+    pub pending_refused: u64,
 }
 
 /// A gateway counts as up when it is online and its uplink check has not
@@ -363,6 +381,34 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         "Events recorded since the controller started.",
     );
     out.sample("freimesh_events_total", &[], input.events_total);
+    let b = input.bounded;
+    out.family(
+        "freimesh_agent_events_dropped_total",
+        "counter",
+        "Failover events agents sent over their node's quota, dropped.",
+    );
+    out.sample("freimesh_agent_events_dropped_total", &[], b.events_dropped);
+    out.family(
+        "freimesh_agent_events_clamped_total",
+        "counter",
+        "Failover events that claimed to be older than their session allows, stored at the bound.",
+    );
+    out.sample("freimesh_agent_events_clamped_total", &[], b.events_clamped);
+    out.family(
+        "freimesh_hellos_refused_total",
+        "counter",
+        "Hellos refused: a bad hostname, or the cap on nodes waiting for approval.",
+    );
+    out.sample(
+        "freimesh_hellos_refused_total",
+        &[("reason", "hostname")],
+        b.bad_hostnames,
+    );
+    out.sample(
+        "freimesh_hellos_refused_total",
+        &[("reason", "pending-cap")],
+        b.pending_refused,
+    );
     out.family(
         "freimesh_controller_start_time_seconds",
         "gauge",

@@ -1,6 +1,7 @@
 //! Operator actions from the admin API, run on the hub: check, write the
 //! store (one transaction), update the core (agents get their deltas in the
-//! same step, not at the next registry poll), raise the event.
+//! same step, not at the next registry poll), raise the event, naming the
+//! operator who asked.
 //!
 //! A check that fails returns before anything is written.
 
@@ -21,7 +22,12 @@ impl Hub {
     }
 
     /// Drains (no transit through it) or undrains node `id`.
-    pub(super) fn set_drained(&mut self, id: u32, drained: bool) -> Result<api::Node, OpError> {
+    pub(super) fn set_drained(
+        &mut self,
+        id: u32,
+        drained: bool,
+        by: &str,
+    ) -> Result<api::Node, OpError> {
         let (state, now) = self.state_of(id)?;
         if state == NodeState::Revoked {
             return Err(OpError::Conflict(format!("node {id} is revoked")));
@@ -32,18 +38,26 @@ impl Hub {
         }
         self.store.set_drained(id, drained)?;
         self.timed(|core| core.set_drained(id, drained));
-        self.emit(if drained {
-            EventKind::Drained { node: id }
-        } else {
-            EventKind::Undrained { node: id }
-        });
-        tracing::info!(node = id, drained, "drain changed by the admin API");
+        self.emit_by(
+            if drained {
+                EventKind::Drained { node: id }
+            } else {
+                EventKind::Undrained { node: id }
+            },
+            by,
+        );
+        tracing::info!(
+            node = id,
+            drained,
+            operator = by,
+            "drain changed by the admin API"
+        );
         self.node(id)
     }
 
     /// Approves pending node `id`: it gets its addresses and is welcomed
     /// when it next connects.
-    pub(super) fn approve(&mut self, id: u32) -> Result<api::Node, OpError> {
+    pub(super) fn approve(&mut self, id: u32, by: &str) -> Result<api::Node, OpError> {
         let (state, _) = self.state_of(id)?;
         if state != NodeState::Pending {
             return Err(OpError::Conflict(format!(
@@ -53,14 +67,14 @@ impl Hub {
         }
         let rec = self.store.approve(id)?;
         self.timed(|core| core.upsert_node(rec, Vec::new()));
-        self.emit(EventKind::Approved { node: id });
-        tracing::info!(node = id, "approved by the admin API");
+        self.emit_by(EventKind::Approved { node: id }, by);
+        tracing::info!(node = id, operator = by, "approved by the admin API");
         self.node(id)
     }
 
     /// Revokes node `id`: its key is refused from now on, its connection is
     /// closed and its neighbours drop their links to it.
-    pub(super) fn revoke(&mut self, id: u32) -> Result<api::Node, OpError> {
+    pub(super) fn revoke(&mut self, id: u32, by: &str) -> Result<api::Node, OpError> {
         let (state, _) = self.state_of(id)?;
         if state == NodeState::Revoked {
             return Err(OpError::Conflict(format!("node {id} is already revoked")));
@@ -68,8 +82,9 @@ impl Hub {
         self.store.revoke(id)?;
         self.timed(|core| core.revoke(id));
         self.telemetry.forget_node(id);
-        self.emit(EventKind::Revoked { node: id });
-        tracing::info!(node = id, "revoked by the admin API");
+        self.event_quota.forget(id);
+        self.emit_by(EventKind::Revoked { node: id }, by);
+        tracing::info!(node = id, operator = by, "revoked by the admin API");
         self.node(id)
     }
 
@@ -77,14 +92,17 @@ impl Hub {
     pub(super) fn create_token(
         &mut self,
         req: &api::CreateToken,
+        by: &str,
     ) -> Result<api::CreatedToken, OpError> {
         let ttl = parse_duration(&req.ttl).map_err(|e| OpError::BadRequest(format!("ttl: {e}")))?;
         let now = unix_now();
         let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         let token = self.store.create_token(expires, &req.prefixes, now)?;
         let id = token_id(&token_hash(&token));
-        self.emit(EventKind::TokenCreated { id: id.clone() });
-        tracing::info!(token = %id, "join token created by the admin API");
+        // Known now, so the next registry poll does not announce it again.
+        self.known_tokens.insert(id.clone());
+        self.emit_by(EventKind::TokenCreated { id: id.clone() }, by);
+        tracing::info!(token = %id, operator = by, "join token created by the admin API");
         Ok(api::CreatedToken {
             token,
             id,

@@ -153,6 +153,7 @@ pub async fn serve(
     if hub
         .send(ToHub::Hello {
             session,
+            peer,
             key,
             hello,
             out: out_tx,

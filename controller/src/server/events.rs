@@ -12,7 +12,8 @@ use tokio::sync::broadcast;
 use crate::store::{Store, StoreError};
 
 /// How many events the history keeps: months of a city's failovers and
-/// logins, a few tens of MB of SQLite.
+/// logins, a few tens of MB of SQLite. Audit events are kept apart as well
+/// and never pruned (`Store::audit_since`).
 pub const HISTORY_KEEP: u64 = 100_000;
 /// Pruning runs after this many new events, not on every commit.
 const PRUNE_EVERY: u64 = 1_000;
@@ -45,10 +46,16 @@ impl EventLog {
     }
 
     /// Numbers an event; it is stored and sent at the next [`commit`](Self::commit).
-    pub fn emit(&mut self, at_ms: i64, kind: EventKind) {
+    /// `operator` names who caused it, if an operator did.
+    pub fn emit(&mut self, at_ms: i64, kind: EventKind, operator: Option<String>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push(Event { seq, at_ms, kind });
+        self.pending.push(Event {
+            seq,
+            at_ms,
+            kind,
+            operator,
+        });
     }
 
     /// The newest sequence number handed out (0 if none).

@@ -5,9 +5,9 @@
 use freimesh_proto::api;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::hub::{Hub, OperatorHashes, ToHub};
-use crate::export::metrics::{FailoverStats, Histogram};
-use crate::store::StoreError;
+use super::hub::{Hub, OperatorList, ToHub};
+use crate::export::metrics::{BoundedCounts, FailoverStats, Histogram};
+use crate::store::{OperatorScope, StoreError, operator_hash};
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,7 @@ pub struct MetricsSnapshot {
     pub sessions: u32,
     pub events_total: u64,
     pub started_at_ms: i64,
+    pub bounded: BoundedCounts,
 }
 
 /// The overview as the hub sees it plus the lists the API needs to finish
@@ -52,7 +53,22 @@ pub struct OverviewSnapshot {
 pub struct AdminHandle {
     tx: mpsc::Sender<ToHub>,
     live: broadcast::Sender<api::Event>,
-    operators: OperatorHashes,
+    operators: OperatorList,
+}
+
+/// What an operator token may do right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// No operator has this token (or it was removed).
+    Unknown,
+    /// The operator's token expired.
+    Expired {
+        name: String,
+    },
+    Granted {
+        name: String,
+        scope: OperatorScope,
+    },
 }
 
 /// Compares without an early exit, so the time taken says nothing about
@@ -65,7 +81,7 @@ impl AdminHandle {
     pub(super) fn new(
         tx: mpsc::Sender<ToHub>,
         live: broadcast::Sender<api::Event>,
-        operators: OperatorHashes,
+        operators: OperatorList,
     ) -> Self {
         Self {
             tx,
@@ -74,13 +90,34 @@ impl AdminHandle {
         }
     }
 
-    /// Is `token` an operator's? Every stored hash is compared in full.
-    pub fn authorized(&self, token: &str) -> bool {
-        let hash = crate::store::operator_hash(token);
-        let Ok(hashes) = self.operators.read() else {
-            return false;
+    /// Whose is `token`, and may it be used at `now` (Unix seconds)?
+    pub fn authorize(&self, token: &str, now: i64) -> Authorization {
+        self.authorize_hash(&operator_hash(token), now)
+    }
+
+    /// [`Self::authorize`] for a token's hash: event streams keep the hash
+    /// and check it again while they run. Every stored hash is compared in
+    /// full.
+    pub fn authorize_hash(&self, hash: &[u8; 32], now: i64) -> Authorization {
+        let Ok(operators) = self.operators.read() else {
+            return Authorization::Unknown;
         };
-        hashes.iter().fold(false, |found, h| same(h, &hash) | found)
+        let mut found = None;
+        for op in operators.iter() {
+            if same(&op.hash, hash) {
+                found = Some(op);
+            }
+        }
+        match found {
+            None => Authorization::Unknown,
+            Some(op) if op.expired(now) => Authorization::Expired {
+                name: op.name.clone(),
+            },
+            Some(op) => Authorization::Granted {
+                name: op.name.clone(),
+                scope: op.scope,
+            },
+        }
     }
 
     /// Live events from now on (see [`Self::events_since`] for the past).
@@ -155,28 +192,117 @@ impl AdminHandle {
         self.call(move |hub| hub.events_since(since, limit)).await?
     }
 
+    /// Stored audit events with `seq > since`, oldest first.
+    pub async fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
+        self.call(move |hub| hub.audit_since(since, limit)).await?
+    }
+
     pub async fn metrics(&self) -> Result<MetricsSnapshot, OpError> {
         self.call(|hub| hub.metrics()).await
     }
 
-    pub async fn drain(&self, id: u32, drained: bool) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.set_drained(id, drained)).await?
+    /// The actions below name the operator `by` who asked: their events
+    /// carry it.
+    pub async fn drain(&self, id: u32, drained: bool, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.set_drained(id, drained, &by))
+            .await?
     }
 
-    pub async fn approve(&self, id: u32) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.approve(id)).await?
+    pub async fn approve(&self, id: u32, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.approve(id, &by)).await?
     }
 
-    pub async fn revoke(&self, id: u32) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.revoke(id)).await?
+    pub async fn revoke(&self, id: u32, by: String) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.revoke(id, &by)).await?
     }
 
-    pub async fn create_token(&self, req: api::CreateToken) -> Result<api::CreatedToken, OpError> {
-        self.call(move |hub| hub.create_token(&req)).await?
+    pub async fn create_token(
+        &self,
+        req: api::CreateToken,
+        by: String,
+    ) -> Result<api::CreatedToken, OpError> {
+        self.call(move |hub| hub.create_token(&req, &by)).await?
     }
 
     /// The newest event's seq (0 if none yet).
     pub async fn last_event_seq(&self) -> Result<u64, OpError> {
         self.call(|hub| hub.events.last_seq()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use super::*;
+    use crate::store::OperatorCredential;
+
+    fn handle_with(operators: Vec<OperatorCredential>) -> AdminHandle {
+        let (tx, _rx) = mpsc::channel(1);
+        let (live, _) = broadcast::channel(1);
+        AdminHandle::new(tx, live, Arc::new(RwLock::new(operators)))
+    }
+
+    fn operator(
+        name: &str,
+        token: &str,
+        scope: OperatorScope,
+        expires_at: Option<i64>,
+    ) -> OperatorCredential {
+        OperatorCredential {
+            name: name.into(),
+            hash: operator_hash(token),
+            scope,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_token_is_granted_with_its_scope_refused_when_expired_and_unknown_otherwise() {
+        let handle = handle_with(vec![
+            operator("grafana", "fmo1-read", OperatorScope::Read, None),
+            operator("contractor", "fmo1-temp", OperatorScope::Full, Some(1_000)),
+        ]);
+        assert_eq!(
+            handle.authorize("fmo1-read", 5_000),
+            Authorization::Granted {
+                name: "grafana".into(),
+                scope: OperatorScope::Read
+            }
+        );
+        assert_eq!(
+            handle.authorize("fmo1-temp", 999),
+            Authorization::Granted {
+                name: "contractor".into(),
+                scope: OperatorScope::Full
+            }
+        );
+        assert_eq!(
+            handle.authorize("fmo1-temp", 1_000),
+            Authorization::Expired {
+                name: "contractor".into()
+            }
+        );
+        assert_eq!(handle.authorize("fmo1-guess", 0), Authorization::Unknown);
+    }
+
+    #[test]
+    fn a_removed_operator_is_unknown_at_once() {
+        let list = Arc::new(RwLock::new(vec![operator(
+            "night-shift",
+            "fmo1-n",
+            OperatorScope::Full,
+            None,
+        )]));
+        let (tx, _rx) = mpsc::channel(1);
+        let (live, _) = broadcast::channel(1);
+        let handle = AdminHandle::new(tx, live, list.clone());
+        let hash = operator_hash("fmo1-n");
+        assert!(matches!(
+            handle.authorize_hash(&hash, 0),
+            Authorization::Granted { .. }
+        ));
+        list.write().expect("lock").clear();
+        assert_eq!(handle.authorize_hash(&hash, 0), Authorization::Unknown);
     }
 }

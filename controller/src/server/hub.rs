@@ -6,8 +6,13 @@
 //! ([`ToHub::Admin`]): reads are snapshots of the hub's state, actions write
 //! the store, update the core and raise events in one step, so there is one
 //! writer and one order of events.
+//!
+//! What agents can make the hub store is bounded ([`super::quota`]): every
+//! Hello's hostname is checked, approval mode caps the nodes waiting, and
+//! each node's failover events have a quota and cannot be backdated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,11 +25,16 @@ use freimesh_proto::control::{
 use tokio::sync::mpsc;
 
 use super::events::EventLog;
+use super::quota::{Admission, EventQuota, PendingGate, check_hostname};
 use super::telemetry::Telemetry;
 use super::{REGISTRY_POLL, ServerError};
 use crate::admin::{unix_now, unix_now_ms};
 use crate::core::{Controller, KeyStatus, Outgoing};
-use crate::store::{Enrollment, LinkRecord, NodeState, Store, StoreError};
+use crate::export::metrics::BoundedCounts;
+use crate::store::{Enrollment, LinkRecord, NodeState, OperatorCredential, Store, StoreError};
+
+/// The operator name events carry for what the command line changed.
+pub const CLI_OPERATOR: &str = "cli";
 
 /// Sender of one connection's outgoing frames.
 pub type OutTx = mpsc::UnboundedSender<Outgoing>;
@@ -36,6 +46,8 @@ pub enum ToHub {
     /// Hello of our version.
     Hello {
         session: u64,
+        /// The TCP peer: the source address approval mode budgets by.
+        peer: SocketAddr,
         key: PublicKeyBytes,
         hello: Hello,
         out: OutTx,
@@ -57,9 +69,9 @@ impl std::fmt::Debug for AdminJob {
     }
 }
 
-/// The operator token hashes the API accepts, shared with it and refreshed
-/// by the hub when the CLI changes them.
-pub type OperatorHashes = Arc<RwLock<Vec<[u8; 32]>>>;
+/// The operators (token hash, scope, expiry) the API accepts, shared with
+/// it and refreshed by the hub when the CLI changes them.
+pub type OperatorList = Arc<RwLock<Vec<OperatorCredential>>>;
 
 pub struct Hub {
     pub(super) store: Store,
@@ -72,7 +84,15 @@ pub struct Hub {
     pub(super) events: EventLog,
     pub(super) telemetry: Telemetry,
     pub(super) started_at_ms: i64,
-    operators: OperatorHashes,
+    operators: OperatorList,
+    /// Join token ids the hub has seen, so tokens the CLI creates are
+    /// announced (and audited) at the next registry poll.
+    pub(super) known_tokens: BTreeSet<String>,
+    pending_gate: PendingGate,
+    pub(super) event_quota: EventQuota,
+    /// Hellos refused by the hostname rule and the pending gate, for
+    /// `/metrics` (the event counts come from `event_quota`).
+    pub(super) refused: BoundedCounts,
 }
 
 impl std::fmt::Debug for Hub {
@@ -102,7 +122,11 @@ impl Hub {
         Ok(Self {
             data_version: store.data_version()?,
             events: EventLog::new(&store)?,
-            operators: Arc::new(RwLock::new(store.operator_hashes()?)),
+            operators: Arc::new(RwLock::new(store.operator_credentials()?)),
+            known_tokens: store.tokens()?.into_iter().map(|t| t.id).collect(),
+            pending_gate: PendingGate::default(),
+            event_quota: EventQuota::default(),
+            refused: BoundedCounts::default(),
             store,
             core,
             sessions: BTreeMap::new(),
@@ -112,7 +136,7 @@ impl Hub {
         })
     }
 
-    pub fn operators(&self) -> OperatorHashes {
+    pub fn operators(&self) -> OperatorList {
         self.operators.clone()
     }
 
@@ -130,7 +154,13 @@ impl Hub {
     }
 
     pub(super) fn emit(&mut self, kind: EventKind) {
-        self.events.emit(unix_now_ms(), kind);
+        self.events.emit(unix_now_ms(), kind, None);
+    }
+
+    /// An event an operator caused (`cli` for the command line).
+    pub(super) fn emit_by(&mut self, kind: EventKind, operator: &str) {
+        self.events
+            .emit(unix_now_ms(), kind, Some(operator.to_owned()));
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<ToHub>) {
@@ -152,10 +182,11 @@ impl Hub {
         match msg {
             ToHub::Hello {
                 session,
+                peer,
                 key,
                 hello,
                 out,
-            } => self.hello(session, key, hello, out),
+            } => self.hello(session, peer, key, hello, out),
             ToHub::Frame { session, msg } => {
                 let Some(id) = self.sessions.get(&session).copied() else {
                     return;
@@ -228,10 +259,25 @@ impl Hub {
         }
     }
 
-    /// Failovers node `id` made on its own.
+    /// Failovers node `id` made on its own, within its quota and no older
+    /// than its session allows ([`EventQuota`]).
     fn failovers(&mut self, id: u32, events: &[LinkEvent]) {
         let now = unix_now_ms();
         for e in events {
+            let at_ms = match self.event_quota.handle_event(id, e.age_ms, now) {
+                Admission::Accept { at_ms, clamped } => {
+                    if clamped {
+                        tracing::debug!(
+                            node = id,
+                            age_ms = e.age_ms,
+                            clamped_total = self.event_quota.clamped_total(),
+                            "failover claimed to be older than the node's session allows; stored at the bound"
+                        );
+                    }
+                    at_ms
+                }
+                Admission::Drop => continue,
+            };
             let peer = match self.core.lookup(&e.peer) {
                 KeyStatus::Active(p) | KeyStatus::Pending(p) | KeyStatus::Revoked(p) => p,
                 KeyStatus::Unknown => {
@@ -243,7 +289,7 @@ impl Hub {
             self.telemetry
                 .failover(e.cause, e.detection_ms, e.switch_us);
             self.events.emit(
-                now.saturating_sub(i64::from(e.age_ms)),
+                at_ms,
                 EventKind::Failover {
                     node: id,
                     peer,
@@ -253,6 +299,15 @@ impl Hub {
                     rerouted: e.rerouted,
                     lost: e.lost,
                 },
+                None,
+            );
+        }
+        while let Some(w) = self.event_quota.poll_warning() {
+            tracing::warn!(
+                node = w.node,
+                dropped = w.dropped,
+                dropped_total = self.event_quota.dropped_total(),
+                "failover events over the node's quota dropped"
             );
         }
     }
@@ -302,8 +357,25 @@ impl Hub {
         self.telemetry.set_traffic(id, rows);
     }
 
-    fn hello(&mut self, session: u64, key: PublicKeyBytes, hello: Hello, out: OutTx) {
-        let id = match self.core.lookup(&key) {
+    fn hello(
+        &mut self,
+        session: u64,
+        peer: SocketAddr,
+        key: PublicKeyBytes,
+        hello: Hello,
+        out: OutTx,
+    ) {
+        let status = self.core.lookup(&key);
+        // Checked on every Hello (a revoked key hears that it is revoked
+        // instead): nothing unchecked reaches the store, and an old
+        // database's bad hostname is noticed when its node returns.
+        if !matches!(status, KeyStatus::Revoked(_))
+            && let Err(e) = check_hostname(&hello.hostname)
+        {
+            self.refused.bad_hostnames += 1;
+            return refuse(&out, &key, ErrorCode::BadHostname, e.to_string());
+        }
+        let id = match status {
             KeyStatus::Revoked(_) => {
                 return refuse(
                     &out,
@@ -369,6 +441,19 @@ impl Hub {
                 }
                 None if self.core.settings().approval => {
                     if let KeyStatus::Unknown = status {
+                        let pending = self
+                            .core
+                            .nodes()
+                            .values()
+                            .filter(|n| n.state == NodeState::Pending)
+                            .count();
+                        if let Err(e) =
+                            self.pending_gate
+                                .handle_new_pending(peer.ip(), pending, unix_now_ms())
+                        {
+                            self.refused.pending_refused += 1;
+                            return refuse(&out, &key, ErrorCode::TooManyPending, e.to_string());
+                        }
                         match self.store.add_pending(
                             key,
                             &hello.hostname,
@@ -414,7 +499,11 @@ impl Hub {
         self.sessions.insert(session, id);
         tracing::info!(node = id, %key, "node connected");
         self.core.handle_connect(id);
-        self.telemetry.last_seen.insert(id, unix_now_ms());
+        let now = unix_now_ms();
+        let earliest =
+            EventQuota::earliest_for_session(self.telemetry.last_seen.get(&id).copied(), now);
+        self.event_quota.handle_session(id, earliest, now);
+        self.telemetry.last_seen.insert(id, now);
         self.emit(EventKind::Connected { node: id });
     }
 
@@ -505,12 +594,56 @@ impl Hub {
             }
             Err(e) => tracing::error!(error = %e, "reloading the registry failed"),
         }
-        match self.store.operator_hashes() {
-            Ok(hashes) => match self.operators.write() {
-                Ok(mut shared) => *shared = hashes,
-                Err(_) => tracing::error!("operator token list poisoned"),
-            },
-            Err(e) => tracing::error!(error = %e, "reloading operator tokens failed"),
+        self.reload_operators();
+        self.announce_cli_tokens();
+    }
+
+    /// Operators from the store into the list the API checks, with audit
+    /// events for the ones the CLI added or removed.
+    fn reload_operators(&mut self) {
+        let fresh = match self.store.operator_credentials() {
+            Ok(list) => list,
+            Err(e) => return tracing::error!(error = %e, "reloading operator tokens failed"),
+        };
+        let before = match self.operators.write() {
+            Ok(mut shared) => std::mem::replace(&mut *shared, fresh.clone()),
+            Err(_) => return tracing::error!("operator token list poisoned"),
+        };
+        let names = |list: &[OperatorCredential]| -> BTreeSet<String> {
+            list.iter().map(|c| c.name.clone()).collect()
+        };
+        let old = names(&before);
+        for c in fresh.iter().filter(|c| !old.contains(&c.name)) {
+            tracing::info!(operator = %c.name, scope = c.scope.as_str(), "operator added");
+            self.emit_by(
+                EventKind::OperatorAdded {
+                    name: c.name.clone(),
+                    scope: c.scope.as_str().to_owned(),
+                    expires_at_ms: c.expires_at.map(|s| s.saturating_mul(1000)),
+                },
+                CLI_OPERATOR,
+            );
+        }
+        let new = names(&fresh);
+        for name in old.difference(&new) {
+            tracing::info!(operator = %name, "operator removed; its token and streams end");
+            self.emit_by(
+                EventKind::OperatorRemoved { name: name.clone() },
+                CLI_OPERATOR,
+            );
+        }
+    }
+
+    /// Join tokens the CLI created since the last poll, as audit events.
+    fn announce_cli_tokens(&mut self) {
+        let tokens = match self.store.tokens() {
+            Ok(t) => t,
+            Err(e) => return tracing::error!(error = %e, "reading the join tokens failed"),
+        };
+        for t in tokens {
+            if self.known_tokens.insert(t.id.clone()) {
+                self.emit_by(EventKind::TokenCreated { id: t.id }, CLI_OPERATOR);
+            }
         }
     }
 
@@ -539,8 +672,9 @@ impl Hub {
         for kind in kinds {
             if let EventKind::Revoked { node } = kind {
                 self.telemetry.forget_node(node);
+                self.event_quota.forget(node);
             }
-            self.emit(kind);
+            self.emit_by(kind, CLI_OPERATOR);
         }
     }
 

@@ -18,6 +18,7 @@ mod conn;
 mod events;
 mod handle;
 mod hub;
+mod quota;
 mod telemetry;
 mod views;
 
@@ -30,7 +31,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use events::HISTORY_KEEP;
-pub use handle::{AdminHandle, MetricsSnapshot, OpError, OverviewSnapshot};
+pub use handle::{AdminHandle, Authorization, MetricsSnapshot, OpError, OverviewSnapshot};
+pub use hub::CLI_OPERATOR;
+pub use quota::{
+    EVENT_AGE_SLACK_MS, EVENT_BURST, EVENTS_PER_MINUTE, MAX_EVENT_AGE_MS, MAX_HOSTNAME_LEN,
+    MAX_PENDING_NODES, NEW_PENDING_PER_SOURCE_PER_MINUTE, check_hostname,
+};
 pub use telemetry::HISTORY_LEN;
 
 use crate::admin::{self, AdminError};

@@ -308,6 +308,10 @@ impl Hub {
         Ok(self.store.events_since(since, limit)?)
     }
 
+    pub(super) fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
+        Ok(self.store.audit_since(since, limit)?)
+    }
+
     /// What `/metrics` renders, copied out of the hub.
     pub(super) fn metrics(&self) -> super::handle::MetricsSnapshot {
         super::handle::MetricsSnapshot {
@@ -319,6 +323,11 @@ impl Hub {
             sessions: u32::try_from(self.conns.len()).unwrap_or(u32::MAX),
             events_total: self.events.last_seq(),
             started_at_ms: self.started_at_ms,
+            bounded: crate::export::metrics::BoundedCounts {
+                events_dropped: self.event_quota.dropped_total(),
+                events_clamped: self.event_quota.clamped_total(),
+                ..self.refused
+            },
         }
     }
 }

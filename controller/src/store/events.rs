@@ -1,39 +1,23 @@
-//! The admin API's tables: the event history, operator tokens and the join
-//! token list as operators see it.
+//! The admin API's tables: the event history, the audit log and the join
+//! token list as operators see it (operator tokens: `operators.rs`).
 //!
 //! Events are stored with the JSON of their [`EventKind`] so that a restart
 //! replays exactly what clients saw; `node` and `peer` are copied into
-//! columns so a node's history is one indexed query.
+//! columns so a node's history is one indexed query. Audit events
+//! ([`EventKind::is_audit`]) are written to the `audit` table as well, under
+//! the same seq; pruning the history never touches that table.
 
 use std::collections::BTreeMap;
 
-use blake2::{Blake2s256, Digest};
 use freimesh_proto::api::{Event, EventKind, Token};
 use ipnet::IpNet;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::{Result, Store, StoreError, split, token_hash};
-
-/// BLAKE2s of an operator token (another domain than join tokens, so one
-/// can never stand in for the other).
-pub fn operator_hash(token: &str) -> [u8; 32] {
-    Blake2s256::new_with_prefix(b"freimesh operator token v1")
-        .chain_update(token.trim().as_bytes())
-        .finalize()
-        .into()
-}
 
 /// A join token's public id: the first 8 bytes of its hash, in hex.
 pub fn token_id(hash: &[u8]) -> String {
     hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// An operator as `operator list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorRecord {
-    pub name: String,
-    /// Unix seconds.
-    pub created_at: i64,
 }
 
 /// The event's kind name as in its JSON `kind` tag, and the nodes it concerns.
@@ -54,6 +38,8 @@ fn columns(kind: &EventKind) -> (&'static str, Option<u32>, Option<u32>) {
         EventKind::UplinkDown { node } => ("uplink-down", Some(*node), None),
         EventKind::SiteAdded { via, .. } => ("site-added", Some(*via), None),
         EventKind::SiteRemoved { .. } => ("site-removed", None, None),
+        EventKind::OperatorAdded { .. } => ("operator-added", None, None),
+        EventKind::OperatorRemoved { .. } => ("operator-removed", None, None),
     }
 }
 
@@ -72,7 +58,7 @@ fn from_seq(v: u64) -> i64 {
 
 impl Store {
     /// Appends events (their `seq` chosen by the caller, increasing) in one
-    /// transaction.
+    /// transaction; audit events go to the audit log too.
     pub fn append_events(&mut self, events: &[Event]) -> Result<()> {
         let tx = self.conn.transaction()?;
         for e in events {
@@ -80,9 +66,15 @@ impl Store {
             let body = serde_json::to_string(&e.kind)
                 .map_err(|err| StoreError::Corrupt(format!("event body: {err}")))?;
             tx.execute(
-                "INSERT INTO events (seq, at_ms, node, peer, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![from_seq(e.seq), e.at_ms, node, peer, kind, body],
+                "INSERT INTO events (seq, at_ms, node, peer, kind, body, operator) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![from_seq(e.seq), e.at_ms, node, peer, kind, body, e.operator],
             )?;
+            if e.kind.is_audit() {
+                tx.execute(
+                    "INSERT INTO audit (seq, at_ms, node, kind, body, operator) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![from_seq(e.seq), e.at_ms, node, kind, body, e.operator],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -97,7 +89,17 @@ impl Store {
         to_seq(v.unwrap_or(0))
     }
 
-    /// Deletes all but the newest `keep` events.
+    /// Audit events with `seq > since`, oldest first, at most `limit`: the
+    /// audit log, which pruning never shortens.
+    pub fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<Event>> {
+        self.select_from(
+            "audit",
+            "WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
+            params![from_seq(since), limit],
+        )
+    }
+
+    /// Deletes all but the newest `keep` events (the audit log stays).
     pub fn prune_events(&mut self, keep: u64) -> Result<usize> {
         let last = self.last_event_seq()?;
         let cut = last.saturating_sub(keep);
@@ -140,24 +142,36 @@ impl Store {
     }
 
     fn select_events(&self, filter: &str, params: impl rusqlite::Params) -> Result<Vec<Event>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT seq, at_ms, body FROM events {filter}"))?;
+        self.select_from("events", filter, params)
+    }
+
+    /// `table` is `events` or `audit` (same columns for what is read here).
+    fn select_from(
+        &self,
+        table: &'static str,
+        filter: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT seq, at_ms, body, operator FROM {table} {filter}"
+        ))?;
         let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
             ))
         })?;
         rows.map(|row| {
-            let (seq, at_ms, body) = row?;
+            let (seq, at_ms, body, operator) = row?;
             let kind: EventKind = serde_json::from_str(&body)
                 .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
             Ok(Event {
                 seq: to_seq(seq)?,
                 at_ms,
                 kind,
+                operator,
             })
         })
         .collect()
@@ -194,78 +208,45 @@ impl Store {
         .collect()
     }
 
-    /// Adds an operator and returns its new token (stored only hashed).
-    pub fn add_operator(&mut self, name: &str, now: i64) -> Result<String> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(StoreError::BadSettings(format!(
-                "operator name {name:?}: 1 to 64 printable characters"
-            )));
-        }
-        let mut raw = [0u8; 24];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
-        let token = format!(
-            "fmo1-{}",
-            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        let tx = self.conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM operators WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
-            return Err(StoreError::OperatorExists(name.to_owned()));
-        }
-        tx.execute(
-            "INSERT INTO operators (name, hash, created_at) VALUES (?1, ?2, ?3)",
-            params![name, operator_hash(&token).as_slice(), now],
-        )?;
-        tx.commit()?;
-        Ok(token)
-    }
-
-    pub fn operators(&self) -> Result<Vec<OperatorRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, created_at FROM operators ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(OperatorRecord {
-                name: r.get(0)?,
-                created_at: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    pub fn remove_operator(&mut self, name: &str) -> Result<()> {
-        let n = self
-            .conn
-            .execute("DELETE FROM operators WHERE name = ?1", params![name])?;
-        if n == 0 {
-            return Err(StoreError::NoSuchOperator(name.to_owned()));
-        }
-        Ok(())
-    }
-
-    /// The hashes of every operator token: what the API checks against.
-    pub fn operator_hashes(&self) -> Result<Vec<[u8; 32]>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT hash FROM operators ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-        rows.map(|row| {
-            let h = row?;
-            <[u8; 32]>::try_from(h.as_slice())
-                .map_err(|_| StoreError::Corrupt("operator hash length".into()))
-        })
-        .collect()
-    }
-
     /// The id of the join token with text `token`.
     pub fn token_id_of(token: &str) -> String {
         token_id(&token_hash(token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, kind: EventKind, operator: Option<&str>) -> Event {
+        Event {
+            seq,
+            at_ms: i64::try_from(seq).expect("small"),
+            kind,
+            operator: operator.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn audit_events_survive_pruning_and_carry_their_operator() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("mesh.db")).expect("open");
+        let mut events = vec![
+            event(1, EventKind::Approved { node: 4 }, Some("city-it")),
+            event(2, EventKind::TokenCreated { id: "ab".into() }, Some("cli")),
+        ];
+        events.extend((3..=50).map(|seq| event(seq, EventKind::Connected { node: 1 }, None)));
+        store.append_events(&events).expect("append");
+        store.prune_events(10).expect("prune");
+
+        let history = store.events_since(0, 1_000).expect("history");
+        assert_eq!(history.len(), 10, "the history was pruned");
+        assert_eq!(history[0].seq, 41);
+        let audit = store.audit_since(0, 1_000).expect("audit");
+        assert_eq!(audit, events[..2].to_vec(), "the audit log was not");
+        assert_eq!(store.audit_since(1, 1_000).expect("page")[0].seq, 2);
+        // The operator column round-trips through the history too.
+        let last = store.events_since(49, 10).expect("last");
+        assert_eq!(last[0].operator, None);
     }
 }

@@ -14,6 +14,7 @@ mod claims;
 mod clients;
 mod events;
 mod ipam;
+mod operators;
 mod schema;
 mod sites;
 mod types;
@@ -28,8 +29,11 @@ use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 pub use clients::{client_v4, client_v6};
-pub use events::{OperatorRecord, kind_name, operator_hash, token_id};
+pub use events::{kind_name, token_id};
 pub use ipam::Pool;
+pub use operators::{
+    MAX_OPERATOR_NAME, OperatorCredential, OperatorRecord, OperatorScope, operator_hash,
+};
 pub use sites::SiteKey;
 pub use types::{
     DEFAULT_CLIENT_SUBNET_LEN, Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState,

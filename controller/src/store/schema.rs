@@ -91,6 +91,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site, prefix)
     );
     CREATE TABLE reserved_addr4 (addr4_index INTEGER PRIMARY KEY);",
+    // 4 (slice ctl-enrol-events): who acted, the audit log, operator scopes.
+    // `audit` holds a copy of every audit event (`EventKind::is_audit`) under
+    // the event's own seq and is never pruned; tokens from before this
+    // migration keep working as `full`, without expiry.
+    "ALTER TABLE events ADD COLUMN operator TEXT;
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        node INTEGER,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        operator TEXT
+    );
+    ALTER TABLE operators ADD COLUMN scope TEXT NOT NULL DEFAULT 'full'
+        CHECK (scope IN ('read', 'full'));
+    ALTER TABLE operators ADD COLUMN expires_at INTEGER;",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
@@ -113,4 +129,38 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 /// The schema version this build writes.
 pub fn latest() -> usize {
     MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_tokens_from_before_scopes_keep_working_as_full_without_expiry() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).expect("old migration");
+            conn.pragma_update(None, "user_version", i64::try_from(i + 1).expect("small"))
+                .expect("version");
+        }
+        conn.execute(
+            "INSERT INTO operators (name, hash, created_at) VALUES ('old', x'00', 1)",
+            [],
+        )
+        .expect("old operator");
+        migrate(&mut conn).expect("migrate");
+        let (scope, expires): (String, Option<i64>) = conn
+            .query_row(
+                "SELECT scope, expires_at FROM operators WHERE name = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row");
+        assert_eq!((scope.as_str(), expires), ("full", None));
+        let bad = conn.execute(
+            "INSERT INTO operators (name, hash, created_at, scope) VALUES ('x', x'01', 1, 'root')",
+            [],
+        );
+        assert!(bad.is_err(), "an unknown scope is refused");
+    }
 }

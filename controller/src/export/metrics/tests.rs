@@ -113,6 +113,12 @@ fn sample_page() -> String {
         sessions: 2,
         events_total: 42,
         started_at_ms: 1_700_000_000_123,
+        bounded: BoundedCounts {
+            events_dropped: 7,
+            events_clamped: 1,
+            bad_hostnames: 3,
+            pending_refused: 2,
+        },
     })
 }
 
@@ -203,6 +209,9 @@ fn page_has_every_family_with_values() {
         "freimesh_route_computation_seconds",
         "freimesh_control_sessions",
         "freimesh_events_total",
+        "freimesh_agent_events_dropped_total",
+        "freimesh_agent_events_clamped_total",
+        "freimesh_hellos_refused_total",
         "freimesh_controller_start_time_seconds",
     ] {
         assert!(page.contains(&format!("# HELP {family} ")), "HELP {family}");
@@ -285,6 +294,17 @@ fn page_has_every_family_with_values() {
     assert_eq!(
         line_of(&page, "freimesh_events_total "),
         "freimesh_events_total 42"
+    );
+    assert_eq!(
+        line_of(&page, "freimesh_agent_events_dropped_total "),
+        "freimesh_agent_events_dropped_total 7"
+    );
+    assert_eq!(
+        line_of(
+            &page,
+            "freimesh_hellos_refused_total{reason=\"pending-cap\"} "
+        ),
+        "freimesh_hellos_refused_total{reason=\"pending-cap\"} 2"
     );
     assert_eq!(
         line_of(&page, "freimesh_controller_start_time_seconds "),
