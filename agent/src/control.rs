@@ -310,6 +310,15 @@ pub fn render_status(status: &AgentStatus) -> String {
             drops.join("  ")
         }
     );
+    if e.withdrawals_over_cap > 0 {
+        // A neighbour withdrew more specific prefixes than one link may
+        // make us hold (see the engine's `MAX_DERIVED_ROUTES_PER_LINK`).
+        let _ = writeln!(
+            out,
+            "ignored  {} withdrawals over the per-link cap",
+            e.withdrawals_over_cap
+        );
+    }
     out
 }
 

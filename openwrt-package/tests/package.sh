@@ -73,6 +73,7 @@ tar -tvzf "$work/u/outer/control.tar.gz" | awk '{ print $1, $2, $6 }' > "$work/c
 for entry in \
 	"-rwxr-xr-x 0/0 ./usr/bin/freimesh-agent" \
 	"-rwxr-xr-x 0/0 ./usr/libexec/freimesh/uci2toml" \
+	"-rwxr-xr-x 0/0 ./usr/libexec/freimesh/client-zone" \
 	"-rwxr-xr-x 0/0 ./etc/init.d/freimesh" \
 	"-rw------- 0/0 ./etc/config/freimesh" \
 	"-rwxr-xr-x 0/0 ./etc/uci-defaults/90-freimesh" \
@@ -198,6 +199,17 @@ for line in '[public_wifi]' 'interface = "br-client"' 'dhcp = "openwrt"' 'networ
 	check "agent.toml: $line" grep -qxF "$line" "$toml"
 done
 check "freimesh-agent check accepts it inside the root" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+
+say "== init script: a public Wi-Fi node gets its client firewall zone at start"
+rm -f "$root/tmp/uci.db" "$root/tmp/uci.commits"
+check "start succeeds" start_in_root
+check "an instance is started" grep -qxF "instance agent" "$record"
+check "zone fm_clients with input REJECT" grep -qxF firewall.freimesh_clients.input=REJECT "$root/tmp/uci.db"
+check "the client network is in it" grep -qxF firewall.freimesh_clients.network+=client "$root/tmp/uci.db"
+check "DNS servers configured: port 53 stays closed" sh -c "! grep -q '^firewall.freimesh_clients_dns' '$root/tmp/uci.db'"
+check "log says the zone was added" contains "$log" "added firewall zone fm_clients"
+check "start again" start_in_root
+check "the zone is added once" [ "$(grep -c 'commit firewall' "$root/tmp/uci.commits")" -eq 1 ]
 
 say "== bad values: logged, and nothing started"
 # bad_config NAME EXPECTED-LOG-TEXT: UCI on stdin.

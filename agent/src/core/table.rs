@@ -188,10 +188,16 @@ impl<K: Key, V: Copy> Lpm<K, V> {
     }
 
     pub(crate) fn lookup(&self, key: K) -> Option<V> {
+        self.lookup_with_length(key).map(|(_, value)| value)
+    }
+
+    /// The longest match's prefix length and value.
+    pub(crate) fn lookup_with_length(&self, key: K) -> Option<(u8, V)> {
         self.lengths.iter().find_map(|&len| {
             self.by_length
                 .get(&len)
                 .and_then(|map| map.get(&key.mask(len, self.bits)).copied())
+                .map(|value| (len, value))
         })
     }
 }
@@ -300,6 +306,15 @@ impl ForwardingTable {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }?;
         self.groups.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The prefix of the longest route that contains `addr`.
+    pub fn lookup_prefix(&self, addr: IpAddr) -> Option<IpNet> {
+        let len = match addr {
+            IpAddr::V4(a) => self.v4.lookup_with_length(u32::from(a))?.0,
+            IpAddr::V6(a) => self.v6.lookup_with_length(u128::from(a))?.0,
+        };
+        IpNet::new(addr, len).ok().map(|p| p.trunc())
     }
 
     /// The hop a packet for `addr` takes now: `None` when no prefix matches

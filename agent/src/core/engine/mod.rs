@@ -23,6 +23,7 @@
 //! alternate in one step, and prefixes left with no path are withdrawn from
 //! the neighbours so they switch too.
 
+mod feasible;
 mod forward;
 mod repair;
 mod segments;
@@ -304,6 +305,9 @@ pub struct Engine {
     route_segments: BTreeMap<IpNet, Segment>,
     /// Public Wi-Fi client prefixes assigned to this node.
     client_prefixes: BTreeSet<IpNet>,
+    /// Neighbours that were next hops toward a prefix until recently: still
+    /// feasible sources for it (see [`feasible`]).
+    former_hops: feasible::FormerHops,
 }
 
 impl std::fmt::Debug for Engine {
@@ -390,6 +394,7 @@ impl Engine {
             segments: SegmentTable::default(),
             route_segments: BTreeMap::new(),
             client_prefixes: BTreeSet::new(),
+            former_hops: feasible::FormerHops::default(),
         })
     }
 
@@ -582,6 +587,13 @@ impl Engine {
         // Validate before recording: the table refuses empty or repeated hops.
         ForwardingTable::new().insert(prefix, hops.clone())?;
         let prefix = prefix.trunc();
+        let old = self
+            .repair
+            .configured
+            .get(&prefix)
+            .cloned()
+            .unwrap_or_default();
+        self.former_hops.route_changed(prefix, &old, &hops);
         self.repair.configured.insert(prefix, hops);
         self.route_segments.insert(prefix, segment);
         self.reapply(prefix);
@@ -687,6 +699,7 @@ impl Engine {
     /// Liveness (detection, heartbeats, hold-downs, state refresh) and,
     /// every [`Engine::TICK`], WireGuard's own timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.former_hops.tick(now);
         for i in 0..self.links.len() {
             self.service_liveness(LinkId(i), now);
         }

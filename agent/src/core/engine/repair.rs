@@ -577,7 +577,9 @@ impl Engine {
 
     /// Forgets a route entirely (the controller no longer computes it).
     pub(super) fn remove_route(&mut self, prefix: IpNet) {
-        self.repair.configured.remove(&prefix);
+        if let Some(old) = self.repair.configured.remove(&prefix) {
+            self.former_hops.route_changed(prefix, &old, &[]);
+        }
         self.repair.remove_derived(prefix);
         if let Some(links) = self.repair.withdrawn.remove(&prefix) {
             for link in links {

@@ -363,6 +363,37 @@ fn after_a_failover_the_alternates_packets_pass() {
     assert_eq!(mesh.delivered.len(), 2);
 }
 
+#[test]
+fn a_neighbour_that_just_stopped_being_a_next_hop_stays_feasible_for_the_hold() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    // The controller drains node 2: node 4 already routes toward node 1
+    // only via 3, while node 1 has not heard yet and still sends via 2.
+    let via3 = link(&mut mesh, 4, 3);
+    mesh.engine(4)
+        .insert_route(IpNet::from(IpAddr::V4(overlay(1))), vec![via3])
+        .expect("route");
+    mesh.advance(20 * MS, 10 * MS);
+    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"in flight"));
+    assert_eq!(delivered_at(&mesh), vec![4]);
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 0);
+    // Node 2 never was a next hop toward node 3's address at node 4.
+    inject(
+        &mut mesh,
+        2,
+        4,
+        &ipv4_packet(overlay(3), overlay(4), 64, b"x"),
+    );
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 1);
+    // The undrain: node 2 is a next hop again, and stays one.
+    let (via2, via3) = (link(&mut mesh, 4, 2), link(&mut mesh, 4, 3));
+    mesh.engine(4)
+        .insert_route(IpNet::from(IpAddr::V4(overlay(1))), vec![via2, via3])
+        .expect("route");
+    mesh.send(1, ipv4_packet(overlay(1), overlay(4), 64, b"back"));
+    assert_eq!(delivered_at(&mesh), vec![4, 4]);
+}
+
 /// A log sink for the privacy test: everything a subscriber writes.
 #[derive(Clone, Default)]
 struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -129,15 +129,30 @@ impl Engine {
     /// the default route's next hops (the gateways' side). One longest-
     /// prefix match per packet.
     ///
+    /// A neighbour that stopped being a next hop toward the source less
+    /// than `FEASIBLE_HOLD` (five minutes) ago still passes: route changes
+    /// reach the nodes of a path at slightly different moments.
+    ///
     /// A link-local source can only be the neighbour itself (no router
     /// forwards one, RFC 4291 §2.5.6): it may reach this node, never go on.
     fn source_feasible(&self, src: IpAddr, dst: IpAddr, link: LinkId) -> bool {
         if is_link_local(src) {
             return self.table.lookup(dst) == Some(Hop::Local);
         }
-        self.table
+        let hop = Hop::Link(link);
+        if self
+            .table
             .lookup_group(src)
-            .is_some_and(|group| group.hops().contains(&Hop::Link(link)))
+            .is_some_and(|group| group.hops().contains(&hop))
+        {
+            return true;
+        }
+        // Rare: only while some route changed within the hold.
+        !self.former_hops.is_empty()
+            && self
+                .table
+                .lookup_prefix(src)
+                .is_some_and(|prefix| self.former_hops.contains(prefix, link))
     }
 
     /// How logs name where a packet came from: the link's name, or `local`.

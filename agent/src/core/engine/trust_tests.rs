@@ -154,3 +154,19 @@ fn a_withdrawal_flood_leaves_bounded_state_and_honest_routes() {
     assert_eq!(engine.repair.derived_count(n2), 0);
     assert_eq!(engine.table().len(), honest_routes + 1);
 }
+
+#[test]
+fn honest_neighbours_still_measure_each_other() {
+    // Both ends check the other's echoes against what they sent: honest
+    // echoes pass (the in-memory underlay has no delay, so the round trip
+    // is the time the messages waited for the next step: under 10 ms).
+    let mut mesh = Mesh::new(2, &[(1, 2)], |_, d| vec![d]);
+    mesh.advance(Duration::from_secs(3), Duration::from_millis(10));
+    for n in [1, 2] {
+        let rtt = mesh.engine(n).link_states()[0].rtt;
+        assert!(
+            rtt.is_some_and(|r| r < Duration::from_millis(10)),
+            "node {n}: {rtt:?}"
+        );
+    }
+}
