@@ -26,8 +26,9 @@ use crate::admin::{unix_now, unix_now_ms};
 use crate::core::{Controller, KeyStatus, Outgoing};
 use crate::store::{Enrollment, LinkRecord, NodeState, Store, StoreError};
 
-/// Sender of one connection's outgoing frames.
-pub type OutTx = mpsc::UnboundedSender<Outgoing>;
+/// Sender of one connection's outgoing frames: bounded, never blocks the
+/// hub; a full queue ends that session (see `server::queue`).
+pub use super::queue::OutTx;
 
 /// What connection tasks tell the hub.
 #[derive(Debug)]

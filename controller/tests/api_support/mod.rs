@@ -96,8 +96,8 @@ impl Api {
         let is_tls = tls.is_some();
         let addr = srv
             .bind_api(&ApiOptions {
-                listen: "127.0.0.1:0".parse().expect("addr"),
                 tls,
+                ..ApiOptions::plain("127.0.0.1:0".parse().expect("addr"))
             })
             .expect("bind api")
             .expect("api addr");
