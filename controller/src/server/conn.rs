@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout};
 
 use super::admission::Ticket;
 use super::hub::ToHub;
-use super::limits::Limits;
+use super::limits::{Limits, SEND_BUFFER_BYTES};
 use super::queue::out_queue;
 use crate::core::Outgoing;
 
@@ -111,6 +111,9 @@ pub async fn serve(
     ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+        tracing::debug!(%peer, "setting the send buffer: {e}");
+    }
     let (mut r, mut w) = stream.into_split();
     // Message 1 comes at once or not at all; the rest of the handshake and
     // the Hello get the longer bound.
@@ -220,7 +223,17 @@ pub async fn serve(
             }
             queued = queued_frames.recv() => match queued {
                 Some(Outgoing::Frame(msg)) => {
-                    if let Err(e) = out.send(&msg).await {
+                    // A write blocked on an agent that stopped reading must
+                    // not keep the session alive past a full queue.
+                    let sent = tokio::select! {
+                        biased;
+                        () = overflow.overflowed() => {
+                            tracing::warn!(%peer, %key, queued = limits.out_queue_messages, "the agent fell too far behind (outgoing queue full); closing the session");
+                            break;
+                        }
+                        sent = out.send(&msg) => sent,
+                    };
+                    if let Err(e) = sent {
                         tracing::info!(%peer, %key, "send failed: {e}");
                         break;
                     }

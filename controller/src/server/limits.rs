@@ -40,6 +40,14 @@ pub const UNAUTHENTICATED_SHARE_OF_DESCRIPTORS: u64 = 4;
 /// take about 5 s; a peer that accepts nothing for 20 s is not reading.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(20);
 
+/// The kernel send buffer of an agent connection (Linux doubles it for its
+/// bookkeeping). Autotuning would let it grow to `tcp_wmem`'s maximum (4 MiB
+/// by default) for a peer that stops reading, kernel memory pinned per
+/// session, and the write deadline would only start once that much is
+/// queued. 256 KiB holds a large node's full route sync and still carries
+/// 20 Mbit/s on a 100 ms path, far more than the control channel needs.
+pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
+
 /// How many messages the hub may queue for one session before the session
 /// ends. A full state sync is a handful of messages (Welcome, Links, Routes,
 /// each split into frames only when written), and a registry change or a
