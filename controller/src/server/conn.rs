@@ -213,8 +213,9 @@ pub async fn serve(
         tokio::select! {
             biased;
             () = overflow.overflowed() => {
+                // No orderly shutdown: its FIN would queue behind what the
+                // agent does not read. Dropping the socket closes it.
                 tracing::warn!(%peer, %key, queued = limits.out_queue_messages, "the agent fell too far behind (outgoing queue full); closing the session");
-                out.shutdown().await;
                 break;
             }
             () = &mut idle => {
