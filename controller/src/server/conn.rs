@@ -118,6 +118,7 @@ pub async fn serve(
     // Message 1 comes at once or not at all; the rest of the handshake and
     // the Hello get the longer bound.
     let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    // Debug level: in a flood these happen by the thousand.
     let msg1 = match timeout(limits.first_message_wait, read_message(&mut r)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => return tracing::debug!(%peer, "closed before the handshake: {e}"),
