@@ -135,6 +135,77 @@ async fn an_agent_that_stops_reading_is_dropped_at_the_write_deadline() {
     still_served(&mut honest, 7).await;
 }
 
+fn report(peer: freimesh_proto::PublicKeyBytes, up: bool) -> AgentMsg {
+    AgentMsg::Report(control::Report {
+        links: vec![control::LinkMeasurement {
+            peer,
+            rtt_us: 900,
+            loss_ppm: 0,
+            up,
+        }],
+        candidates: vec![],
+    })
+}
+
+/// The controller's writes to `stalled` block (it pings but reads
+/// nothing) under a write deadline far longer than the test; link flaps
+/// from a neighbour then queue route and link changes for it. The bounded
+/// queue must end that session, long before the deadline would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outgoing_queue_ends_the_session_before_the_write_deadline() {
+    let write_deadline = Duration::from_secs(120);
+    let api = Api::start_with_limits(
+        server::Limits {
+            write_deadline,
+            out_queue_messages: 4,
+            ..server::Limits::default()
+        },
+        ApiLimits::default(),
+    )
+    .await;
+    let (ks, kt) = (PrivateKey::generate(), PrivateKey::generate());
+    let mut stalled = Peer::enrol(&api, &ks, "stalled").await;
+    let mut talker = RawAgent::connect(&api, &kt, Some(token(&api)), "talker").await;
+    stalled
+        .send(&report(kt.public(), true))
+        .await
+        .expect("report");
+    talker.send(&report(ks.public(), true)).await;
+
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            n += 1;
+            if let Err(e) = stalled.send(&AgentMsg::Ping(n)).await {
+                return e;
+            }
+        }
+    });
+    let flapping = tokio::spawn(async move {
+        let mut up = false;
+        let mut flaps = 0u32;
+        while flaps < 2_000 {
+            talker.send(&report(ks.public(), up)).await;
+            up = !up;
+            flaps += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if flaps.is_multiple_of(20) {
+                still_served(&mut talker, u64::from(flaps)).await;
+            }
+        }
+        talker
+    });
+    let error = tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the stalled session ended well before its write deadline")
+        .expect("flood task");
+    let took = started.elapsed();
+    println!("stalled agent with a 4-message queue dropped after {took:?}: {error}");
+    assert!(took < write_deadline);
+    flapping.abort();
+}
+
 #[tokio::test]
 async fn an_agent_that_only_receives_is_dropped_after_the_idle_timeout() {
     let idle_timeout = Duration::from_millis(1500);
@@ -149,17 +220,6 @@ async fn an_agent_that_only_receives_is_dropped_after_the_idle_timeout() {
     let (kq, kt) = (PrivateKey::generate(), PrivateKey::generate());
     let mut quiet = Peer::enrol(&api, &kq, "quiet").await;
     let mut talker = RawAgent::connect(&api, &kt, Some(token(&api)), "talker").await;
-    let report = |peer: freimesh_proto::PublicKeyBytes, up| {
-        AgentMsg::Report(control::Report {
-            links: vec![control::LinkMeasurement {
-                peer,
-                rtt_us: 900,
-                loss_ppm: 0,
-                up,
-            }],
-            candidates: vec![],
-        })
-    };
     // Both ends report the link once; from now on `quiet` only listens.
     quiet
         .send(&report(kt.public(), true))
@@ -174,7 +234,7 @@ async fn an_agent_that_only_receives_is_dropped_after_the_idle_timeout() {
         for i in 0..40u32 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             talker.send(&report(kq.public(), i % 2 == 1)).await;
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 still_served(&mut talker, u64::from(i)).await;
             }
         }

@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout};
 use super::admission::Ticket;
 use super::hub::ToHub;
 use super::limits::{Limits, SEND_BUFFER_BYTES};
-use super::queue::out_queue;
+use super::queue::{OverflowSignal, out_queue};
 use crate::core::Outgoing;
 
 /// Reads one length-prefixed message.
@@ -56,23 +56,62 @@ fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
 /// The write side of an authenticated session: every transport message
 /// written within the write deadline, so an agent that stops reading cannot
 /// hold the connection task (and its queue) forever.
+/// Once the session has a queue, a write also gives up when the hub found
+/// that queue full: a write blocked on an agent that stopped reading must not
+/// keep the session alive past a full queue.
 struct Writer {
     w: OwnedWriteHalf,
     transport: Transport,
     deadline: std::time::Duration,
+    overflow: Option<OverflowSignal>,
+}
+
+/// Why a session's write did not happen.
+#[derive(Debug)]
+enum SendError {
+    /// The hub found the session's queue full.
+    QueueFull,
+    Failed(String),
+}
+
+impl SendError {
+    /// The log line of a session that ends on this error.
+    fn log(&self, peer: SocketAddr, key: &PublicKeyBytes, queue: usize) {
+        match self {
+            Self::QueueFull => {
+                tracing::warn!(%peer, %key, queue, "the agent fell too far behind (outgoing queue full); closing the session")
+            }
+            Self::Failed(e) => tracing::info!(%peer, %key, "send failed: {e}"),
+        }
+    }
 }
 
 impl Writer {
-    async fn send(&mut self, msg: &ControllerMsg) -> Result<(), String> {
-        for frame in encode_frames(msg).map_err(|e| e.to_string())? {
-            let sealed = self.transport.seal(&frame).map_err(|e| e.to_string())?;
-            match timeout(self.deadline, write_message(&mut self.w, &sealed)).await {
-                Ok(written) => written.map_err(|e| e.to_string())?,
+    async fn send(&mut self, msg: &ControllerMsg) -> Result<(), SendError> {
+        let Self {
+            w,
+            transport,
+            deadline,
+            overflow,
+        } = self;
+        let failed = |e: &dyn std::fmt::Display| SendError::Failed(e.to_string());
+        for frame in encode_frames(msg).map_err(|e| failed(&e))? {
+            let sealed = transport.seal(&frame).map_err(|e| failed(&e))?;
+            let write = timeout(*deadline, write_message(w, &sealed));
+            let written = match overflow {
+                Some(overflow) => tokio::select! {
+                    biased;
+                    () = overflow.overflowed() => return Err(SendError::QueueFull),
+                    written = write => written,
+                },
+                None => write.await,
+            };
+            match written {
+                Ok(result) => result.map_err(|e| failed(&e))?,
                 Err(_) => {
-                    return Err(format!(
-                        "the agent read nothing for {:?} (write deadline)",
-                        self.deadline
-                    ));
+                    return Err(SendError::Failed(format!(
+                        "the agent read nothing for {deadline:?} (write deadline)"
+                    )));
                 }
             }
         }
@@ -149,6 +188,7 @@ pub async fn serve(
         w,
         transport,
         deadline: limits.write_deadline,
+        overflow: None,
     };
     let hello = match control::decode::<AgentMsg>(&first) {
         Ok(AgentMsg::Hello(h)) if h.version == PROTOCOL_VERSION => h,
@@ -182,7 +222,9 @@ pub async fn serve(
     // no longer counts against the handshake caps.
     ticket.release();
     let (out_tx, out_rx) = out_queue(limits.out_queue_messages);
-    let (mut queued_frames, overflow) = (out_rx.frames, out_rx.overflow);
+    let mut queued_frames = out_rx.frames;
+    let overflow = out_rx.overflow;
+    out.overflow = Some(overflow.clone());
     if hub
         .send(ToHub::Hello {
             session,
@@ -216,7 +258,7 @@ pub async fn serve(
             () = overflow.overflowed() => {
                 // No orderly shutdown: its FIN would queue behind what the
                 // agent does not read. Dropping the socket closes it.
-                tracing::warn!(%peer, %key, queued = limits.out_queue_messages, "the agent fell too far behind (outgoing queue full); closing the session");
+                SendError::QueueFull.log(peer, &key, limits.out_queue_messages);
                 break;
             }
             () = &mut idle => {
@@ -225,18 +267,8 @@ pub async fn serve(
             }
             queued = queued_frames.recv() => match queued {
                 Some(Outgoing::Frame(msg)) => {
-                    // A write blocked on an agent that stopped reading must
-                    // not keep the session alive past a full queue.
-                    let sent = tokio::select! {
-                        biased;
-                        () = overflow.overflowed() => {
-                            tracing::warn!(%peer, %key, queued = limits.out_queue_messages, "the agent fell too far behind (outgoing queue full); closing the session");
-                            break;
-                        }
-                        sent = out.send(&msg) => sent,
-                    };
-                    if let Err(e) = sent {
-                        tracing::info!(%peer, %key, "send failed: {e}");
+                    if let Err(e) = out.send(&msg).await {
+                        e.log(peer, &key, limits.out_queue_messages);
                         break;
                     }
                 }
@@ -262,7 +294,7 @@ pub async fn serve(
                 match control::decode::<AgentMsg>(&frame) {
                     Ok(AgentMsg::Ping(n)) => {
                         if let Err(e) = out.send(&ControllerMsg::Pong(n)).await {
-                            tracing::info!(%peer, %key, "send failed: {e}");
+                            e.log(peer, &key, limits.out_queue_messages);
                             break;
                         }
                     }

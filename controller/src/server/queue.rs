@@ -33,7 +33,7 @@ pub struct OutRx {
 
 /// Completes [`OverflowSignal::overflowed`] once the hub found the queue
 /// full.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OverflowSignal(Arc<Overflow>);
 
 /// Set once when the queue overflows; wakes the connection task, which
