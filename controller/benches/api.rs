@@ -83,10 +83,7 @@ fn start(db: std::path::PathBuf) -> SocketAddr {
             };
             let mut srv = server::Server::bind(&opts).await.expect("bind");
             let addr = srv
-                .bind_api(&ApiOptions {
-                    listen: "127.0.0.1:0".parse().expect("addr"),
-                    tls: None,
-                })
+                .bind_api(&ApiOptions::plain("127.0.0.1:0".parse().expect("addr")))
                 .expect("api")
                 .expect("addr");
             tx.send(addr).expect("send addr");

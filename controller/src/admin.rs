@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::export::wgquick::{self, EndpointText, SiteConfig};
 use crate::store::{
     DEFAULT_CLIENT_SUBNET_LEN, MeshSettings, NodeRecord, NodeState, OperatorRecord, OperatorScope,
-    SiteKey, SiteRecord, Store, StoreError,
+    SiteKey, SiteRecord, Store, StoreError, database_files,
 };
 
 /// Why an admin command failed.
@@ -82,8 +81,53 @@ pub fn init(
 }
 
 /// [`init`] with a public Wi-Fi client pool.
+///
+/// All or nothing: the key file is written first (atomically), the settings
+/// are committed last, and if any step fails the database and key files
+/// this call created are removed again, so a second `init` starts clean.
+/// Files that existed before are never removed.
 pub fn init_with_clients(
     db: &Path,
+    ula: Ipv6Net,
+    ipv4: Ipv4Net,
+    approval: bool,
+    clients: Option<ClientPool>,
+) -> Result<PublicKeyBytes, AdminError> {
+    let path = key_path(db);
+    if path.exists() {
+        return Err(AdminError::KeyFile {
+            path,
+            cause: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a controller key exists already; remove it only if it belongs to no mesh",
+            ),
+        });
+    }
+    // Only a database this call creates is removed on failure, with the
+    // -wal and -shm files SQLite made for it: another process may have an
+    // existing one open.
+    let created: Vec<PathBuf> = if db.exists() {
+        Vec::new()
+    } else {
+        database_files(db).into_iter().collect()
+    };
+    let result = init_steps(db, &path, ula, ipv4, approval, clients);
+    if result.is_err() {
+        // The store is closed by now (it lived in init_steps).
+        for file in created.iter().chain(std::iter::once(&path)) {
+            if let Err(e) = fs::remove_file(file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(file = %file.display(), error = %e, "init failed and could not remove a file it created");
+            }
+        }
+    }
+    result
+}
+
+fn init_steps(
+    db: &Path,
+    key_file: &Path,
     ula: Ipv6Net,
     ipv4: Ipv4Net,
     approval: bool,
@@ -93,7 +137,6 @@ pub fn init_with_clients(
     if store.settings().is_ok() {
         return Err(StoreError::AlreadyInitialised.into());
     }
-    let path = key_path(db);
     let (private, public) = generate_keypair().map_err(|e| AdminError::Keygen(e.to_string()))?;
     let settings = MeshSettings {
         ula,
@@ -103,21 +146,37 @@ pub fn init_with_clients(
         clients_ipv4: clients.map(|c| c.ipv4),
         client_subnet_len: clients.map_or(DEFAULT_CLIENT_SUBNET_LEN, |c| c.subnet_len),
     };
-    // Check the settings before leaving a key file behind.
+    write_key_file(key_file, &encode_key(&private))?;
+    // Last: once the settings are committed the mesh exists, with its key.
     store.init(&settings)?;
+    Ok(public)
+}
+
+/// Writes `text` to `path` so that `path` is either absent or complete:
+/// a temporary file (mode 0600) in the same directory, written and synced,
+/// linked to `path` (never replacing an existing file), then the directory
+/// synced so the new name survives a power cut.
+pub fn write_key_file(path: &Path, text: &str) -> Result<(), AdminError> {
     let key_err = |cause| AdminError::KeyFile {
-        path: path.clone(),
+        path: path.to_owned(),
         cause,
     };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // tempfile creates the file with mode 0600, whatever the umask.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".freimesh-key-")
+        .tempfile_in(dir)
         .map_err(key_err)?;
-    writeln!(file, "{}", encode_key(&private)).map_err(key_err)?;
-    file.sync_all().map_err(key_err)?;
-    Ok(public)
+    writeln!(tmp, "{text}").map_err(key_err)?;
+    tmp.as_file().sync_all().map_err(key_err)?;
+    tmp.persist_noclobber(path).map_err(|e| key_err(e.error))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(key_err)?;
+    Ok(())
 }
 
 /// Reads the controller's private key.

@@ -22,7 +22,7 @@
 //! let db = std::path::Path::new("/var/lib/freimesh/mesh.db");
 //! admin::init(db, "fd12:3456:789a::/48".parse()?, "10.99.0.0/16".parse()?, false)?;
 //! let opts = server::Options { db: db.to_owned(), listen: "0.0.0.0:7700".parse()?, require_approval: false };
-//! let api = api::ApiOptions { listen: api::DEFAULT_LISTEN.parse()?, tls: None };
+//! let api = api::ApiOptions::plain(api::DEFAULT_LISTEN.parse()?);
 //! server::run(opts, Some(api), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```

@@ -63,6 +63,10 @@ enum Command {
         /// The PEM private key of --api-tls-cert.
         #[arg(long, requires = "api_tls_cert")]
         api_tls_key: Option<PathBuf>,
+        /// Allow the admin API over plain HTTP on a non-loopback --api
+        /// address (operator tokens then cross the network in clear text).
+        #[arg(long)]
+        insecure_plain_http: bool,
     },
     /// Operators of the admin API and their tokens.
     Operator {
@@ -304,22 +308,45 @@ fn execute(command: Command) -> anyhow::Result<()> {
             api,
             api_tls_cert,
             api_tls_key,
+            insecure_plain_http,
         } => {
+            // Every session holds a descriptor: take what the system allows.
+            let descriptors = match server::limits::raise_descriptor_limit() {
+                Ok(d) => {
+                    tracing::info!(descriptors = d, "open file limit (RLIMIT_NOFILE)");
+                    Some(d)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not raise the open file limit (RLIMIT_NOFILE)");
+                    None
+                }
+            };
             let tls = api_tls_cert
                 .zip(api_tls_key)
                 .map(|(cert, key)| api::TlsFiles { cert, key });
+            let api_options = |listen| api::ApiOptions {
+                listen,
+                tls: tls.clone(),
+                insecure_plain_http,
+                limits: descriptors
+                    .map_or_else(api::ApiLimits::default, api::ApiLimits::for_descriptors),
+            };
             let (api, required) = match api.as_deref() {
                 Some("off") => (None, false),
                 Some(addr) => {
                     let listen = addr
                         .parse()
                         .with_context(|| format!("--api {addr}: an address:port or `off`"))?;
-                    (Some(api::ApiOptions { listen, tls }), true)
+                    (Some(api_options(listen)), true)
                 }
                 None => {
                     let listen = api::DEFAULT_LISTEN.parse().context("default API address")?;
-                    (Some(api::ApiOptions { listen, tls }), false)
+                    (Some(api_options(listen)), false)
                 }
+            };
+            let limits = match descriptors {
+                Some(d) => server::Limits::for_descriptors(d),
+                None => server::Limits::default(),
             };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let opts = server::Options {
@@ -329,6 +356,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             };
             rt.block_on(async {
                 let mut server = server::Server::bind(&opts).await?;
+                server.set_limits(limits);
                 if let Some(api) = &api {
                     match server.bind_api(api) {
                         Ok(_) => {}

@@ -49,6 +49,15 @@ impl Failure {
         }
     }
 
+    /// The server is at a limit (e.g. open event streams): retry later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "unavailable",
+            message: message.into(),
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,

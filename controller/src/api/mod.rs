@@ -18,6 +18,7 @@
 mod auth;
 mod error;
 mod handlers;
+mod serve;
 mod sse;
 
 use std::net::SocketAddr;
@@ -31,15 +32,34 @@ use freimesh_proto::api::API_PREFIX;
 use crate::server::AdminHandle;
 
 pub use error::Failure;
+pub use serve::{ApiLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_EVENT_STREAMS};
 
 /// Where the admin API listens unless told otherwise: only this host.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7780";
 
-/// `run --api ADDR [--api-tls-cert PEM --api-tls-key PEM]`.
+/// `run --api ADDR [--api-tls-cert PEM --api-tls-key PEM]
+/// [--insecure-plain-http]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiOptions {
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on a non-loopback address (operator tokens then
+    /// cross the network in clear text): refused unless this is set.
+    pub insecure_plain_http: bool,
+    pub limits: ApiLimits,
+}
+
+impl ApiOptions {
+    /// Plain HTTP on `listen` with the default limits (refused at bind
+    /// unless `listen` is a loopback address).
+    pub fn plain(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            tls: None,
+            insecure_plain_http: false,
+            limits: ApiLimits::default(),
+        }
+    }
 }
 
 /// A PEM certificate chain and its private key.
@@ -61,10 +81,21 @@ pub enum ApiError {
     TlsFile { path: PathBuf, message: String },
     #[error("admin API TLS: {0}")]
     Tls(String),
+    #[error(
+        "admin API: refusing plain HTTP on {addr}, which is not a loopback address: operator tokens would cross the network in clear text; give --api-tls-cert and --api-tls-key, or --insecure-plain-http if the network is trusted"
+    )]
+    PlainHttpNotLoopback { addr: SocketAddr },
 }
 
-/// Every route, behind the operator token check.
+/// Every route, behind the operator token check, with the default limits.
 pub fn router(handle: AdminHandle) -> Router {
+    router_with(handle, &ApiLimits::default())
+}
+
+/// Every route, behind the operator token check; at most
+/// `limits.max_event_streams` event streams at once.
+pub fn router_with(handle: AdminHandle, limits: &ApiLimits) -> Router {
+    let streams = serve::StreamSlots::new(limits.max_event_streams);
     let api = Router::new()
         .route("/overview", get(handlers::overview))
         .route("/nodes", get(handlers::nodes))
@@ -83,7 +114,13 @@ pub fn router(handle: AdminHandle) -> Router {
         )
         .route("/events", get(handlers::events))
         .route("/audit", get(handlers::audit))
-        .route("/events/stream", get(sse::stream))
+        .route(
+            "/events/stream",
+            get(sse::stream).layer(axum::middleware::from_fn_with_state(
+                streams,
+                serve::limit_streams,
+            )),
+        )
         .route("/redundancy", get(handlers::redundancy))
         .route("/meshviewer.json", get(handlers::meshviewer));
     Router::new()
@@ -102,12 +139,17 @@ pub fn router(handle: AdminHandle) -> Router {
 pub struct BoundApi {
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ApiLimits,
 }
 
 impl BoundApi {
     /// Binds `opts.listen` and loads the certificate, so that a bad address
     /// or file stops the controller at start, not at the first request.
+    /// Plain HTTP beyond loopback needs `opts.insecure_plain_http`.
     pub fn bind(opts: &ApiOptions) -> Result<Self, ApiError> {
+        if opts.tls.is_none() && !opts.listen.ip().is_loopback() && !opts.insecure_plain_http {
+            return Err(ApiError::PlainHttpNotLoopback { addr: opts.listen });
+        }
         let bind_err = |cause| ApiError::Bind {
             addr: opts.listen,
             cause,
@@ -115,7 +157,11 @@ impl BoundApi {
         let listener = std::net::TcpListener::bind(opts.listen).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let tls = opts.tls.as_ref().map(tls_config).transpose()?;
-        Ok(Self { listener, tls })
+        Ok(Self {
+            listener,
+            tls,
+            limits: opts.limits.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -128,19 +174,10 @@ impl BoundApi {
 
     /// Serves until the task is dropped.
     pub async fn serve(self, handle: AdminHandle) -> std::io::Result<()> {
-        let app = router(handle);
-        match self.tls {
-            Some(config) => {
-                let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-                axum_server::from_tcp_rustls(self.listener, config)
-                    .serve(app.into_make_service())
-                    .await
-            }
-            None => {
-                let listener = tokio::net::TcpListener::from_std(self.listener)?;
-                axum::serve(listener, app).await
-            }
-        }
+        let app = router_with(handle, &self.limits);
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        serve::accept_loop(listener, app, tls, self.limits).await
     }
 }
 

@@ -11,10 +11,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
+use super::admission::Ticket;
 use super::hub::ToHub;
-use super::{HANDSHAKE_TIMEOUT, IDLE_TIMEOUT};
+use super::limits::{Limits, SEND_BUFFER_BYTES};
+use super::queue::{OverflowSignal, out_queue};
 use crate::core::Outgoing;
 
 /// Reads one length-prefixed message.
@@ -51,44 +53,119 @@ fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
     }
 }
 
-async fn send(
-    w: &mut OwnedWriteHalf,
-    t: &mut Transport,
-    msg: &ControllerMsg,
-) -> Result<(), String> {
-    for frame in encode_frames(msg).map_err(|e| e.to_string())? {
-        let sealed = t.seal(&frame).map_err(|e| e.to_string())?;
-        write_message(w, &sealed).await.map_err(|e| e.to_string())?;
+/// The write side of an authenticated session: every transport message
+/// written within the write deadline, so an agent that stops reading cannot
+/// hold the connection task (and its queue) forever.
+/// Once the session has a queue, a write also gives up when the hub found
+/// that queue full: a write blocked on an agent that stopped reading must not
+/// keep the session alive past a full queue.
+struct Writer {
+    w: OwnedWriteHalf,
+    transport: Transport,
+    deadline: std::time::Duration,
+    overflow: Option<OverflowSignal>,
+}
+
+/// Why a session's write did not happen.
+#[derive(Debug)]
+enum SendError {
+    /// The hub found the session's queue full.
+    QueueFull,
+    Failed(String),
+}
+
+impl SendError {
+    /// The log line of a session that ends on this error.
+    fn log(&self, peer: SocketAddr, key: &PublicKeyBytes, queue: usize) {
+        match self {
+            Self::QueueFull => {
+                tracing::warn!(%peer, %key, queue, "the agent fell too far behind (outgoing queue full); closing the session")
+            }
+            Self::Failed(e) => tracing::info!(%peer, %key, "send failed: {e}"),
+        }
     }
-    Ok(())
 }
 
-async fn send_error(
-    w: &mut OwnedWriteHalf,
-    t: &mut Transport,
-    peer: SocketAddr,
-    key: &PublicKeyBytes,
-    code: ErrorCode,
-    message: String,
-) {
-    tracing::warn!(%peer, %key, ?code, "closing: {message}");
-    let _ = send(w, t, &ControllerMsg::Error(ErrorMsg { code, message })).await;
-    let _ = w.shutdown().await;
+impl Writer {
+    async fn send(&mut self, msg: &ControllerMsg) -> Result<(), SendError> {
+        let Self {
+            w,
+            transport,
+            deadline,
+            overflow,
+        } = self;
+        let failed = |e: &dyn std::fmt::Display| SendError::Failed(e.to_string());
+        for frame in encode_frames(msg).map_err(|e| failed(&e))? {
+            let sealed = transport.seal(&frame).map_err(|e| failed(&e))?;
+            let write = timeout(*deadline, write_message(w, &sealed));
+            let written = match overflow {
+                Some(overflow) => tokio::select! {
+                    biased;
+                    () = overflow.overflowed() => return Err(SendError::QueueFull),
+                    written = write => written,
+                },
+                None => write.await,
+            };
+            match written {
+                Ok(result) => result.map_err(|e| failed(&e))?,
+                Err(_) => {
+                    return Err(SendError::Failed(format!(
+                        "the agent read nothing for {deadline:?} (write deadline)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = timeout(self.deadline, self.w.shutdown()).await;
+    }
+
+    async fn send_error(
+        &mut self,
+        peer: SocketAddr,
+        key: &PublicKeyBytes,
+        code: ErrorCode,
+        message: String,
+    ) {
+        tracing::warn!(%peer, %key, ?code, "closing: {message}");
+        let _ = self
+            .send(&ControllerMsg::Error(ErrorMsg { code, message }))
+            .await;
+        self.shutdown().await;
+    }
 }
 
-/// Serves one TCP connection until it closes.
+/// Serves one TCP connection until it closes. `ticket` holds its place
+/// among the unauthenticated connections until the peer has proven its key
+/// and sent its Hello.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     private: [u8; 32],
     session: u64,
     hub: mpsc::Sender<ToHub>,
+    limits: Limits,
+    ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+        tracing::debug!(%peer, "setting the send buffer: {e}");
+    }
     let (mut r, mut w) = stream.into_split();
-    // Handshake and Hello, bounded in time.
-    let start = timeout(HANDSHAKE_TIMEOUT, async {
-        let msg1 = read_message(&mut r).await.map_err(|e| e.to_string())?;
+    // Message 1 comes at once or not at all; the rest of the handshake and
+    // the Hello get the longer bound.
+    let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    // Debug level: in a flood these happen by the thousand.
+    let msg1 = match timeout(limits.first_message_wait, read_message(&mut r)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return tracing::debug!(%peer, "closed before the handshake: {e}"),
+        Err(_) => {
+            return tracing::debug!(%peer, wait = ?limits.first_message_wait, "no handshake message in time; closed");
+        }
+    };
+    let start = tokio::time::timeout_at(handshake_deadline, async {
         let (transport, key, msg2) =
             control::respond(&private, &msg1).map_err(|e| e.to_string())?;
         write_message(&mut w, &msg2)
@@ -107,6 +184,12 @@ pub async fn serve(
         Ok(f) => f,
         Err(e) => return tracing::warn!(%peer, %key, "undecryptable first frame: {e}"),
     };
+    let mut out = Writer {
+        w,
+        transport,
+        deadline: limits.write_deadline,
+        overflow: None,
+    };
     let hello = match control::decode::<AgentMsg>(&first) {
         Ok(AgentMsg::Hello(h)) if h.version == PROTOCOL_VERSION => h,
         Ok(AgentMsg::Hello(h)) => {
@@ -114,27 +197,13 @@ pub async fn serve(
                 "protocol version {} is not supported; this controller speaks {PROTOCOL_VERSION}",
                 h.version
             );
-            return send_error(
-                &mut w,
-                &mut transport,
-                peer,
-                &key,
-                ErrorCode::UnsupportedVersion,
-                msg,
-            )
-            .await;
+            return out
+                .send_error(peer, &key, ErrorCode::UnsupportedVersion, msg)
+                .await;
         }
         Ok(_) => {
             let msg = "the first frame must be Hello".to_owned();
-            return send_error(
-                &mut w,
-                &mut transport,
-                peer,
-                &key,
-                ErrorCode::Malformed,
-                msg,
-            )
-            .await;
+            return out.send_error(peer, &key, ErrorCode::Malformed, msg).await;
         }
         Err(e) => {
             let (code, msg) = match control::hello_version(&first) {
@@ -146,10 +215,16 @@ pub async fn serve(
                 ),
                 _ => (ErrorCode::Malformed, format!("first frame: {e}")),
             };
-            return send_error(&mut w, &mut transport, peer, &key, code, msg).await;
+            return out.send_error(peer, &key, code, msg).await;
         }
     };
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    // Authenticated, with a Hello: from here on the peer is an agent and
+    // no longer counts against the handshake caps.
+    ticket.release();
+    let (out_tx, out_rx) = out_queue(limits.out_queue_messages);
+    let mut queued_frames = out_rx.frames;
+    let overflow = out_rx.overflow;
+    out.overflow = Some(overflow.clone());
     if hub
         .send(ToHub::Hello {
             session,
@@ -174,44 +249,62 @@ pub async fn serve(
             }
         }
     });
+    // Only what the agent sends moves this deadline: our own writes (routes,
+    // Pongs) say nothing about whether the agent is still there.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
-            out = out_rx.recv() => match out {
+            biased;
+            () = overflow.overflowed() => {
+                // No orderly shutdown: its FIN would queue behind what the
+                // agent does not read. Dropping the socket closes it.
+                SendError::QueueFull.log(peer, &key, limits.out_queue_messages);
+                break;
+            }
+            () = &mut idle => {
+                tracing::info!(%peer, %key, "idle timeout: nothing from the agent for {:?}", limits.idle_timeout);
+                break;
+            }
+            queued = queued_frames.recv() => match queued {
                 Some(Outgoing::Frame(msg)) => {
-                    if let Err(e) = send(&mut w, &mut transport, &msg).await {
-                        tracing::info!(%peer, %key, "send failed: {e}");
+                    if let Err(e) = out.send(&msg).await {
+                        e.log(peer, &key, limits.out_queue_messages);
                         break;
                     }
                 }
                 Some(Outgoing::Close) | None => {
-                    let _ = w.shutdown().await;
+                    out.shutdown().await;
                     break;
                 }
             },
-            got = timeout(IDLE_TIMEOUT, in_rx.recv()) => {
+            got = in_rx.recv() => {
                 let sealed = match got {
-                    Ok(Some(Ok(m))) => m,
-                    Ok(Some(Err(e))) => { tracing::info!(%peer, %key, "connection closed: {e}"); break; }
-                    Ok(None) => break,
-                    Err(_) => { tracing::info!(%peer, %key, "idle timeout"); break; }
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => { tracing::info!(%peer, %key, "connection closed: {e}"); break; }
+                    None => break,
                 };
-                let frame = match transport.open(&sealed) {
+                idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                let frame = match out.transport.open(&sealed) {
                     Ok(f) => f,
                     Err(e) => {
-                        send_error(&mut w, &mut transport, peer, &key, ErrorCode::Malformed, format!("undecryptable frame: {e}")).await;
+                        out.send_error(peer, &key, ErrorCode::Malformed, format!("undecryptable frame: {e}")).await;
                         break;
                     }
                 };
                 match control::decode::<AgentMsg>(&frame) {
                     Ok(AgentMsg::Ping(n)) => {
-                        if send(&mut w, &mut transport, &ControllerMsg::Pong(n)).await.is_err() { break; }
+                        if let Err(e) = out.send(&ControllerMsg::Pong(n)).await {
+                            e.log(peer, &key, limits.out_queue_messages);
+                            break;
+                        }
                     }
                     Ok(AgentMsg::Pong(_)) => {}
                     Ok(msg) => {
                         if hub.send(ToHub::Frame { session, msg }).await.is_err() { break; }
                     }
                     Err(e) => {
-                        send_error(&mut w, &mut transport, peer, &key, ErrorCode::Malformed, format!("frame: {e}")).await;
+                        out.send_error(peer, &key, ErrorCode::Malformed, format!("frame: {e}")).await;
                         break;
                     }
                 }

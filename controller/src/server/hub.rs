@@ -36,8 +36,9 @@ use crate::store::{Enrollment, LinkRecord, NodeState, OperatorCredential, Store,
 /// The operator name events carry for what the command line changed.
 pub const CLI_OPERATOR: &str = "cli";
 
-/// Sender of one connection's outgoing frames.
-pub type OutTx = mpsc::UnboundedSender<Outgoing>;
+/// Sender of one connection's outgoing frames: bounded, never blocks the
+/// hub; a full queue ends that session (see `server::queue`).
+pub use super::queue::OutTx;
 
 /// What connection tasks tell the hub.
 #[derive(Debug)]

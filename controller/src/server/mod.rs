@@ -14,10 +14,13 @@
 //! agent hears of it.
 
 mod actions;
+mod admission;
 mod conn;
 mod events;
 mod handle;
 mod hub;
+pub mod limits;
+mod queue;
 mod quota;
 mod telemetry;
 mod views;
@@ -30,9 +33,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub(crate) use admission::WarningLimiter;
 pub use events::HISTORY_KEEP;
 pub use handle::{AdminHandle, Authorization, MetricsSnapshot, OpError, OverviewSnapshot};
 pub use hub::CLI_OPERATOR;
+pub use limits::Limits;
 pub use quota::{
     EVENT_AGE_SLACK_MS, EVENT_BURST, EVENTS_PER_MINUTE, MAX_EVENT_AGE_MS, MAX_HOSTNAME_LEN,
     MAX_PENDING_NODES, NEW_PENDING_PER_SOURCE_PER_MINUTE, check_hostname,
@@ -48,10 +53,11 @@ use crate::store::{Store, StoreError};
 /// reaches the neighbours within this time.
 pub const REGISTRY_POLL: Duration = Duration::from_millis(500);
 /// A peer that has not finished the handshake and its Hello by then is
-/// dropped: half-open connections must not pile up.
+/// dropped: half-open connections must not pile up. (Message 1 has to come
+/// much sooner: [`limits::FIRST_MESSAGE_WAIT`].)
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Agents ping every 25 s (`KEEPALIVE` in the agent); three missed pings
-/// and a bit mean the agent is gone.
+/// and a bit mean the agent is gone. Only frames from the agent count.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why the server could not start or stopped.
@@ -89,6 +95,7 @@ pub struct Server {
     private_key: [u8; 32],
     hub: hub::Hub,
     api: Option<BoundApi>,
+    limits: Limits,
 }
 
 impl Server {
@@ -114,7 +121,13 @@ impl Server {
             private_key,
             hub: hub::Hub::new(store, core, computed)?,
             api: None,
+            limits: Limits::default(),
         })
+    }
+
+    /// Replaces the connection limits ([`Limits::default`] until then).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Binds the admin API as well (its address and TLS files are checked
@@ -151,6 +164,12 @@ impl Server {
         });
         tracing::info!(listen = ?self.listener.local_addr().ok(), "controller serving");
         tokio::pin!(shutdown);
+        let gate = admission::Gate::new(admission::Admission::new(
+            self.limits.max_unauthenticated,
+            self.limits.max_unauthenticated_per_source,
+        ));
+        let mut accept_warnings = admission::WarningLimiter::new(limits::WARNING_INTERVAL);
+        let mut refusal_warnings = admission::WarningLimiter::new(limits::WARNING_INTERVAL);
         let mut session: u64 = 0;
         loop {
             tokio::select! {
@@ -159,16 +178,29 @@ impl Server {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
-                            // EMFILE and friends pass; keep serving the rest.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            // EMFILE and friends pass; keep serving the rest,
+                            // but neither spin nor flood the log meanwhile.
+                            if let Some(suppressed) = accept_warnings.handle_occurrence(Instant::now()) {
+                                tracing::warn!(error = %e, suppressed, "accept failed");
+                            }
+                            tokio::time::sleep(limits::ACCEPT_ERROR_PAUSE).await;
+                            continue;
+                        }
+                    };
+                    let ticket = match gate.admit(peer.ip()) {
+                        Ok(t) => t,
+                        Err(refusal) => {
+                            if let Some(suppressed) = refusal_warnings.handle_occurrence(Instant::now()) {
+                                tracing::warn!(%peer, ?refusal, unauthenticated = gate.unauthenticated(), suppressed, "too many connections in the handshake; closed a new one");
+                            }
+                            drop(stream);
                             continue;
                         }
                     };
                     session += 1;
                     let key = self.private_key;
                     let tx = hub_tx.clone();
-                    tokio::spawn(conn::serve(stream, peer, key, session, tx));
+                    tokio::spawn(conn::serve(stream, peer, key, session, tx, self.limits.clone(), ticket));
                 }
             }
         }

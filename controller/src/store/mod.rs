@@ -50,6 +50,11 @@ pub enum StoreError {
         path: PathBuf,
         cause: rusqlite::Error,
     },
+    #[error("database file {path}: {cause}")]
+    File {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("the mesh is not initialised; run `freimesh-controller init` first")]
@@ -131,6 +136,59 @@ impl StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Owner read and write, nothing for anyone else: the database holds
+/// private keys.
+pub const DATABASE_MODE: u32 = 0o600;
+
+/// The database file and the files SQLite keeps next to it.
+pub fn database_files(path: &Path) -> [PathBuf; 3] {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [path.to_owned(), with_suffix("-wal"), with_suffix("-shm")]
+}
+
+/// Creates the database file with [`DATABASE_MODE`] if it does not exist,
+/// and takes group and other permissions away from it and its `-wal` and
+/// `-shm` files if they exist with more (a database created before this
+/// rule). The mode is set explicitly, so the umask does not matter.
+fn restrict_database_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let file_err = |path: &Path, cause| StoreError::File {
+        path: path.to_owned(),
+        cause,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DATABASE_MODE)
+        .open(path)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(DATABASE_MODE))
+            .map_err(|e| file_err(path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(file_err(path, e)),
+    }
+    for file in database_files(path) {
+        let meta = match std::fs::metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(file_err(&file, e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            tracing::warn!(file = %file.display(), mode = format!("{mode:o}"), "database file was readable by others; made it owner-only");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| file_err(&file, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// BLAKE2s of a join token: tokens are stored only hashed.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Blake2s256::new_with_prefix(b"freimesh join token v1")
@@ -165,11 +223,15 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
+    /// The file is made owner-only (0600) first: it holds site private keys,
+    /// and SQLite gives the `-wal` and `-shm` files it creates the database
+    /// file's permissions.
     pub fn open(path: &Path) -> Result<Self> {
         let open_err = |cause| StoreError::Open {
             path: path.to_owned(),
             cause,
         };
+        restrict_database_files(path)?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
@@ -180,6 +242,12 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
+        // The CLI and the running controller write the same file. A deferred
+        // transaction that reads first and then writes fails at once with
+        // "database is locked" when the other committed in between (the
+        // busy timeout cannot help it); taking the write lock at BEGIN makes
+        // every writer wait its turn instead.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn).map_err(open_err)?;
         Ok(Self { conn })
     }

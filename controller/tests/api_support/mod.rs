@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use freimesh_agent::identity::PrivateKey;
-use freimesh_controller::api::{ApiOptions, TlsFiles};
+use freimesh_controller::api::{ApiLimits, ApiOptions, TlsFiles};
 use freimesh_controller::store::{LinkRecord, Store};
 use freimesh_controller::{admin, server};
 use freimesh_proto::api;
@@ -81,11 +81,38 @@ impl Api {
         api
     }
 
+    /// [`Api::start`] with the given control server and API limits.
+    pub async fn start_with_limits(limits: server::Limits, api_limits: ApiLimits) -> Self {
+        let (dir, db, token, key) = seeded();
+        let mut api = Self::on_with(&db, token, key, None, limits, api_limits).await;
+        api._dir = Some(dir);
+        api
+    }
+
     pub async fn on(
         db: &Path,
         token: String,
         controller_key: freimesh_proto::PublicKeyBytes,
         tls: Option<TlsFiles>,
+    ) -> Self {
+        Self::on_with(
+            db,
+            token,
+            controller_key,
+            tls,
+            server::Limits::default(),
+            ApiLimits::default(),
+        )
+        .await
+    }
+
+    pub async fn on_with(
+        db: &Path,
+        token: String,
+        controller_key: freimesh_proto::PublicKeyBytes,
+        tls: Option<TlsFiles>,
+        limits: server::Limits,
+        api_limits: ApiLimits,
     ) -> Self {
         let opts = server::Options {
             db: db.to_owned(),
@@ -93,11 +120,13 @@ impl Api {
             require_approval: false,
         };
         let mut srv = server::Server::bind(&opts).await.expect("bind");
+        srv.set_limits(limits);
         let is_tls = tls.is_some();
         let addr = srv
             .bind_api(&ApiOptions {
-                listen: "127.0.0.1:0".parse().expect("addr"),
                 tls,
+                limits: api_limits,
+                ..ApiOptions::plain("127.0.0.1:0".parse().expect("addr"))
             })
             .expect("bind api")
             .expect("api addr");

@@ -21,6 +21,10 @@ pub struct Mesh {
 
 impl Mesh {
     pub async fn start(approval: bool) -> Self {
+        Self::start_with_limits(approval, server::Limits::default()).await
+    }
+
+    pub async fn start_with_limits(approval: bool, limits: server::Limits) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("mesh.db");
         let controller_key = admin::init(
@@ -35,7 +39,8 @@ impl Mesh {
             listen: "127.0.0.1:0".parse().expect("addr"),
             require_approval: false,
         };
-        let srv = server::Server::bind(&opts).await.expect("bind");
+        let mut srv = server::Server::bind(&opts).await.expect("bind");
+        srv.set_limits(limits);
         let addr = srv.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(srv.run(async move {
