@@ -1,9 +1,11 @@
 //! The engine fuzz harness: one agent engine (node A) with three links and a
-//! routing table, and a real WireGuard session to its neighbour B held by a
-//! bare boringtun `Tunn` on the fuzzer's side. The fuzzer's bytes reach A as
-//! whole outer datagrams, as inner packets B encrypted (so they come out of
-//! boringtun decrypted and reach the mesh-message decoder, the source checks
-//! and forwarding), as packets from A's own TUN device, and as time passing.
+//! routing table, and real WireGuard sessions to its neighbours B and C,
+//! held by bare boringtun `Tunn`s on the fuzzer's side (a link counts as up
+//! only after a handshake, and routes over a link that is down are not
+//! used). The fuzzer's bytes reach A as whole outer datagrams, as inner
+//! packets B or C encrypted (so they come out of boringtun decrypted and
+//! reach the mesh-message decoder, the source checks and forwarding), as
+//! packets from A's own TUN device, and as time passing.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,7 +15,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use freimesh_agent::core::packet::IpPacket;
 use freimesh_agent::core::table::Hop;
-use freimesh_agent::core::{Engine, LinkSpec, Output, RouteSpec};
+use freimesh_agent::core::{DropReason, Engine, LinkSpec, Output, RouteSpec};
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
@@ -38,7 +40,9 @@ pub mod op {
     /// The first two bytes (big endian) as milliseconds passing, then A's
     /// timers run.
     pub const TIME: u8 = 4;
-    pub const OPS: u8 = 5;
+    /// Bytes as an inner packet from C, whose link restricts its sources.
+    pub const INNER_FROM_C: u8 = 5;
+    pub const OPS: u8 = 6;
 }
 
 /// A clamped X25519 secret from a seed byte (fixed keys: runs reproduce).
@@ -83,11 +87,16 @@ fn link(n: u8, allowed_sources: Vec<IpNet>) -> LinkSpec {
     }
 }
 
-/// Node A with links to B (session up), C and D (no session: packets routed
-/// there start a handshake and wait), and routes for every segment.
+/// The neighbours the fuzzer speaks for: B (any source) and C (its own
+/// addresses only). D never answers: packets routed to it start a handshake
+/// and wait.
+const PEERS: [u8; 2] = [2, 3];
+
+/// Node A with links to B, C and D, and routes for every segment.
 pub struct Harness {
     engine: Engine,
-    peer_b: Tunn,
+    /// The fuzzer's side of the sessions with B and C, in [`PEERS`] order.
+    peers: Vec<Tunn>,
     now: Instant,
     scratch: Vec<u8>,
 }
@@ -130,7 +139,7 @@ impl Harness {
         );
         routes.insert(
             net(Ipv4Addr::new(10, 20, 4, 0), 24),
-            spec(vec![d], Segment::Intranet),
+            spec(vec![d, c], Segment::Intranet),
         );
         routes.insert(
             net(Ipv4Addr::new(10, 77, 2, 0), 24),
@@ -157,31 +166,37 @@ impl Harness {
                 .expect("local route");
         }
         engine.start(now);
-        let peer_b = Tunn::new(
-            StaticSecret::from(secret(2)),
-            PublicKey::from(public(1).0),
-            None,
-            None,
-            0x0012_3400,
-            None,
-        );
+        let peers = PEERS
+            .iter()
+            .map(|&n| {
+                Tunn::new(
+                    StaticSecret::from(secret(n)),
+                    PublicKey::from(public(1).0),
+                    None,
+                    None,
+                    0x0012_3400 + u32::from(n),
+                    None,
+                )
+            })
+            .collect();
         let mut harness = Self {
             engine,
-            peer_b,
+            peers,
             now,
             scratch: vec![0; SCRATCH],
         };
         harness.pump();
-        let mut scratch = std::mem::take(&mut harness.scratch);
-        if let TunnResult::WriteToNetwork(init) = harness
-            .peer_b
-            .format_handshake_initiation(&mut scratch, false)
-        {
-            let init = init.to_vec();
-            harness.engine.handle_datagram(underlay(2), &init, now);
+        for (i, &n) in PEERS.iter().enumerate() {
+            let mut scratch = std::mem::take(&mut harness.scratch);
+            if let TunnResult::WriteToNetwork(init) =
+                harness.peers[i].format_handshake_initiation(&mut scratch, false)
+            {
+                let init = init.to_vec();
+                harness.engine.handle_datagram(underlay(n), &init, now);
+            }
+            harness.scratch = scratch;
+            harness.pump();
         }
-        harness.scratch = scratch;
-        harness.pump();
         harness
     }
 
@@ -195,20 +210,23 @@ impl Harness {
         }
     }
 
+    /// A's totals `(forwarded, delivered locally)`: lets the tests prove
+    /// that the fuzzer's bytes reach forwarding.
+    pub fn forwarded_and_delivered(&self) -> (u64, u64) {
+        let counters = self.engine.counters();
+        (counters.forwarded, counters.delivered_local)
+    }
+
+    /// How many packets A dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.engine.drops(reason)
+    }
+
     fn step(&mut self, op: u8, bytes: &[u8]) {
         match op {
             op::OUTER_FROM_B => self.engine.handle_datagram(underlay(2), bytes, self.now),
-            op::INNER_FROM_B => {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                if let TunnResult::WriteToNetwork(datagram) =
-                    self.peer_b.encapsulate(bytes, &mut scratch)
-                {
-                    let datagram = datagram.to_vec();
-                    self.engine
-                        .handle_datagram(underlay(2), &datagram, self.now);
-                }
-                self.scratch = scratch;
-            }
+            op::INNER_FROM_B => self.inner(0, bytes),
+            op::INNER_FROM_C => self.inner(1, bytes),
             op::LOCAL => {
                 let mut packet = bytes.to_vec();
                 self.engine.handle_local_packet(&mut packet, self.now);
@@ -229,8 +247,22 @@ impl Harness {
         self.pump();
     }
 
-    /// Moves A's outputs: datagrams for B go through B's session (B answers
-    /// handshakes and keepalives), the rest is checked and dropped.
+    /// `bytes` encrypted by the peer `PEERS[index]` and given to A.
+    fn inner(&mut self, index: usize, bytes: &[u8]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let TunnResult::WriteToNetwork(datagram) =
+            self.peers[index].encapsulate(bytes, &mut scratch)
+        {
+            let datagram = datagram.to_vec();
+            self.engine
+                .handle_datagram(underlay(PEERS[index]), &datagram, self.now);
+        }
+        self.scratch = scratch;
+    }
+
+    /// Moves A's outputs: datagrams for B and C go through their sessions
+    /// (they answer handshakes and keepalives), the rest is checked and
+    /// dropped.
     fn pump(&mut self) {
         let mut scratch = std::mem::take(&mut self.scratch);
         for _ in 0..MAX_PUMP_ROUNDS {
@@ -238,18 +270,22 @@ impl Harness {
                 break;
             };
             match output {
-                Output::Transmit { to, datagram } if to == underlay(2) => {
+                Output::Transmit { to, datagram } => {
+                    let Some(index) = PEERS.iter().position(|&n| underlay(n) == to) else {
+                        continue;
+                    };
+                    let peer = &mut self.peers[index];
                     let mut answers = Vec::new();
-                    let mut result = self.peer_b.decapsulate(None, &datagram, &mut scratch);
+                    let mut result = peer.decapsulate(None, &datagram, &mut scratch);
                     while let TunnResult::WriteToNetwork(answer) = result {
                         answers.push(answer.to_vec());
-                        result = self.peer_b.decapsulate(None, &[], &mut scratch);
+                        result = peer.decapsulate(None, &[], &mut scratch);
                     }
                     for answer in answers {
-                        self.engine.handle_datagram(underlay(2), &answer, self.now);
+                        self.engine.handle_datagram(to, &answer, self.now);
                     }
                 }
-                Output::Transmit { .. } | Output::ResolveUnderlay { .. } => {}
+                Output::ResolveUnderlay { .. } => {}
                 Output::Local(packet) => {
                     // The engine hands its TUN device only packets it parsed.
                     assert!(
@@ -274,5 +310,42 @@ impl std::fmt::Debug for Harness {
 impl Default for Harness {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seeds;
+
+    /// The seeds as the fuzzer first runs them: inner packets from B reach
+    /// A's own addresses and its forwarding, mesh messages decode.
+    #[test]
+    fn seeds_reach_delivery_forwarding_and_the_mesh_decoder() {
+        let (mut forwarded, mut delivered, mut malformed) = (0, 0, 0);
+        for seed in seeds::engine() {
+            let mut harness = Harness::new();
+            harness.run(&seed);
+            let (f, d) = harness.forwarded_and_delivered();
+            forwarded += f;
+            delivered += d;
+            malformed += harness.drops(DropReason::MalformedPacket);
+        }
+        assert!(forwarded >= 5, "forwarded {forwarded}");
+        assert!(delivered >= 2, "delivered {delivered}");
+        assert_eq!(malformed, 0);
+    }
+
+    /// A garbled inner packet is dropped as malformed: decryption worked,
+    /// so the fuzzer's bytes reach the inner parser.
+    #[test]
+    fn inner_garbage_reaches_the_packet_parser() {
+        let mut harness = Harness::new();
+        let mut packet = vec![0x45; 40];
+        packet[2..4].copy_from_slice(&[0, 40]);
+        harness.run(&[&[op::INNER_FROM_B, 0, 40][..], &packet].concat());
+        let dropped: u64 = DropReason::ALL.iter().map(|r| harness.drops(*r)).sum();
+        assert!(dropped >= 1, "nothing dropped");
+        assert_eq!(harness.drops(DropReason::Unauthenticated), 0);
     }
 }

@@ -253,7 +253,11 @@ pub fn engine() -> Vec<Vec<u8>> {
         .collect();
     for packet in mesh_messages() {
         seeds.push(chunk(op::INNER_FROM_B, &packet.encode()));
+        seeds.push(chunk(op::INNER_FROM_C, &packet.encode()));
     }
+    // C may send from its own addresses only: one allowed, one spoofed.
+    seeds.push(chunk(op::INNER_FROM_C, &ipv4(overlay4(3), b4, 17, &udp)));
+    seeds.push(chunk(op::INNER_FROM_C, &ipv4(b4, a4, 1, &icmp_echo)));
     let local = [
         ipv4(a4, overlay4(3), 17, &udp),
         ipv4(a4, b4, 1, &icmp_echo),
