@@ -48,6 +48,8 @@ fn node(id: u32, hostname: &str, state: NodeState, online: bool, links: (u32, u3
         public_wifi: false,
         client_prefixes: Vec::new(),
         clients: None,
+        roles_requested: vec![],
+        roles_approved: vec![],
     }
 }
 

@@ -130,6 +130,18 @@ pub async fn revoke(
     Ok(Json(h.revoke(node_id(path)?).await?))
 }
 
+/// `POST /nodes/{id}/roles` with `{"role": "gateway", "approved": true}`.
+pub async fn roles(
+    State(h): State<AdminHandle>,
+    path: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Answer<api::ActionResult> {
+    let id = node_id(path)?;
+    let req: api::RoleChange = serde_json::from_slice(&body)
+        .map_err(|e| Failure::bad_request(format!("request body: {e}")))?;
+    Ok(Json(h.set_role_approval(id, req.role, req.approved).await?))
+}
+
 pub async fn links(State(h): State<AdminHandle>) -> Answer<Vec<api::Link>> {
     Ok(Json(h.links().await?))
 }

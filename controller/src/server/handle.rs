@@ -171,6 +171,16 @@ impl AdminHandle {
         self.call(move |hub| hub.revoke(id)).await?
     }
 
+    pub async fn set_role_approval(
+        &self,
+        id: u32,
+        role: api::Role,
+        approved: bool,
+    ) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.set_role_approval(id, role, approved))
+            .await?
+    }
+
     pub async fn create_token(&self, req: api::CreateToken) -> Result<api::CreatedToken, OpError> {
         self.call(move |hub| hub.create_token(&req)).await?
     }

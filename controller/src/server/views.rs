@@ -78,6 +78,8 @@ impl Hub {
                 Vec::new()
             },
             clients: self.telemetry.clients.get(&n.id).copied(),
+            roles_requested: api::Role::list(&n.requested_roles),
+            roles_approved: api::Role::list(&n.approved_roles),
         }
     }
 

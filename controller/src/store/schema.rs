@@ -91,6 +91,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site, prefix)
     );
     CREATE TABLE reserved_addr4 (addr4_index INTEGER PRIMARY KEY);",
+    // links-roles: roles need the operator. `gateway` and `public_wifi`
+    // now hold what the node's Hello requests; the approvals are separate.
+    // Roles in effect before this migration were approved implicitly, so
+    // an upgrade takes no gateway away (`docs/decisions.md`).
+    "ALTER TABLE nodes ADD COLUMN approved_gateway INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN approved_public_wifi INTEGER NOT NULL DEFAULT 0;
+    UPDATE nodes SET approved_gateway = gateway, approved_public_wifi = public_wifi;
+    ALTER TABLE tokens ADD COLUMN roles TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
