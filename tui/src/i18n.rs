@@ -5,7 +5,7 @@
 //! compile. Messages with numbers or names in them are functions below the
 //! table, again with one arm per language.
 
-use freimesh_proto::api::{DownCause, EventKind, Severity};
+use freimesh_proto::api::{DownCause, EventKind, Role, Severity};
 
 /// The language of the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +168,11 @@ pub enum Msg {
     TooSmall,
     SelectNodeFirst,
     TokenRefused,
+    KeyRoleApprove,
+    KeyRoleRevoke,
+    NoRoleAwaits,
+    NoRoleApproved,
+    FlagAwaitsApproval,
     SevCritical,
     SevWarning,
     SevInfo,
@@ -297,6 +302,11 @@ impl Msg {
         Msg::TooSmall,
         Msg::SelectNodeFirst,
         Msg::TokenRefused,
+        Msg::KeyRoleApprove,
+        Msg::KeyRoleRevoke,
+        Msg::NoRoleAwaits,
+        Msg::NoRoleApproved,
+        Msg::FlagAwaitsApproval,
         Msg::SevCritical,
         Msg::SevWarning,
         Msg::SevInfo,
@@ -477,6 +487,20 @@ impl Msg {
                 "the controller refused the operator token",
                 "der Controller lehnt das Operator-Token ab",
             ),
+            Msg::KeyRoleApprove => (
+                "approve a role the node requests",
+                "angefragte Rolle freigeben",
+            ),
+            Msg::KeyRoleRevoke => ("withdraw an approved role", "freigegebene Rolle entziehen"),
+            Msg::NoRoleAwaits => (
+                "no role of this node awaits approval",
+                "keine Rolle dieses Knotens wartet auf Freigabe",
+            ),
+            Msg::NoRoleApproved => (
+                "no role is approved for this node",
+                "für diesen Knoten ist keine Rolle freigegeben",
+            ),
+            Msg::FlagAwaitsApproval => ("awaits approval", "wartet auf Freigabe"),
             Msg::SevCritical => ("CRITICAL", "KRITISCH"),
             Msg::SevWarning => ("WARNING", "WARNUNG"),
             Msg::SevInfo => ("INFO", "INFO"),
@@ -499,6 +523,19 @@ pub enum NodeAction {
     Undrain,
     Approve,
     Revoke,
+    /// Approve a role the node requests (it takes effect at once).
+    ApproveRole(Role),
+    /// Withdraw a role's approval.
+    RevokeRole(Role),
+}
+
+/// A role's name for people.
+pub fn role_name(lang: Lang, role: Role) -> &'static str {
+    match (lang, role) {
+        (_, Role::Gateway) => "Gateway",
+        (Lang::En, Role::PublicWifi) => "public Wi-Fi",
+        (Lang::De, Role::PublicWifi) => "öffentliches WLAN",
+    }
 }
 
 /// The question in the confirmation dialog.
@@ -528,6 +565,26 @@ pub fn confirm_question(lang: Lang, action: NodeAction, host: &str, id: u32) -> 
         (Lang::De, NodeAction::Revoke) => format!(
             "{host} (#{id}) SPERREN? Er wird sofort und endgültig vom Netz getrennt; sein Schlüssel wird nie wieder angenommen. Zurück nur durch neue Anmeldung mit neuem Schlüssel."
         ),
+        (Lang::En, NodeAction::ApproveRole(Role::Gateway)) => format!(
+            "Approve the Gateway role for {host} (#{id})? From now on the mesh may send internet traffic through it: only approve a node you set up as a gateway."
+        ),
+        (Lang::De, NodeAction::ApproveRole(Role::Gateway)) => format!(
+            "Gateway-Rolle für {host} (#{id}) freigeben? Ab sofort kann das Netz Internetverkehr über ihn leiten: nur freigeben, wenn Sie ihn als Gateway eingerichtet haben."
+        ),
+        (Lang::En, NodeAction::ApproveRole(Role::PublicWifi)) => format!(
+            "Approve the public Wi-Fi role for {host} (#{id})? It gets client subnets and serves public Wi-Fi clients at once."
+        ),
+        (Lang::De, NodeAction::ApproveRole(Role::PublicWifi)) => format!(
+            "Rolle öffentliches WLAN für {host} (#{id}) freigeben? Er erhält sofort Client-Netze und versorgt öffentliche WLAN-Clients."
+        ),
+        (Lang::En, NodeAction::RevokeRole(role)) => format!(
+            "Withdraw the {} role from {host} (#{id})? It is an ordinary node again at once.",
+            role_name(lang, role)
+        ),
+        (Lang::De, NodeAction::RevokeRole(role)) => format!(
+            "Rolle {} von {host} (#{id}) entziehen? Er ist sofort wieder ein gewöhnlicher Knoten.",
+            role_name(lang, role)
+        ),
     }
 }
 
@@ -542,6 +599,18 @@ pub fn action_done(lang: Lang, action: NodeAction, host: &str) -> String {
         (Lang::De, NodeAction::Approve) => format!("{host} freigegeben"),
         (Lang::En, NodeAction::Revoke) => format!("{host} revoked"),
         (Lang::De, NodeAction::Revoke) => format!("{host} gesperrt"),
+        (Lang::En, NodeAction::ApproveRole(r)) => {
+            format!("{} role approved for {host}", role_name(lang, r))
+        }
+        (Lang::De, NodeAction::ApproveRole(r)) => {
+            format!("Rolle {} für {host} freigegeben", role_name(lang, r))
+        }
+        (Lang::En, NodeAction::RevokeRole(r)) => {
+            format!("{} role withdrawn from {host}", role_name(lang, r))
+        }
+        (Lang::De, NodeAction::RevokeRole(r)) => {
+            format!("Rolle {} von {host} entzogen", role_name(lang, r))
+        }
     }
 }
 
@@ -691,6 +760,67 @@ pub fn event(lang: Lang, kind: &EventKind, name: &dyn Fn(u32) -> String) -> Stri
         }
         (Lang::En, K::SiteRemoved { name: site }) => format!("site {site} removed"),
         (Lang::De, K::SiteRemoved { name: site }) => format!("Standort {site} entfernt"),
+        (Lang::En, K::RoleAwaitsApproval { node, role }) => format!(
+            "{} requests the {} role: awaits approval",
+            name(*node),
+            role_name(lang, *role)
+        ),
+        (Lang::De, K::RoleAwaitsApproval { node, role }) => format!(
+            "{} fragt die Rolle {} an: wartet auf Freigabe",
+            name(*node),
+            role_name(lang, *role)
+        ),
+        (Lang::En, K::RoleApproved { node, role }) => {
+            format!(
+                "{} role approved for {}",
+                role_name(lang, *role),
+                name(*node)
+            )
+        }
+        (Lang::De, K::RoleApproved { node, role }) => {
+            format!(
+                "Rolle {} für {} freigegeben",
+                role_name(lang, *role),
+                name(*node)
+            )
+        }
+        (Lang::En, K::RoleRevoked { node, role }) => {
+            format!(
+                "{} role withdrawn from {}",
+                role_name(lang, *role),
+                name(*node)
+            )
+        }
+        (Lang::De, K::RoleRevoked { node, role }) => {
+            format!(
+                "Rolle {} von {} entzogen",
+                role_name(lang, *role),
+                name(*node)
+            )
+        }
+        (
+            _,
+            K::LinkDisputed {
+                a,
+                b,
+                node,
+                rtt_us,
+                other_rtt_us,
+            },
+        ) => match lang {
+            Lang::En => format!(
+                "link {} – {}: {} claims {rtt_us} µs, the other end {other_rtt_us} µs; the larger is used",
+                name(*a),
+                name(*b),
+                name(*node)
+            ),
+            Lang::De => format!(
+                "Verbindung {} – {}: {} meldet {rtt_us} µs, die Gegenseite {other_rtt_us} µs; der größere Wert gilt",
+                name(*a),
+                name(*b),
+                name(*node)
+            ),
+        },
     }
 }
 
