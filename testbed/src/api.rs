@@ -229,5 +229,25 @@ pub fn describe(event: &Event, name: &dyn Fn(u32) -> String) -> String {
         K::UplinkDown { node } => format!("uplink of gateway {} down", name(*node)),
         K::SiteAdded { name: site, via } => format!("site {site} added via {}", name(*via)),
         K::SiteRemoved { name: site } => format!("site {site} removed"),
+        K::RoleAwaitsApproval { node, role } => {
+            format!(
+                "{} requests the {role} role; it awaits approval",
+                name(*node)
+            )
+        }
+        K::RoleApproved { node, role } => format!("{role} role approved for {}", name(*node)),
+        K::RoleRevoked { node, role } => format!("{role} role withdrawn from {}", name(*node)),
+        K::LinkDisputed {
+            a,
+            b,
+            node,
+            rtt_us,
+            other_rtt_us,
+        } => format!(
+            "link {}–{}: {} claims {rtt_us} µs, the other end {other_rtt_us} µs; the larger is used",
+            name(*a),
+            name(*b),
+            name(*node)
+        ),
     }
 }
