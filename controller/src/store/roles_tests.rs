@@ -186,3 +186,36 @@ fn approving_public_wifi_without_a_client_pool_is_refused_and_writes_nothing() {
     ));
     assert_eq!(store.dump().expect("dump"), before);
 }
+
+#[test]
+fn roles_in_effect_before_the_upgrade_count_as_approved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mesh.db");
+    {
+        // The database as schema 3 (gateways and public Wi-Fi, no
+        // approvals) left it: node 1 a gateway, node 2 an ordinary node.
+        let mut conn = rusqlite::Connection::open(&path).expect("open");
+        schema::migrate_to(&mut conn, 3).expect("schema 3");
+        conn.execute_batch(&format!(
+            "INSERT INTO settings (id, ula, ipv4, approval, controller_public_key)
+                 VALUES (1, 'fd12:3456:789a::/48', '10.99.0.0/16', 0, '{key}');
+             INSERT INTO nodes (public_key, hostname, addr6_index, addr4_index, state, created_at, gateway)
+                 VALUES ('{k1}', 'gw', 1, 1, 'active', 0, 1), ('{k2}', 'plain', 2, 2, 'active', 0, 0);",
+            key = PublicKeyBytes([9; 32]).to_base64(),
+            k1 = PublicKeyBytes([1; 32]).to_base64(),
+            k2 = PublicKeyBytes([2; 32]).to_base64(),
+        ))
+        .expect("rows");
+    }
+    let store = Store::open(&path).expect("upgrade");
+    assert_eq!(
+        store.schema_version().expect("version"),
+        Store::latest_schema() as i64
+    );
+    let gw = store.node(1).expect("gw");
+    assert!(gw.gateway, "an upgrade takes no gateway away");
+    assert_eq!(gw.approved_roles, GATEWAY);
+    let plain = store.node(2).expect("plain");
+    assert_eq!(plain.approved_roles, Roles::default());
+    assert!(!plain.gateway);
+}

@@ -122,3 +122,20 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn latest() -> usize {
     MIGRATIONS.len()
 }
+
+/// Brings the database to schema `version` and no further: how tests build
+/// a database as an older release left it.
+#[cfg(test)]
+pub(super) fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
