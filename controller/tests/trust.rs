@@ -84,6 +84,20 @@ fn events(mesh: &Mesh) -> Vec<EventKind> {
         .collect()
 }
 
+/// Waits (up to 5 s) until the controller stored `kind`: events reach the
+/// database just after the frames of the same step go out.
+async fn stored_event(mesh: &Mesh, kind: EventKind) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !events(mesh).contains(&kind) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind:?} in {:?}",
+            events(mesh)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every event already queued for `agent`, without waiting.
 fn queued(agent: &mut Agent) -> Vec<ControllerEvent> {
     std::iter::from_fn(|| agent.events.try_recv().ok()).collect()
@@ -133,10 +147,14 @@ async fn a_requested_gateway_role_takes_effect_only_after_role_approve() {
         .expect("gw");
     assert!(node.requested_roles.gateway && !node.gateway);
     assert!(admin::format_node(&node).contains("gateway(awaits-approval)"));
-    assert!(events(&mesh).contains(&EventKind::RoleAwaitsApproval {
-        node: gw_id,
-        role: Role::Gateway
-    }));
+    stored_event(
+        &mesh,
+        EventKind::RoleAwaitsApproval {
+            node: gw_id,
+            role: Role::Gateway,
+        },
+    )
+    .await;
 
     admin::role_approve(&mesh.db, gw_id, Role::Gateway, true).expect("approve");
     let gw_key = gw.public;
@@ -144,10 +162,14 @@ async fn a_requested_gateway_role_takes_effect_only_after_role_approve() {
     plain
         .wait_for("default route via gw", |e| matches!(e, ControllerEvent::RoutesDelta(ch) if ch.iter().any(|r| matches!(r, RouteChange::Set(r) if r.prefix == default && r.via == vec![gw_key]))))
         .await;
-    assert!(events(&mesh).contains(&EventKind::RoleApproved {
-        node: gw_id,
-        role: Role::Gateway
-    }));
+    stored_event(
+        &mesh,
+        EventKind::RoleApproved {
+            node: gw_id,
+            role: Role::Gateway,
+        },
+    )
+    .await;
 
     // Revoking the role withdraws the default routes again.
     admin::role_approve(&mesh.db, gw_id, Role::Gateway, false).expect("revoke");
