@@ -178,6 +178,12 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
+        // Writers take the write lock when their transaction begins, so a
+        // CLI command waits (busy timeout) for the running server instead
+        // of failing with "database is locked" when the server committed
+        // between its first read and its first write (a deferred
+        // transaction cannot wait for that: SQLITE_BUSY_SNAPSHOT).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn).map_err(open_err)?;
         Ok(Self { conn })
     }
