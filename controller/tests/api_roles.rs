@@ -41,6 +41,14 @@ async fn roles_are_approved_and_revoked_over_the_api() {
         routes.iter().all(|r| r.prefix.prefix_len() != 0),
         "{routes:?}"
     );
+    let ov: api::Overview = api.json("/api/v1/overview").await;
+    assert!(
+        ov.alerts
+            .iter()
+            .any(|a| a.kind == "role-awaits-approval" && a.node == Some(1)),
+        "{:?}",
+        ov.alerts
+    );
 
     let approve = r#"{"role":"gateway","approved":true}"#;
     let (status, text) = api.post("/api/v1/nodes/1/roles", Some(approve)).await;
@@ -50,6 +58,8 @@ async fn roles_are_approved_and_revoked_over_the_api() {
     assert_eq!(node.roles_approved, vec![api::Role::Gateway]);
     let gateways: Vec<api::Gateway> = api.json("/api/v1/gateways").await;
     assert_eq!(gateways.len(), 1);
+    let ov: api::Overview = api.json("/api/v1/overview").await;
+    assert!(ov.alerts.iter().all(|a| a.kind != "role-awaits-approval"));
     // At once: node 3's default route goes toward node 1.
     let routes: Vec<api::Route> = api.json("/api/v1/nodes/3/routes").await;
     let default = routes

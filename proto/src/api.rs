@@ -75,7 +75,8 @@ pub enum Severity {
 pub struct Alert {
     pub severity: Severity,
     /// Stable machine-readable kind: `node-offline`, `link-down`,
-    /// `node-pending`, `single-point-of-failure`, `gateway-down`.
+    /// `node-pending`, `single-point-of-failure`, `gateway-down`,
+    /// `role-awaits-approval`.
     pub kind: String,
     pub node: Option<u32>,
     pub peer: Option<u32>,

@@ -691,6 +691,12 @@ pub fn alert(lang: Lang, kind: &str, node: &str, peer: &str, message: &str) -> S
         (Lang::De, "link-down") => format!("Verbindung {node} – {peer} ist ausgefallen"),
         (Lang::En, "node-pending") => format!("{node} waits for approval"),
         (Lang::De, "node-pending") => format!("{node} wartet auf Freigabe"),
+        (Lang::En, "role-awaits-approval") => {
+            format!("{node} requests a role: awaits approval")
+        }
+        (Lang::De, "role-awaits-approval") => {
+            format!("{node} fragt eine Rolle an: wartet auf Freigabe")
+        }
         (Lang::En, "single-point-of-failure") => {
             format!("{node} is a single point of failure")
         }

@@ -244,6 +244,22 @@ impl Hub {
                 }),
                 _ => {}
             }
+            let awaiting = n
+                .roles_requested
+                .iter()
+                .filter(|r| !n.roles_approved.contains(r));
+            for role in awaiting.filter(|_| n.state != api::NodeState::Revoked) {
+                alerts.push(api::Alert {
+                    severity: api::Severity::Info,
+                    kind: "role-awaits-approval".into(),
+                    node: Some(n.id),
+                    peer: None,
+                    message: format!(
+                        "node {} ({}) requests the {role} role; it takes effect once approved (freimesh-controller role approve {} {role})",
+                        n.id, n.hostname, n.id
+                    ),
+                });
+            }
         }
         let gateways = self.gateways();
         for g in gateways.iter().filter(|g| g.uplink_up == Some(false)) {
