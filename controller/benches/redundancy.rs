@@ -51,6 +51,8 @@ fn node(id: u32) -> api::Node {
         public_wifi: false,
         client_prefixes: Vec::new(),
         clients: None,
+        roles_requested: vec![],
+        roles_approved: vec![],
     }
 }
 

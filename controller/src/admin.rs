@@ -222,6 +222,33 @@ pub fn token_create(db: &Path, valid: Duration, prefixes: &[IpNet]) -> Result<St
     Ok(store.create_token(expires, prefixes, now)?)
 }
 
+/// [`token_create`] whose node also gets `roles` approved.
+pub fn token_create_with_roles(
+    db: &Path,
+    valid: Duration,
+    prefixes: &[IpNet],
+    roles: &[freimesh_proto::api::Role],
+) -> Result<String, AdminError> {
+    let mut store = Store::open(db)?;
+    store.settings()?;
+    let now = unix_now();
+    let expires = now.saturating_add(i64::try_from(valid.as_secs()).unwrap_or(i64::MAX));
+    let roles = freimesh_proto::api::Role::to_roles(roles);
+    Ok(store.create_token_with_roles(expires, prefixes, roles, now)?)
+}
+
+/// Approves (`approved`) or withdraws `role` for node `id` (`role approve`,
+/// `role revoke`); a running controller applies it within
+/// [`crate::server::REGISTRY_POLL`].
+pub fn role_approve(
+    db: &Path,
+    id: u32,
+    role: freimesh_proto::api::Role,
+    approved: bool,
+) -> Result<NodeRecord, AdminError> {
+    Ok(Store::open(db)?.set_role_approval(id, role, approved)?)
+}
+
 pub fn node_list(db: &Path) -> Result<Vec<NodeRecord>, AdminError> {
     Ok(Store::open(db)?.nodes()?)
 }
@@ -434,16 +461,29 @@ pub fn format_node(n: &NodeRecord) -> String {
     ) + &roles_suffix(n)
 }
 
+/// Each role the node requests or an operator approved: `gateway` when in
+/// effect, `gateway(awaits-approval)` when only requested,
+/// `gateway(approved-not-requested)` when only approved.
 fn roles_suffix(n: &NodeRecord) -> String {
+    use freimesh_proto::api::Role;
     let mut out = String::new();
-    if n.gateway {
-        out.push_str("  gateway");
-    }
-    if n.public_wifi {
-        out.push_str("  public-wifi");
-        for p in &n.client_prefixes {
-            out.push(' ');
-            out.push_str(&p.to_string());
+    for role in Role::ALL {
+        let requested = role.is_in(&n.requested_roles);
+        let approved = role.is_in(&n.approved_roles);
+        match (requested, approved) {
+            (true, true) => {
+                out.push_str("  ");
+                out.push_str(role.as_str());
+            }
+            (true, false) => out.push_str(&format!("  {role}(awaits-approval)")),
+            (false, true) => out.push_str(&format!("  {role}(approved-not-requested)")),
+            (false, false) => {}
+        }
+        if role == Role::PublicWifi && n.public_wifi {
+            for p in &n.client_prefixes {
+                out.push(' ');
+                out.push_str(&p.to_string());
+            }
         }
     }
     out

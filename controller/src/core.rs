@@ -27,6 +27,7 @@
 //! dense (SQLite's rowids count up from 1) and never reused; index 0 is
 //! the internet (`plan.rs`).
 
+mod claims;
 mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -43,6 +44,7 @@ use ipnet::IpNet;
 use crate::routing::{LinkCost, Router, metric_of};
 use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
+pub use claims::{DISPUTE_RTT_MIN_DIFF_US, DISPUTE_RTT_RATIO, Dispute};
 pub use plan::{Hop, INTERNET, Planned, SITE_PROFILE, UPLINK_METRIC, default_routes};
 
 /// The metric of a link nobody has measured yet: a 10 ms round trip, so a
@@ -84,6 +86,10 @@ pub struct Controller {
     links: BTreeMap<(u32, u32), LinkRecord>,
     /// Where `from` reported it reaches `to`: `(from, to) -> endpoint`.
     seen: BTreeMap<(u32, u32), SocketAddr>,
+    /// What each node claimed about each neighbour (`claims.rs`).
+    claims: claims::Claims,
+    /// Measurement disputes that started, for the shell to log and raise.
+    disputes: VecDeque<Dispute>,
     router: Router,
     /// Standard WireGuard sites by name, and their overlay addresses.
     sites: BTreeMap<String, SiteRecord>,
@@ -116,6 +122,8 @@ impl Controller {
             prefixes: BTreeMap::new(),
             links: BTreeMap::new(),
             seen: BTreeMap::new(),
+            claims: claims::Claims::default(),
+            disputes: VecDeque::new(),
             router: Router::new(),
             sites: BTreeMap::new(),
             site_addresses: BTreeSet::new(),
@@ -171,6 +179,7 @@ impl Controller {
             }
         }
         self.links = new_links;
+        self.claims.retain_nodes(|id| new_active.contains(&id));
         let ids: Vec<u32> = self.nodes.keys().copied().collect();
         for id in ids {
             self.sync_uplink(id);
@@ -365,10 +374,12 @@ impl Controller {
         self.sessions.remove(&id);
     }
 
-    /// The link rows a report from node `id` creates or changes. Candidates
-    /// and measured peers that are active nodes become links.
+    /// The link rows a report from node `id` creates or changes
+    /// (`claims.rs`): a link appears only once both ends have reported each
+    /// other, its RTT and loss are the larger of both ends' latest
+    /// measurements, and it is down if either end says so. A one-sided
+    /// claim returns nothing.
     pub fn plan_report(&mut self, id: u32, report: &Report) -> Vec<LinkRecord> {
-        let mut out: BTreeMap<(u32, u32), LinkRecord> = BTreeMap::new();
         let peer_of = |key: &PublicKeyBytes| {
             self.by_key.get(key).copied().filter(|p| {
                 *p != id
@@ -378,43 +389,39 @@ impl Controller {
                         .is_some_and(|n| n.state == NodeState::Active)
             })
         };
+        let mut peers = BTreeSet::new();
+        let mut measured = Vec::new();
         let mut endpoint_moved = false;
         for Candidate { peer, endpoint } in &report.candidates {
             let Some(p) = peer_of(peer) else { continue };
             if let Some(ep) = endpoint {
                 endpoint_moved |= self.seen.insert((id, p), *ep) != Some(*ep);
             }
-            let pair = (id.min(p), id.max(p));
-            if !self.links.contains_key(&pair) {
-                out.entry(pair).or_insert(LinkRecord {
-                    a: pair.0,
-                    b: pair.1,
-                    rtt_us: None,
-                    loss_ppm: None,
-                    up: true,
-                    override_cost: None,
-                });
-            }
+            peers.insert(p);
         }
         for m in &report.links {
             let Some(p) = peer_of(&m.peer) else { continue };
+            measured.push((p, claims::Measured::from(m)));
+            peers.insert(p);
+        }
+        for p in &peers {
+            self.claims.claim(id, *p);
+        }
+        for (p, m) in measured {
+            self.claims.measure(id, p, m);
+        }
+        let mut out = Vec::new();
+        for p in peers {
             let pair = (id.min(p), id.max(p));
-            let base = self.links.get(&pair).copied().unwrap_or(LinkRecord {
-                a: pair.0,
-                b: pair.1,
-                rtt_us: None,
-                loss_ppm: None,
-                up: true,
-                override_cost: None,
-            });
-            let new = LinkRecord {
-                rtt_us: Some(m.rtt_us),
-                loss_ppm: Some(m.loss_ppm),
-                up: m.up,
-                ..base
+            let stored = self.links.get(&pair);
+            let Some(row) = self.claims.desired(id, p, stored) else {
+                continue;
             };
-            if self.links.get(&pair) != Some(&new) {
-                out.insert(pair, new);
+            if stored != Some(&row) {
+                out.push(row);
+            }
+            if let Some(d) = self.claims.check_dispute(id, p) {
+                self.disputes.push_back(d);
             }
         }
         if endpoint_moved {
@@ -423,7 +430,18 @@ impl Controller {
             // differences go out).
             self.sync(&BTreeSet::from([id]));
         }
-        out.into_values().collect()
+        out
+    }
+
+    /// The next measurement dispute that started (two ends' RTTs of one
+    /// link disagree beyond noise; the larger is used anyway).
+    pub fn poll_dispute(&mut self) -> Option<Dispute> {
+        self.disputes.pop_front()
+    }
+
+    /// Links whose two ends' RTTs disagree now.
+    pub fn disputed_links(&self) -> &BTreeSet<(u32, u32)> {
+        self.claims.disputed_links()
     }
 
     /// Applies link rows the shell has committed; queues deltas.
@@ -488,6 +506,7 @@ impl Controller {
         let mut touched: BTreeSet<u32> = self.neighbours(id).collect();
         self.links.retain(|(a, b), _| *a != id && *b != id);
         self.seen.retain(|(a, b), _| *a != id && *b != id);
+        self.claims.forget(id);
         if was_active {
             self.router.remove_node(id);
         }
@@ -643,3 +662,6 @@ mod tests;
 
 #[cfg(test)]
 mod gateway_tests;
+
+#[cfg(test)]
+mod claims_tests;

@@ -29,6 +29,8 @@ fn node(id: u32, state: NodeState) -> NodeRecord {
         gateway: false,
         public_wifi: false,
         client_prefixes: vec![],
+        requested_roles: Default::default(),
+        approved_roles: Default::default(),
     }
 }
 
@@ -68,6 +70,14 @@ fn report(peers: &[u8]) -> Report {
     }
 }
 
+/// Both ends of `a – b` report each other; the rows go in.
+fn link(core: &mut Controller, a: u8, b: u8) {
+    for (from, to) in [(a, b), (b, a)] {
+        let rows = core.plan_report(u32::from(from), &report(&[to]));
+        core.apply_links(&rows);
+    }
+}
+
 #[test]
 fn connect_queues_welcome_then_full_links_and_routes() {
     let mut core = Controller::new(settings(), vec![node(1, NodeState::Active)], vec![], vec![]);
@@ -92,10 +102,13 @@ fn candidates_become_links_on_both_ends_and_routes_follow() {
     let mut core = three();
     // Unknown keys and the node itself are ignored.
     assert!(core.plan_report(1, &report(&[1, 77])).is_empty());
-    let rows = core.plan_report(1, &report(&[2]));
+    // One end alone creates nothing; the other end's report does.
+    assert!(core.plan_report(1, &report(&[2])).is_empty());
+    let rows = core.plan_report(2, &report(&[1]));
     assert_eq!(rows.len(), 1);
     core.apply_links(&rows);
-    let rows = core.plan_report(2, &report(&[3]));
+    assert!(core.plan_report(2, &report(&[3])).is_empty());
+    let rows = core.plan_report(3, &report(&[2]));
     core.apply_links(&rows);
     let out = drain(&mut core);
     let to = |id: u32| -> Vec<&ControllerMsg> {
@@ -116,8 +129,7 @@ fn candidates_become_links_on_both_ends_and_routes_follow() {
 #[test]
 fn measurements_update_links_and_down_links_withdraw_routes() {
     let mut core = three();
-    let rows = core.plan_report(1, &report(&[2]));
-    core.apply_links(&rows);
+    link(&mut core, 1, 2);
     drain(&mut core);
     let down = Report {
         links: vec![LinkMeasurement {
@@ -141,8 +153,7 @@ fn measurements_update_links_and_down_links_withdraw_routes() {
 #[test]
 fn revocation_closes_the_node_and_tears_down_its_links_routes_first() {
     let mut core = three();
-    let rows = core.plan_report(1, &report(&[2]));
-    core.apply_links(&rows);
+    link(&mut core, 1, 2);
     drain(&mut core);
     let nodes = vec![
         node(1, NodeState::Active),
@@ -188,8 +199,7 @@ fn prefixes_must_be_approved() {
 #[test]
 fn a_new_endpoint_reaches_the_neighbours() {
     let mut core = three();
-    let rows = core.plan_report(1, &report(&[2]));
-    core.apply_links(&rows);
+    link(&mut core, 1, 2);
     drain(&mut core);
     let moved: SocketAddr = "198.51.100.2:51820".parse().expect("ep");
     core.upsert_node(
@@ -208,8 +218,7 @@ fn a_new_endpoint_reaches_the_neighbours() {
 #[test]
 fn an_endpoint_a_node_names_for_an_existing_link_reaches_it() {
     let mut core = three();
-    let rows = core.plan_report(1, &report(&[2]));
-    core.apply_links(&rows);
+    link(&mut core, 1, 2);
     drain(&mut core);
     // Node 1 now reaches node 2 through a relay: no link row changes, but
     // node 1 must be told to use the relay.
@@ -241,8 +250,7 @@ fn an_endpoint_a_node_names_for_an_existing_link_reaches_it() {
 fn chain() -> Controller {
     let mut core = three();
     for (id, peer) in [(1, 2), (2, 3)] {
-        let rows = core.plan_report(id, &report(&[peer]));
-        core.apply_links(&rows);
+        link(&mut core, id, peer);
     }
     drain(&mut core);
     core

@@ -83,6 +83,12 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Node roles (gateway, public Wi-Fi): a node's Hello only requests
+    /// them; they take effect once approved here.
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
     /// Approved extra prefixes.
     Prefix {
         #[command(subcommand)]
@@ -169,6 +175,31 @@ enum TokenCommand {
         /// A prefix approved for the node enrolling with this token (repeatable).
         #[arg(long)]
         prefix: Vec<IpNet>,
+        /// Roles approved for the node enrolling with this token:
+        /// `gateway`, `public-wifi` (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<freimesh_proto::api::Role>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoleCommand {
+    /// Approve a role for a node: it takes effect at once if the node
+    /// requests it, or as soon as it does.
+    Approve {
+        node: u32,
+        /// `gateway` or `public-wifi`.
+        role: freimesh_proto::api::Role,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Withdraw a role's approval: the node is an ordinary node again.
+    Revoke {
+        node: u32,
+        /// `gateway` or `public-wifi`.
+        role: freimesh_proto::api::Role,
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -407,10 +438,25 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     db,
                     expires,
                     prefix,
+                    roles,
                 },
         } => {
             let valid = admin::parse_duration(&expires).context("--expires")?;
-            println!("{}", admin::token_create(&db, valid, &prefix)?);
+            println!(
+                "{}",
+                admin::token_create_with_roles(&db, valid, &prefix, &roles)?
+            );
+        }
+        Command::Role { command } => {
+            let node = match command {
+                RoleCommand::Approve { node, role, db } => {
+                    admin::role_approve(&db, node, role, true)?
+                }
+                RoleCommand::Revoke { node, role, db } => {
+                    admin::role_approve(&db, node, role, false)?
+                }
+            };
+            println!("{}", admin::format_node(&node));
         }
         Command::Node { command } => match command {
             NodeCommand::List { db } => {

@@ -277,7 +277,9 @@ async fn honest_line(api: &Api) -> (Node, Node, Node) {
     let mut rathaus = Node::enrol(api, "rathaus", Roles::default()).await;
     let mut bibliothek = Node::enrol(api, "bibliothek", Roles::default()).await;
     schule.report(&[(&rathaus, 2_000)]).await;
-    rathaus.report(&[(&schule, 2_000), (&bibliothek, 2_000)]).await;
+    rathaus
+        .report(&[(&schule, 2_000), (&bibliothek, 2_000)])
+        .await;
     bibliothek.report(&[(&rathaus, 2_000)]).await;
     let (s, b) = (schule.id, bibliothek.id);
     eventually("schule routes to bibliothek", || async {
@@ -360,7 +362,9 @@ async fn a_hostile_node_cannot_pull_honest_traffic() {
     );
     let gateways: serde_json::Value = api.json("/api/v1/gateways").await;
     assert!(
-        !gateways.to_string().contains(&format!("\"node\":{attacker}"))
+        !gateways
+            .to_string()
+            .contains(&format!("\"node\":{attacker}"))
             && !gateways.to_string().contains("hostile"),
         "an unapproved gateway is listed: {gateways}"
     );
@@ -392,7 +396,8 @@ async fn a_hostile_node_cannot_pull_honest_traffic() {
         .iter()
         .find(|l| {
             let ends = [l["a"].as_u64(), l["b"].as_u64()];
-            ends.contains(&Some(u64::from(schule.id))) && ends.contains(&Some(u64::from(rathaus.id)))
+            ends.contains(&Some(u64::from(schule.id)))
+                && ends.contains(&Some(u64::from(rathaus.id)))
         })
         .expect("the schule–rathaus link");
     let rtt = sr["rtt_us"].as_u64().unwrap_or(u64::MAX);
@@ -421,24 +426,23 @@ async fn an_event_flood_neither_prunes_history_nor_backdates() {
     };
     let started = Instant::now();
     for _ in 0..80 {
-        hostile
-            .send(&AgentMsg::Events(vec![event; 256]))
-            .await;
+        hostile.send(&AgentMsg::Events(vec![event; 256])).await;
     }
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let (status, _) = api.get("/api/v1/overview").await;
     assert_eq!(status, 200, "the API answers after the flood");
 
     let events: serde_json::Value = api.json("/api/v1/events?limit=1000").await;
-    let list = events.as_array().cloned().unwrap_or_else(|| {
-        events["events"]
-            .as_array()
-            .cloned()
-            .expect("an event list")
-    });
+    let list = events
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| events["events"].as_array().cloned().expect("an event list"));
     let hostile_failovers = list
         .iter()
-        .filter(|e| e.to_string().contains("failover") && e.to_string().contains(&format!("\"node\":{}", hostile.id)))
+        .filter(|e| {
+            e.to_string().contains("failover")
+                && e.to_string().contains(&format!("\"node\":{}", hostile.id))
+        })
         .count();
     println!(
         "event flood: 20,480 failovers sent in {:?}; {hostile_failovers} stored; database grew by {} bytes",
@@ -567,7 +571,10 @@ async fn a_connection_flood_leaves_the_api_and_honest_nodes_working() {
         "connection flood: {} idle connections; API p50 {p50:?}, max {max:?}",
         idle.len()
     );
-    assert!(max < API_LATENCY_BOUND, "API latency {max:?} under the flood");
+    assert!(
+        max < API_LATENCY_BOUND,
+        "API latency {max:?} under the flood"
+    );
     // An honest node still enrols while the flood sits there.
     let node = Node::enrol(&api, "spaet", Roles::default()).await;
     assert!(node.id > 0);

@@ -22,6 +22,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/v1/nodes/2/undrain"),
     ("POST", "/api/v1/nodes/4/approve"),
     ("POST", "/api/v1/nodes/3/revoke"),
+    ("POST", "/api/v1/nodes/1/roles"),
     ("GET", "/api/v1/links"),
     ("GET", "/api/v1/gateways"),
     ("GET", "/api/v1/tokens"),

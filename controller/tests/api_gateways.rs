@@ -26,6 +26,10 @@ async fn gateways_sites_and_default_routes_over_the_api() {
             },
         )
         .expect("roles");
+    Store::open(&db)
+        .expect("open")
+        .set_role_approval(1, api::Role::Gateway, true)
+        .expect("approve");
     let lan: IpNet = "10.30.0.0/24".parse().expect("net");
     admin::site_add(&db, "library", 3, &[lan], None).expect("site");
     let mut api = Api::on(&db, token, key, None).await;

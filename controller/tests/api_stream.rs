@@ -62,10 +62,10 @@ async fn agents_reports_failovers_and_traffic_reach_the_api() {
     let (ia, ib) = (id_of("alpha"), id_of("beta"));
     assert!(nodes.iter().filter(|n| n.online).count() == 2, "{nodes:?}");
 
-    let measure = |rtt, up| {
+    let measure = |peer, rtt, up| {
         AgentMsg::Report(control::Report {
             links: vec![control::LinkMeasurement {
-                peer: kb.public(),
+                peer,
                 rtt_us: rtt,
                 loss_ppm: 0,
                 up,
@@ -73,6 +73,10 @@ async fn agents_reports_failovers_and_traffic_reach_the_api() {
             candidates: vec![],
         })
     };
+    // A link needs both ends: b measured it first (alone, nothing yet).
+    b.send(&measure(ka.public(), 500, true)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let measure = |rtt, up| measure(kb.public(), rtt, up);
     a.send(&measure(500, true)).await;
     a.send(&measure(700, true)).await;
     a.send(&measure(700, false)).await;

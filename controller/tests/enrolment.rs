@@ -59,13 +59,17 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
     let distinct: std::collections::BTreeSet<&IpNet> = addrs.iter().flatten().collect();
     assert_eq!(distinct.len(), 6, "every address assigned once: {addrs:?}");
 
-    // A line a - b - c.
+    // A line a - b - c: each link reported by both of its ends.
     a.reports
         .send(Upstream::Report(candidates(&[&b])))
         .await
         .expect("report");
     b.reports
-        .send(Upstream::Report(candidates(&[&c])))
+        .send(Upstream::Report(candidates(&[&a, &c])))
+        .await
+        .expect("report");
+    c.reports
+        .send(Upstream::Report(candidates(&[&b])))
         .await
         .expect("report");
     let b_key = b.public;
@@ -83,24 +87,27 @@ async fn agents_enrol_get_routes_and_revocation_tears_links_down() {
     });
     assert_eq!(via, Some(vec![b_key]));
 
-    // A direct, fast a - c link: a now reaches c directly, b stays an
-    // alternate only if it is strictly closer (it is: one hop).
+    // A direct, fast a - c link, measured by both ends: a now reaches c
+    // directly, b stays an alternate only if it is strictly closer (it
+    // is: one hop).
     let c_key = c.public;
-    a.reports
-        .send(Upstream::Report(Report {
-            links: vec![LinkMeasurement {
-                peer: c_key,
-                rtt_us: 500,
-                loss_ppm: 0,
-                up: true,
-            }],
-            candidates: vec![Candidate {
-                peer: b_key,
-                endpoint: None,
-            }],
-        }))
-        .await
-        .expect("report");
+    for (from, to) in [(&a, &c), (&c, &a)] {
+        from.reports
+            .send(Upstream::Report(Report {
+                links: vec![LinkMeasurement {
+                    peer: to.public,
+                    rtt_us: 500,
+                    loss_ppm: 0,
+                    up: true,
+                }],
+                candidates: vec![Candidate {
+                    peer: b_key,
+                    endpoint: None,
+                }],
+            }))
+            .await
+            .expect("report");
+    }
     a.wait_for("route to c direct", |e| matches!(e, ControllerEvent::RoutesDelta(ch) if ch.iter().any(|r| matches!(r, RouteChange::Set(r) if r.prefix == c_v6 && r.via.first() == Some(&c_key))))).await;
 
     // Revoke b: a and c lose their links to it, b is told and cut off.

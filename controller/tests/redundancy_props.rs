@@ -146,6 +146,8 @@ fn node(id: u32, state: NodeState, prefixes: &[usize]) -> api::Node {
         public_wifi: false,
         client_prefixes: Vec::new(),
         clients: None,
+        roles_requested: vec![],
+        roles_approved: vec![],
     }
 }
 

@@ -75,7 +75,8 @@ pub enum Severity {
 pub struct Alert {
     pub severity: Severity,
     /// Stable machine-readable kind: `node-offline`, `link-down`,
-    /// `node-pending`, `single-point-of-failure`, `gateway-down`.
+    /// `node-pending`, `single-point-of-failure`, `gateway-down`,
+    /// `role-awaits-approval`.
     pub kind: String,
     pub node: Option<u32>,
     pub peer: Option<u32>,
@@ -124,6 +125,97 @@ pub struct Node {
     /// (a count only: no client identifier ever leaves a router).
     #[serde(default)]
     pub clients: Option<u32>,
+    /// Roles the node asks for in its Hello. `gateway` and `public_wifi`
+    /// above are the roles in effect: requested and approved.
+    #[serde(default)]
+    pub roles_requested: Vec<Role>,
+    /// Roles an operator approved for the node (`role approve`, a join
+    /// token's `roles`); they take effect once the node requests them.
+    #[serde(default)]
+    pub roles_approved: Vec<Role>,
+}
+
+/// A role a node can ask for and an operator approves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Offers its uplink: default routes may point toward it.
+    Gateway,
+    /// Serves public Wi-Fi: gets a client /64 and IPv4 subnet.
+    PublicWifi,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Gateway, Role::PublicWifi];
+
+    /// The name in JSON, on the command line and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::PublicWifi => "public-wifi",
+        }
+    }
+
+    /// Is this role set in `roles`?
+    pub fn is_in(self, roles: &crate::control::Roles) -> bool {
+        match self {
+            Role::Gateway => roles.gateway,
+            Role::PublicWifi => roles.public_wifi,
+        }
+    }
+
+    /// Sets or clears this role in `roles`.
+    pub fn set_in(self, roles: &mut crate::control::Roles, on: bool) {
+        match self {
+            Role::Gateway => roles.gateway = on,
+            Role::PublicWifi => roles.public_wifi = on,
+        }
+    }
+
+    /// The roles set in `roles`, in [`Role::ALL`] order.
+    pub fn list(roles: &crate::control::Roles) -> Vec<Role> {
+        Self::ALL.into_iter().filter(|r| r.is_in(roles)).collect()
+    }
+
+    /// The [`crate::control::Roles`] with exactly `roles` set.
+    pub fn to_roles(roles: &[Role]) -> crate::control::Roles {
+        let mut out = crate::control::Roles::default();
+        for r in roles {
+            r.set_in(&mut out, true);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is neither `gateway` nor `public-wifi`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?} (roles: gateway, public-wifi)")]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "gateway" => Ok(Role::Gateway),
+            "public-wifi" | "public_wifi" => Ok(Role::PublicWifi),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// `POST /api/v1/nodes/{id}/roles` body: approve or revoke one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChange {
+    pub role: Role,
+    /// `true` approves the role, `false` revokes the approval.
+    pub approved: bool,
 }
 
 /// `GET /api/v1/nodes/{id}`.
@@ -223,6 +315,9 @@ pub struct Token {
     pub used_at_ms: Option<i64>,
     pub used_by: Option<u32>,
     pub prefixes: Vec<IpNet>,
+    /// Roles approved for whoever enrols with the token.
+    #[serde(default)]
+    pub roles: Vec<Role>,
 }
 
 /// `POST /api/v1/tokens` body.
@@ -233,6 +328,9 @@ pub struct CreateToken {
     /// Prefixes approved for whoever enrols with the token.
     #[serde(default)]
     pub prefixes: Vec<IpNet>,
+    /// Roles approved for whoever enrols with the token.
+    #[serde(default)]
+    pub roles: Vec<Role>,
 }
 
 /// `POST /api/v1/tokens` answer: the only time the token's value is shown.
@@ -332,6 +430,31 @@ pub enum EventKind {
     SiteRemoved {
         name: String,
     },
+    /// A node asks for a role no operator approved for it: it stays an
+    /// ordinary node until `role approve`.
+    RoleAwaitsApproval {
+        node: u32,
+        role: Role,
+    },
+    /// An operator approved a role for a node.
+    RoleApproved {
+        node: u32,
+        role: Role,
+    },
+    /// An operator withdrew a role's approval.
+    RoleRevoked {
+        node: u32,
+        role: Role,
+    },
+    /// The two ends of a link measured wildly different RTTs; the larger
+    /// is used. `node` is the end that claimed the smaller one.
+    LinkDisputed {
+        a: u32,
+        b: u32,
+        node: u32,
+        rtt_us: u32,
+        other_rtt_us: u32,
+    },
     /// An operator of the admin API was added (`scope`: `read` or `full`).
     OperatorAdded {
         name: String,
@@ -358,7 +481,10 @@ impl EventKind {
             | Self::Revoked { .. }
             | Self::TokenCreated { .. }
             | Self::OperatorAdded { .. }
-            | Self::OperatorRemoved { .. } => true,
+            | Self::OperatorRemoved { .. }
+            | Self::RoleAwaitsApproval { .. }
+            | Self::RoleApproved { .. }
+            | Self::RoleRevoked { .. } => true,
             Self::LinkUp { .. }
             | Self::LinkDown { .. }
             | Self::Failover { .. }
@@ -369,7 +495,8 @@ impl EventKind {
             | Self::UplinkUp { .. }
             | Self::UplinkDown { .. }
             | Self::SiteAdded { .. }
-            | Self::SiteRemoved { .. } => false,
+            | Self::SiteRemoved { .. }
+            | Self::LinkDisputed { .. } => false,
         }
     }
 }

@@ -145,7 +145,8 @@ pub struct Hello {
     /// mode); empty = let the controller allocate. Honoured only at
     /// enrolment; each must lie in the mesh pools and be free.
     pub want_addresses: Vec<IpAddr>,
-    /// Gateway, public Wi-Fi (v4).
+    /// Gateway, public Wi-Fi (v4): a request; a role takes effect only
+    /// once an operator approved it for this node.
     pub roles: Roles,
 }
 

@@ -231,5 +231,25 @@ pub fn describe(event: &Event, name: &dyn Fn(u32) -> String) -> String {
         K::SiteRemoved { name: site } => format!("site {site} removed"),
         K::OperatorAdded { name, scope, .. } => format!("operator {name} added ({scope})"),
         K::OperatorRemoved { name } => format!("operator {name} removed"),
+        K::RoleAwaitsApproval { node, role } => {
+            format!(
+                "{} requests the {role} role; it awaits approval",
+                name(*node)
+            )
+        }
+        K::RoleApproved { node, role } => format!("{role} role approved for {}", name(*node)),
+        K::RoleRevoked { node, role } => format!("{role} role withdrawn from {}", name(*node)),
+        K::LinkDisputed {
+            a,
+            b,
+            node,
+            rtt_us,
+            other_rtt_us,
+        } => format!(
+            "link {}–{}: {} claims {rtt_us} µs, the other end {other_rtt_us} µs; the larger is used",
+            name(*a),
+            name(*b),
+            name(*node)
+        ),
     }
 }

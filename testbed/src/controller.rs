@@ -189,6 +189,23 @@ impl ControllerProcess {
         Ok(run_cli(&args)?.trim().to_owned())
     }
 
+    /// A one-time join token that approves `prefixes` and `roles`
+    /// (`gateway`, `public-wifi`) for the node enrolling with it (`token
+    /// create --prefix P … --roles R,…`): a role a node requests takes
+    /// effect only once approved.
+    pub fn token_with_roles(&self, prefixes: &[String], roles: &[&str]) -> anyhow::Result<String> {
+        let db = self.db.to_string_lossy().to_string();
+        let mut args = vec!["token", "create", "--db", &db, "--expires", "1h"];
+        for p in prefixes {
+            args.extend(["--prefix", p]);
+        }
+        let roles = roles.join(",");
+        if !roles.is_empty() {
+            args.extend(["--roles", &roles]);
+        }
+        Ok(run_cli(&args)?.trim().to_owned())
+    }
+
     /// `freimesh-controller ARGS --db DB`, whatever its exit status: for
     /// commands a lab expects to fail.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {

@@ -203,7 +203,16 @@ impl NetnsMesh {
                 .enumerate()
                 .map(|(i, _)| {
                     let prefixes = options.token_prefixes.get(&i).cloned().unwrap_or_default();
-                    controller.token_with_prefixes(&prefixes)
+                    // The lab's operator approves exactly the roles its
+                    // nodes are configured to request.
+                    let extra = options.extra.get(&i).map(String::as_str).unwrap_or("");
+                    let roles: Vec<&str> =
+                        [("[gateway]", "gateway"), ("[public_wifi]", "public-wifi")]
+                            .into_iter()
+                            .filter(|(section, _)| extra.contains(section))
+                            .map(|(_, role)| role)
+                            .collect();
+                    controller.token_with_roles(&prefixes, &roles)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let last = topology.names.len() - 1;

@@ -58,7 +58,7 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
 
     // Operator costs on every link (one clean hop each), so RTT noise on
     // a loaded machine cannot take d's alternate away while the lab
-    // watches. A link row exists once either end reported the other.
+    // watches. A link row exists once both ends reported each other.
     let ids = controller.node_ids()?;
     for &(x, y) in &mesh.topology.links {
         let id = |n: usize| ids.get(mesh.name(n)).copied().context("node in node list");

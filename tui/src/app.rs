@@ -34,6 +34,8 @@ pub const KEY_HELP: &[(&str, Msg)] = &[
     ("u", Msg::KeyUndrain),
     ("a", Msg::KeyApprove),
     ("r", Msg::KeyRevoke),
+    ("o", Msg::KeyRoleApprove),
+    ("O", Msg::KeyRoleRevoke),
     ("t", Msg::KeyToken),
     ("R F5", Msg::KeyRefresh),
     ("?", Msg::KeyHelp),
@@ -478,6 +480,8 @@ impl App {
             KeyCode::Char('u') => self.ask(NodeAction::Undrain),
             KeyCode::Char('a') => self.ask(NodeAction::Approve),
             KeyCode::Char('r') => self.ask(NodeAction::Revoke),
+            KeyCode::Char('o') => self.ask_role(true),
+            KeyCode::Char('O') => self.ask_role(false),
             KeyCode::Char('t') => self.mode = Mode::TokenTtl("24h".to_string()),
             KeyCode::F(5) | KeyCode::Char('R') => return Some(Command::Refresh),
             _ => {}
@@ -514,6 +518,58 @@ impl App {
             None => {
                 self.status = Some(Status {
                     text: self.t(Msg::SelectNodeFirst).to_string(),
+                    ok: false,
+                });
+            }
+        }
+    }
+
+    /// The selected node's record (nodes screen) or the detail's node.
+    fn target_node(&self) -> Option<&Node> {
+        let (id, _) = self.target()?;
+        match &self.detail {
+            Some(d) if self.screen == Screen::Detail && d.node.id == id => Some(&d.node),
+            _ => self.nodes.as_ref()?.iter().find(|n| n.id == id),
+        }
+    }
+
+    /// Asks to approve the first role the selected node requests without
+    /// approval (`approve`), or to withdraw its first approved role.
+    fn ask_role(&mut self, approve: bool) {
+        if self.target().is_none() {
+            self.status = Some(Status {
+                text: self.t(Msg::SelectNodeFirst).to_string(),
+                ok: false,
+            });
+            return;
+        }
+        let role = self.target_node().and_then(|n| {
+            n.roles_requested
+                .iter()
+                .chain(&n.roles_approved)
+                .copied()
+                .find(|r| {
+                    let requested = n.roles_requested.contains(r);
+                    let approved = n.roles_approved.contains(r);
+                    if approve {
+                        requested && !approved
+                    } else {
+                        approved
+                    }
+                })
+        });
+        match role {
+            Some(role) if approve => self.ask(NodeAction::ApproveRole(role)),
+            Some(role) => self.ask(NodeAction::RevokeRole(role)),
+            None => {
+                self.status = Some(Status {
+                    text: self
+                        .t(if approve {
+                            Msg::NoRoleAwaits
+                        } else {
+                            Msg::NoRoleApproved
+                        })
+                        .to_string(),
                     ok: false,
                 });
             }

@@ -225,3 +225,36 @@ fn detail_for_another_node_is_ignored() {
         "detail of node 1 while node 2 is open"
     );
 }
+
+#[test]
+fn o_asks_to_approve_the_role_a_node_awaits_and_yes_sends_it() {
+    let mut app = fixture::app(Lang::En, Screen::Nodes);
+    app.node_sel = ids(&app).iter().position(|id| *id == 5).expect("node 5");
+    assert_eq!(app.handle_key(ch('o')), None);
+    assert!(matches!(&app.mode, Mode::Confirm(p)
+        if p.action == NodeAction::ApproveRole(freimesh_proto::api::Role::Gateway) && p.node == 5));
+    assert_eq!(
+        app.handle_key(ch('y')),
+        Some(Command::Node {
+            action: NodeAction::ApproveRole(freimesh_proto::api::Role::Gateway),
+            node: 5,
+            hostname: "jugendzentrum".into(),
+        })
+    );
+    // Withdrawing: node 5 has no approved role.
+    assert_eq!(app.handle_key(ch('O')), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    assert!(app.status.as_ref().is_some_and(|s| !s.ok));
+}
+
+#[test]
+fn o_on_a_node_without_a_requested_role_only_says_so() {
+    let mut app = fixture::app(Lang::De, Screen::Nodes);
+    app.node_sel = ids(&app).iter().position(|id| *id == 1).expect("node 1");
+    assert_eq!(app.handle_key(ch('o')), None);
+    assert!(matches!(app.mode, Mode::Normal));
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some(Msg::NoRoleAwaits.text(Lang::De))
+    );
+}

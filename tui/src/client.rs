@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use freimesh_proto::api::{
     self, ApiError, CreateToken, CreatedToken, Event, Gateway, Link, Node, NodeDetail, Overview,
-    Redundancy, Route, Token,
+    Redundancy, Role, RoleChange, Route, Token,
 };
 use serde::de::DeserializeOwned;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
@@ -148,7 +148,22 @@ impl Client {
     }
 
     pub fn create_token(&self, request: &CreateToken) -> Result<CreatedToken, ClientError> {
-        let path = "/tokens";
+        self.post_json("/tokens", request)
+    }
+
+    /// Approves (`approved`) or withdraws `role` for node `id`.
+    pub fn set_role(&self, id: u32, role: Role, approved: bool) -> Result<Node, ClientError> {
+        self.post_json(
+            &format!("/nodes/{id}/roles"),
+            &RoleChange { role, approved },
+        )
+    }
+
+    fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
         let what = format!("POST {path}");
         let body = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer {
             request: what.clone(),

@@ -48,6 +48,8 @@ fn node(id: u32, hostname: &str, state: NodeState, online: bool, links: (u32, u3
         public_wifi: false,
         client_prefixes: Vec::new(),
         clients: None,
+        roles_requested: vec![],
+        roles_approved: vec![],
     }
 }
 
@@ -60,7 +62,9 @@ pub fn nodes() -> Vec<Node> {
     let mut feuer = node(4, "feuerwache", NodeState::Active, true, (1, 1));
     feuer.drained = true;
     feuer.prefixes = vec![net("10.20.4.0/24")];
-    let jugend = node(5, "jugendzentrum", NodeState::Active, false, (0, 1));
+    let mut jugend = node(5, "jugendzentrum", NodeState::Active, false, (0, 1));
+    // It asks to be a gateway; no operator approved that yet.
+    jugend.roles_requested = vec![freimesh_proto::api::Role::Gateway];
     let mut bad = node(6, "freibad", NodeState::Pending, false, (0, 0));
     bad.last_seen_ms = None;
     bad.addresses.clear();

@@ -5,7 +5,11 @@
 //! compile. Messages with numbers or names in them are functions below the
 //! table, again with one arm per language.
 
-use freimesh_proto::api::{DownCause, EventKind, Severity};
+use freimesh_proto::api::{DownCause, Role, Severity};
+
+mod events;
+
+pub use events::event;
 
 /// The language of the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +172,11 @@ pub enum Msg {
     TooSmall,
     SelectNodeFirst,
     TokenRefused,
+    KeyRoleApprove,
+    KeyRoleRevoke,
+    NoRoleAwaits,
+    NoRoleApproved,
+    FlagAwaitsApproval,
     SevCritical,
     SevWarning,
     SevInfo,
@@ -297,6 +306,11 @@ impl Msg {
         Msg::TooSmall,
         Msg::SelectNodeFirst,
         Msg::TokenRefused,
+        Msg::KeyRoleApprove,
+        Msg::KeyRoleRevoke,
+        Msg::NoRoleAwaits,
+        Msg::NoRoleApproved,
+        Msg::FlagAwaitsApproval,
         Msg::SevCritical,
         Msg::SevWarning,
         Msg::SevInfo,
@@ -477,6 +491,20 @@ impl Msg {
                 "the controller refused the operator token",
                 "der Controller lehnt das Operator-Token ab",
             ),
+            Msg::KeyRoleApprove => (
+                "approve a role the node requests",
+                "angefragte Rolle freigeben",
+            ),
+            Msg::KeyRoleRevoke => ("withdraw an approved role", "freigegebene Rolle entziehen"),
+            Msg::NoRoleAwaits => (
+                "no role of this node awaits approval",
+                "keine Rolle dieses Knotens wartet auf Freigabe",
+            ),
+            Msg::NoRoleApproved => (
+                "no role is approved for this node",
+                "für diesen Knoten ist keine Rolle freigegeben",
+            ),
+            Msg::FlagAwaitsApproval => ("awaits approval", "wartet auf Freigabe"),
             Msg::SevCritical => ("CRITICAL", "KRITISCH"),
             Msg::SevWarning => ("WARNING", "WARNUNG"),
             Msg::SevInfo => ("INFO", "INFO"),
@@ -499,6 +527,19 @@ pub enum NodeAction {
     Undrain,
     Approve,
     Revoke,
+    /// Approve a role the node requests (it takes effect at once).
+    ApproveRole(Role),
+    /// Withdraw a role's approval.
+    RevokeRole(Role),
+}
+
+/// A role's name for people.
+pub fn role_name(lang: Lang, role: Role) -> &'static str {
+    match (lang, role) {
+        (_, Role::Gateway) => "Gateway",
+        (Lang::En, Role::PublicWifi) => "public Wi-Fi",
+        (Lang::De, Role::PublicWifi) => "öffentliches WLAN",
+    }
 }
 
 /// The question in the confirmation dialog.
@@ -528,6 +569,26 @@ pub fn confirm_question(lang: Lang, action: NodeAction, host: &str, id: u32) -> 
         (Lang::De, NodeAction::Revoke) => format!(
             "{host} (#{id}) SPERREN? Er wird sofort und endgültig vom Netz getrennt; sein Schlüssel wird nie wieder angenommen. Zurück nur durch neue Anmeldung mit neuem Schlüssel."
         ),
+        (Lang::En, NodeAction::ApproveRole(Role::Gateway)) => format!(
+            "Approve the Gateway role for {host} (#{id})? From now on the mesh may send internet traffic through it: only approve a node you set up as a gateway."
+        ),
+        (Lang::De, NodeAction::ApproveRole(Role::Gateway)) => format!(
+            "Gateway-Rolle für {host} (#{id}) freigeben? Ab sofort kann das Netz Internetverkehr über ihn leiten: nur freigeben, wenn Sie ihn als Gateway eingerichtet haben."
+        ),
+        (Lang::En, NodeAction::ApproveRole(Role::PublicWifi)) => format!(
+            "Approve the public Wi-Fi role for {host} (#{id})? It gets client subnets and serves public Wi-Fi clients at once."
+        ),
+        (Lang::De, NodeAction::ApproveRole(Role::PublicWifi)) => format!(
+            "Rolle öffentliches WLAN für {host} (#{id}) freigeben? Er erhält sofort Client-Netze und versorgt öffentliche WLAN-Clients."
+        ),
+        (Lang::En, NodeAction::RevokeRole(role)) => format!(
+            "Withdraw the {} role from {host} (#{id})? It is an ordinary node again at once.",
+            role_name(lang, role)
+        ),
+        (Lang::De, NodeAction::RevokeRole(role)) => format!(
+            "Rolle {} von {host} (#{id}) entziehen? Er ist sofort wieder ein gewöhnlicher Knoten.",
+            role_name(lang, role)
+        ),
     }
 }
 
@@ -542,6 +603,18 @@ pub fn action_done(lang: Lang, action: NodeAction, host: &str) -> String {
         (Lang::De, NodeAction::Approve) => format!("{host} freigegeben"),
         (Lang::En, NodeAction::Revoke) => format!("{host} revoked"),
         (Lang::De, NodeAction::Revoke) => format!("{host} gesperrt"),
+        (Lang::En, NodeAction::ApproveRole(r)) => {
+            format!("{} role approved for {host}", role_name(lang, r))
+        }
+        (Lang::De, NodeAction::ApproveRole(r)) => {
+            format!("Rolle {} für {host} freigegeben", role_name(lang, r))
+        }
+        (Lang::En, NodeAction::RevokeRole(r)) => {
+            format!("{} role withdrawn from {host}", role_name(lang, r))
+        }
+        (Lang::De, NodeAction::RevokeRole(r)) => {
+            format!("Rolle {} von {host} entzogen", role_name(lang, r))
+        }
     }
 }
 
@@ -618,6 +691,12 @@ pub fn alert(lang: Lang, kind: &str, node: &str, peer: &str, message: &str) -> S
         (Lang::De, "link-down") => format!("Verbindung {node} – {peer} ist ausgefallen"),
         (Lang::En, "node-pending") => format!("{node} waits for approval"),
         (Lang::De, "node-pending") => format!("{node} wartet auf Freigabe"),
+        (Lang::En, "role-awaits-approval") => {
+            format!("{node} requests a role: awaits approval")
+        }
+        (Lang::De, "role-awaits-approval") => {
+            format!("{node} fragt eine Rolle an: wartet auf Freigabe")
+        }
         (Lang::En, "single-point-of-failure") => {
             format!("{node} is a single point of failure")
         }
@@ -625,80 +704,6 @@ pub fn alert(lang: Lang, kind: &str, node: &str, peer: &str, message: &str) -> S
         (Lang::En, "gateway-down") => format!("gateway {node} is down"),
         (Lang::De, "gateway-down") => format!("Gateway {node} ist ausgefallen"),
         _ => message.to_string(),
-    }
-}
-
-/// One event in words; `name` turns a node id into its hostname.
-pub fn event(lang: Lang, kind: &EventKind, name: &dyn Fn(u32) -> String) -> String {
-    use EventKind as K;
-    match (lang, kind) {
-        (Lang::En, K::LinkUp { a, b }) => format!("link {} – {} up", name(*a), name(*b)),
-        (Lang::De, K::LinkUp { a, b }) => format!("Verbindung {} – {} aktiv", name(*a), name(*b)),
-        (Lang::En, K::LinkDown { a, b }) => format!("link {} – {} down", name(*a), name(*b)),
-        (Lang::De, K::LinkDown { a, b }) => {
-            format!("Verbindung {} – {} ausgefallen", name(*a), name(*b))
-        }
-        (
-            _,
-            K::Failover {
-                node,
-                peer,
-                cause: why,
-                detection_ms,
-                switch_us,
-                rerouted,
-                lost,
-            },
-        ) => match lang {
-            Lang::En => format!(
-                "failover on {} away from {} ({}): detected in {detection_ms} ms, switched in {switch_us} µs, {rerouted} rerouted, {lost} lost",
-                name(*node),
-                name(*peer),
-                cause(lang, *why)
-            ),
-            Lang::De => format!(
-                "Umschaltung auf {} weg von {} ({}): erkannt in {detection_ms} ms, umgeschaltet in {switch_us} µs, {rerouted} umgeleitet, {lost} verloren",
-                name(*node),
-                name(*peer),
-                cause(lang, *why)
-            ),
-        },
-        (Lang::En, K::Enrolled { node, hostname }) => format!("{hostname} (#{node}) enrolled"),
-        (Lang::De, K::Enrolled { node, hostname }) => format!("{hostname} (#{node}) angemeldet"),
-        (Lang::En, K::Approved { node }) => format!("{} approved", name(*node)),
-        (Lang::De, K::Approved { node }) => format!("{} freigegeben", name(*node)),
-        (Lang::En, K::Revoked { node }) => format!("{} revoked", name(*node)),
-        (Lang::De, K::Revoked { node }) => format!("{} gesperrt", name(*node)),
-        (Lang::En, K::Drained { node }) => format!("{} drained", name(*node)),
-        (Lang::De, K::Drained { node }) => format!("{} entlastet", name(*node)),
-        (Lang::En, K::Undrained { node }) => format!("{} undrained", name(*node)),
-        (Lang::De, K::Undrained { node }) => format!("Entlastung von {} aufgehoben", name(*node)),
-        (Lang::En, K::Connected { node }) => format!("{} connected", name(*node)),
-        (Lang::De, K::Connected { node }) => format!("{} verbunden", name(*node)),
-        (Lang::En, K::Disconnected { node }) => format!("{} disconnected", name(*node)),
-        (Lang::De, K::Disconnected { node }) => format!("{} getrennt", name(*node)),
-        (Lang::En, K::TokenCreated { id }) => format!("join token {id} created"),
-        (Lang::De, K::TokenCreated { id }) => format!("Beitritts-Token {id} erstellt"),
-        (Lang::En, K::UplinkUp { node }) => format!("uplink of {} up", name(*node)),
-        (Lang::De, K::UplinkUp { node }) => format!("Uplink von {} wieder aktiv", name(*node)),
-        (Lang::En, K::UplinkDown { node }) => format!("uplink of {} down", name(*node)),
-        (Lang::De, K::UplinkDown { node }) => format!("Uplink von {} ausgefallen", name(*node)),
-        (Lang::En, K::SiteAdded { name: site, via }) => {
-            format!("site {site} added via {}", name(*via))
-        }
-        (Lang::De, K::SiteAdded { name: site, via }) => {
-            format!("Standort {site} über {} hinzugefügt", name(*via))
-        }
-        (Lang::En, K::OperatorAdded { name, scope, .. }) => {
-            format!("operator {name} added ({scope})")
-        }
-        (Lang::De, K::OperatorAdded { name, scope, .. }) => {
-            format!("Betreiber {name} hinzugefügt ({scope})")
-        }
-        (Lang::En, K::OperatorRemoved { name }) => format!("operator {name} removed"),
-        (Lang::De, K::OperatorRemoved { name }) => format!("Betreiber {name} entfernt"),
-        (Lang::En, K::SiteRemoved { name: site }) => format!("site {site} removed"),
-        (Lang::De, K::SiteRemoved { name: site }) => format!("Standort {site} entfernt"),
     }
 }
 

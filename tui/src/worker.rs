@@ -123,6 +123,8 @@ fn run_command(
                 NodeAction::Undrain => client.undrain(node),
                 NodeAction::Approve => client.approve(node),
                 NodeAction::Revoke => client.revoke(node),
+                NodeAction::ApproveRole(role) => client.set_role(node, role, true),
+                NodeAction::RevokeRole(role) => client.set_role(node, role, false),
             };
             match result {
                 Ok(_) => Status {
@@ -139,6 +141,7 @@ fn run_command(
             let request = CreateToken {
                 ttl,
                 prefixes: Vec::new(),
+                roles: Vec::new(),
             };
             match client.create_token(&request) {
                 Ok(token) => {

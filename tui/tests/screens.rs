@@ -130,6 +130,19 @@ fn confirm_revoke() {
 }
 
 #[test]
+fn confirm_role_approve() {
+    snap_all("confirm_role_approve", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.mode = Mode::Confirm(Pending {
+            action: NodeAction::ApproveRole(freimesh_proto::api::Role::Gateway),
+            node: 5,
+            hostname: "jugendzentrum".into(),
+        });
+        app
+    });
+}
+
+#[test]
 fn token_dialogs() {
     snap_all("token_ttl", |l| {
         let mut app = fixture::app(l, Screen::Overview);

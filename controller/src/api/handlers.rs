@@ -135,6 +135,22 @@ pub async fn revoke(
     Ok(Json(h.revoke(node_id(path)?, op.name).await?))
 }
 
+/// `POST /nodes/{id}/roles` with `{"role": "gateway", "approved": true}`.
+pub async fn roles(
+    State(h): State<AdminHandle>,
+    Extension(op): Extension<Operator>,
+    path: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Answer<api::ActionResult> {
+    let id = node_id(path)?;
+    let req: api::RoleChange = serde_json::from_slice(&body)
+        .map_err(|e| Failure::bad_request(format!("request body: {e}")))?;
+    Ok(Json(
+        h.set_role_approval(id, req.role, req.approved, op.name)
+            .await?,
+    ))
+}
+
 pub async fn links(State(h): State<AdminHandle>) -> Answer<Vec<api::Link>> {
     Ok(Json(h.links().await?))
 }

@@ -105,6 +105,7 @@ pub fn router_with(handle: AdminHandle, limits: &ApiLimits) -> Router {
         .route("/nodes/{id}/undrain", post(handlers::undrain))
         .route("/nodes/{id}/approve", post(handlers::approve))
         .route("/nodes/{id}/revoke", post(handlers::revoke))
+        .route("/nodes/{id}/roles", post(handlers::roles))
         .route("/links", get(handlers::links))
         .route("/gateways", get(handlers::gateways))
         .route("/sites", get(handlers::sites))

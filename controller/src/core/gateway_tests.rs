@@ -41,6 +41,8 @@ fn node(id: u32, gateway: bool) -> NodeRecord {
         gateway,
         public_wifi: false,
         client_prefixes: vec![],
+        requested_roles: Default::default(),
+        approved_roles: Default::default(),
     }
 }
 

@@ -402,6 +402,8 @@ mod tests {
             public_wifi: false,
             client_prefixes: Vec::new(),
             clients: None,
+            roles_requested: vec![],
+            roles_approved: vec![],
         }
     }
 

@@ -10,7 +10,7 @@ use freimesh_proto::api::{self, EventKind};
 use super::handle::OpError;
 use super::hub::Hub;
 use crate::admin::{parse_duration, unix_now};
-use crate::store::{NodeState, token_hash, token_id};
+use crate::store::{NodeState, StoreError, token_hash, token_id};
 
 impl Hub {
     fn state_of(&self, id: u32) -> Result<(NodeState, bool), OpError> {
@@ -88,6 +88,47 @@ impl Hub {
         self.node(id)
     }
 
+    /// Approves (`approved`) or withdraws `role` for node `id`; it takes
+    /// effect at once: default routes move toward or away from a gateway,
+    /// a public Wi-Fi node gets its client subnets (refused, nothing
+    /// written, without a client pool).
+    pub(super) fn set_role_approval(
+        &mut self,
+        id: u32,
+        role: api::Role,
+        approved: bool,
+        by: &str,
+    ) -> Result<api::Node, OpError> {
+        let (state, _) = self.state_of(id)?;
+        if state == NodeState::Revoked {
+            return Err(OpError::Conflict(format!("node {id} is revoked")));
+        }
+        let before = self.core.nodes().get(&id).map(|n| n.approved_roles);
+        if before.is_some_and(|r| role.is_in(&r) == approved) {
+            let what = if approved { "approved" } else { "not approved" };
+            return Err(OpError::Conflict(format!(
+                "role {role} is already {what} for node {id}"
+            )));
+        }
+        let rec = match self.store.set_role_approval(id, role, approved) {
+            Ok(rec) => rec,
+            Err(e @ StoreError::NoClientPool) => return Err(OpError::Conflict(e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let in_effect = role.is_in(&rec.roles());
+        self.timed(|core| core.upsert_node(rec, Vec::new()));
+        self.emit_by(
+            if approved {
+                EventKind::RoleApproved { node: id, role }
+            } else {
+                EventKind::RoleRevoked { node: id, role }
+            },
+            by,
+        );
+        tracing::info!(node = id, %role, approved, in_effect, "role approval changed by the admin API");
+        self.node(id)
+    }
+
     /// Creates a one-time join token.
     pub(super) fn create_token(
         &mut self,
@@ -97,7 +138,10 @@ impl Hub {
         let ttl = parse_duration(&req.ttl).map_err(|e| OpError::BadRequest(format!("ttl: {e}")))?;
         let now = unix_now();
         let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-        let token = self.store.create_token(expires, &req.prefixes, now)?;
+        let roles = api::Role::to_roles(&req.roles);
+        let token = self
+            .store
+            .create_token_with_roles(expires, &req.prefixes, roles, now)?;
         let id = token_id(&token_hash(&token));
         // Known now, so the next registry poll does not announce it again.
         self.known_tokens.insert(id.clone());

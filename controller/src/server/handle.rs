@@ -216,6 +216,17 @@ impl AdminHandle {
         self.call(move |hub| hub.revoke(id, &by)).await?
     }
 
+    pub async fn set_role_approval(
+        &self,
+        id: u32,
+        role: api::Role,
+        approved: bool,
+        by: String,
+    ) -> Result<api::Node, OpError> {
+        self.call(move |hub| hub.set_role_approval(id, role, approved, &by))
+            .await?
+    }
+
     pub async fn create_token(
         &self,
         req: api::CreateToken,

@@ -20,7 +20,7 @@ use freimesh_proto::NodeId;
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::{
-    AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Hello, LinkEvent, LinkTraffic,
+    AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Hello, LinkEvent, LinkTraffic, Roles,
 };
 use tokio::sync::mpsc;
 
@@ -195,6 +195,7 @@ impl Hub {
                 match msg {
                     AgentMsg::Report(report) => {
                         let rows = self.core.plan_report(id, &report);
+                        self.disputes();
                         if rows.is_empty() {
                             return;
                         }
@@ -257,6 +258,28 @@ impl Hub {
                 (Some(true), false) => self.emit(EventKind::LinkDown { a, b }),
                 _ => {}
             }
+        }
+    }
+
+    /// Measurement disputes the last report started: logged once per
+    /// dispute and raised as an event; the link keeps the larger RTT.
+    fn disputes(&mut self) {
+        while let Some(d) = self.core.poll_dispute() {
+            tracing::warn!(
+                a = d.a,
+                b = d.b,
+                node = d.node,
+                rtt_us = d.rtt_us,
+                other_rtt_us = d.other_rtt_us,
+                "the two ends of a link disagree about its RTT; the larger is used"
+            );
+            self.emit(EventKind::LinkDisputed {
+                a: d.a,
+                b: d.b,
+                node: d.node,
+                rtt_us: d.rtt_us,
+                other_rtt_us: d.other_rtt_us,
+            });
         }
     }
 
@@ -424,6 +447,7 @@ impl Hub {
                                 node: id,
                                 hostname: rec.hostname.clone(),
                             });
+                            self.roles_awaiting(&rec, Roles::default());
                             let prefixes = match self.store.prefixes() {
                                 Ok(p) => p
                                     .into_iter()
@@ -468,6 +492,7 @@ impl Hub {
                                     node: rec.id,
                                     hostname: rec.hostname.clone(),
                                 });
+                                self.roles_awaiting(&rec, Roles::default());
                                 self.timed(|core| core.upsert_node(rec, Vec::new()));
                             }
                             Err(e) => {
@@ -521,20 +546,38 @@ impl Hub {
         Ok(())
     }
 
-    /// Roles are persisted from every Hello; a node that starts serving
-    /// public Wi-Fi gets its client subnets here (or is refused without a
-    /// client pool, with nothing written).
+    /// The roles in a Hello are a request: it is persisted from every
+    /// Hello, but a role takes effect only if an operator approved it for
+    /// this node. A node whose public Wi-Fi role is in effect gets its
+    /// client subnets here (or is refused without a client pool, with
+    /// nothing written); a requested role nobody approved raises an event.
     fn refresh_roles(&mut self, id: u32, hello: &Hello) -> Result<(), StoreError> {
         let Some(rec) = self.core.nodes().get(&id) else {
             return Ok(());
         };
-        let needs_subnets = hello.roles.public_wifi && rec.client_prefixes.is_empty();
-        if rec.roles() != hello.roles || needs_subnets {
+        let before = rec.requested_roles;
+        let needs_subnets = hello.roles.public_wifi
+            && rec.approved_roles.public_wifi
+            && rec.client_prefixes.is_empty();
+        if before != hello.roles || needs_subnets {
             let rec = self.store.set_roles(id, hello.roles)?;
-            tracing::info!(node = id, roles = ?hello.roles, client_prefixes = ?rec.client_prefixes, "node roles changed");
+            tracing::info!(node = id, requested = ?hello.roles, in_effect = ?rec.roles(), client_prefixes = ?rec.client_prefixes, "node roles changed");
+            self.roles_awaiting(&rec, before);
             self.timed(|core| core.upsert_node(rec, Vec::new()));
         }
         Ok(())
+    }
+
+    /// An event for each role `rec` requests without approval that it did
+    /// not request `before` (so a reconnecting node raises none).
+    fn roles_awaiting(&mut self, rec: &crate::store::NodeRecord, before: Roles) {
+        for role in api::Role::list(&rec.roles_awaiting()) {
+            if role.is_in(&before) {
+                continue;
+            }
+            tracing::warn!(node = rec.id, %role, "node requests a role no operator approved; it stays an ordinary node (freimesh-controller role approve {} {role})", rec.id);
+            self.emit(EventKind::RoleAwaitsApproval { node: rec.id, role });
+        }
     }
 
     /// Sites from the store into the core, with events for what changed.
@@ -587,8 +630,10 @@ impl Hub {
                     .values()
                     .map(|n| (n.id, (n.state, n.drained)))
                     .collect();
+                let roles_before = self.approved_roles();
                 self.timed(|core| core.handle_registry(nodes, prefixes, links));
                 self.registry_events(&before);
+                self.role_events(&roles_before);
                 if let Err(e) = self.reload_sites() {
                     tracing::error!(error = %e, "reloading the sites failed");
                 }
@@ -645,6 +690,33 @@ impl Hub {
             if self.known_tokens.insert(t.id.clone()) {
                 self.emit_by(EventKind::TokenCreated { id: t.id }, CLI_OPERATOR);
             }
+        }
+    }
+
+    /// Every node's approved roles.
+    fn approved_roles(&self) -> BTreeMap<u32, Roles> {
+        self.core
+            .nodes()
+            .values()
+            .map(|n| (n.id, n.approved_roles))
+            .collect()
+    }
+
+    /// Events for role approvals the CLI changed (`role approve|revoke`).
+    fn role_events(&mut self, before: &BTreeMap<u32, Roles>) {
+        let mut kinds = Vec::new();
+        for n in self.core.nodes().values() {
+            let was = before.get(&n.id).copied().unwrap_or_default();
+            for role in api::Role::ALL {
+                match (role.is_in(&was), role.is_in(&n.approved_roles)) {
+                    (false, true) => kinds.push(EventKind::RoleApproved { node: n.id, role }),
+                    (true, false) => kinds.push(EventKind::RoleRevoked { node: n.id, role }),
+                    _ => {}
+                }
+            }
+        }
+        for kind in kinds {
+            self.emit_by(kind, CLI_OPERATOR);
         }
     }
 

@@ -78,6 +78,8 @@ impl Hub {
                 Vec::new()
             },
             clients: self.telemetry.clients.get(&n.id).copied(),
+            roles_requested: api::Role::list(&n.requested_roles),
+            roles_approved: api::Role::list(&n.approved_roles),
         }
     }
 
@@ -241,6 +243,22 @@ impl Hub {
                     message: format!("node {} ({}) waits for approval", n.id, n.hostname),
                 }),
                 _ => {}
+            }
+            let awaiting = n
+                .roles_requested
+                .iter()
+                .filter(|r| !n.roles_approved.contains(r));
+            for role in awaiting.filter(|_| n.state != api::NodeState::Revoked) {
+                alerts.push(api::Alert {
+                    severity: api::Severity::Info,
+                    kind: "role-awaits-approval".into(),
+                    node: Some(n.id),
+                    peer: None,
+                    message: format!(
+                        "node {} ({}) requests the {role} role; it takes effect once approved (freimesh-controller role approve {} {role})",
+                        n.id, n.hostname, n.id
+                    ),
+                });
             }
         }
         let gateways = self.gateways();

@@ -40,6 +40,10 @@ fn columns(kind: &EventKind) -> (&'static str, Option<u32>, Option<u32>) {
         EventKind::SiteRemoved { .. } => ("site-removed", None, None),
         EventKind::OperatorAdded { .. } => ("operator-added", None, None),
         EventKind::OperatorRemoved { .. } => ("operator-removed", None, None),
+        EventKind::RoleAwaitsApproval { node, .. } => ("role-awaits-approval", Some(*node), None),
+        EventKind::RoleApproved { node, .. } => ("role-approved", Some(*node), None),
+        EventKind::RoleRevoked { node, .. } => ("role-revoked", Some(*node), None),
+        EventKind::LinkDisputed { a, b, .. } => ("link-disputed", Some(*a), Some(*b)),
     }
 }
 
@@ -180,7 +184,7 @@ impl Store {
     /// Join tokens as stored, newest first (their values are not stored).
     pub fn tokens(&self) -> Result<Vec<Token>> {
         let mut stmt = self.conn.prepare(
-            "SELECT hash, created_at, expires_at, used_at, used_by, prefixes FROM tokens ORDER BY created_at DESC, hash",
+            "SELECT hash, created_at, expires_at, used_at, used_by, prefixes, roles FROM tokens ORDER BY created_at DESC, hash",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -190,12 +194,14 @@ impl Store {
                 r.get::<_, Option<i64>>(3)?,
                 r.get::<_, Option<u32>>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let ms = |s: i64| s.saturating_mul(1000);
         rows.map(|row| {
-            let (hash, created, expires, used_at, used_by, prefixes) = row?;
+            let (hash, created, expires, used_at, used_by, prefixes, roles) = row?;
             let prefixes: Vec<IpNet> = split(&prefixes)?;
+            let roles = freimesh_proto::api::Role::list(&super::roles::parse_roles(&roles)?);
             Ok(Token {
                 id: token_id(&hash),
                 created_at_ms: ms(created),
@@ -203,6 +209,7 @@ impl Store {
                 used_at_ms: used_at.map(ms),
                 used_by,
                 prefixes,
+                roles,
             })
         })
         .collect()

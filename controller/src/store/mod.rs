@@ -15,6 +15,7 @@ mod clients;
 mod events;
 mod ipam;
 mod operators;
+mod roles;
 mod schema;
 mod sites;
 mod types;
@@ -41,6 +42,7 @@ pub use types::{
 };
 
 use alloc::activate;
+use roles::set_roles_in;
 
 /// What went wrong in the registry.
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +386,17 @@ impl Store {
         prefixes: &[IpNet],
         now: i64,
     ) -> Result<String> {
+        self.create_token_with_roles(expires_at, prefixes, Roles::default(), now)
+    }
+
+    /// [`Self::create_token`] whose node also gets `roles` approved.
+    pub fn create_token_with_roles(
+        &mut self,
+        expires_at: i64,
+        prefixes: &[IpNet],
+        roles: Roles,
+        now: i64,
+    ) -> Result<String> {
         let settings = self.settings()?;
         {
             let tx = self.conn.transaction()?;
@@ -396,12 +409,13 @@ impl Store {
             raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
         self.conn.execute(
-            "INSERT INTO tokens (hash, expires_at, prefixes, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO tokens (hash, expires_at, prefixes, created_at, roles) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 token_hash(&token).as_slice(),
                 expires_at,
                 join(prefixes),
-                now
+                now,
+                roles::roles_text(roles),
             ],
         )?;
         Ok(token)
@@ -414,14 +428,15 @@ impl Store {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
         let hash = token_hash(e.token);
-        let token: Option<(i64, Option<i64>, String)> = tx
+        let token: Option<(i64, Option<i64>, String, String)> = tx
             .query_row(
-                "SELECT expires_at, used_at, prefixes FROM tokens WHERE hash = ?1",
+                "SELECT expires_at, used_at, prefixes, roles FROM tokens WHERE hash = ?1",
                 params![hash.as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let (expires_at, used_at, token_prefixes) = token.ok_or(StoreError::TokenInvalid)?;
+        let (expires_at, used_at, token_prefixes, token_roles) =
+            token.ok_or(StoreError::TokenInvalid)?;
         if used_at.is_some() {
             return Err(StoreError::TokenUsed);
         }
@@ -452,6 +467,7 @@ impl Store {
             }
         };
         activate(&tx, &settings, id, e.want_addresses)?;
+        roles::approve_in(&tx, id, roles::parse_roles(&token_roles)?)?;
         set_roles_in(&tx, &settings, id, e.roles)?;
         claims::check(&tx, &settings, &token_prefixes, claims::Claimant::Node(id))?;
         for prefix in &token_prefixes {
@@ -488,21 +504,14 @@ impl Store {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
         activate(&tx, &settings, id, &[])?;
-        let public_wifi: bool = tx.query_row(
-            "SELECT public_wifi FROM nodes WHERE id = ?1",
-            params![id],
-            |r| r.get(0),
-        )?;
-        if public_wifi {
-            clients::assign(&tx, &settings, id)?;
-        }
+        roles::assign_clients_if_serving(&tx, &settings, id)?;
         tx.commit()?;
         self.node(id)
     }
 
-    /// Records the roles an active node announced in its Hello; a public
-    /// Wi-Fi node gets its client subnets now if it has none. Refused
-    /// (nothing written) without a client pool.
+    /// Records the roles an active node requests in its Hello; a node whose
+    /// public Wi-Fi role is requested and approved gets its client subnets
+    /// now if it has none. Refused (nothing written) without a client pool.
     pub fn set_roles(&mut self, id: u32, roles: Roles) -> Result<NodeRecord> {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
@@ -582,7 +591,8 @@ impl Store {
         let (p6, p4) = settings.pools();
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, public_key, hostname, addr6_index, addr4_index, state, drained, endpoints,
-                    gateway, public_wifi, c.v4_index, c.v6_index
+                    gateway, public_wifi, c.v4_index, c.v6_index,
+                    approved_gateway, approved_public_wifi
              FROM nodes LEFT JOIN client_subnets c ON c.node_id = nodes.id {filter} ORDER BY id"
         ))?;
         let params = match id {
@@ -604,13 +614,23 @@ impl Store {
                     r.get::<_, bool>(9)?,
                     r.get::<_, Option<i64>>(10)?,
                     r.get::<_, Option<i64>>(11)?,
+                    r.get::<_, bool>(12)?,
+                    r.get::<_, bool>(13)?,
                 ),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, key, hostname, i6, i4, state, drained, endpoints, roles) = row?;
-            let (gateway, public_wifi, c4, c6) = roles;
+            let (gateway, public_wifi, c4, c6, approved_gateway, approved_public_wifi) = roles;
+            let requested_roles = Roles {
+                gateway,
+                public_wifi,
+            };
+            let approved_roles = Roles {
+                gateway: approved_gateway,
+                public_wifi: approved_public_wifi,
+            };
             let client_prefixes = match (c4, c6) {
                 (Some(c4), Some(c6)) => clients::client_prefixes(&settings, c4, c6)?,
                 _ => Vec::new(),
@@ -635,9 +655,11 @@ impl Store {
                 state: NodeState::parse(&state)?,
                 drained,
                 endpoints: split(&endpoints)?,
-                gateway,
-                public_wifi,
+                gateway: gateway && approved_gateway,
+                public_wifi: public_wifi && approved_public_wifi,
                 client_prefixes,
+                requested_roles,
+                approved_roles,
             });
         }
         Ok(out)
@@ -746,25 +768,6 @@ impl Store {
     }
 }
 
-fn set_roles_in(
-    tx: &Transaction<'_>,
-    settings: &MeshSettings,
-    id: u32,
-    roles: Roles,
-) -> Result<()> {
-    let n = tx.execute(
-        "UPDATE nodes SET gateway = ?1, public_wifi = ?2 WHERE id = ?3",
-        params![roles.gateway, roles.public_wifi, id],
-    )?;
-    if n == 0 {
-        return Err(StoreError::NoSuchNode(id));
-    }
-    if roles.public_wifi {
-        clients::assign(tx, settings, id)?;
-    }
-    Ok(())
-}
-
 fn insert_prefix(tx: &Transaction<'_>, id: u32, prefix: IpNet) -> Result<()> {
     let owner: Option<u32> = tx
         .query_row(
@@ -793,3 +796,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod pool_tests;
+
+#[cfg(test)]
+#[path = "roles_tests.rs"]
+mod roles_tests;

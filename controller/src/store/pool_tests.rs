@@ -36,8 +36,9 @@ fn fresh(clients: bool) -> (tempfile::TempDir, PathBuf, Store) {
     (dir, path, store)
 }
 
+/// Enrols a node requesting `roles` with a token that approves them.
 fn enrol(store: &mut Store, key: u8, roles: Roles, prefixes: &[IpNet]) -> Result<NodeRecord> {
-    let token = store.create_token(NOW + 3600, prefixes, NOW)?;
+    let token = store.create_token_with_roles(NOW + 3600, prefixes, roles, NOW)?;
     store.enroll(
         &Enrollment {
             key: PublicKeyBytes([key; 32]),
@@ -84,7 +85,10 @@ fn public_nodes_get_one_subnet_pair_each_that_survives_a_reopen() {
         vec![net("fd12:3456:789a:1::/64"), net("10.100.0.0/24")]
     );
     assert!(b.client_prefixes.is_empty());
-    // B starts serving clients later: the next pair.
+    // B starts serving clients later (approved): the next pair.
+    store
+        .set_role_approval(b.id, freimesh_proto::api::Role::PublicWifi, true)
+        .expect("approve");
     let b = store.set_roles(b.id, PUBLIC).expect("roles");
     assert_eq!(
         b.client_prefixes,
@@ -106,7 +110,9 @@ fn public_nodes_get_one_subnet_pair_each_that_survives_a_reopen() {
 #[test]
 fn without_a_client_pool_a_public_node_is_refused_until_pool_clients() {
     let (_dir, _path, mut store) = fresh(false);
-    let token = store.create_token(NOW + 3600, &[], NOW).expect("token");
+    let token = store
+        .create_token_with_roles(NOW + 3600, &[], PUBLIC, NOW)
+        .expect("token");
     refused(&mut store, "pool clients --ipv4", |s| {
         s.enroll(
             &Enrollment {

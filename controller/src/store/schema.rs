@@ -107,6 +107,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE operators ADD COLUMN scope TEXT NOT NULL DEFAULT 'full'
         CHECK (scope IN ('read', 'full'));
     ALTER TABLE operators ADD COLUMN expires_at INTEGER;",
+    // 5 (slice links-roles): roles need the operator. `gateway` and `public_wifi`
+    // now hold what the node's Hello requests; the approvals are separate.
+    // Roles in effect before this migration were approved implicitly, so
+    // an upgrade takes no gateway away (`docs/decisions.md`).
+    "ALTER TABLE nodes ADD COLUMN approved_gateway INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN approved_public_wifi INTEGER NOT NULL DEFAULT 0;
+    UPDATE nodes SET approved_gateway = gateway, approved_public_wifi = public_wifi;
+    ALTER TABLE tokens ADD COLUMN roles TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
@@ -129,6 +137,23 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 /// The schema version this build writes.
 pub fn latest() -> usize {
     MIGRATIONS.len()
+}
+
+/// Brings the database to schema `version` and no further: how tests build
+/// a database as an older release left it.
+#[cfg(test)]
+pub(super) fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

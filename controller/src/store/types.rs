@@ -124,20 +124,34 @@ pub struct NodeRecord {
     pub state: NodeState,
     pub drained: bool,
     pub endpoints: Vec<SocketAddr>,
-    /// The node said it has an uplink (its last Hello's roles).
+    /// A gateway now: the node requests the role in its Hello and an
+    /// operator approved it.
     pub gateway: bool,
-    /// The node said it serves public Wi-Fi.
+    /// Serves public Wi-Fi now (requested and approved).
     pub public_wifi: bool,
     /// Its client /64 and IPv4 subnet once allocated (they stay its own
     /// even if it stops serving public Wi-Fi, so they are never reused).
     pub client_prefixes: Vec<IpNet>,
+    /// What its last Hello asked for (a request, not a fact).
+    pub requested_roles: Roles,
+    /// What an operator approved for it (`role approve`, its join token).
+    pub approved_roles: Roles,
 }
 
 impl NodeRecord {
+    /// The roles in effect: requested and approved.
     pub fn roles(&self) -> Roles {
         Roles {
             gateway: self.gateway,
             public_wifi: self.public_wifi,
+        }
+    }
+
+    /// Roles requested but not approved.
+    pub fn roles_awaiting(&self) -> Roles {
+        Roles {
+            gateway: self.requested_roles.gateway && !self.approved_roles.gateway,
+            public_wifi: self.requested_roles.public_wifi && !self.approved_roles.public_wifi,
         }
     }
 }

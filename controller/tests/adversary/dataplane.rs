@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use freimesh_agent::core::{Engine, LinkSpec, Output};
 use freimesh_agent::core::table::Hop;
+use freimesh_agent::core::{Engine, LinkSpec, Output};
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::mesh::{MeshMessage, MeshPacket, PREFIXES_PER_MESSAGE, WirePrefix};
 use ipnet::IpNet;
@@ -305,11 +305,19 @@ fn a_spoofed_intranet_source_is_dropped_and_counted() {
     lab.hostile_sends(&udp4(spoofed, overlay(H), b"spoof to h"));
     lab.hostile_sends(&udp4(spoofed, overlay(N), b"spoof via h"));
     lab.hostile_sends(&udp4(overlay(N), overlay(H), b"spoof n itself"));
-    assert_eq!(lab.h_local.len(), local_before, "a spoofed packet reached h");
+    assert_eq!(
+        lab.h_local.len(),
+        local_before,
+        "a spoofed packet reached h"
+    );
     assert_eq!(lab.n_local.len(), lan_before, "a spoofed packet reached n");
     let drops = lab.drops();
     let total_after: u64 = drops.values().sum();
-    assert_eq!(total_after - total_before, 3, "each spoof counted: {drops:?}");
+    assert_eq!(
+        total_after - total_before,
+        3,
+        "each spoof counted: {drops:?}"
+    );
     assert!(
         drops
             .iter()

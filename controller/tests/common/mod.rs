@@ -65,6 +65,17 @@ impl Mesh {
     }
 
     pub fn client_with_key(&self, name: &str, token: Option<String>, key: PrivateKey) -> Agent {
+        self.client_with_roles(name, token, key, Default::default())
+    }
+
+    /// A client whose Hello requests `roles`.
+    pub fn client_with_roles(
+        &self,
+        name: &str,
+        token: Option<String>,
+        key: PrivateKey,
+        roles: freimesh_proto::control::Roles,
+    ) -> Agent {
         let public = key.public();
         let cfg = ClientConfig {
             endpoint: self.addr,
@@ -74,7 +85,7 @@ impl Mesh {
             endpoints: vec!["192.0.2.1:51820".parse().expect("ep")],
             prefixes: vec![],
             want_addresses: vec![],
-            roles: Default::default(),
+            roles,
         };
         let (ev_tx, events) = mpsc::channel(256);
         let (reports, rep_rx) = mpsc::channel(16);

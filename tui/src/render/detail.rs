@@ -89,6 +89,17 @@ fn draw_info(
     if n.gateway {
         flags.push(t(Msg::FlagGateway).to_string());
     }
+    for role in n
+        .roles_requested
+        .iter()
+        .filter(|r| !n.roles_approved.contains(r))
+    {
+        flags.push(format!(
+            "{}: {}",
+            i18n::role_name(app.lang, *role),
+            t(Msg::FlagAwaitsApproval)
+        ));
+    }
     let seen = match n.last_seen_ms {
         _ if n.online => t(Msg::Online).to_string(),
         Some(ms) => format!(

@@ -83,6 +83,15 @@ fn row<'a>(node: &Node, lang: Lang, theme: &Theme, now_ms: i64, selected: bool) 
     if node.gateway {
         state = format!("{state}, {}", Msg::FlagGateway.text(lang));
     }
+    // A role the node requests without approval: `Gateway?` (the column
+    // is narrow; the detail screen says "awaits approval" in full).
+    for role in node
+        .roles_requested
+        .iter()
+        .filter(|r| !node.roles_approved.contains(r))
+    {
+        state = format!("{state}, {}?", i18n::role_name(lang, *role));
+    }
     let online = if node.online { Msg::Yes } else { Msg::No }
         .text(lang)
         .to_string();

@@ -25,6 +25,8 @@ fn node(id: u32, state: api::NodeState, online: bool, drained: bool) -> api::Nod
         public_wifi: false,
         client_prefixes: Vec::new(),
         clients: None,
+        roles_requested: vec![],
+        roles_approved: vec![],
     }
 }
 
