@@ -449,8 +449,16 @@ impl AgentConfig {
             ));
         }
 
+        let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
+        if controller.is_some() {
+            // The controller refuses a Hello whose hostname breaks this rule
+            // (`BadHostname`); say so here, before the agent retries forever.
+            freimesh_proto::control::check_hostname(&name)
+                .map_err(|e| field_err("node.name", format!("{e} (the controller refuses it)")))?;
+        }
+
         Ok(Self {
-            name: node.name.unwrap_or_else(|| "freimesh".to_owned()),
+            name,
             private_key_file: PathBuf::from(node.private_key_file),
             generate_key: node.generate_key,
             listen,

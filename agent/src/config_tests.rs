@@ -201,6 +201,29 @@ fn controller_errors_name_the_field() {
     assert!(error_of(&no_addresses).starts_with("node.addresses:"));
 }
 
+#[test]
+fn a_name_the_controller_would_refuse_is_refused_by_check() {
+    let named =
+        |name: &str| CONTROLLED.replace("[node]\n", &format!("[node]\nname = \"{name}\"\n"));
+    assert_eq!(
+        AgentConfig::from_toml(&named("rathaus-2.ost"))
+            .expect("valid")
+            .name,
+        "rathaus-2.ost"
+    );
+    // TOML's own escape: an ESC character in the name, as a terminal
+    // attack would put it.
+    for bad in ["rat haus", "rat_haus", "rathaus\\u001b[2J", &"x".repeat(64)] {
+        let err = error_of(&named(bad));
+        assert!(err.starts_with("node.name:"), "{bad:?}: {err}");
+    }
+    // Without a controller the name never leaves the node: any name works.
+    assert!(
+        AgentConfig::from_toml(&sample().replace("name = \"rathaus\"", "name = \"rat haus\""))
+            .is_ok()
+    );
+}
+
 const CONTROLLER: &str = r#"
 [controller]
 endpoint = "192.0.2.10:7700"

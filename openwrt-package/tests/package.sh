@@ -345,6 +345,15 @@ config link 'link'
 	option public_key '$key_a
 endpoint = "192.0.2.66:1"'
 UCI
+bad_config "a name the controller would refuse" "agent: option name 'rat_haus' must be 1-63 letters" << UCI
+config agent 'agent'
+	option enabled '1'
+	option name 'rat_haus'
+	list address '10.99.0.1/32'
+config link 'link'
+	option name 'a'
+	option public_key '$key_a'
+UCI
 bad_config "multi-line tun name" "agent.tun_name: the value spans several lines" << UCI
 config agent 'agent'
 	option enabled '1'
