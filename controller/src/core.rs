@@ -180,6 +180,7 @@ impl Controller {
         }
         self.links = new_links;
         self.claims.retain_nodes(|id| new_active.contains(&id));
+        self.take_up_waiting_claims();
         let ids: Vec<u32> = self.nodes.keys().copied().collect();
         for id in ids {
             self.sync_uplink(id);
@@ -232,7 +233,8 @@ impl Controller {
             .nodes
             .get(&id)
             .is_some_and(|n| n.state == NodeState::Active);
-        if rec.state == NodeState::Active && !was_active {
+        let became_active = rec.state == NodeState::Active && !was_active;
+        if became_active {
             self.router.add_node(id);
         }
         let changed_routes = self.nodes.get(&id).is_none_or(|old| {
@@ -242,6 +244,9 @@ impl Controller {
         self.nodes.insert(id, rec);
         if !prefixes.is_empty() {
             self.prefixes.insert(id, prefixes);
+        }
+        if became_active {
+            self.take_up_waiting_claims();
         }
         self.sync_uplink(id);
         // Its neighbours hold its endpoint in their link assignments.
@@ -389,9 +394,22 @@ impl Controller {
                         .is_some_and(|n| n.state == NodeState::Active)
             })
         };
+        let own_key = self.nodes.get(&id).map(|n| n.public_key);
         let mut peers = BTreeSet::new();
         let mut measured = Vec::new();
+        let mut waiting = BTreeSet::new();
         let mut endpoint_moved = false;
+        for key in report
+            .candidates
+            .iter()
+            .map(|c| &c.peer)
+            .chain(report.links.iter().map(|m| &m.peer))
+        {
+            if peer_of(key).is_none() && Some(*key) != own_key {
+                waiting.insert(*key);
+            }
+        }
+        self.claims.wait_for(id, waiting);
         for Candidate { peer, endpoint } in &report.candidates {
             let Some(p) = peer_of(peer) else { continue };
             if let Some(ep) = endpoint {
@@ -431,6 +449,20 @@ impl Controller {
             self.sync(&BTreeSet::from([id]));
         }
         out
+    }
+
+    /// Claims nodes made on keys that were no active node then and are now
+    /// (a neighbour that enrolled or was approved after the report): they
+    /// count from now on, so the link appears as soon as the new node
+    /// reports its side.
+    fn take_up_waiting_claims(&mut self) {
+        let (by_key, nodes) = (&self.by_key, &self.nodes);
+        self.claims.take_up_waiting(|key| {
+            by_key
+                .get(key)
+                .copied()
+                .filter(|p| nodes.get(p).is_some_and(|n| n.state == NodeState::Active))
+        });
     }
 
     /// The next measurement dispute that started (two ends' RTTs of one

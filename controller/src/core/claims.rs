@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::LinkMeasurement;
 
 use crate::store::LinkRecord;
@@ -73,6 +74,13 @@ pub struct Dispute {
 #[derive(Debug, Default)]
 pub struct Claims {
     by_pair: BTreeMap<(u32, u32), Claim>,
+    /// Keys each node named in its latest report that were no active node
+    /// then (the neighbour had not enrolled yet, or waits for approval).
+    /// Agents report again only when something changes, so without this a
+    /// node that reported its neighbour before the neighbour enrolled would
+    /// never claim it: the claim is taken up when the key becomes active.
+    /// Replaced by every report, so it is bounded by one report's size.
+    waiting: BTreeMap<u32, BTreeSet<PublicKeyBytes>>,
     /// Links whose ends disagree now (reported once when they start to).
     disputed: BTreeSet<(u32, u32)>,
 }
@@ -94,14 +102,49 @@ impl Claims {
         self.by_pair.entry((from, to)).or_default().measurement = Some(m);
     }
 
+    /// The keys `from`'s latest report named that are no active node yet
+    /// (replaces what it named before).
+    pub fn wait_for(&mut self, from: u32, keys: BTreeSet<PublicKeyBytes>) {
+        if keys.is_empty() {
+            self.waiting.remove(&from);
+        } else {
+            self.waiting.insert(from, keys);
+        }
+    }
+
+    /// Turns waiting claims on keys that are now active nodes (`active`
+    /// maps a key to its node id) into claims; returns the pairs claimed.
+    pub fn take_up_waiting(
+        &mut self,
+        active: impl Fn(&PublicKeyBytes) -> Option<u32>,
+    ) -> Vec<(u32, u32)> {
+        let mut claimed = Vec::new();
+        for (from, keys) in &mut self.waiting {
+            keys.retain(|key| match active(key) {
+                Some(to) if to != *from => {
+                    claimed.push((*from, to));
+                    false
+                }
+                _ => true,
+            });
+        }
+        self.waiting.retain(|_, keys| !keys.is_empty());
+        for &(from, to) in &claimed {
+            self.claim(from, to);
+        }
+        claimed
+    }
+
     /// Forgets everything node `id` said and everything said about it.
     pub fn forget(&mut self, id: u32) {
+        self.waiting.remove(&id);
         self.by_pair.retain(|(a, b), _| *a != id && *b != id);
         self.disputed.retain(|(a, b)| *a != id && *b != id);
     }
 
     /// Keeps only claims between nodes for which `keep` holds.
     pub fn retain_nodes(&mut self, keep: impl Fn(u32) -> bool) {
+        self.waiting.retain(|from, _| keep(*from));
         self.by_pair.retain(|(a, b), _| keep(*a) && keep(*b));
         self.disputed.retain(|(a, b)| keep(*a) && keep(*b));
     }

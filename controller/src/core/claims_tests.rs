@@ -274,3 +274,25 @@ fn revoking_a_node_forgets_its_claims() {
     assert!(send(&mut core, 2, &candidates(&[1])).is_empty());
     assert!(core.links().is_empty());
 }
+
+#[test]
+fn a_claim_on_a_neighbour_that_enrols_later_counts_once_it_is_active() {
+    // 1 reports 3 before 3 enrolled; agents report again only when
+    // something changes, so 1 will not repeat it.
+    let mut core = Controller::new(settings(), (1..=2).map(node).collect(), vec![], vec![]);
+    core.handle_connect(1);
+    core.handle_connect(2);
+    assert!(send(&mut core, 1, &candidates(&[2, 3])).is_empty());
+    core.upsert_node(node(3), Vec::new());
+    core.handle_connect(3);
+    // 3's side is enough now: 1's earlier claim on its key counts.
+    let rows = send(&mut core, 3, &candidates(&[1]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].a, rows[0].b), (1, 3));
+    // A key named once and then dropped from the node's reports waits no
+    // more: 4 enrols after 1 stopped naming it, and 4 alone makes no link.
+    assert!(send(&mut core, 1, &candidates(&[2, 3])).is_empty());
+    core.upsert_node(node(4), Vec::new());
+    core.handle_connect(4);
+    assert!(send(&mut core, 4, &candidates(&[1])).is_empty());
+}
