@@ -314,6 +314,18 @@ config route
 	option prefix '10.99.0.0/16'
 	list via 'c'
 UCI
+# A key with a newline passed grep line by line and broke the TOML file
+# (fuzz/corpus/uci2toml/multi-line-public-key).
+bad_config "multi-line public key" "controller.public_key: 'x" << UCI
+config agent 'agent'
+	option enabled '1'
+	list address '10.99.0.1/32'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key 'x"
+generate_key = false
+$key_a'
+UCI
 # Passes uci2toml's checks, fails the agent's own: still no start.
 bad_config "agent check catches the rest" "does not pass freimesh-agent check" << UCI
 config agent 'agent'
