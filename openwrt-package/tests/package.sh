@@ -375,6 +375,19 @@ config link
 UCI
 check "a multi-line value never reaches the log either" sh -c "! grep -q '^\[node\]' '$log'"
 
+# The uci2toml fuzz target found a key with a newline and a quote passing
+# grep line by line (fuzz/corpus/uci2toml): refused like every multi-line
+# value.
+bad_config "multi-line public key with a quote" "controller.public_key: the value spans several lines" << UCI
+config agent 'agent'
+	option enabled '1'
+	list address '10.99.0.1/32'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key 'x"
+generate_key = false
+$key_a'
+UCI
 # Passes uci2toml's checks, fails the agent's own: still no start.
 bad_config "agent check catches the rest" "does not pass freimesh-agent check" << UCI
 config agent 'agent'
