@@ -13,7 +13,7 @@ use freimesh_proto::api::Role;
 use freimesh_proto::control::Roles;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{MeshSettings, NodeRecord, Result, Store, StoreError, clients};
+use super::{MeshSettings, NodeRecord, Result, Store, StoreError, clients, require_not_revoked};
 
 /// The store's text for a set of roles: `gateway,public-wifi`.
 pub(super) fn roles_text(roles: Roles) -> String {
@@ -102,16 +102,7 @@ impl Store {
     pub fn set_role_approval(&mut self, id: u32, role: Role, approved: bool) -> Result<NodeRecord> {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
-        let state: Option<String> = tx
-            .query_row("SELECT state FROM nodes WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match state.as_deref() {
-            None => return Err(StoreError::NoSuchNode(id)),
-            Some("revoked") => return Err(StoreError::WrongState(id, "revoked")),
-            Some(_) => {}
-        }
+        require_not_revoked(&tx, id)?;
         set_approval_in(&tx, id, role, approved)?;
         assign_clients_if_serving(&tx, &settings, id)?;
         tx.commit()?;
