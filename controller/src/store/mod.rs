@@ -551,7 +551,7 @@ impl Store {
     pub fn approve_prefix(&mut self, id: u32, prefix: IpNet) -> Result<()> {
         let settings = self.settings()?;
         let tx = self.conn.transaction()?;
-        require_not_revoked(&tx, id)?;
+        roles::require_not_revoked(&tx, id)?;
         claims::check(&tx, &settings, &[prefix], claims::Claimant::Node(id))?;
         insert_prefix(&tx, id, prefix.trunc())?;
         tx.commit()?;
@@ -777,21 +777,6 @@ fn insert_prefix(tx: &Transaction<'_>, id: u32, prefix: IpNet) -> Result<()> {
             )?;
             Ok(())
         }
-    }
-}
-
-/// Refuses unknown and revoked nodes: what an operator may approve
-/// something for (prefixes, roles).
-pub(super) fn require_not_revoked(tx: &Transaction<'_>, id: u32) -> Result<()> {
-    let state: Option<String> = tx
-        .query_row("SELECT state FROM nodes WHERE id = ?1", params![id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    match state.as_deref() {
-        None => Err(StoreError::NoSuchNode(id)),
-        Some("revoked") => Err(StoreError::WrongState(id, "revoked")),
-        Some(_) => Ok(()),
     }
 }
 

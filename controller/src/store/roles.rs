@@ -13,7 +13,7 @@ use freimesh_proto::api::Role;
 use freimesh_proto::control::Roles;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{MeshSettings, NodeRecord, Result, Store, StoreError, clients, require_not_revoked};
+use super::{MeshSettings, NodeRecord, Result, Store, StoreError, clients};
 
 /// The store's text for a set of roles: `gateway,public-wifi`.
 pub(super) fn roles_text(roles: Roles) -> String {
@@ -107,5 +107,20 @@ impl Store {
         assign_clients_if_serving(&tx, &settings, id)?;
         tx.commit()?;
         self.node(id)
+    }
+}
+
+/// Refuses unknown and revoked nodes: what an operator may approve
+/// something for (prefixes, roles).
+pub(super) fn require_not_revoked(tx: &Transaction<'_>, id: u32) -> Result<()> {
+    let state: Option<String> = tx
+        .query_row("SELECT state FROM nodes WHERE id = ?1", params![id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match state.as_deref() {
+        None => Err(StoreError::NoSuchNode(id)),
+        Some("revoked") => Err(StoreError::WrongState(id, "revoked")),
+        Some(_) => Ok(()),
     }
 }
