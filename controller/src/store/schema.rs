@@ -119,9 +119,15 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the database to the newest schema, one transaction per step.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_up_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations from the database's `user_version` up to schema
+/// `version`, one transaction per step.
+fn migrate_up_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let start = usize::try_from(current).unwrap_or(usize::MAX);
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version).skip(start) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(
@@ -143,17 +149,7 @@ pub fn latest() -> usize {
 /// a database as an older release left it.
 #[cfg(test)]
 pub(super) fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
-    for (i, sql) in MIGRATIONS.iter().enumerate().take(version) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(i + 1).unwrap_or(i64::MAX),
-        )?;
-        tx.commit()?;
-    }
-    Ok(())
+    migrate_up_to(conn, version)
 }
 
 #[cfg(test)]
