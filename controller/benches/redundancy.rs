@@ -11,16 +11,10 @@
 //!   (every inner node and every link cuts something; `Σ |cuts_off|` over
 //!   nodes and links ≈ n² / 2).
 
-#[path = "support/topology.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the routing bench, which uses all of it"
-)]
-mod topology;
-
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use freimesh_controller::routing::city as topology;
 use freimesh_controller::routing::redundancy::redundancy;
 use freimesh_proto::api;
 use rand::rngs::Xoshiro256PlusPlus;

@@ -12,13 +12,11 @@
 //! many nodes get deltas, the bytes pushed per affected node
 //! ([`RouteDelta::encoded_len`]) and the memory held.
 
-#[path = "support/topology.rs"]
-mod topology;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use freimesh_controller::routing::city as topology;
 use freimesh_controller::routing::{Metric, NodeIdx, RouteDelta, Router};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};

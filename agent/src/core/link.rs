@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::LinkId;
 use super::liveness::{Liveness, Profile, State};
+use super::tunnel::{Tunnel, TunnelKind};
 
 /// How many of our own `LinkState` clock values a link remembers, so an
 /// echo can be checked against what we really sent. A neighbour echoes
@@ -42,7 +43,7 @@ pub(crate) struct Link {
     pub id: LinkId,
     pub name: String,
     pub peer: PublicKeyBytes,
-    pub tunn: Tunn,
+    pub tunn: Tunnel,
     pub endpoint: Option<SocketAddr>,
     pub liveness: Liveness,
     /// Inner source prefixes the peer may send from; empty means any (a mesh
@@ -90,15 +91,24 @@ impl Link {
         keepalive: Option<u16>,
         index: u32,
         rate_limiter: Arc<RateLimiter>,
+        kind: TunnelKind,
     ) -> Self {
-        let tunn = Tunn::new(
-            secret.clone(),
-            PublicKey::from(peer.0),
-            None,
-            keepalive,
-            index,
-            Some(rate_limiter),
-        );
+        let tunn = match kind {
+            TunnelKind::WireGuard => Tunnel::WireGuard(Tunn::new(
+                secret.clone(),
+                PublicKey::from(peer.0),
+                None,
+                keepalive,
+                index,
+                Some(rate_limiter),
+            )),
+            #[cfg(feature = "sim")]
+            TunnelKind::Simulated => Tunnel::Simulated(super::tunnel::SimTunnel::new(
+                PublicKeyBytes(PublicKey::from(secret).to_bytes()),
+                index,
+                keepalive,
+            )),
+        };
         Self {
             id,
             name,
@@ -143,7 +153,7 @@ impl Link {
     /// million.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub fn loss_ppm(&self) -> u32 {
-        let (_, _, _, loss, _) = self.tunn.stats();
+        let loss = self.tunn.loss();
         if !loss.is_finite() {
             return 0;
         }
@@ -164,7 +174,7 @@ impl Link {
     }
 
     pub fn status(&self, now: Instant) -> LinkStatus {
-        let (since_handshake, ..) = self.tunn.stats();
+        let since_handshake = self.tunn.since_handshake(now);
         let state = match self.liveness.state {
             _ if self.liveness.profile.interval.is_none() => "up (unmonitored)".to_owned(),
             State::Starting => "starting".to_owned(),

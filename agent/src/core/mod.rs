@@ -12,16 +12,20 @@ mod link;
 pub mod liveness;
 pub mod packet;
 pub mod segments;
+#[cfg(feature = "sim")]
+mod sim_tunnel;
 pub mod table;
+mod tunnel;
 
 use std::fmt;
 
 pub use engine::{
-    DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, Output,
+    DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, NextHop, Output,
     RouteSpec,
 };
 pub use link::LinkStatus;
 pub use table::{ForwardingTable, GroupChange, Hop, RouteView};
+pub use tunnel::TunnelKind;
 
 /// A link's slot in the engine; stable for the engine's lifetime.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -122,6 +122,7 @@
 //! ~7,000 nodes the next step is to split at bridges / into areas, which
 //! also removes the bridge tail, or to store the symmetric matrix once.
 
+pub mod city;
 mod graph;
 mod incremental;
 pub mod redundancy;

@@ -254,6 +254,21 @@ impl Store {
         Ok(Self { conn })
     }
 
+    /// A fresh registry that lives only in memory (the whole-mesh
+    /// simulator, tests): same schema and checks, nothing on disk.
+    pub fn open_in_memory() -> Result<Self> {
+        let open_err = |cause| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            cause,
+        };
+        let mut conn = Connection::open_in_memory().map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        schema::migrate(&mut conn).map_err(open_err)?;
+        Ok(Self { conn })
+    }
+
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn

@@ -23,6 +23,10 @@ impl Engine {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Option<(LinkId, MessageKind)> {
+        #[cfg(feature = "sim")]
+        if self.tunnels == super::TunnelKind::Simulated {
+            return self.classify_simulated(datagram);
+        }
         let packet = match Tunn::parse_incoming_packet(datagram) {
             Ok(packet) => packet,
             Err(_) => {
@@ -70,12 +74,17 @@ impl Engine {
             Packet::PacketCookieReply(ref p) => (p.receiver_idx, MessageKind::CookieReply),
             Packet::PacketData(ref p) => (p.receiver_idx, MessageKind::Data),
         };
+        self.link_at_index(receiver_index).map(|l| (l, kind))
+    }
+
+    /// The link a receiver index belongs to, or counts an unknown index.
+    pub(super) fn link_at_index(&mut self, receiver_index: u32) -> Option<LinkId> {
         let slot = (receiver_index >> 8).wrapping_sub(self.index_base) & INDEX_MASK;
         match usize::try_from(slot)
             .ok()
             .filter(|s| self.links.get(*s).is_some_and(|l| !l.retired))
         {
-            Some(slot) => Some((LinkId(slot), kind)),
+            Some(slot) => Some(LinkId(slot)),
             None => {
                 self.drop_packet(DropReason::UnknownIndex);
                 None
@@ -93,7 +102,7 @@ impl Engine {
         now: Instant,
     ) {
         let link = &mut self.links[link_id.0];
-        match link.tunn.decapsulate(Some(from.ip()), datagram, rx) {
+        match link.tunn.decapsulate(Some(from.ip()), datagram, rx, now) {
             TunnResult::WriteToNetwork(reply) => {
                 // We answer a handshake initiation with a response (type 2)
                 // and a response with a keepalive (type 4): both mean the
@@ -112,7 +121,7 @@ impl Engine {
                     to: from,
                     datagram: reply,
                 });
-                self.flush_queued(link_id, rx);
+                self.flush_queued(link_id, rx, now);
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
                 let len = packet.len();
@@ -180,9 +189,11 @@ impl Engine {
     }
 
     /// Sends the packets boringtun queued while a handshake was in flight.
-    pub(super) fn flush_queued(&mut self, link_id: LinkId, scratch: &mut [u8]) {
+    pub(super) fn flush_queued(&mut self, link_id: LinkId, scratch: &mut [u8], now: Instant) {
         let link = &mut self.links[link_id.0];
-        while let TunnResult::WriteToNetwork(datagram) = link.tunn.decapsulate(None, &[], scratch) {
+        while let TunnResult::WriteToNetwork(datagram) =
+            link.tunn.decapsulate(None, &[], scratch, now)
+        {
             match link.endpoint {
                 Some(to) => self.outputs.push_back(Output::Transmit {
                     to,
@@ -201,9 +212,9 @@ impl Engine {
             return;
         };
         link.liveness.sent(now);
-        if let TunnResult::WriteToNetwork(datagram) = link
-            .tunn
-            .format_handshake_initiation(&mut self.tx_scratch, force)
+        if let TunnResult::WriteToNetwork(datagram) =
+            link.tunn
+                .format_handshake_initiation(&mut self.tx_scratch, force, now)
         {
             self.outputs.push_back(Output::Transmit {
                 to,
@@ -269,7 +280,7 @@ impl Engine {
     pub(super) fn send_on_link(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {
         let link = &mut self.links[link_id.0];
         link.liveness.sent(now);
-        match link.tunn.encapsulate(packet, &mut self.tx_scratch) {
+        match link.tunn.encapsulate(packet, &mut self.tx_scratch, now) {
             TunnResult::WriteToNetwork(datagram) => {
                 link.counters.tx_packets += 1;
                 link.counters.tx_bytes += packet.len() as u64;

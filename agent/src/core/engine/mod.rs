@@ -27,6 +27,9 @@ mod feasible;
 mod forward;
 mod repair;
 mod segments;
+#[cfg(feature = "sim")]
+mod simulated;
+mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -44,11 +47,13 @@ use serde::{Deserialize, Serialize};
 
 use self::repair::{Event, Repair};
 pub use self::repair::{EventView, Failover};
+pub use self::trace::NextHop;
 use super::LinkId;
 use super::link::{Link, LinkStatus};
 use super::liveness::{Liveness, Profile};
 use super::segments::SegmentTable;
 use super::table::{ForwardingTable, Hop, TableError};
+use super::tunnel::TunnelKind;
 
 /// How many recent failover events the engine keeps for `status`.
 const EVENT_HISTORY: usize = 64;
@@ -308,6 +313,8 @@ pub struct Engine {
     /// Neighbours that were next hops toward a prefix until recently: still
     /// feasible sources for it (see [`feasible`]).
     former_hops: feasible::FormerHops,
+    /// The kind of session new links get (WireGuard, or the simulator's).
+    tunnels: TunnelKind,
 }
 
 impl std::fmt::Debug for Engine {
@@ -366,6 +373,7 @@ impl Engine {
                 spec.keepalive,
                 index,
                 rate_limiter.clone(),
+                TunnelKind::WireGuard,
             );
             link.liveness = Liveness::new(profile);
             link.allowed_sources = spec.allowed_sources;
@@ -395,6 +403,7 @@ impl Engine {
             route_segments: BTreeMap::new(),
             client_prefixes: BTreeSet::new(),
             former_hops: feasible::FormerHops::default(),
+            tunnels: TunnelKind::WireGuard,
         })
     }
 
@@ -469,6 +478,7 @@ impl Engine {
             spec.keepalive,
             index,
             self.rate_limiter.clone(),
+            self.tunnels,
         );
         link.liveness = Liveness::new(profile);
         link.allowed_sources = spec.allowed_sources;
@@ -716,7 +726,7 @@ impl Engine {
         }
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
-            match link.tunn.update_timers(&mut self.tx_scratch) {
+            match link.tunn.update_timers(&mut self.tx_scratch, now) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(to) = link.endpoint {
                         link.liveness.sent(now);

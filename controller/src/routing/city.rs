@@ -1,9 +1,10 @@
-//! Synthetic city meshes for the routing benchmarks and scale tests: seeded
-//! random geometric graphs in the unit square with average degree ≈ 4, made
+//! Synthetic city meshes for the routing benchmarks, the whole-mesh
+//! simulator (`freimesh-testbed sim`) and scale tests: seeded random
+//! geometric graphs in the unit square with average degree ≈ 4, made
 //! connected by linking every stray component to its nearest main-component
 //! node (what a city does with a backbone link).
 
-use freimesh_controller::routing::{LinkCost, Metric, NodeIdx, Router, metric_of};
+use super::{LinkCost, Metric, NodeIdx, Router, metric_of};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -15,6 +16,8 @@ pub struct CityMesh {
     pub n: NodeIdx,
     /// (a, b, metric), a < b, sorted.
     pub links: Vec<(NodeIdx, NodeIdx, Metric)>,
+    /// The measured cost behind each entry of `links` (same order).
+    pub costs: Vec<LinkCost>,
 }
 
 impl CityMesh {
@@ -30,8 +33,9 @@ impl CityMesh {
     }
 }
 
+#[allow(clippy::expect_used)]
 fn idx(i: usize) -> NodeIdx {
-    NodeIdx::try_from(i).expect("benchmark meshes have < 2^32 nodes")
+    NodeIdx::try_from(i).expect("city meshes have < 2^32 nodes")
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -70,7 +74,7 @@ pub fn city(n: usize, seed: u64) -> CityMesh {
     };
     let cost = |d: f64, rng: &mut Xoshiro256PlusPlus| {
         let lossy = rng.random_bool(0.1);
-        metric_of(&LinkCost {
+        LinkCost {
             rtt_us: 1_000 + (d / radius * 20_000.0) as u32 + rng.random_range(0..500),
             loss_ppm: if lossy {
                 rng.random_range(0..50_000)
@@ -78,7 +82,7 @@ pub fn city(n: usize, seed: u64) -> CityMesh {
                 0
             },
             override_cost: None,
-        })
+        }
     };
     let mut links = Vec::new();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -88,8 +92,8 @@ pub fn city(n: usize, seed: u64) -> CityMesh {
             for gx in cx.saturating_sub(1)..=(cx + 1).min(cells - 1) {
                 for &b in &grid[gy * cells + gx] {
                     if a < b && dist(a, b) <= radius {
-                        let m = cost(dist(a, b), &mut rng);
-                        links.push((idx(a), idx(b), m));
+                        let c = cost(dist(a, b), &mut rng);
+                        links.push((idx(a), idx(b), c));
                         let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
                         parent[ra] = rb;
                     }
@@ -116,13 +120,17 @@ pub fn city(n: usize, seed: u64) -> CityMesh {
             .flat_map(|&a| (0..n).filter(|&b| in_main[b]).map(move |b| (a, b)))
             .min_by(|x, y| dist(x.0, x.1).total_cmp(&dist(y.0, y.1)));
         if let Some((a, b)) = best {
-            let m = cost(dist(a, b).max(radius), &mut rng);
-            links.push((idx(a.min(b)), idx(a.max(b)), m));
+            let c = cost(dist(a, b).max(radius), &mut rng);
+            links.push((idx(a.min(b)), idx(a.max(b)), c));
             for &i in &members {
                 in_main[i] = true;
             }
         }
     }
     links.sort_by_key(|l| (l.0, l.1));
-    CityMesh { n: idx(n), links }
+    CityMesh {
+        n: idx(n),
+        costs: links.iter().map(|l| l.2).collect(),
+        links: links.into_iter().map(|(a, b, c)| (a, b, metric_of(&c))).collect(),
+    }
 }
