@@ -22,5 +22,6 @@ pub mod process;
 pub mod reach;
 pub mod relay;
 pub mod schedule;
+pub mod sim;
 pub mod topology;
 pub mod traffic;

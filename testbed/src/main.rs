@@ -41,6 +41,27 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         interval: u64,
     },
+    /// Simulate a whole mesh (agents, controller, failures) on a virtual
+    /// clock in one thread; no root (see docs/testbed.md).
+    Sim {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Virtual minutes with failures (warm-up and settling come on top).
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// mixed, link-failures, double-link-failures, node-crashes,
+        /// controller-away, flapping-link or drain.
+        #[arg(long, default_value = "mixed")]
+        scenario: String,
+        /// Virtual seconds between failure episodes.
+        #[arg(long, default_value_t = 4.0)]
+        every: f64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the data plane against wireguard-go (root; see docs/benchmarks.md).
     Bench {
         /// The agent built with the router profile, whose size is reported.
@@ -277,6 +298,27 @@ fn main() -> ExitCode {
             }
         }
         Command::ProbeRecv { bind, out } => freimesh_testbed::failover::probe::receive(bind, &out),
+        Command::Sim {
+            nodes,
+            minutes,
+            seed,
+            scenario,
+            every,
+            json,
+        } => {
+            let config = freimesh_testbed::sim::SimConfig {
+                nodes,
+                duration: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+                seed,
+                scenario,
+                failure_every: std::time::Duration::from_secs_f64(every.max(0.1)),
+            };
+            match freimesh_testbed::sim::run_cli(&config, json) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(err) => Err(err),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -671,7 +671,13 @@ impl Engine {
     /// When [`Engine::handle_timeout`] next has work: a heartbeat, a
     /// detection deadline, the end of a hold-down, or WireGuard's timers.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let links = self.links.iter().filter_map(|l| l.liveness.next_deadline());
+        // A retired link is never serviced: its stale heartbeat deadline
+        // would make the shell wake at once, forever.
+        let links = self
+            .links
+            .iter()
+            .filter(|l| !l.retired)
+            .filter_map(|l| l.liveness.next_deadline());
         links.chain(self.next_wireguard_tick).min()
     }
 

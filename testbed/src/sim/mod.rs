@@ -1,0 +1,422 @@
+//! The whole-mesh simulator (`freimesh-testbed sim`): N agent engines,
+//! their control paths and the controller core with its store, exchanging
+//! real frames (encoded `AgentMsg`/`ControllerMsg`) and real engine
+//! datagrams over simulated underlay links with seeded delay, loss and
+//! cuts, all on one virtual clock: a binary-heap event queue, no sockets,
+//! no threads, no tokio. A seed replays the same run exactly (the event
+//! trace's digest is in the report).
+//!
+//! ```text
+//!            frames (10 ms)                  datagrams (link delay, loss, cuts)
+//!  SimController ◄──────────► AgentControl ── Engine ◄──────────────► Engine …
+//!  (core + SQLite)             (per node)     (sim tunnels)
+//! ```
+//!
+//! Engines use the simulator's sessions (`freimesh-agent` feature `sim`):
+//! WireGuard's handshake and timers on the virtual clock, without crypto.
+//! Everything else (liveness, failover, withdrawals, the controller's
+//! routing, the agent's reconcile) is the production code.
+//!
+//! Every [`CHECK_EVERY`] the simulator traces every flow through the
+//! engines' current next hops ([`check`]): a loop is counted, a broken flow
+//! is timed until it is delivered again. At the end, after every failure
+//! healed and the mesh settled, every flow must be delivered and every
+//! agent's table must match routes computed from scratch.
+
+mod agent_control;
+pub mod check;
+mod hub;
+mod queue;
+mod rng;
+pub mod scenario;
+mod world;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use freimesh_controller::routing::city;
+use serde::Serialize;
+
+use self::check::Trace;
+use self::queue::{Nanos, millis, nanos};
+use self::rng::SimRng;
+pub use self::scenario::{Action, SCENARIOS};
+use self::world::{Event, World};
+
+/// How often every flow is traced.
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Virtual time before the first failure: agents start, enrol, handshake
+/// and receive their routes.
+pub const WARM_UP: Duration = Duration::from_secs(15);
+/// Quiet time after the last failure healed before the final checks
+/// (hold-downs of flapped links reach tens of seconds).
+pub const SETTLE: Duration = Duration::from_secs(70);
+/// Flows traced: pairs of random nodes (all pairs are too many at scale).
+pub const MAX_FLOWS: usize = 200;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    /// Virtual time with failures (warm-up and settling come on top).
+    pub duration: Duration,
+    pub seed: u64,
+    pub scenario: String,
+    /// One failure episode this often (plus up to half as much, seeded).
+    pub failure_every: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 100,
+            duration: Duration::from_secs(60),
+            seed: 1,
+            scenario: "mixed".into(),
+            failure_every: Duration::from_secs(4),
+        }
+    }
+}
+
+/// The outcome of a run (what `--json` prints).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SimReport {
+    pub seed: u64,
+    pub scenario: String,
+    pub nodes: usize,
+    pub links: usize,
+    /// Virtual seconds simulated, warm-up and settling included.
+    pub virtual_s: u64,
+    pub wall_s: f64,
+    pub peak_rss_kib: u64,
+    pub flows: usize,
+    /// Flows that broke at some point and were delivered again.
+    pub flows_recovered: u64,
+    /// Flows with a path at the end that were not delivered.
+    pub flows_unrecovered: u64,
+    /// Checks at which some flow's path looped.
+    pub loops: u64,
+    /// The first loop seen: `(virtual ms, path of node indices)`.
+    pub first_loop: Option<(u64, Vec<usize>)>,
+    /// Longest break of a flow repaired without a route change from the
+    /// controller (failure to delivery, at check resolution).
+    pub worst_local_repair_ms: u64,
+    /// Longest time from a failure to the last route change the controller
+    /// pushed before the next failure.
+    pub worst_global_repair_ms: u64,
+    pub failures: usize,
+    pub datagrams: u64,
+    pub datagrams_lost: u64,
+    pub frames: u64,
+    pub events: u64,
+    pub ttl_expired: u64,
+    /// After settling: agents' host routes that differ from a recomputation
+    /// from scratch, and controller links that differ from the underlay.
+    pub route_mismatches: u64,
+    pub link_mismatches: u64,
+    /// FNV-1a over the event trace: equal seeds give equal digests.
+    pub trace_digest: String,
+    #[serde(skip)]
+    pub wall: Duration,
+}
+
+impl SimReport {
+    /// Whether every assert held.
+    pub fn passed(&self) -> bool {
+        self.loops == 0
+            && self.flows_unrecovered == 0
+            && self.route_mismatches == 0
+            && self.link_mismatches == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    src: usize,
+    dst: usize,
+    broken_since: Option<Nanos>,
+}
+
+/// `freimesh-testbed sim`: runs, prints the report (one JSON object with
+/// `json`, else a summary) and says whether every assert held. A failed
+/// run names its seed so it can be replayed.
+pub fn run_cli(config: &SimConfig, json: bool) -> Result<bool> {
+    let report = run(config)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "sim: {} nodes, {} links, {} s virtual in {:.1} s wall, peak RSS {} MiB",
+            report.nodes,
+            report.links,
+            report.virtual_s,
+            report.wall_s,
+            report.peak_rss_kib / 1024
+        );
+        println!(
+            "flows {} (recovered {}, unrecovered {}), loops {}, worst local repair {} ms, worst global repair {} ms",
+            report.flows,
+            report.flows_recovered,
+            report.flows_unrecovered,
+            report.loops,
+            report.worst_local_repair_ms,
+            report.worst_global_repair_ms
+        );
+        println!(
+            "failures {}, datagrams {} ({} lost), frames {}, route mismatches {}, link mismatches {}, digest {}",
+            report.failures,
+            report.datagrams,
+            report.datagrams_lost,
+            report.frames,
+            report.route_mismatches,
+            report.link_mismatches,
+            report.trace_digest
+        );
+    }
+    if !report.passed() {
+        eprintln!(
+            "sim FAILED with seed {} (scenario {}, {} nodes): replay with the same arguments",
+            report.seed, report.scenario, report.nodes
+        );
+    }
+    Ok(report.passed())
+}
+
+/// Runs one simulation.
+pub fn run(config: &SimConfig) -> Result<SimReport> {
+    let mut sim = Simulation::new(config)?;
+    sim.run_to_end()?;
+    sim.report()
+}
+
+/// A simulation in progress (tests drive it step by step).
+#[derive(Debug)]
+pub struct Simulation {
+    pub world: World,
+    config: SimConfig,
+    flows: Vec<Flow>,
+    failures: usize,
+    last_action: Nanos,
+    stats: Stats,
+    started: std::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    flows_recovered: u64,
+    loops: u64,
+    first_loop: Option<(u64, Vec<usize>)>,
+    worst_local: Nanos,
+    worst_global: Nanos,
+}
+
+impl Simulation {
+    pub fn new(config: &SimConfig) -> Result<Self> {
+        if config.nodes < 2 {
+            bail!("a mesh needs at least 2 nodes");
+        }
+        let started = std::time::Instant::now();
+        let mesh = city::city(config.nodes, config.seed);
+        let mut world = World::new(&mesh, config.seed)?;
+        let pairs: Vec<(usize, usize)> = world.links.iter().map(|l| (l.a, l.b)).collect();
+        let start = nanos(WARM_UP);
+        let end = start + nanos(config.duration);
+        let Some(actions) = scenario::schedule(
+            &config.scenario,
+            config.seed,
+            config.nodes,
+            &pairs,
+            start,
+            end,
+            config.failure_every,
+        ) else {
+            bail!(
+                "unknown scenario {:?} (known: {})",
+                config.scenario,
+                SCENARIOS.join(", ")
+            );
+        };
+        let failures = actions.len();
+        for (at, action) in actions {
+            world.queue.push(at, Event::Action(action));
+        }
+        world.queue.push(nanos(CHECK_EVERY), Event::Check);
+        let mut rng = SimRng::new(config.seed ^ 0xF10E);
+        let flows = (0..MAX_FLOWS.min(config.nodes * (config.nodes - 1)))
+            .map(|_| {
+                let src = rng.index(config.nodes);
+                let mut dst = rng.index(config.nodes - 1);
+                if dst >= src {
+                    dst += 1;
+                }
+                Flow {
+                    src,
+                    dst,
+                    broken_since: None,
+                }
+            })
+            .collect();
+        Ok(Self {
+            world,
+            config: config.clone(),
+            flows,
+            failures,
+            last_action: 0,
+            stats: Stats::default(),
+            started,
+        })
+    }
+
+    /// Runs to the end: warm-up, failures, settling.
+    pub fn run_to_end(&mut self) -> Result<()> {
+        let end = nanos(WARM_UP + self.config.duration + SETTLE);
+        self.run_until(end)
+    }
+
+    /// Runs every event up to virtual time `until`.
+    pub fn run_until(&mut self, until: Nanos) -> Result<()> {
+        let Self {
+            world,
+            flows,
+            stats,
+            last_action,
+            ..
+        } = self;
+        let mut check = |w: &mut World| {
+            check_flows(w, flows, stats, last_action);
+            w.queue.push(w.now + nanos(CHECK_EVERY), Event::Check);
+        };
+        world.run_until(until, &mut check)
+    }
+
+    /// The destination address of a flow toward `dst`: its IPv4 overlay
+    /// address, once welcomed.
+    pub fn address_of(world: &World, dst: usize) -> Option<IpAddr> {
+        world.nodes[dst]
+            .control
+            .state
+            .welcome
+            .as_ref()?
+            .addresses
+            .iter()
+            .find(|a| a.addr().is_ipv4())
+            .map(|a| a.addr())
+    }
+
+    /// Counts a loop as the flow checks would (tests inject one).
+    pub fn check_now(&mut self) {
+        check_flows(&mut self.world, &mut self.flows, &mut self.stats, &mut self.last_action);
+    }
+
+    pub fn loops(&self) -> u64 {
+        self.stats.loops
+    }
+
+    pub fn report(&self) -> Result<SimReport> {
+        let world = &self.world;
+        let mut unrecovered = 0;
+        for f in &self.flows {
+            if world.nodes[f.src].engine.is_none() || world.nodes[f.dst].engine.is_none() {
+                continue;
+            }
+            let has_path = check::reachable(world, f.src)[f.dst];
+            let delivered = Self::address_of(world, f.dst)
+                .is_some_and(|a| matches!(check::trace(world, f.src, f.dst, a), Trace::Delivered { .. }));
+            if has_path && !delivered {
+                unrecovered += 1;
+            }
+        }
+        let convergence = check::convergence(world);
+        let wall = self.started.elapsed();
+        Ok(SimReport {
+            seed: self.config.seed,
+            scenario: self.config.scenario.clone(),
+            nodes: self.config.nodes,
+            links: world.links.len(),
+            virtual_s: world.now / 1_000_000_000,
+            wall_s: (wall.as_secs_f64() * 1000.0).round() / 1000.0,
+            peak_rss_kib: peak_rss_kib(),
+            flows: self.flows.len(),
+            flows_recovered: self.stats.flows_recovered,
+            flows_unrecovered: unrecovered,
+            loops: self.stats.loops,
+            first_loop: self.stats.first_loop.clone(),
+            worst_local_repair_ms: millis(self.stats.worst_local),
+            worst_global_repair_ms: millis(self.stats.worst_global),
+            failures: self.failures,
+            datagrams: world.counters.datagrams,
+            datagrams_lost: world.counters.datagrams_lost,
+            frames: world.counters.frames,
+            events: world.counters.events,
+            ttl_expired: world.drops(freimesh_agent::core::DropReason::TtlExpired),
+            route_mismatches: convergence.route_mismatches,
+            link_mismatches: convergence.link_mismatches,
+            trace_digest: format!("{:016x}", world.digest),
+            wall,
+        })
+    }
+}
+
+fn check_flows(world: &mut World, flows: &mut [Flow], stats: &mut Stats, last_action: &mut Nanos) {
+    let now = world.now;
+    if let Some(at) = world.last_action {
+        *last_action = at;
+    }
+    if let Some(changed) = world.last_route_change
+        && changed >= *last_action
+        && *last_action > 0
+    {
+        stats.worst_global = stats.worst_global.max(changed - *last_action);
+    }
+    let mut looped = false;
+    for f in flows.iter_mut() {
+        if world.nodes[f.src].engine.is_none() || world.nodes[f.dst].engine.is_none() {
+            f.broken_since = None;
+            continue;
+        }
+        let Some(addr) = Simulation::address_of(world, f.dst) else {
+            continue;
+        };
+        match check::trace(world, f.src, f.dst, addr) {
+            Trace::Delivered { .. } => {
+                if let Some(since) = f.broken_since.take() {
+                    stats.flows_recovered += 1;
+                    let local = world.last_route_change.is_none_or(|t| t < since);
+                    if local {
+                        stats.worst_local = stats.worst_local.max(now - since);
+                    }
+                }
+            }
+            Trace::Loop(path) => {
+                looped = true;
+                if stats.first_loop.is_none() {
+                    stats.first_loop = Some((millis(now), path));
+                }
+                f.broken_since.get_or_insert(*last_action);
+            }
+            Trace::Lost => {
+                // Before the first welcome a flow is not "broken".
+                if *last_action > 0 {
+                    f.broken_since.get_or_insert(*last_action);
+                }
+            }
+        }
+    }
+    if looped {
+        stats.loops += 1;
+    }
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,554 @@
+//! The simulated mesh: nodes (engine + control path), underlay links, the
+//! controller, and the event loop that moves datagrams and frames between
+//! them on the virtual clock.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use freimesh_agent::controlplane::Candidate;
+use freimesh_agent::core::{DropReason, Engine, LinkSpec, Output};
+use freimesh_controller::routing::city::CityMesh;
+use freimesh_controller::store::{DEFAULT_CLIENT_SUBNET_LEN, MeshSettings};
+use freimesh_proto::control::{self, AgentMsg};
+use freimesh_proto::{NodeId, PublicKeyBytes};
+
+use super::agent_control::{AgentControl, REPORT_TICK};
+use super::hub::{SimController, ToAgent};
+use super::queue::{EventQueue, Nanos, nanos};
+use super::rng::SimRng;
+use super::scenario::Action;
+
+/// One way through the control channel (agent ↔ controller, over the
+/// internet or the backbone).
+pub const CONTROL_DELAY: Duration = Duration::from_millis(10);
+/// How long the controller takes to notice a session whose agent died
+/// (no close: its pings go unanswered).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// First reconnect delay of an agent; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The store's clock at virtual time zero (a fixed date: runs replay).
+const UNIX_EPOCH_OF_RUN: i64 = 1_800_000_000;
+/// Underlay port of every agent.
+const PORT: u16 = 51820;
+
+/// Something due at an instant of virtual time.
+#[derive(Debug)]
+pub enum Event {
+    Datagram { to: usize, from: SocketAddr, bytes: Vec<u8> },
+    EngineTimer { node: usize, at: Nanos },
+    ReportTick { node: usize, life: u32 },
+    Connect { node: usize, life: u32 },
+    ToController { node: usize, session: u64, frame: Vec<u8> },
+    ToAgent { node: usize, session: u64, frame: ToAgent },
+    SessionGone { node: usize, session: u64 },
+    /// An agent's first start.
+    Start(usize),
+    Action(Action),
+    Check,
+}
+
+/// An underlay link between two neighbours.
+#[derive(Debug, Clone)]
+pub struct SimLink {
+    pub a: usize,
+    pub b: usize,
+    pub delay: Duration,
+    pub loss_ppm: u32,
+    pub cut: bool,
+}
+
+/// One node: its agent while it runs.
+#[derive(Debug)]
+pub struct SimNode {
+    pub key: PublicKeyBytes,
+    secret: [u8; 32],
+    pub addr: SocketAddr,
+    pub engine: Option<Engine>,
+    pub control: AgentControl,
+    /// Counts the agent's starts; events of an earlier life are void.
+    pub life: u32,
+    /// The control session the agent holds, if connected.
+    pub session: Option<u64>,
+    backoff: Duration,
+    timer_at: Option<Nanos>,
+    /// Neighbours over the underlay: `(node, link index)`, sorted.
+    pub neighbours: Vec<(usize, usize)>,
+    pub drained: bool,
+}
+
+/// Counts that end up in the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub datagrams: u64,
+    pub datagrams_lost: u64,
+    pub frames: u64,
+    pub events: u64,
+    pub malformed_frames: u64,
+}
+
+/// The whole simulated mesh.
+#[derive(Debug)]
+pub struct World {
+    pub now: Nanos,
+    pub base: Instant,
+    pub queue: EventQueue<Event>,
+    pub nodes: Vec<SimNode>,
+    pub links: Vec<SimLink>,
+    pub by_addr: BTreeMap<SocketAddr, usize>,
+    pub by_key: BTreeMap<PublicKeyBytes, usize>,
+    pub controller: SimController,
+    pub controller_up: bool,
+    /// Which session the controller holds per node.
+    controller_sessions: BTreeMap<usize, u64>,
+    next_session: u64,
+    pub rng: SimRng,
+    pub counters: Counters,
+    /// FNV-1a over every event handled: equal digests, equal runs.
+    pub digest: u64,
+    /// When a controller frame that changed some node's routes was last
+    /// applied.
+    pub last_route_change: Option<Nanos>,
+    /// When the last scenario action happened.
+    pub last_action: Option<Nanos>,
+}
+
+fn underlay(i: usize) -> SocketAddr {
+    let base = u32::from(Ipv4Addr::new(100, 64, 0, 1));
+    let offset = u32::try_from(i).unwrap_or(u32::MAX);
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(base.wrapping_add(offset))), PORT)
+}
+
+pub fn mesh_settings() -> MeshSettings {
+    MeshSettings {
+        ula: "fd5e:4d00:11::/48".parse().unwrap_or_else(|_| unreachable!()),
+        ipv4: "10.64.0.0/14".parse().unwrap_or_else(|_| unreachable!()),
+        approval: false,
+        controller_public_key: PublicKeyBytes([9; 32]),
+        clients_ipv4: None,
+        client_subnet_len: DEFAULT_CLIENT_SUBNET_LEN,
+    }
+}
+
+impl World {
+    /// Builds the mesh of `city` with every agent started at time zero.
+    pub fn new(city: &CityMesh, seed: u64) -> Result<Self> {
+        let mut rng = SimRng::new(seed);
+        let n = usize::try_from(city.n).context("mesh size")?;
+        let (controller, tokens) = SimController::new(&mesh_settings(), n, UNIX_EPOCH_OF_RUN)?;
+        let mut links = Vec::with_capacity(city.links.len());
+        for ((a, b, _), cost) in city.links.iter().zip(&city.costs) {
+            links.push(SimLink {
+                a: usize::try_from(*a)?,
+                b: usize::try_from(*b)?,
+                delay: Duration::from_micros(u64::from(cost.rtt_us / 2)),
+                loss_ppm: cost.loss_ppm,
+                cut: false,
+            });
+        }
+        let mut neighbours: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        for (i, l) in links.iter().enumerate() {
+            neighbours[l.a].push((l.b, i));
+            neighbours[l.b].push((l.a, i));
+        }
+        let mut nodes = Vec::with_capacity(n);
+        let mut by_key = BTreeMap::new();
+        let mut by_addr = BTreeMap::new();
+        let secrets: Vec<[u8; 32]> = (0..n).map(|_| rng.secret()).collect();
+        let keys: Vec<PublicKeyBytes> = secrets
+            .iter()
+            .map(|s| Engine::new(*s, Vec::new(), 0).map(|e| e.public_key()))
+            .collect::<Result<_, _>>()?;
+        for (i, (mut nb, token)) in neighbours.into_iter().zip(tokens).enumerate() {
+            nb.sort_unstable();
+            let candidates = nb
+                .iter()
+                .map(|(p, _)| Candidate {
+                    peer: keys[*p],
+                    endpoint: Some(underlay(*p)),
+                })
+                .collect();
+            by_key.insert(keys[i], i);
+            by_addr.insert(underlay(i), i);
+            nodes.push(SimNode {
+                key: keys[i],
+                secret: secrets[i],
+                addr: underlay(i),
+                engine: None,
+                control: AgentControl::new(format!("n{i}"), underlay(i), token, candidates),
+                life: 0,
+                session: None,
+                backoff: FIRST_BACKOFF,
+                timer_at: None,
+                neighbours: nb,
+                drained: false,
+            });
+        }
+        let mut world = Self {
+            now: 0,
+            base: Instant::now(),
+            queue: EventQueue::default(),
+            nodes,
+            links,
+            by_addr,
+            by_key,
+            controller,
+            controller_up: true,
+            controller_sessions: BTreeMap::new(),
+            next_session: 0,
+            rng,
+            counters: Counters::default(),
+            digest: 0xcbf2_9ce4_8422_2325,
+            last_route_change: None,
+            last_action: None,
+        };
+        for i in 0..n {
+            // Agents come up over the first second, not all at once.
+            let at = world.rng.below(nanos(Duration::from_secs(1)));
+            world.queue.push(at, Event::Start(i));
+        }
+        Ok(world)
+    }
+
+    pub fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    fn unix_now(&self) -> i64 {
+        UNIX_EPOCH_OF_RUN + i64::try_from(self.now / 1_000_000_000).unwrap_or(0)
+    }
+
+    fn mix(&mut self, words: &[u64]) {
+        for w in words {
+            for b in w.to_le_bytes() {
+                self.digest ^= u64::from(b);
+                self.digest = self.digest.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    /// Runs every event due up to `until` (inclusive); `check` is called for
+    /// every `Check` event.
+    pub fn run_until(&mut self, until: Nanos, check: &mut dyn FnMut(&mut World)) -> Result<()> {
+        while let Some((at, event)) = self.queue.pop_until(until) {
+            self.now = at;
+            self.counters.events += 1;
+            self.handle(event, check)?;
+        }
+        self.now = until;
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event, check: &mut dyn FnMut(&mut World)) -> Result<()> {
+        let now = self.now;
+        match event {
+            Event::Datagram { to, from, bytes } => {
+                self.mix(&[now, 1, to as u64, bytes.len() as u64]);
+                let instant = self.instant();
+                if let Some(engine) = self.nodes[to].engine.as_mut() {
+                    engine.handle_datagram(from, &bytes, instant);
+                    self.after_engine(to);
+                }
+            }
+            Event::EngineTimer { node, at } => {
+                if self.nodes[node].timer_at == Some(at) {
+                    self.mix(&[now, 2, node as u64]);
+                    self.nodes[node].timer_at = None;
+                    let instant = self.instant();
+                    if let Some(engine) = self.nodes[node].engine.as_mut() {
+                        engine.handle_timeout(instant);
+                        self.after_engine(node);
+                    }
+                }
+            }
+            Event::ReportTick { node, life } => {
+                if self.nodes[node].life == life && self.nodes[node].engine.is_some() {
+                    self.mix(&[now, 3, node as u64]);
+                    self.queue.push(now + nanos(REPORT_TICK), Event::ReportTick { node, life });
+                    if let Some(session) = self.nodes[node].session {
+                        let instant = self.instant();
+                        let n = &mut self.nodes[node];
+                        let report = n.engine.as_ref().and_then(|e| n.control.tick(e, instant));
+                        if let Some(report) = report {
+                            self.send_to_controller(node, session, &AgentMsg::Report(report))?;
+                        }
+                    }
+                }
+            }
+            Event::Connect { node, life } => {
+                if self.nodes[node].life == life && self.nodes[node].session.is_none() {
+                    self.mix(&[now, 4, node as u64]);
+                    if self.controller_up {
+                        self.next_session += 1;
+                        let session = self.next_session;
+                        self.nodes[node].session = Some(session);
+                        self.nodes[node].control.connected();
+                        let hello = AgentMsg::Hello(self.nodes[node].control.hello());
+                        self.send_to_controller(node, session, &hello)?;
+                    } else {
+                        let n = &mut self.nodes[node];
+                        let wait = n.backoff;
+                        n.backoff = (n.backoff * 2).min(MAX_BACKOFF);
+                        self.queue.push(now + nanos(wait), Event::Connect { node, life });
+                    }
+                }
+            }
+            Event::ToController { node, session, frame } => {
+                if self.controller_up {
+                    self.mix(&[now, 5, node as u64, frame.len() as u64]);
+                    self.counters.frames += 1;
+                    self.controller_frame(node, session, &frame)?;
+                }
+            }
+            Event::ToAgent { node, session, frame } => {
+                if self.nodes[node].session == Some(session) {
+                    self.mix(&[now, 6, node as u64]);
+                    self.counters.frames += 1;
+                    match frame {
+                        ToAgent::Frame(bytes) => {
+                            let instant = self.instant();
+                            let n = &mut self.nodes[node];
+                            if let Some(engine) = n.engine.as_mut() {
+                                let applied = n.control.handle_frame(engine, &bytes, instant);
+                                if applied.malformed {
+                                    self.counters.malformed_frames += 1;
+                                }
+                                if applied.routes {
+                                    self.last_route_change = Some(now);
+                                }
+                                self.after_engine(node);
+                            }
+                        }
+                        ToAgent::Close => self.lose_session(node),
+                    }
+                }
+            }
+            Event::SessionGone { node, session } => {
+                if self.controller_sessions.get(&node) == Some(&session) {
+                    self.controller_sessions.remove(&node);
+                    self.controller.handle_gone(self.nodes[node].key);
+                    self.flush_controller();
+                }
+            }
+            Event::Start(node) => {
+                self.mix(&[now, 7, node as u64]);
+                self.start_agent(node)?;
+            }
+            Event::Action(action) => {
+                self.mix(&[now, 8]);
+                self.last_action = Some(now);
+                self.act(action)?;
+            }
+            Event::Check => check(self),
+        }
+        Ok(())
+    }
+
+    fn send_to_controller(&mut self, node: usize, session: u64, msg: &AgentMsg) -> Result<()> {
+        let frame = control::encode(msg)?;
+        self.queue.push(
+            self.now + nanos(CONTROL_DELAY),
+            Event::ToController { node, session, frame },
+        );
+        Ok(())
+    }
+
+    fn controller_frame(&mut self, node: usize, session: u64, frame: &[u8]) -> Result<()> {
+        let msg: AgentMsg = control::decode(frame)?;
+        let key = self.nodes[node].key;
+        let unix = self.unix_now();
+        match msg {
+            AgentMsg::Hello(hello) => {
+                if let Some(old) = self.controller_sessions.insert(node, session)
+                    && old != session
+                {
+                    self.controller.handle_gone(key);
+                }
+                self.controller.handle_hello(key, &hello, unix)?;
+            }
+            other => {
+                if self.controller_sessions.get(&node) == Some(&session) {
+                    self.controller.handle_frame(key, other, unix)?;
+                }
+            }
+        }
+        self.flush_controller();
+        Ok(())
+    }
+
+    fn flush_controller(&mut self) {
+        for (key, out) in self.controller.take_outbox() {
+            let Some(&node) = self.by_key.get(&key) else {
+                continue;
+            };
+            let Some(&session) = self.controller_sessions.get(&node) else {
+                continue;
+            };
+            if out == ToAgent::Close {
+                self.controller_sessions.remove(&node);
+            }
+            self.queue.push(
+                self.now + nanos(CONTROL_DELAY),
+                Event::ToAgent { node, session, frame: out },
+            );
+        }
+    }
+
+    /// The agent's session ended: it keeps its state (headless) and
+    /// reconnects with backoff.
+    fn lose_session(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.session = None;
+        let wait = n.backoff;
+        n.backoff = (n.backoff * 2).min(MAX_BACKOFF);
+        let life = n.life;
+        self.queue.push(self.now + nanos(wait), Event::Connect { node, life });
+    }
+
+    /// Carries out what the engine of `node` asked for and re-arms its timer.
+    fn after_engine(&mut self, node: usize) {
+        let Some(engine) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        let mut sends = Vec::new();
+        while let Some(out) = engine.poll_output() {
+            if let Output::Transmit { to, datagram } = out {
+                sends.push((to, datagram));
+            }
+        }
+        let timeout = engine.poll_timeout();
+        for (to, datagram) in sends {
+            self.transmit(node, to, datagram);
+        }
+        if let Some(at) = timeout {
+            let at = nanos(at.saturating_duration_since(self.base)).max(self.now);
+            let n = &mut self.nodes[node];
+            if n.timer_at.is_none_or(|t| at < t) {
+                n.timer_at = Some(at);
+                self.queue.push(at, Event::EngineTimer { node, at });
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: SocketAddr, datagram: Vec<u8>) {
+        self.counters.datagrams += 1;
+        let Some(&dst) = self.by_addr.get(&to) else {
+            self.counters.datagrams_lost += 1;
+            return;
+        };
+        let nb = &self.nodes[from].neighbours;
+        let Ok(pos) = nb.binary_search_by_key(&dst, |(p, _)| *p) else {
+            self.counters.datagrams_lost += 1;
+            return;
+        };
+        let link = &self.links[nb[pos].1];
+        if link.cut || self.rng.chance_ppm(link.loss_ppm) {
+            self.counters.datagrams_lost += 1;
+            return;
+        }
+        let at = self.now + nanos(link.delay);
+        let from = self.nodes[from].addr;
+        self.queue.push(at, Event::Datagram { to: dst, from, bytes: datagram });
+    }
+
+    /// Carries out one scenario action now.
+    pub fn act(&mut self, action: Action) -> Result<()> {
+        match action {
+            Action::Cut(l) => self.links[l].cut = true,
+            Action::Restore(l) => self.links[l].cut = false,
+            Action::Crash(n) => {
+                let node = &mut self.nodes[n];
+                node.engine = None;
+                node.timer_at = None;
+                node.life += 1;
+                if node.session.take().is_some()
+                    && let Some(&session) = self.controller_sessions.get(&n)
+                {
+                    self.queue.push(
+                        self.now + nanos(SESSION_TIMEOUT),
+                        Event::SessionGone { node: n, session },
+                    );
+                }
+            }
+            Action::Restart(n) => self.start_agent(n)?,
+            Action::ControllerDown => {
+                self.controller_up = false;
+                self.controller_sessions.clear();
+                for n in 0..self.nodes.len() {
+                    if self.nodes[n].session.is_some() {
+                        self.lose_session(n);
+                    }
+                }
+            }
+            Action::ControllerUp => {
+                self.controller.restart()?;
+                self.controller_up = true;
+            }
+            Action::Drain(n) | Action::Undrain(n) => {
+                let drained = matches!(action, Action::Drain(_));
+                self.nodes[n].drained = drained;
+                if self.controller_up {
+                    self.controller.drain(self.nodes[n].key, drained)?;
+                    self.flush_controller();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) node `n`'s agent from nothing: links to its
+    /// underlay neighbours as configured, then the controller.
+    fn start_agent(&mut self, n: usize) -> Result<()> {
+        let specs = self.nodes[n]
+            .neighbours
+            .iter()
+            .map(|(p, _)| LinkSpec {
+                name: NodeId::of(&self.nodes[*p].key).to_string(),
+                peer: self.nodes[*p].key,
+                endpoint: Some(self.nodes[*p].addr),
+                keepalive: None,
+                allowed_sources: Vec::new(),
+                profile: "default".into(),
+            })
+            .collect();
+        let index_seed = u32::try_from(self.rng.below(1 << 24)).unwrap_or(0);
+        let mut engine = Engine::new(self.nodes[n].secret, specs, index_seed)?;
+        engine.use_simulated_tunnels();
+        engine.start(self.instant());
+        let node = &mut self.nodes[n];
+        node.engine = Some(engine);
+        node.life += 1;
+        node.session = None;
+        node.backoff = FIRST_BACKOFF;
+        node.timer_at = None;
+        let (candidates, hostname, addr) = (
+            node.control_candidates(),
+            format!("n{n}"),
+            node.addr,
+        );
+        let token = node.control.hello().join_token.unwrap_or_default();
+        node.control = AgentControl::new(hostname, addr, token, candidates);
+        let life = node.life;
+        self.after_engine(n);
+        self.queue.push(self.now + nanos(REPORT_TICK), Event::ReportTick { node: n, life });
+        self.queue.push(self.now, Event::Connect { node: n, life });
+        Ok(())
+    }
+
+    /// Total drops of `reason` over every running engine.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.drops(reason))
+            .sum()
+    }
+}
+
+impl SimNode {
+    fn control_candidates(&self) -> Vec<Candidate> {
+        self.control.candidates().to_vec()
+    }
+}
