@@ -83,6 +83,41 @@ pub fn reachable(world: &World, src: usize) -> Vec<bool> {
     seen
 }
 
+/// Whether global repair is complete: no control frame in flight, and
+/// the controller holds exactly the links both ends' liveness holds up.
+/// (Cheap enough to ask twice a second; [`convergence`] is the full check.)
+pub fn settled(world: &World) -> bool {
+    if world.frames_in_flight > 0 || !world.controller_up {
+        return false;
+    }
+    let core = world.controller.core();
+    let up_at = |node: usize, peer: usize| {
+        world.nodes[node].engine.as_ref().is_some_and(|e| {
+            e.link_states()
+                .iter()
+                .any(|l| l.peer == world.nodes[peer].key && l.up)
+        })
+    };
+    let ids: BTreeMap<_, u32> = core
+        .nodes()
+        .values()
+        .map(|n| (n.public_key, n.id))
+        .collect();
+    world.links.iter().all(|l| {
+        let (Some(a), Some(b)) = (
+            ids.get(&world.nodes[l.a].key),
+            ids.get(&world.nodes[l.b].key),
+        ) else {
+            return true;
+        };
+        let held = core
+            .links()
+            .get(&((*a).min(*b), (*a).max(*b)))
+            .is_some_and(|r| r.up);
+        held == (up_at(l.a, l.b) && up_at(l.b, l.a))
+    })
+}
+
 /// How the agents' tables differ from what a recomputation from scratch
 /// says they should hold, and how the controller's link set differs from
 /// the underlay's truth.
