@@ -129,19 +129,21 @@ pub struct Convergence {
     pub link_mismatches: u64,
 }
 
-/// Compares every running agent's installed routes to routes computed
-/// from scratch over the controller's links, and those links to the
-/// underlay's.
-pub fn convergence(world: &World) -> Convergence {
+/// Whether the controller's links are exactly the underlay's working
+/// links (uncut, both ends running): nothing left in hold-down.
+pub fn matches_underlay(world: &World) -> bool {
+    link_mismatches(world) == 0
+}
+
+fn link_mismatches(world: &World) -> u64 {
     let core = world.controller.core();
-    let mut out = Convergence::default();
-    // The controller's links vs the underlay.
     let id_of: BTreeMap<usize, u32> = core
         .nodes()
         .values()
         .filter(|n| n.state == NodeState::Active)
         .filter_map(|n| world.by_key.get(&n.public_key).map(|i| (*i, n.id)))
         .collect();
+    let mut mismatches = 0;
     for l in &world.links {
         let truth = !l.cut && world.nodes[l.a].engine.is_some() && world.nodes[l.b].engine.is_some();
         let (Some(a), Some(b)) = (id_of.get(&l.a), id_of.get(&l.b)) else {
@@ -152,9 +154,27 @@ pub fn convergence(world: &World) -> Convergence {
             .get(&((*a).min(*b), (*a).max(*b)))
             .is_some_and(|r| r.up);
         if truth != held {
-            out.link_mismatches += 1;
+            mismatches += 1;
         }
     }
+    mismatches
+}
+
+/// Compares every running agent's installed routes to routes computed
+/// from scratch over the controller's links, and those links to the
+/// underlay's.
+pub fn convergence(world: &World) -> Convergence {
+    let core = world.controller.core();
+    let mut out = Convergence {
+        link_mismatches: link_mismatches(world),
+        ..Convergence::default()
+    };
+    let id_of: BTreeMap<usize, u32> = core
+        .nodes()
+        .values()
+        .filter(|n| n.state == NodeState::Active)
+        .filter_map(|n| world.by_key.get(&n.public_key).map(|i| (*i, n.id)))
+        .collect();
     let expected = world.controller.routes_from_scratch();
     let key_of: BTreeMap<u32, _> = core.nodes().values().map(|n| (n.id, n.public_key)).collect();
     let owner: BTreeMap<IpNet, u32> = core

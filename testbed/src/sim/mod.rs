@@ -48,10 +48,13 @@ use self::world::{Event, World};
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Virtual time before the first failure: agents start, enrol, handshake
 /// and receive their routes.
-pub const WARM_UP: Duration = Duration::from_secs(15);
-/// Quiet time after the last failure healed before the final checks
-/// (hold-downs of flapped links reach tens of seconds).
-pub const SETTLE: Duration = Duration::from_secs(70);
+pub const WARM_UP: Duration = Duration::from_secs(10);
+/// Longest quiet time after the failures before the final checks
+/// (hold-downs of flapped links reach a minute); the run ends earlier once
+/// the mesh has settled for [`SETTLED_GRACE`].
+pub const MAX_SETTLE: Duration = Duration::from_secs(75);
+/// How long the mesh must stay settled before the final checks.
+pub const SETTLED_GRACE: Duration = Duration::from_secs(2);
 /// Global repair is looked for every this many checks (it asks every
 /// engine for its link states).
 const SETTLED_EVERY_CHECKS: u64 = 5;
@@ -243,7 +246,7 @@ impl Simulation {
         };
         let failures = actions.len();
         for (at, action) in actions {
-            world.queue.push(at, Event::Action(action));
+            world.schedule(at, action);
         }
         world.queue.push(nanos(CHECK_EVERY), Event::Check);
         let mut rng = SimRng::new(config.seed ^ 0xF10E);
@@ -272,10 +275,28 @@ impl Simulation {
         })
     }
 
-    /// Runs to the end: warm-up, failures, settling.
+    /// Runs to the end: warm-up, failures, then until the mesh has
+    /// settled (every failure healed, the controller's links those of the
+    /// underlay, no frame in flight) or [`MAX_SETTLE`] passed.
     pub fn run_to_end(&mut self) -> Result<()> {
-        let end = nanos(WARM_UP + self.config.duration + SETTLE);
-        self.run_until(end)
+        let failures_end = nanos(WARM_UP + self.config.duration);
+        self.run_until(failures_end)?;
+        let last = failures_end + nanos(MAX_SETTLE);
+        let mut settled_since = None;
+        while self.world.now < last {
+            self.run_until(self.world.now + nanos(CHECK_EVERY * 5))?;
+            let quiet = self.world.queue_has_no_actions()
+                && check::settled(&self.world)
+                && check::matches_underlay(&self.world);
+            if !quiet {
+                settled_since = None;
+            } else if self.world.now - *settled_since.get_or_insert(self.world.now)
+                >= nanos(SETTLED_GRACE)
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Runs every event up to virtual time `until`.
@@ -315,6 +336,29 @@ impl Simulation {
 
     pub fn loops(&self) -> u64 {
         self.stats.loops
+    }
+
+    /// The traced flows as `(source, destination)` node indices.
+    pub fn flows(&self) -> Vec<(usize, usize)> {
+        self.flows.iter().map(|f| (f.src, f.dst)).collect()
+    }
+
+    /// Overrides node `node`'s route toward `dst` with the single next hop
+    /// `via` (a neighbour), as a broken controller could: tests use it to
+    /// make a loop and see that the checks catch it.
+    pub fn force_route(&mut self, node: usize, dst: usize, via: usize) -> Result<()> {
+        let Some(addr) = Self::address_of(&self.world, dst) else {
+            bail!("node {dst} has no address yet");
+        };
+        let via_key = self.world.nodes[via].key;
+        let Some(engine) = self.world.nodes[node].engine.as_mut() else {
+            bail!("node {node} is not running");
+        };
+        let Some(link) = engine.link_by_peer(&via_key) else {
+            bail!("node {via} is not a neighbour of node {node}");
+        };
+        engine.insert_route(ipnet::IpNet::from(addr), vec![freimesh_agent::core::Hop::Link(link)])?;
+        Ok(())
     }
 
     pub fn report(&self) -> Result<SimReport> {

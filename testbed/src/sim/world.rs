@@ -124,6 +124,8 @@ pub struct World {
     pub pending_failure: Option<Nanos>,
     /// Control frames sent and not yet handled (either direction).
     pub frames_in_flight: u64,
+    /// Scenario actions scheduled and not yet carried out.
+    pub pending_actions: u64,
 }
 
 fn underlay(i: usize) -> SocketAddr {
@@ -216,6 +218,7 @@ impl World {
             last_action: None,
             pending_failure: None,
             frames_in_flight: 0,
+            pending_actions: 0,
         };
         for i in 0..n {
             // Agents come up over the first second, not all at once.
@@ -352,6 +355,7 @@ impl World {
                 self.start_agent(node)?;
             }
             Event::Action(action) => {
+                self.pending_actions -= 1;
                 self.mix(&[now, 8]);
                 self.last_action = Some(now);
                 if matches!(action, Action::Cut(_) | Action::Crash(_) | Action::Drain(_)) {
@@ -473,6 +477,12 @@ impl World {
         self.queue.push(at, Event::Datagram { to: dst, from, bytes: datagram });
     }
 
+    /// Schedules a scenario action.
+    pub fn schedule(&mut self, at: Nanos, action: Action) {
+        self.pending_actions += 1;
+        self.queue.push(at, Event::Action(action));
+    }
+
     /// Carries out one scenario action now.
     pub fn act(&mut self, action: Action) -> Result<()> {
         match action {
@@ -555,6 +565,11 @@ impl World {
         self.queue.push(self.now + nanos(REPORT_TICK), Event::ReportTick { node: n, life });
         self.queue.push(self.now, Event::Connect { node: n, life });
         Ok(())
+    }
+
+    /// Whether no scenario action is still to come.
+    pub fn queue_has_no_actions(&self) -> bool {
+        self.pending_actions == 0
     }
 
     /// Total drops of `reason` over every running engine.
