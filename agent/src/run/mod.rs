@@ -16,8 +16,6 @@
 
 mod controller;
 
-pub use controller::reconcile;
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{AgentConfig, Backend, NextHop};
 use crate::control::{AgentStatus, ControlError, ControlServer, PingSummary, Request, Response};
-use crate::controlplane::{Client, ClientConfig, ControllerState, Upstream};
+use crate::controlplane::{Client, ClientConfig, ControlCore, Upstream};
 use crate::core::{Engine, EngineError, Hop, LinkSpec, Output};
 use crate::gateway::{CheckerSettings, GatewayError, Nat, UplinkProbe, UplinkSettings};
 use crate::identity::{IdentityError, PrivateKey};
@@ -242,7 +240,7 @@ pub async fn run(
                 Client::new(client_config, key.clone(), event_tx, report_rx)
                     .run(std::future::pending()),
             );
-            let mut state = ControllerState::default();
+            let mut state = ControlCore::default();
             // The controller knows the addresses (unless configured), the
             // mesh prefixes the kernel must send into the TUN device (unless
             // configured) and a public Wi-Fi node's client prefixes: wait

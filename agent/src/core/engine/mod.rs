@@ -23,6 +23,7 @@
 //! alternate in one step, and prefixes left with no path are withdrawn from
 //! the neighbours so they switch too.
 
+mod changes;
 mod feasible;
 mod forward;
 mod repair;
@@ -42,6 +43,7 @@ use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use self::changes::EngineChange;
 use self::repair::{Event, Repair};
 pub use self::repair::{EventView, Failover};
 use super::LinkId;
@@ -192,7 +194,7 @@ pub struct LinkReport {
 }
 
 /// What the operator configured for one link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSpec {
     pub name: String,
     pub peer: PublicKeyBytes,
