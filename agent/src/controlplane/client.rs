@@ -51,6 +51,12 @@ impl From<control::FrameError> for End {
     }
 }
 
+/// The cores' clock: tokio's, so the cores and the shell's timers agree
+/// (also under a paused test clock).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
     let len = r.read_u16().await?;
     let mut buf = vec![0u8; usize::from(len)];
@@ -117,7 +123,7 @@ impl Client {
                     () = &mut shutdown => return,
                     () = &mut retry => break,
                     item = self.upstream.recv(), if self.upstream_open => match item {
-                        Some(item) => self.session.handle_upstream(item, Instant::now()),
+                        Some(item) => self.session.handle_upstream(item, now()),
                         None => self.upstream_open = false,
                     },
                 }
@@ -165,7 +171,7 @@ impl Client {
         .await
         .map_err(|_| End::Retry("connect or handshake timed out".into()))??;
         let (mut r, mut w) = stream;
-        self.session.handle_connected(Instant::now());
+        self.session.handle_connected(now());
         self.flush(&mut w, &mut transport).await?;
 
         let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
@@ -204,17 +210,17 @@ impl Client {
                     let frame = t.open(&sealed)?;
                     let msg: ControllerMsg = control::decode(&frame)
                         .map_err(|e| End::Retry(format!("bad frame from controller: {e}")))?;
-                    self.session.handle_message(msg, Instant::now())
+                    self.session.handle_message(msg, now())
                 }
                 item = self.upstream.recv(), if self.upstream_open => {
                     // A closed channel just means nobody reports.
                     match item {
-                        Some(item) => self.session.handle_upstream(item, Instant::now()),
+                        Some(item) => self.session.handle_upstream(item, now()),
                         None => self.upstream_open = false,
                     }
                     Ok(())
                 }
-                () = tokio::time::sleep_until(wake) => self.session.handle_tick(Instant::now()),
+                () = tokio::time::sleep_until(wake) => self.session.handle_tick(now()),
             };
             self.flush(w, t).await?;
             ended.map_err(|e| End::Retry(e.to_string()))?;
