@@ -15,6 +15,11 @@
 //!   of two backends:
 //!   [`linux`] (a TUN device configured over netlink) or [`userspace`] (a
 //!   smoltcp stack inside the agent, no privileges needed).
+//! * [`controlplane`] is the path to the controller: sans-IO cores for the
+//!   session (Hello, pings, what waits while the controller is away), the
+//!   controller-given state (each delta becomes the
+//!   [`core::EngineChange`]s it implies) and link reporting, driven by a
+//!   thin tokio client.
 //! * [`gateway`] and [`publicwifi`] are the Linux side of gateways (uplink
 //!   checker, NAT) and public Wi-Fi nodes (client interface, dnsmasq).
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]

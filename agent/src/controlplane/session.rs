@@ -44,6 +44,11 @@ pub const KEEPALIVE: Duration = Duration::from_secs(25);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Failovers kept for the controller while it is unreachable.
 pub const PENDING_FAILOVERS: usize = 256;
+/// Entries a chunked full set (links or routes) may hold before the session
+/// is ended: a city of 10,000 nodes has ~30,000 routes, and at ~100 bytes
+/// each this bound (about 25 MB) still fits a 128 MB router. A controller
+/// that sends more is broken, and the agent keeps its last state.
+pub const MAX_FULL_SET_ENTRIES: usize = 262_144;
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
@@ -123,6 +128,8 @@ pub enum SessionEnded {
     Refused(ErrorMsg),
     #[error("controller silent; idle timeout")]
     IdleTimeout,
+    #[error("full set from the controller past {MAX_FULL_SET_ENTRIES} entries")]
+    FullSetTooLarge,
 }
 
 /// State of the connection in progress.
@@ -237,6 +244,9 @@ impl Session {
                 return Err(SessionEnded::Pending);
             }
             ControllerMsg::Links { links, last } => {
+                if conn.links.len() + links.len() > MAX_FULL_SET_ENTRIES {
+                    return Err(SessionEnded::FullSetTooLarge);
+                }
                 conn.links.extend(links);
                 if last {
                     let links = std::mem::take(&mut conn.links);
@@ -244,6 +254,9 @@ impl Session {
                 }
             }
             ControllerMsg::Routes { routes, last } => {
+                if conn.routes.len() + routes.len() > MAX_FULL_SET_ENTRIES {
+                    return Err(SessionEnded::FullSetTooLarge);
+                }
                 conn.routes.extend(routes);
                 if last {
                     let routes = std::mem::take(&mut conn.routes);

@@ -273,3 +273,24 @@ fn after_a_welcome_uplink_goes_first_then_clients_then_the_newest_report() {
         ]
     );
 }
+
+#[test]
+fn a_full_set_past_the_bound_ends_the_session() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    let chunk: Vec<LinkAssignment> = (0..1024).map(|_| link(2)).collect();
+    let mut ended = None;
+    for _ in 0..=MAX_FULL_SET_ENTRIES / chunk.len() {
+        let msg = ControllerMsg::Links {
+            links: chunk.clone(),
+            last: false,
+        };
+        if let Err(e) = s.handle_message(msg, t0) {
+            ended = Some(e);
+            break;
+        }
+    }
+    assert_eq!(ended, Some(SessionEnded::FullSetTooLarge));
+}
