@@ -158,18 +158,18 @@ where
     let mut background = JoinSet::new();
     let (controlled, client_prefixes) =
         connect_controller(&mut config, &key, &mut background).await?;
-    // Under a controller, `[[link]]`s are only candidates to report: the
-    // controller decides which links exist and computes the routes.
-    let engine_config = if controlled.is_some() {
-        AgentConfig {
+    let mut engine = if controlled.is_some() {
+        // Under a controller, `[[link]]`s are only candidates to report: the
+        // controller decides which links exist and computes the routes.
+        let own_only = AgentConfig {
             links: Vec::new(),
             routes: Vec::new(),
             ..config.clone()
-        }
+        };
+        build_engine(&own_only, &key, OsRng.next_u32(), Instant::now())?
     } else {
-        config.clone()
+        build_engine(&config, &key, OsRng.next_u32(), Instant::now())?
     };
-    let mut engine = build_engine(&engine_config, &key, OsRng.next_u32(), Instant::now())?;
     let bind_error = |cause| RunError::Bind {
         addr: config.listen,
         cause,
@@ -198,34 +198,8 @@ where
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
     if let Some(controlled) = controlled {
-        // Under a controller the kernel's routes into the local device
-        // follow the intranet routes it pushes (buildings, sites).
-        let (kernel_tx, kernel_rx) =
-            tokio::sync::watch::channel(config.linux.kernel_routes.clone());
-        let kernel = kernel_device.is_some().then(|| controller::KernelRoutes {
-            base: config.linux.kernel_routes.clone(),
-            local: config.local_prefixes.clone(),
-            tx: kernel_tx,
-        });
-        if kernel.is_some() {
-            background.spawn(shell::kernel_routes_task(
-                shared.clone(),
-                config.addresses.clone(),
-                kernel_rx,
-            ));
-        }
-        background.spawn(controller::apply_events(
-            shared.clone(),
-            controlled.events,
-            controlled.state,
-            config.host_addresses(),
-            kernel,
-        ));
-        background.spawn(controller::report(
-            shared.clone(),
-            Arc::new(config.clone()),
-            controlled.reports,
-        ));
+        let follow_kernel = kernel_device.is_some();
+        spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background);
     }
     let control_shared = shared.clone();
     let control_path = control.path().to_owned();
@@ -253,6 +227,44 @@ where
     roles.stop().await;
     shared.local.close().await?;
     Ok(())
+}
+
+/// Under a controller: applies what it assigns to the engine, reports link
+/// states back and, with `follow_kernel`, keeps the kernel's routes into the
+/// local device in step with the intranet routes it pushes (buildings,
+/// sites).
+fn spawn_controller_tasks(
+    controlled: Controlled,
+    config: &AgentConfig,
+    shared: &Arc<Shared>,
+    follow_kernel: bool,
+    background: &mut JoinSet<()>,
+) {
+    let (kernel_tx, kernel_rx) = tokio::sync::watch::channel(config.linux.kernel_routes.clone());
+    let kernel = follow_kernel.then(|| controller::KernelRoutes {
+        base: config.linux.kernel_routes.clone(),
+        local: config.local_prefixes.clone(),
+        tx: kernel_tx,
+    });
+    if kernel.is_some() {
+        background.spawn(shell::kernel_routes_task(
+            shared.clone(),
+            config.addresses.clone(),
+            kernel_rx,
+        ));
+    }
+    background.spawn(controller::apply_events(
+        shared.clone(),
+        controlled.events,
+        controlled.state,
+        config.host_addresses(),
+        kernel,
+    ));
+    background.spawn(controller::report(
+        shared.clone(),
+        Arc::new(config.clone()),
+        controlled.reports,
+    ));
 }
 
 /// The controller client and what it has said so far.

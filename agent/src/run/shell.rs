@@ -29,7 +29,7 @@ const CARRIER_QUEUE: usize = 64;
 
 pub(super) struct Shared {
     engine: Mutex<Engine>,
-    pub(super) udp: UdpSocket,
+    udp: UdpSocket,
     pub(super) local: Box<dyn LocalBackend>,
     /// To the controller client, when there is a controller: failovers
     /// go up as they happen.
