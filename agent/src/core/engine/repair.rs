@@ -162,7 +162,8 @@ pub struct Failover {
 impl Engine {
     /// The next link this node took down, oldest first, for the
     /// controller's event history. Drain it after each call, like
-    /// [`Engine::poll_output`]; at most [`FAILOVER_QUEUE`] wait.
+    /// [`Engine::poll_output`]; at most 256 wait (`FAILOVER_QUEUE`), the
+    /// oldest dropped first.
     pub fn poll_failover(&mut self) -> Option<Failover> {
         self.failovers.pop_front()
     }
