@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn each_change_touches_one_link_or_one_route() {
         let now = Instant::now();
-        let mut engine = Engine::new(secret(1), Vec::new(), 1000).expect("engine");
+        let mut engine = Engine::new(secret(1), Vec::new(), 1000, now).expect("engine");
         engine.apply(&link(2), now).expect("link 2");
         engine.apply(&link(3), now).expect("link 3");
         let two = engine.link_by_peer(&public(2)).expect("2");
