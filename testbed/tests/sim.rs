@@ -20,7 +20,10 @@ fn config(scenario: &str, seed: u64, secs: u64) -> SimConfig {
 
 fn assert_passes(config: &SimConfig) -> SimReport {
     let report = sim::run(config).unwrap_or_else(|e| {
-        panic!("sim seed {} ({}) failed to run: {e:#}", config.seed, config.scenario)
+        panic!(
+            "sim seed {} ({}) failed to run: {e:#}",
+            config.seed, config.scenario
+        )
     });
     assert!(
         report.passed(),
@@ -29,7 +32,11 @@ fn assert_passes(config: &SimConfig) -> SimReport {
         config.scenario,
         config.nodes
     );
-    assert!(report.failures > 0, "seed {}: no failure was injected", config.seed);
+    assert!(
+        report.failures > 0,
+        "seed {}: no failure was injected",
+        config.seed
+    );
     // Local repair: detection (3 × 50 ms) plus one check tick, plus the
     // slack of the check grid and one withdrawal hop.
     assert!(
@@ -124,5 +131,10 @@ fn a_forced_loop_is_caught() {
     s.force_route(src, dst, next).expect("route at the source");
     s.force_route(next, dst, src).expect("route back");
     s.check_now();
-    assert_eq!(s.loops(), 1, "seed {}: the loop was not reported", config.seed);
+    assert_eq!(
+        s.loops(),
+        1,
+        "seed {}: the loop was not reported",
+        config.seed
+    );
 }

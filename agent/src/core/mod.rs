@@ -20,8 +20,8 @@ mod tunnel;
 use std::fmt;
 
 pub use engine::{
-    DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, NextHop, Output,
-    RouteSpec,
+    DropReason, Engine, EngineChange, EngineError, EngineStatus, Failover, LinkReport, LinkSpec,
+    NextHop, Output, RouteSpec,
 };
 pub use link::LinkStatus;
 pub use table::{ForwardingTable, GroupChange, Hop, RouteView};

@@ -36,7 +36,9 @@ pub fn trace(world: &World, src: usize, dst: usize, dst_addr: IpAddr) -> Trace {
         match engine.next_hop(dst_addr) {
             NextHop::Local => {
                 return if at == dst {
-                    Trace::Delivered { hops: path.len() - 1 }
+                    Trace::Delivered {
+                        hops: path.len() - 1,
+                    }
                 } else {
                     Trace::Lost
                 };
@@ -145,7 +147,8 @@ fn link_mismatches(world: &World) -> u64 {
         .collect();
     let mut mismatches = 0;
     for l in &world.links {
-        let truth = !l.cut && world.nodes[l.a].engine.is_some() && world.nodes[l.b].engine.is_some();
+        let truth =
+            !l.cut && world.nodes[l.a].engine.is_some() && world.nodes[l.b].engine.is_some();
         let (Some(a), Some(b)) = (id_of.get(&l.a), id_of.get(&l.b)) else {
             continue;
         };
@@ -176,7 +179,11 @@ pub fn convergence(world: &World) -> Convergence {
         .filter_map(|n| world.by_key.get(&n.public_key).map(|i| (*i, n.id)))
         .collect();
     let expected = world.controller.routes_from_scratch();
-    let key_of: BTreeMap<u32, _> = core.nodes().values().map(|n| (n.id, n.public_key)).collect();
+    let key_of: BTreeMap<u32, _> = core
+        .nodes()
+        .values()
+        .map(|n| (n.id, n.public_key))
+        .collect();
     let owner: BTreeMap<IpNet, u32> = core
         .nodes()
         .values()

@@ -44,7 +44,10 @@ pub fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
             control::chunked(links, &|links, last| ControllerMsg::Links { links, last })
         }
         ControllerMsg::Routes { routes, last: true } => {
-            control::chunked(routes, &|routes, last| ControllerMsg::Routes { routes, last })
+            control::chunked(routes, &|routes, last| ControllerMsg::Routes {
+                routes,
+                last,
+            })
         }
         ControllerMsg::LinksDelta(c) => control::chunked(c, &|c, _| ControllerMsg::LinksDelta(c)),
         ControllerMsg::RoutesDelta(c) => control::chunked(c, &|c, _| ControllerMsg::RoutesDelta(c)),
@@ -55,7 +58,11 @@ pub fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
 impl SimController {
     /// A fresh registry with one join token per node to come; returns the
     /// controller and the tokens.
-    pub fn new(settings: &MeshSettings, tokens: usize, unix_now: i64) -> Result<(Self, Vec<String>)> {
+    pub fn new(
+        settings: &MeshSettings,
+        tokens: usize,
+        unix_now: i64,
+    ) -> Result<(Self, Vec<String>)> {
         let mut store = Store::open_in_memory().context("opening the in-memory registry")?;
         store.init(settings).context("initialising the registry")?;
         let tokens = (0..tokens)
@@ -97,7 +104,12 @@ impl SimController {
     }
 
     /// A connection's first frame.
-    pub fn handle_hello(&mut self, key: PublicKeyBytes, hello: &Hello, unix_now: i64) -> Result<()> {
+    pub fn handle_hello(
+        &mut self,
+        key: PublicKeyBytes,
+        hello: &Hello,
+        unix_now: i64,
+    ) -> Result<()> {
         let id = match self.core.lookup(&key) {
             KeyStatus::Active(id) => id,
             KeyStatus::Unknown | KeyStatus::Pending(_) => {
@@ -134,10 +146,21 @@ impl SimController {
     }
 
     /// A frame on an established session of the node holding `key`.
-    pub fn handle_frame(&mut self, key: PublicKeyBytes, msg: AgentMsg, unix_now: i64) -> Result<()> {
+    pub fn handle_frame(
+        &mut self,
+        key: PublicKeyBytes,
+        msg: AgentMsg,
+        unix_now: i64,
+    ) -> Result<()> {
         let KeyStatus::Active(id) = self.core.lookup(&key) else {
             return Ok(());
         };
+        if let AgentMsg::Ping(n) = msg {
+            // The server's connection task answers pings itself.
+            let pong = control::encode(&ControllerMsg::Pong(n))?;
+            self.outbox.push((key, ToAgent::Frame(pong)));
+            return Ok(());
+        }
         if let AgentMsg::Report(report) = msg {
             let rows = self.core.plan_report(id, &report);
             while self.core.poll_dispute().is_some() {}
@@ -210,17 +233,15 @@ impl SimController {
             router.set_drained(*id, self.core.nodes()[id].drained);
         }
         for l in self.core.links().values().filter(|l| l.up) {
-            router.set_link(
-                l.a,
-                l.b,
-                Metric(Controller::link_metric(l)),
-            );
+            router.set_link(l.a, l.b, Metric(Controller::link_metric(l)));
         }
         router.compute_all();
         let mut out = BTreeMap::new();
         for src in &active {
             for (dst, hops) in router.routes(*src) {
-                let via = std::iter::once(hops.primary).chain(hops.alternates).collect();
+                let via = std::iter::once(hops.primary)
+                    .chain(hops.alternates)
+                    .collect();
                 out.insert((*src, dst), via);
             }
         }

@@ -320,10 +320,7 @@ impl Simulation {
     pub fn address_of(world: &World, dst: usize) -> Option<IpAddr> {
         world.nodes[dst]
             .control
-            .state
-            .welcome
-            .as_ref()?
-            .addresses
+            .addresses()?
             .iter()
             .find(|a| a.addr().is_ipv4())
             .map(|a| a.addr())
@@ -331,7 +328,12 @@ impl Simulation {
 
     /// Counts a loop as the flow checks would (tests inject one).
     pub fn check_now(&mut self) {
-        check_flows(&mut self.world, &mut self.flows, &mut self.stats, &mut self.last_action);
+        check_flows(
+            &mut self.world,
+            &mut self.flows,
+            &mut self.stats,
+            &mut self.last_action,
+        );
     }
 
     pub fn loops(&self) -> u64 {
@@ -357,7 +359,10 @@ impl Simulation {
         let Some(link) = engine.link_by_peer(&via_key) else {
             bail!("node {via} is not a neighbour of node {node}");
         };
-        engine.insert_route(ipnet::IpNet::from(addr), vec![freimesh_agent::core::Hop::Link(link)])?;
+        engine.insert_route(
+            ipnet::IpNet::from(addr),
+            vec![freimesh_agent::core::Hop::Link(link)],
+        )?;
         Ok(())
     }
 
@@ -369,8 +374,12 @@ impl Simulation {
                 continue;
             }
             let has_path = check::reachable(world, f.src)[f.dst];
-            let delivered = Self::address_of(world, f.dst)
-                .is_some_and(|a| matches!(check::trace(world, f.src, f.dst, a), Trace::Delivered { .. }));
+            let delivered = Self::address_of(world, f.dst).is_some_and(|a| {
+                matches!(
+                    check::trace(world, f.src, f.dst, a),
+                    Trace::Delivered { .. }
+                )
+            });
             if has_path && !delivered {
                 unrecovered += 1;
             }

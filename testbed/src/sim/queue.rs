@@ -62,7 +62,11 @@ impl<E> EventQueue<E> {
 
     /// The earliest event, if it is due at or before `until`.
     pub fn pop_until(&mut self, until: Nanos) -> Option<(Nanos, E)> {
-        if self.heap.peek().is_none_or(|Reverse((at, _, _))| *at > until) {
+        if self
+            .heap
+            .peek()
+            .is_none_or(|Reverse((at, _, _))| *at > until)
+        {
             return None;
         }
         self.heap.pop().map(|Reverse((at, _, Slot(e)))| (at, e))

@@ -69,12 +69,22 @@ pub fn schedule(
     let mut episode = 0u64;
     while t + nanos(CONTROLLER_AWAY) + nanos(every) < end {
         let kind = match name {
-            "mixed" => ["link-failures", "double-link-failures", "node-crashes", "flapping-link", "drain", "link-failures"]
-                [rng.index(6)],
+            "mixed" => [
+                "link-failures",
+                "double-link-failures",
+                "node-crashes",
+                "flapping-link",
+                "drain",
+                "link-failures",
+            ][rng.index(6)],
             // The controller goes away now and then in a mixed run too.
             other => other,
         };
-        let kind = if name == "mixed" && episode % 10 == 9 { "controller-away" } else { kind };
+        let kind = if name == "mixed" && episode % 10 == 9 {
+            "controller-away"
+        } else {
+            kind
+        };
         episode += 1;
         match kind {
             "link-failures" => {
@@ -102,7 +112,10 @@ pub fn schedule(
                 out.push((t, Action::ControllerDown));
                 out.push((t + nanos(Duration::from_secs(2)), Action::Cut(l)));
                 out.push((t + nanos(CONTROLLER_AWAY), Action::ControllerUp));
-                out.push((t + nanos(CONTROLLER_AWAY + FAILURE_LASTS), Action::Restore(l)));
+                out.push((
+                    t + nanos(CONTROLLER_AWAY + FAILURE_LASTS),
+                    Action::Restore(l),
+                ));
                 t += nanos(CONTROLLER_AWAY);
             }
             "flapping-link" => {

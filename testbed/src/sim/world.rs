@@ -43,13 +43,37 @@ const LOSS_DIVISOR: u32 = 10;
 /// Something due at an instant of virtual time.
 #[derive(Debug)]
 pub enum Event {
-    Datagram { to: usize, from: SocketAddr, bytes: Vec<u8> },
-    EngineTimer { node: usize, at: Nanos },
-    ReportTick { node: usize, life: u32 },
-    Connect { node: usize, life: u32 },
-    ToController { node: usize, session: u64, frame: Vec<u8> },
-    ToAgent { node: usize, session: u64, frame: ToAgent },
-    SessionGone { node: usize, session: u64 },
+    Datagram {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    EngineTimer {
+        node: usize,
+        at: Nanos,
+    },
+    ReportTick {
+        node: usize,
+        life: u32,
+    },
+    Connect {
+        node: usize,
+        life: u32,
+    },
+    ToController {
+        node: usize,
+        session: u64,
+        frame: Vec<u8>,
+    },
+    ToAgent {
+        node: usize,
+        session: u64,
+        frame: ToAgent,
+    },
+    SessionGone {
+        node: usize,
+        session: u64,
+    },
     /// An agent's first start.
     Start(usize),
     Action(Action),
@@ -83,6 +107,9 @@ pub struct SimNode {
     /// Neighbours over the underlay: `(node, link index)`, sorted.
     pub neighbours: Vec<(usize, usize)>,
     pub drained: bool,
+    /// The neighbours this agent reports as candidates (its configured
+    /// links).
+    candidates: Vec<Candidate>,
 }
 
 /// Counts that end up in the report.
@@ -93,6 +120,8 @@ pub struct Counters {
     pub frames: u64,
     pub events: u64,
     pub malformed_frames: u64,
+    /// Engine changes from the control path that the engine refused.
+    pub refused_changes: u64,
 }
 
 /// The whole simulated mesh.
@@ -136,7 +165,9 @@ fn underlay(i: usize) -> SocketAddr {
 
 pub fn mesh_settings() -> MeshSettings {
     MeshSettings {
-        ula: "fd5e:4d00:11::/48".parse().unwrap_or_else(|_| unreachable!()),
+        ula: "fd5e:4d00:11::/48"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
         ipv4: "10.64.0.0/14".parse().unwrap_or_else(|_| unreachable!()),
         approval: false,
         controller_public_key: PublicKeyBytes([9; 32]),
@@ -170,13 +201,14 @@ impl World {
         let mut by_key = BTreeMap::new();
         let mut by_addr = BTreeMap::new();
         let secrets: Vec<[u8; 32]> = (0..n).map(|_| rng.secret()).collect();
+        let base = Instant::now();
         let keys: Vec<PublicKeyBytes> = secrets
             .iter()
-            .map(|s| Engine::new(*s, Vec::new(), 0).map(|e| e.public_key()))
+            .map(|s| Engine::new(*s, Vec::new(), 0, base).map(|e| e.public_key()))
             .collect::<Result<_, _>>()?;
         for (i, (mut nb, token)) in neighbours.into_iter().zip(tokens).enumerate() {
             nb.sort_unstable();
-            let candidates = nb
+            let candidates: Vec<Candidate> = nb
                 .iter()
                 .map(|(p, _)| Candidate {
                     peer: keys[*p],
@@ -190,18 +222,25 @@ impl World {
                 secret: secrets[i],
                 addr: underlay(i),
                 engine: None,
-                control: AgentControl::new(format!("n{i}"), underlay(i), token, candidates),
+                control: AgentControl::new(
+                    format!("n{i}"),
+                    underlay(i),
+                    token,
+                    candidates.clone(),
+                    base,
+                ),
                 life: 0,
                 session: None,
                 backoff: FIRST_BACKOFF,
                 timer_at: None,
                 neighbours: nb,
                 drained: false,
+                candidates,
             });
         }
         let mut world = Self {
             now: 0,
-            base: Instant::now(),
+            base,
             queue: EventQueue::default(),
             nodes,
             links,
@@ -282,14 +321,18 @@ impl World {
             Event::ReportTick { node, life } => {
                 if self.nodes[node].life == life && self.nodes[node].engine.is_some() {
                     self.mix(&[now, 3, node as u64]);
-                    self.queue.push(now + nanos(REPORT_TICK), Event::ReportTick { node, life });
-                    if let Some(session) = self.nodes[node].session {
-                        let instant = self.instant();
-                        let n = &mut self.nodes[node];
-                        let report = n.engine.as_ref().and_then(|e| n.control.tick(e, instant));
-                        if let Some(report) = report {
-                            self.send_to_controller(node, session, &AgentMsg::Report(report))?;
-                        }
+                    self.queue
+                        .push(now + nanos(REPORT_TICK), Event::ReportTick { node, life });
+                    let instant = self.instant();
+                    let n = &mut self.nodes[node];
+                    let result = match n.engine.as_ref() {
+                        Some(engine) => n.control.handle_tick(engine, instant),
+                        None => Ok(()),
+                    };
+                    if result.is_err() {
+                        self.lose_session(node);
+                    } else {
+                        self.flush_agent(node)?;
                     }
                 }
             }
@@ -299,19 +342,24 @@ impl World {
                     if self.controller_up {
                         self.next_session += 1;
                         let session = self.next_session;
+                        let instant = self.instant();
                         self.nodes[node].session = Some(session);
-                        self.nodes[node].control.connected();
-                        let hello = AgentMsg::Hello(self.nodes[node].control.hello());
-                        self.send_to_controller(node, session, &hello)?;
+                        self.nodes[node].control.handle_connected(instant);
+                        self.flush_agent(node)?;
                     } else {
                         let n = &mut self.nodes[node];
                         let wait = n.backoff;
                         n.backoff = (n.backoff * 2).min(MAX_BACKOFF);
-                        self.queue.push(now + nanos(wait), Event::Connect { node, life });
+                        self.queue
+                            .push(now + nanos(wait), Event::Connect { node, life });
                     }
                 }
             }
-            Event::ToController { node, session, frame } => {
+            Event::ToController {
+                node,
+                session,
+                frame,
+            } => {
                 self.frames_in_flight -= 1;
                 if self.controller_up {
                     self.mix(&[now, 5, node as u64, frame.len() as u64]);
@@ -319,7 +367,11 @@ impl World {
                     self.controller_frame(node, session, &frame)?;
                 }
             }
-            Event::ToAgent { node, session, frame } => {
+            Event::ToAgent {
+                node,
+                session,
+                frame,
+            } => {
                 self.frames_in_flight -= 1;
                 if self.nodes[node].session == Some(session) {
                     self.mix(&[now, 6, node as u64]);
@@ -333,8 +385,14 @@ impl World {
                                 if applied.malformed {
                                     self.counters.malformed_frames += 1;
                                 }
+                                self.counters.refused_changes += u64::from(applied.refused);
                                 if applied.routes {
                                     self.last_route_change = Some(now);
+                                }
+                                if applied.ended || applied.malformed {
+                                    self.lose_session(node);
+                                } else {
+                                    self.flush_agent(node)?;
                                 }
                                 self.after_engine(node);
                             }
@@ -368,12 +426,27 @@ impl World {
         Ok(())
     }
 
+    /// Sends what node `node`'s control path queued for the controller.
+    fn flush_agent(&mut self, node: usize) -> Result<()> {
+        let Some(session) = self.nodes[node].session else {
+            return Ok(());
+        };
+        while let Some(msg) = self.nodes[node].control.poll_report() {
+            self.send_to_controller(node, session, &msg)?;
+        }
+        Ok(())
+    }
+
     fn send_to_controller(&mut self, node: usize, session: u64, msg: &AgentMsg) -> Result<()> {
         let frame = control::encode(msg)?;
         self.frames_in_flight += 1;
         self.queue.push(
             self.now + nanos(CONTROL_DELAY),
-            Event::ToController { node, session, frame },
+            Event::ToController {
+                node,
+                session,
+                frame,
+            },
         );
         Ok(())
     }
@@ -415,7 +488,11 @@ impl World {
             self.frames_in_flight += 1;
             self.queue.push(
                 self.now + nanos(CONTROL_DELAY),
-                Event::ToAgent { node, session, frame: out },
+                Event::ToAgent {
+                    node,
+                    session,
+                    frame: out,
+                },
             );
         }
     }
@@ -423,17 +500,24 @@ impl World {
     /// The agent's session ended: it keeps its state (headless) and
     /// reconnects with backoff.
     fn lose_session(&mut self, node: usize) {
+        let instant = self.instant();
         let n = &mut self.nodes[node];
         n.session = None;
+        n.control.handle_disconnected(n.backoff, instant);
         let wait = n.backoff;
         n.backoff = (n.backoff * 2).min(MAX_BACKOFF);
         let life = n.life;
-        self.queue.push(self.now + nanos(wait), Event::Connect { node, life });
+        self.queue
+            .push(self.now + nanos(wait), Event::Connect { node, life });
     }
 
     /// Carries out what the engine of `node` asked for and re-arms its timer.
     fn after_engine(&mut self, node: usize) {
-        let Some(engine) = self.nodes[node].engine.as_mut() else {
+        let instant = self.base + Duration::from_nanos(self.now);
+        let SimNode {
+            engine, control, ..
+        } = &mut self.nodes[node];
+        let Some(engine) = engine.as_mut() else {
             return;
         };
         let mut sends = Vec::new();
@@ -442,9 +526,20 @@ impl World {
                 sends.push((to, datagram));
             }
         }
+        let mut failed_over = false;
+        while let Some(failover) = engine.poll_failover() {
+            control
+                .path
+                .handle_failover(&failover, Duration::ZERO, instant);
+            failed_over = true;
+        }
         let timeout = engine.poll_timeout();
         for (to, datagram) in sends {
             self.transmit(node, to, datagram);
+        }
+        if failed_over {
+            // Failovers go up as Events frames while a session is welcomed.
+            let _ = self.flush_agent(node);
         }
         if let Some(at) = timeout {
             let at = nanos(at.saturating_duration_since(self.base)).max(self.now);
@@ -474,7 +569,14 @@ impl World {
         }
         let at = self.now + nanos(link.delay);
         let from = self.nodes[from].addr;
-        self.queue.push(at, Event::Datagram { to: dst, from, bytes: datagram });
+        self.queue.push(
+            at,
+            Event::Datagram {
+                to: dst,
+                from,
+                bytes: datagram,
+            },
+        );
     }
 
     /// Schedules a scenario action.
@@ -544,7 +646,7 @@ impl World {
             })
             .collect();
         let index_seed = u32::try_from(self.rng.below(1 << 24)).unwrap_or(0);
-        let mut engine = Engine::new(self.nodes[n].secret, specs, index_seed)?;
+        let mut engine = Engine::new(self.nodes[n].secret, specs, index_seed, self.instant())?;
         engine.use_simulated_tunnels();
         engine.start(self.instant());
         let node = &mut self.nodes[n];
@@ -553,16 +655,20 @@ impl World {
         node.session = None;
         node.backoff = FIRST_BACKOFF;
         node.timer_at = None;
-        let (candidates, hostname, addr) = (
-            node.control_candidates(),
+        let token = node.control.token();
+        node.control = AgentControl::new(
             format!("n{n}"),
             node.addr,
+            token,
+            node.candidates.clone(),
+            self.base + Duration::from_nanos(self.now),
         );
-        let token = node.control.hello().join_token.unwrap_or_default();
-        node.control = AgentControl::new(hostname, addr, token, candidates);
         let life = node.life;
         self.after_engine(n);
-        self.queue.push(self.now + nanos(REPORT_TICK), Event::ReportTick { node: n, life });
+        self.queue.push(
+            self.now + nanos(REPORT_TICK),
+            Event::ReportTick { node: n, life },
+        );
         self.queue.push(self.now, Event::Connect { node: n, life });
         Ok(())
     }
@@ -579,11 +685,5 @@ impl World {
             .filter_map(|n| n.engine.as_ref())
             .map(|e| e.drops(reason))
             .sum()
-    }
-}
-
-impl SimNode {
-    fn control_candidates(&self) -> Vec<Candidate> {
-        self.control.candidates().to_vec()
     }
 }
