@@ -3,11 +3,9 @@
 //! `routing_props.rs` lack) must match a fresh full computation, and the
 //! deltas must turn every agent's old table into its new one.
 
-#[path = "../benches/support/topology.rs"]
-mod topology;
-
 use std::collections::BTreeMap;
 
+use freimesh_controller::routing::city as topology;
 use freimesh_controller::routing::{Metric, NodeIdx, RouteTable, Router};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};

@@ -131,6 +131,9 @@ pub fn city(n: usize, seed: u64) -> CityMesh {
     CityMesh {
         n: idx(n),
         costs: links.iter().map(|l| l.2).collect(),
-        links: links.into_iter().map(|(a, b, c)| (a, b, metric_of(&c))).collect(),
+        links: links
+            .into_iter()
+            .map(|(a, b, c)| (a, b, metric_of(&c)))
+            .collect(),
     }
 }
