@@ -46,9 +46,10 @@ use self::world::{Event, World};
 
 /// How often every flow is traced.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
-/// Virtual time before the first failure: agents start, enrol, handshake
-/// and receive their routes.
-pub const WARM_UP: Duration = Duration::from_secs(10);
+/// Longest start-up before the first failure: agents start, enrol,
+/// handshake and receive their routes; failures begin as soon as the mesh
+/// has settled for [`SETTLED_GRACE`].
+pub const MAX_WARM_UP: Duration = Duration::from_secs(120);
 /// Longest quiet time after the failures before the final checks
 /// (hold-downs of flapped links reach a minute); the run ends earlier once
 /// the mesh has settled for [`SETTLED_GRACE`].
@@ -118,10 +119,16 @@ pub struct SimReport {
     pub frames: u64,
     pub events: u64,
     pub ttl_expired: u64,
+    /// Engine changes from the agents' control paths the engines refused.
+    pub refused_changes: u64,
     /// After settling: agents' host routes that differ from a recomputation
     /// from scratch, and controller links that differ from the underlay.
     pub route_mismatches: u64,
     pub link_mismatches: u64,
+    /// Virtual and wall seconds until the mesh first settled (start-up:
+    /// every agent enrolled, linked and routed).
+    pub warm_up_virtual_s: f64,
+    pub warm_up_wall_s: f64,
     /// FNV-1a over the event trace: equal seeds give equal digests.
     pub trace_digest: String,
     #[serde(skip)]
@@ -204,6 +211,10 @@ pub struct Simulation {
     config: SimConfig,
     flows: Vec<Flow>,
     failures: usize,
+    /// The schedule, relative to the end of the warm-up.
+    actions: Vec<(Nanos, Action)>,
+    /// Virtual time and wall time the warm-up took.
+    warm_up: Option<(Nanos, Duration)>,
     last_action: Nanos,
     stats: Stats,
     started: std::time::Instant,
@@ -227,8 +238,7 @@ impl Simulation {
         let mesh = city::city(config.nodes, config.seed);
         let mut world = World::new(&mesh, config.seed)?;
         let pairs: Vec<(usize, usize)> = world.links.iter().map(|l| (l.a, l.b)).collect();
-        let start = nanos(WARM_UP);
-        let end = start + nanos(config.duration);
+        let (start, end) = (0, nanos(config.duration));
         let Some(actions) = scenario::schedule(
             &config.scenario,
             config.seed,
@@ -245,9 +255,6 @@ impl Simulation {
             );
         };
         let failures = actions.len();
-        for (at, action) in actions {
-            world.schedule(at, action);
-        }
         world.queue.push(nanos(CHECK_EVERY), Event::Check);
         let mut rng = SimRng::new(config.seed ^ 0xF10E);
         let flows = (0..MAX_FLOWS.min(config.nodes * (config.nodes - 1)))
@@ -269,19 +276,33 @@ impl Simulation {
             config: config.clone(),
             flows,
             failures,
+            actions,
+            warm_up: None,
             last_action: 0,
             stats: Stats::default(),
             started,
         })
     }
 
-    /// Runs to the end: warm-up, failures, then until the mesh has
-    /// settled (every failure healed, the controller's links those of the
-    /// underlay, no frame in flight) or [`MAX_SETTLE`] passed.
+    /// Runs to the end: the warm-up until the mesh has settled, the
+    /// failures, then until the mesh has settled again (every failure
+    /// healed, the controller's links those of the underlay, no frame in
+    /// flight) or [`MAX_SETTLE`] passed.
     pub fn run_to_end(&mut self) -> Result<()> {
-        let failures_end = nanos(WARM_UP + self.config.duration);
-        self.run_until(failures_end)?;
-        let last = failures_end + nanos(MAX_SETTLE);
+        self.run_until_settled(MAX_WARM_UP)?;
+        self.warm_up = Some((self.world.now, self.started.elapsed()));
+        let start = self.world.now + nanos(SETTLED_GRACE);
+        for (at, action) in std::mem::take(&mut self.actions) {
+            self.world.schedule(start + at, action);
+        }
+        self.run_until(start + nanos(self.config.duration))?;
+        self.run_until_settled(MAX_SETTLE)
+    }
+
+    /// Runs until the mesh has stayed settled for [`SETTLED_GRACE`] with
+    /// no scenario action left, or for at most `limit`.
+    fn run_until_settled(&mut self, limit: Duration) -> Result<()> {
+        let last = self.world.now + nanos(limit);
         let mut settled_since = None;
         while self.world.now < last {
             self.run_until(self.world.now + nanos(CHECK_EVERY * 5))?;
@@ -392,6 +413,7 @@ impl Simulation {
             nodes: self.config.nodes,
             links: world.links.len(),
             virtual_s: world.now / 1_000_000_000,
+            refused_changes: world.counters.refused_changes,
             wall_s: (wall.as_secs_f64() * 1000.0).round() / 1000.0,
             peak_rss_kib: peak_rss_kib(),
             flows: self.flows.len(),
@@ -409,6 +431,12 @@ impl Simulation {
             ttl_expired: world.drops(freimesh_agent::core::DropReason::TtlExpired),
             route_mismatches: convergence.route_mismatches,
             link_mismatches: convergence.link_mismatches,
+            warm_up_virtual_s: self
+                .warm_up
+                .map_or(0.0, |(v, _)| Duration::from_nanos(v).as_secs_f64()),
+            warm_up_wall_s: self
+                .warm_up
+                .map_or(0.0, |(_, w)| (w.as_secs_f64() * 1000.0).round() / 1000.0),
             trace_digest: format!("{:016x}", world.digest),
             wall,
         })

@@ -67,7 +67,7 @@ pub fn schedule(
     let mut out = Vec::new();
     let mut t = start;
     let mut episode = 0u64;
-    while t + nanos(CONTROLLER_AWAY) + nanos(every) < end {
+    while t < end {
         let kind = match name {
             "mixed" => [
                 "link-failures",
@@ -138,4 +138,46 @@ pub fn schedule(
     }
     out.sort_by_key(|(at, _)| *at);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_heals_and_the_schedule_is_a_function_of_the_seed() {
+        let links: Vec<(usize, usize)> = (0..20).map(|i| (i, i + 1)).collect();
+        let end = nanos(Duration::from_secs(120));
+        for name in SCENARIOS {
+            let a = schedule(name, 5, 21, &links, 0, end, Duration::from_secs(4)).expect("known");
+            let b = schedule(name, 5, 21, &links, 0, end, Duration::from_secs(4)).expect("known");
+            assert_eq!(a, b, "{name}");
+            assert!(!a.is_empty(), "{name}: no action");
+            assert!(
+                a.windows(2).all(|w| w[0].0 <= w[1].0),
+                "{name}: not in time order"
+            );
+            let mut cut = [0i32; 20];
+            let mut crashed = [0i32; 21];
+            let mut drained = [0i32; 21];
+            let mut away = 0;
+            for (_, action) in &a {
+                match *action {
+                    Action::Cut(l) => cut[l] += 1,
+                    Action::Restore(l) => cut[l] -= 1,
+                    Action::Crash(n) => crashed[n] += 1,
+                    Action::Restart(n) => crashed[n] -= 1,
+                    Action::Drain(n) => drained[n] += 1,
+                    Action::Undrain(n) => drained[n] -= 1,
+                    Action::ControllerDown => away += 1,
+                    Action::ControllerUp => away -= 1,
+                }
+            }
+            assert!(
+                cut.iter().chain(&crashed).chain(&drained).all(|c| *c == 0) && away == 0,
+                "{name}: a failure is not healed"
+            );
+        }
+        assert!(schedule("nonsense", 5, 21, &links, 0, end, Duration::from_secs(4)).is_none());
+    }
 }
