@@ -28,7 +28,9 @@
 //! the internet (`plan.rs`).
 
 mod claims;
+mod enrol;
 mod plan;
+pub mod quota;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -41,10 +43,11 @@ use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
+use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 use crate::routing::{LinkCost, Router, metric_of};
-use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
 pub use claims::{DISPUTE_RTT_MIN_DIFF_US, DISPUTE_RTT_RATIO, Dispute};
+pub use enrol::{HelloPlan, NewPending, RefreshNode, RolesRequest, plan_hello};
 pub use plan::{Hop, INTERNET, Planned, SITE_PROFILE, UPLINK_METRIC, default_routes};
 
 /// The metric of a link nobody has measured yet: a 10 ms round trip, so a
@@ -98,6 +101,35 @@ pub struct Controller {
     uplinks: BTreeMap<u32, bool>,
     sessions: BTreeMap<u32, Sent>,
     outbox: VecDeque<(u32, Outgoing)>,
+}
+
+/// One route of a node toward another node, as the router computed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRoute {
+    pub dst: u32,
+    /// Next hops, primary first, then the loop-free alternates.
+    pub via: Vec<u32>,
+    /// The distance along the primary path.
+    pub distance: Option<u32>,
+}
+
+/// Node `id`'s routes in `router`: per destination node, next hops
+/// (primary first) and the distance along the primary path.
+fn routes_in(router: &Router, id: u32) -> Vec<NodeRoute> {
+    router
+        .routes(id)
+        .filter(|(dst, _)| *dst != INTERNET)
+        .map(|(dst, hops)| {
+            let via = std::iter::once(hops.primary)
+                .chain(hops.alternates.iter().copied())
+                .collect();
+            NodeRoute {
+                dst,
+                via,
+                distance: router.distance(id, dst),
+            }
+        })
+        .collect()
 }
 
 fn cost(l: &LinkRecord) -> LinkCost {
@@ -576,7 +608,7 @@ impl Controller {
 
     /// Node `id`'s routes as computed now: per destination node, next hops
     /// (primary first) and the distance along the primary path.
-    pub fn routes_of(&self, id: u32) -> Vec<(u32, Vec<u32>, Option<u32>)> {
+    pub fn routes_of(&self, id: u32) -> Vec<NodeRoute> {
         if self
             .nodes
             .get(&id)
@@ -584,15 +616,32 @@ impl Controller {
         {
             return Vec::new();
         }
-        self.router
-            .routes(id)
-            .filter(|(dst, _)| *dst != INTERNET)
-            .map(|(dst, hops)| {
-                let via = std::iter::once(hops.primary)
-                    .chain(hops.alternates.iter().copied())
-                    .collect();
-                (dst, via, self.router.distance(id, dst))
-            })
+        routes_in(&self.router, id)
+    }
+
+    /// Every active node's routes computed from scratch (a fresh router
+    /// over the links as the core has them, `n` Dijkstras), in the shape of
+    /// [`Self::routes_of`]: what the incremental result must equal once
+    /// the mesh has converged. For checks (tests, the simulator); costly.
+    pub fn recomputed_routes(&self) -> BTreeMap<u32, Vec<NodeRoute>> {
+        let mut router = Router::new();
+        for id in self.active_ids() {
+            router.add_node(id);
+            router.set_drained(id, self.nodes[&id].drained);
+        }
+        for l in self.links.values().filter(|l| l.up) {
+            router.set_link(l.a, l.b, metric_of(&cost(l)));
+        }
+        for id in self.active_ids().filter(|id| self.uplink_wanted(*id)) {
+            if !router.contains(INTERNET) {
+                router.add_node(INTERNET);
+                router.set_drained(INTERNET, true);
+            }
+            router.set_link(id, INTERNET, crate::routing::Metric(UPLINK_METRIC));
+        }
+        router.compute_all();
+        self.active_ids()
+            .map(|id| (id, routes_in(&router, id)))
             .collect()
     }
 

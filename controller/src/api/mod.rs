@@ -29,7 +29,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use freimesh_proto::api::API_PREFIX;
 
-use crate::server::AdminHandle;
+use crate::hub_api::AdminHandle;
 
 pub use error::Failure;
 pub use serve::{ApiLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_EVENT_STREAMS};
