@@ -3,6 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+const SECS_PER_MINUTE: u64 = 60;
+const SECS_PER_HOUR: u64 = 60 * SECS_PER_MINUTE;
+const SECS_PER_DAY: u64 = 24 * SECS_PER_HOUR;
+
 /// A duration the operator wrote that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a duration (e.g. 30m, 24h, 7d)")]
@@ -33,9 +37,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let n: u64 = num.parse().map_err(|_| err())?;
     let secs = match unit {
         "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(err)?,
-        "h" => n.checked_mul(3600).ok_or_else(err)?,
-        "d" => n.checked_mul(86_400).ok_or_else(err)?,
+        "m" => n.checked_mul(SECS_PER_MINUTE).ok_or_else(err)?,
+        "h" => n.checked_mul(SECS_PER_HOUR).ok_or_else(err)?,
+        "d" => n.checked_mul(SECS_PER_DAY).ok_or_else(err)?,
         _ => return Err(err()),
     };
     if secs == 0 {

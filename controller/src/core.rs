@@ -7,10 +7,11 @@
 //! Contract, in the order the I/O shell calls it:
 //!
 //! 1. [`Controller::new`] with the registry as the store loaded it.
-//! 2. For a new connection: [`Controller::lookup`] the key; the shell enrols
-//!    or refuses (writing the store first), then [`Controller::upsert_node`]
-//!    with the stored record and [`Controller::handle_connect`], which queues
-//!    Welcome and the full links and routes.
+//! 2. For a new connection: [`plan_hello`] decides what the Hello leads to
+//!    ([`HelloPlan`]); the shell commits the plan's store writes, then
+//!    [`Controller::upsert_node`] with the stored record and, for a welcome,
+//!    [`Controller::handle_connect`], which queues Welcome and the full
+//!    links and routes.
 //! 3. For a Report: [`Controller::plan_report`] says which link rows change;
 //!    the shell commits them, then [`Controller::apply_links`] queues deltas.
 //! 4. After the CLI changed the database: [`Controller::handle_registry`]
@@ -22,6 +23,9 @@
 //!    from the store: [`Controller::load_sites`] (at start and whenever
 //!    the registry changed).
 //! 6. After each step, drain [`Controller::poll_transmit`] until `None`.
+//!
+//! [`Controller::recomputed_routes`] recomputes every route from scratch,
+//! for checks that the incremental result is right.
 //!
 //! Node ids from the store are used as router indices directly: they are
 //! dense (SQLite's rowids count up from 1) and never reused; index 0 is

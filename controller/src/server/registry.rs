@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::Roles;
 
+use super::agent_msgs::MS_PER_S;
 use super::hub::{CLI_OPERATOR, HubCore};
 use crate::records::NodeState;
 use crate::store::{OperatorCredential, StoreError};
@@ -97,7 +98,7 @@ impl HubCore {
                 EventKind::OperatorAdded {
                     name: c.name.clone(),
                     scope: c.scope.as_str().to_owned(),
-                    expires_at_ms: c.expires_at.map(|s| s.saturating_mul(1000)),
+                    expires_at_ms: c.expires_at.map(|s| s.saturating_mul(MS_PER_S)),
                 },
                 CLI_OPERATOR,
             );
