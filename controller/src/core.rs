@@ -273,9 +273,15 @@ impl Controller {
         if became_active {
             self.router.add_node(id);
         }
-        let changed_routes = self.nodes.get(&id).is_none_or(|old| {
-            old.public_wifi != rec.public_wifi || old.client_prefixes != rec.client_prefixes
-        });
+        // A new node's overlay addresses reach the others through the
+        // router's deltas once it has links; only client prefixes go to
+        // every node at once.
+        let changed_routes = match self.nodes.get(&id) {
+            None => rec.public_wifi || !rec.client_prefixes.is_empty(),
+            Some(old) => {
+                old.public_wifi != rec.public_wifi || old.client_prefixes != rec.client_prefixes
+            }
+        };
         self.by_key.insert(rec.public_key, id);
         self.nodes.insert(id, rec);
         if !prefixes.is_empty() {

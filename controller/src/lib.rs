@@ -9,8 +9,11 @@
 //! * [`core`]: the sans-IO decision core: enrolment outcomes, link
 //!   assignment, routes and deltas per node.
 //! * [`routing`]: route computation (primaries and loop-free alternates).
-//! * [`server`]: the tokio shell: TCP + Noise IK sessions (`docs/protocol.md`),
-//!   one task per connection, one hub task owning the core and the store.
+//! * [`server`]: the hub's decisions as a synchronous sans-IO type
+//!   ([`server::HubCore`]: store + core, `handle_*(…, now_ms)` in,
+//!   `poll_output`/`poll_event` out; what the whole-mesh simulator drives),
+//!   and the tokio shell around it: TCP + Noise IK sessions
+//!   (`docs/protocol.md`), one task per connection, one hub task.
 //! * [`admin`]: what the CLI subcommands do (`init`, `token create`,
 //!   `node list|approve|revoke`, `prefix approve`, `operator add`, `pool
 //!   clients`, `site add|export|list|remove`).

@@ -327,3 +327,79 @@ fn approval_mode_registers_a_pending_node_that_an_admin_request_approves() {
         "{events:?}"
     );
 }
+
+/// The simulator's load on the hub alone: 1,000 nodes enrol, report a ring
+/// with chords, then one link fails or returns every virtual second for
+/// ten virtual minutes. Prints the wall time (`--ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, not a check; run with --release --ignored --nocapture"]
+fn a_thousand_nodes_with_a_failure_every_second_for_ten_minutes() {
+    const NODES: u32 = 1_000;
+    const CHORD: u32 = 7;
+    const VIRTUAL_SECONDS: u32 = 600;
+    let mut store = Store::open_in_memory().expect("store");
+    store.init(&settings()).expect("init");
+    let tokens: Vec<String> = (0..NODES)
+        .map(|_| store.create_token(T0_S + HOUR_S, &[], T0_S).expect("token"))
+        .collect();
+    let mut hub = HubCore::new(store, HubConfig::default(), T0_MS).expect("hub");
+    let key_of = |n: u32| {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_be_bytes());
+        k[31] = 1;
+        PublicKeyBytes(k)
+    };
+    let neighbours = |n: u32| {
+        [
+            (n + 1) % NODES,
+            (n + CHORD) % NODES,
+            (n + NODES - 1) % NODES,
+            (n + NODES - CHORD) % NODES,
+        ]
+    };
+    let report_of = |n: u32, down: Option<u32>| {
+        AgentMsg::Report(Report {
+            links: neighbours(n)
+                .iter()
+                .map(|&p| LinkMeasurement {
+                    peer: key_of(p),
+                    rtt_us: 1_000 + (n + p) % 500,
+                    loss_ppm: 0,
+                    up: Some(p) != down,
+                })
+                .collect(),
+            candidates: vec![],
+        })
+    };
+    let start = std::time::Instant::now();
+    let mut now = T0_MS;
+    for n in 0..NODES {
+        let mut h = hello(Some(&tokens[usize::try_from(n).expect("fits")]));
+        h.hostname = format!("n{n}");
+        hub.handle_hello(u64::from(n), source(), key_of(n), h, now);
+        drain(&mut hub);
+    }
+    for n in 0..NODES {
+        hub.handle_agent_msg(u64::from(n), report_of(n, None), now);
+        drain(&mut hub);
+    }
+    let enrolled = start.elapsed();
+    let mut frames = 0usize;
+    for s in 0..VIRTUAL_SECONDS {
+        now += 1_000;
+        // Every other second a link fails; the next second it returns.
+        let a = (s / 2 * 37) % NODES;
+        let b = (a + 1) % NODES;
+        let down = (s % 2 == 0).then_some(b);
+        hub.handle_agent_msg(u64::from(a), report_of(a, down), now);
+        hub.handle_agent_msg(u64::from(b), report_of(b, down.map(|_| a)), now);
+        hub.handle_tick(now);
+        frames += drain(&mut hub).len();
+        while hub.poll_event().is_some() {}
+    }
+    assert_converged(&hub);
+    println!(
+        "{NODES} nodes: enrolment and first reports {enrolled:?}, {VIRTUAL_SECONDS} link changes {:?} ({frames} frames)",
+        start.elapsed() - enrolled
+    );
+}
