@@ -4,15 +4,16 @@
 //! notices the change within [`crate::server::REGISTRY_POLL`].
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use freimesh_proto::control::generate_keypair;
-use freimesh_proto::{PublicKeyBytes, decode_key, encode_key};
+use freimesh_proto::{PublicKeyBytes, encode_key};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+pub use crate::clock::{BadDuration, parse_duration, unix_now, unix_now_ms};
 use crate::export::wgquick::{self, EndpointText, SiteConfig};
+pub use crate::keyfile::{KeyFileError, key_path, load_key, write_key_file};
 use crate::store::{
     DEFAULT_CLIENT_SUBNET_LEN, MeshSettings, NodeRecord, NodeState, OperatorRecord, OperatorScope,
     SiteKey, SiteRecord, Store, StoreError, database_files,
@@ -23,17 +24,12 @@ use crate::store::{
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("controller key file {path}: {cause}")]
-    KeyFile {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("controller key file {path}: {message}")]
-    KeyDecode { path: PathBuf, message: String },
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
     #[error("generating the controller key: {0}")]
     Keygen(String),
-    #[error("{0:?} is not a duration (e.g. 30m, 24h, 7d)")]
-    Duration(String),
+    #[error(transparent)]
+    Duration(#[from] BadDuration),
     #[error("site {site:?}: its via node {via} announced no endpoint; pass --endpoint HOST:PORT")]
     NoEndpoint { site: String, via: u32 },
 }
@@ -45,28 +41,6 @@ pub struct ClientPool {
     pub ipv4: Ipv4Net,
     /// Each public node's IPv4 subnet length.
     pub subnet_len: u8,
-}
-
-/// The controller's private key lives next to the database: `mesh.db` →
-/// `mesh.key`, mode 0600.
-pub fn key_path(db: &Path) -> PathBuf {
-    db.with_extension("key")
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Milliseconds since the Unix epoch: the admin API's time unit.
-pub fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Creates the mesh: settings in the database and a new controller key.
@@ -95,13 +69,13 @@ pub fn init_with_clients(
 ) -> Result<PublicKeyBytes, AdminError> {
     let path = key_path(db);
     if path.exists() {
-        return Err(AdminError::KeyFile {
+        return Err(AdminError::KeyFile(KeyFileError::Io {
             path,
             cause: std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "a controller key exists already; remove it only if it belongs to no mesh",
             ),
-        });
+        }));
     }
     // Only a database this call creates is removed on failure, with the
     // -wal and -shm files SQLite made for it: another process may have an
@@ -150,66 +124,6 @@ fn init_steps(
     // Last: once the settings are committed the mesh exists, with its key.
     store.init(&settings)?;
     Ok(public)
-}
-
-/// Writes `text` to `path` so that `path` is either absent or complete:
-/// a temporary file (mode 0600) in the same directory, written and synced,
-/// linked to `path` (never replacing an existing file), then the directory
-/// synced so the new name survives a power cut.
-pub fn write_key_file(path: &Path, text: &str) -> Result<(), AdminError> {
-    let key_err = |cause| AdminError::KeyFile {
-        path: path.to_owned(),
-        cause,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // tempfile creates the file with mode 0600, whatever the umask.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".freimesh-key-")
-        .tempfile_in(dir)
-        .map_err(key_err)?;
-    writeln!(tmp, "{text}").map_err(key_err)?;
-    tmp.as_file().sync_all().map_err(key_err)?;
-    tmp.persist_noclobber(path).map_err(|e| key_err(e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(key_err)?;
-    Ok(())
-}
-
-/// Reads the controller's private key.
-pub fn load_key(db: &Path) -> Result<[u8; 32], AdminError> {
-    let path = key_path(db);
-    let text = fs::read_to_string(&path).map_err(|cause| AdminError::KeyFile {
-        path: path.clone(),
-        cause,
-    })?;
-    decode_key(&text).map_err(|e| AdminError::KeyDecode {
-        path,
-        message: e.to_string(),
-    })
-}
-
-/// Parses `30s`, `30m`, `24h`, `7d`.
-pub fn parse_duration(text: &str) -> Result<Duration, AdminError> {
-    let err = || AdminError::Duration(text.to_owned());
-    let text = text.trim();
-    let split = text.len().checked_sub(1).ok_or_else(err)?;
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().map_err(|_| err())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(err)?,
-        "h" => n.checked_mul(3600).ok_or_else(err)?,
-        "d" => n.checked_mul(86_400).ok_or_else(err)?,
-        _ => return Err(err()),
-    };
-    if secs == 0 {
-        return Err(err());
-    }
-    Ok(Duration::from_secs(secs))
 }
 
 /// Creates a one-time join token valid for `valid`; `prefixes` are approved

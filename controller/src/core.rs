@@ -7,10 +7,11 @@
 //! Contract, in the order the I/O shell calls it:
 //!
 //! 1. [`Controller::new`] with the registry as the store loaded it.
-//! 2. For a new connection: [`Controller::lookup`] the key; the shell enrols
-//!    or refuses (writing the store first), then [`Controller::upsert_node`]
-//!    with the stored record and [`Controller::handle_connect`], which queues
-//!    Welcome and the full links and routes.
+//! 2. For a new connection: [`plan_hello`] decides what the Hello leads to
+//!    ([`HelloPlan`]); the shell commits the plan's store writes, then
+//!    [`Controller::upsert_node`] with the stored record and, for a welcome,
+//!    [`Controller::handle_connect`], which queues Welcome and the full
+//!    links and routes.
 //! 3. For a Report: [`Controller::plan_report`] says which link rows change;
 //!    the shell commits them, then [`Controller::apply_links`] queues deltas.
 //! 4. After the CLI changed the database: [`Controller::handle_registry`]
@@ -23,12 +24,17 @@
 //!    the registry changed).
 //! 6. After each step, drain [`Controller::poll_transmit`] until `None`.
 //!
+//! [`Controller::recomputed_routes`] recomputes every route from scratch,
+//! for checks that the incremental result is right.
+//!
 //! Node ids from the store are used as router indices directly: they are
 //! dense (SQLite's rowids count up from 1) and never reused; index 0 is
 //! the internet (`plan.rs`).
 
 mod claims;
+mod enrol;
 mod plan;
+pub mod quota;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -41,10 +47,11 @@ use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
+use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 use crate::routing::{LinkCost, Router, metric_of};
-use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
 pub use claims::{DISPUTE_RTT_MIN_DIFF_US, DISPUTE_RTT_RATIO, Dispute};
+pub use enrol::{HelloPlan, NewPending, RefreshNode, RolesRequest, plan_hello};
 pub use plan::{Hop, INTERNET, Planned, SITE_PROFILE, UPLINK_METRIC, default_routes};
 
 /// The metric of a link nobody has measured yet: a 10 ms round trip, so a
@@ -98,6 +105,35 @@ pub struct Controller {
     uplinks: BTreeMap<u32, bool>,
     sessions: BTreeMap<u32, Sent>,
     outbox: VecDeque<(u32, Outgoing)>,
+}
+
+/// One route of a node toward another node, as the router computed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRoute {
+    pub dst: u32,
+    /// Next hops, primary first, then the loop-free alternates.
+    pub via: Vec<u32>,
+    /// The distance along the primary path.
+    pub distance: Option<u32>,
+}
+
+/// Node `id`'s routes in `router`: per destination node, next hops
+/// (primary first) and the distance along the primary path.
+fn routes_in(router: &Router, id: u32) -> Vec<NodeRoute> {
+    router
+        .routes(id)
+        .filter(|(dst, _)| *dst != INTERNET)
+        .map(|(dst, hops)| {
+            let via = std::iter::once(hops.primary)
+                .chain(hops.alternates.iter().copied())
+                .collect();
+            NodeRoute {
+                dst,
+                via,
+                distance: router.distance(id, dst),
+            }
+        })
+        .collect()
 }
 
 fn cost(l: &LinkRecord) -> LinkCost {
@@ -237,9 +273,15 @@ impl Controller {
         if became_active {
             self.router.add_node(id);
         }
-        let changed_routes = self.nodes.get(&id).is_none_or(|old| {
-            old.public_wifi != rec.public_wifi || old.client_prefixes != rec.client_prefixes
-        });
+        // A new node's overlay addresses reach the others through the
+        // router's deltas once it has links; only client prefixes go to
+        // every node at once.
+        let changed_routes = match self.nodes.get(&id) {
+            None => rec.public_wifi || !rec.client_prefixes.is_empty(),
+            Some(old) => {
+                old.public_wifi != rec.public_wifi || old.client_prefixes != rec.client_prefixes
+            }
+        };
         self.by_key.insert(rec.public_key, id);
         self.nodes.insert(id, rec);
         if !prefixes.is_empty() {
@@ -576,7 +618,7 @@ impl Controller {
 
     /// Node `id`'s routes as computed now: per destination node, next hops
     /// (primary first) and the distance along the primary path.
-    pub fn routes_of(&self, id: u32) -> Vec<(u32, Vec<u32>, Option<u32>)> {
+    pub fn routes_of(&self, id: u32) -> Vec<NodeRoute> {
         if self
             .nodes
             .get(&id)
@@ -584,15 +626,32 @@ impl Controller {
         {
             return Vec::new();
         }
-        self.router
-            .routes(id)
-            .filter(|(dst, _)| *dst != INTERNET)
-            .map(|(dst, hops)| {
-                let via = std::iter::once(hops.primary)
-                    .chain(hops.alternates.iter().copied())
-                    .collect();
-                (dst, via, self.router.distance(id, dst))
-            })
+        routes_in(&self.router, id)
+    }
+
+    /// Every active node's routes computed from scratch (a fresh router
+    /// over the links as the core has them, `n` Dijkstras), in the shape of
+    /// [`Self::routes_of`]: what the incremental result must equal once
+    /// the mesh has converged. For checks (tests, the simulator); costly.
+    pub fn recomputed_routes(&self) -> BTreeMap<u32, Vec<NodeRoute>> {
+        let mut router = Router::new();
+        for id in self.active_ids() {
+            router.add_node(id);
+            router.set_drained(id, self.nodes[&id].drained);
+        }
+        for l in self.links.values().filter(|l| l.up) {
+            router.set_link(l.a, l.b, metric_of(&cost(l)));
+        }
+        for id in self.active_ids().filter(|id| self.uplink_wanted(*id)) {
+            if !router.contains(INTERNET) {
+                router.add_node(INTERNET);
+                router.set_drained(INTERNET, true);
+            }
+            router.set_link(id, INTERNET, crate::routing::Metric(UPLINK_METRIC));
+        }
+        router.compute_all();
+        self.active_ids()
+            .map(|id| (id, routes_in(&router, id)))
             .collect()
     }
 

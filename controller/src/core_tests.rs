@@ -263,8 +263,8 @@ fn draining_moves_transit_at_once_and_undraining_brings_it_back() {
     assert_eq!(
         core.routes_of(1)
             .iter()
-            .find(|(d, ..)| *d == 3)
-            .map(|r| r.1.clone()),
+            .find(|r| r.dst == 3)
+            .map(|r| r.via.clone()),
         Some(vec![2])
     );
     core.set_drained(2, true);
@@ -272,9 +272,9 @@ fn draining_moves_transit_at_once_and_undraining_brings_it_back() {
     let out = drain(&mut core);
     // 2 carries no transit: 1 loses its only path to 3.
     assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Remove(v6_3)))), "{out:?}");
-    assert!(core.routes_of(1).iter().all(|(d, ..)| *d != 3));
+    assert!(core.routes_of(1).iter().all(|r| r.dst != 3));
     // 2 itself stays reachable.
-    assert!(core.routes_of(1).iter().any(|(d, ..)| *d == 2));
+    assert!(core.routes_of(1).iter().any(|r| r.dst == 2));
     core.set_drained(2, false);
     let out = drain(&mut core);
     assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Set(Route { prefix: v6_3, via: vec![key(2)], segment: Segment::Infrastructure })))), "{out:?}");

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse as _, Response};
 use freimesh_proto::api::AUTH_SCHEME;
 
 use super::Failure;
-use crate::admin::unix_now;
-use crate::server::{AdminHandle, Authorization};
+use crate::clock::unix_now;
+use crate::hub_api::{AdminHandle, Authorization};
 use crate::store::{OperatorScope, operator_hash};
 
 /// The operator a request runs for, as a request extension.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use freimesh_proto::api::ApiError;
 
-use crate::server::OpError;
+use crate::hub_api::OpError;
 
 /// A failed request: status, machine-readable kind, human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +74,12 @@ impl From<OpError> for Failure {
             OpError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             OpError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             OpError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "internal"),
-            OpError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            OpError::Store(_) | OpError::WrongReply(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
-        let message = if let OpError::Store(inner) = &e {
+        let message = if let OpError::Store(_) | OpError::WrongReply(_) = &e {
+            let inner = &e;
             // The detail goes to the log, not to the client.
             tracing::error!(error = %inner, "admin API request failed");
             "the controller failed to complete the request; see its log".to_owned()

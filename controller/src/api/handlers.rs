@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use super::Failure;
 use super::auth::Operator;
-use crate::admin::unix_now_ms;
+use crate::clock::unix_now_ms;
 use crate::export::{meshviewer, metrics};
+use crate::hub_api::AdminHandle;
 use crate::routing::redundancy as analysis;
-use crate::server::AdminHandle;
 
 type Answer<T> = Result<Json<T>, Failure>;
 

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! The API holds no state of its own and never writes the store: every read
-//! is a snapshot the hub copies out, every action runs on the hub (see
-//! `server::actions`). Served by [`crate::server::Server::run`] next to the
+//! is a snapshot the hub copies out, every action runs on the hub; both go
+//! as a typed [`crate::hub_api::AdminRequest`] (the API does not import the
+//! server). Served by the server (`Server::run`) next to the
 //! agent listener, on localhost by default, optionally over TLS (rustls with
 //! the ring provider).
 
@@ -29,7 +30,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use freimesh_proto::api::API_PREFIX;
 
-use crate::server::AdminHandle;
+use crate::hub_api::AdminHandle;
 
 pub use error::Failure;
 pub use serve::{ApiLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_EVENT_STREAMS};

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::Failure;
-use crate::server::limits::{ACCEPT_ERROR_PAUSE, WARNING_INTERVAL};
+use crate::warnings::{ACCEPT_ERROR_PAUSE, WARNING_INTERVAL, WarningLimiter};
 
 /// A client must send a request's headers (and a TLS client its
 /// handshake) within this time. A script or the TUI sends them in one
@@ -89,7 +89,7 @@ pub async fn accept_loop(
     limits: ApiLimits,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut warnings = crate::server::WarningLimiter::new(WARNING_INTERVAL);
+    let mut warnings = WarningLimiter::new(WARNING_INTERVAL);
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return Ok(());

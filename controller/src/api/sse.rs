@@ -27,8 +27,8 @@ use tokio::sync::broadcast;
 use super::Failure;
 use super::auth::Operator;
 use super::handlers::MAX_EVENT_LIMIT;
-use crate::admin::unix_now;
-use crate::server::{AdminHandle, Authorization};
+use crate::clock::unix_now;
+use crate::hub_api::{AdminHandle, Authorization};
 use crate::store::kind_name;
 
 /// How often an idle stream sends `: keep-alive`: proxies and NATs close

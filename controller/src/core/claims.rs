@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::LinkMeasurement;
 
-use crate::store::LinkRecord;
+use crate::records::LinkRecord;
 
 /// One end's RTT counts as disputed when it is less than the other end's
 /// divided by this: both ends time the same heartbeats over the same path,

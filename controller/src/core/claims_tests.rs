@@ -91,8 +91,8 @@ fn measured_link(core: &mut Controller, a: u32, b: u32, rtt_us: u32) {
 fn first_hop(core: &Controller, from: u32, to: u32) -> Option<u32> {
     core.routes_of(from)
         .into_iter()
-        .find(|(d, ..)| *d == to)
-        .map(|(_, via, _)| via[0])
+        .find(|r| r.dst == to)
+        .map(|r| r.via[0])
 }
 
 #[test]

@@ -9,7 +9,7 @@ use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
 use super::{Controller, Hop, Outgoing, default_routes};
-use crate::store::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
+use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
 fn settings() -> MeshSettings {
     MeshSettings {

@@ -18,8 +18,8 @@ use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
 use super::{Controller, DEFAULT_PROFILE};
+use crate::records::NodeState;
 use crate::routing::MAX_ALTERNATES;
-use crate::store::NodeState;
 
 /// The router index of the internet.
 pub const INTERNET: u32 = 0;

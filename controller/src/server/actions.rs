@@ -7,12 +7,14 @@
 
 use freimesh_proto::api::{self, EventKind};
 
-use super::handle::OpError;
-use super::hub::Hub;
-use crate::admin::{parse_duration, unix_now};
-use crate::store::{NodeState, StoreError, token_hash, token_id};
+use super::agent_msgs::MS_PER_S;
+use super::hub::HubCore;
+use crate::clock::parse_duration;
+use crate::hub_api::OpError;
+use crate::records::NodeState;
+use crate::store::{StoreError, token_hash, token_id};
 
-impl Hub {
+impl HubCore {
     fn state_of(&self, id: u32) -> Result<(NodeState, bool), OpError> {
         self.core
             .nodes()
@@ -136,7 +138,7 @@ impl Hub {
         by: &str,
     ) -> Result<api::CreatedToken, OpError> {
         let ttl = parse_duration(&req.ttl).map_err(|e| OpError::BadRequest(format!("ttl: {e}")))?;
-        let now = unix_now();
+        let now = self.now_ms / MS_PER_S;
         let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         let roles = api::Role::to_roles(&req.roles);
         let token = self
@@ -150,7 +152,7 @@ impl Hub {
         Ok(api::CreatedToken {
             token,
             id,
-            expires_at_ms: expires.saturating_mul(1000),
+            expires_at_ms: expires.saturating_mul(MS_PER_S),
         })
     }
 }

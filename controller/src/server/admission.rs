@@ -1,6 +1,5 @@
 //! Who may start a handshake: a global and a per-source cap on connections
-//! that have not yet proven a key (Noise handshake and Hello), and a limiter
-//! that keeps repeated warnings from flooding the log.
+//! that have not yet proven a key (Noise handshake and Hello).
 //!
 //! [`Admission`] is the decision, plain data; [`Gate`] shares it between the
 //! accept loop and the connection tasks, and a [`Ticket`] gives a slot back
@@ -9,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 /// The unit a per-source cap counts: one IPv4 address or one IPv6 /64 (a
 /// host is handed a whole /64, so counting its addresses would count nothing).
@@ -151,41 +149,6 @@ impl Drop for Ticket {
     }
 }
 
-/// Lets a repeated warning through at most once per interval and counts
-/// the ones it held back, so the next line can say how many there were.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WarningLimiter {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarningLimiter {
-    pub fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// One more occurrence at `now`: `Some(n)` if it is to be logged, `n`
-    /// being how many were left out since the last line; `None` to stay
-    /// quiet.
-    pub fn handle_occurrence(&mut self, now: Instant) -> Option<u64> {
-        let due = self
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.interval);
-        if due {
-            self.last = Some(now);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -244,23 +207,5 @@ mod tests {
         assert_eq!(gate.unauthenticated(), 1);
         drop(second);
         assert_eq!(gate.unauthenticated(), 0);
-    }
-
-    #[test]
-    fn warnings_pass_once_per_interval_with_the_count_left_out() {
-        let mut w = WarningLimiter::new(Duration::from_secs(1));
-        let t0 = Instant::now();
-        assert_eq!(w.handle_occurrence(t0), Some(0));
-        for ms in 1..=99 {
-            assert_eq!(
-                w.handle_occurrence(t0 + Duration::from_millis(ms * 10)),
-                None
-            );
-        }
-        assert_eq!(
-            w.handle_occurrence(t0 + Duration::from_millis(1000)),
-            Some(99)
-        );
-        assert_eq!(w.handle_occurrence(t0 + Duration::from_millis(1001)), None);
     }
 }

@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::admission::Ticket;
-use super::hub::ToHub;
 use super::limits::{Limits, SEND_BUFFER_BYTES};
 use super::queue::{OverflowSignal, out_queue};
+use super::shell::ToHub;
 use crate::core::Outgoing;
 
 /// Reads one length-prefixed message.

@@ -1,13 +1,12 @@
-//! The hub's event log: numbers events, persists them, then broadcasts
-//! them to the API's live streams.
+//! The hub's event log: numbers events and persists them; the hub then
+//! hands them to the API's live streams.
 //!
 //! Events raised while the hub handles one message are collected and
 //! committed in one transaction at the end of the step ([`EventLog::commit`]),
-//! and only then broadcast: a client that sees an event live always finds it
+//! and only then sent live: a client that sees an event live always finds it
 //! in the history too, and a restart continues the numbering.
 
 use freimesh_proto::api::{Event, EventKind};
-use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreError};
 
@@ -26,23 +25,15 @@ pub struct EventLog {
     next_seq: u64,
     pending: Vec<Event>,
     since_prune: u64,
-    live: broadcast::Sender<Event>,
 }
 
 impl EventLog {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
         Ok(Self {
             next_seq: store.last_event_seq()? + 1,
             pending: Vec::new(),
             since_prune: 0,
-            live,
         })
-    }
-
-    /// A sender to subscribe from.
-    pub fn live(&self) -> broadcast::Sender<Event> {
-        self.live.clone()
     }
 
     /// Numbers an event; it is stored and sent at the next [`commit`](Self::commit).
@@ -63,10 +54,11 @@ impl EventLog {
         self.next_seq - 1
     }
 
-    /// Stores the pending events in one transaction and broadcasts them.
-    pub fn commit(&mut self, store: &mut Store) {
+    /// Stores the pending events in one transaction and returns them, for
+    /// the live streams.
+    pub fn commit(&mut self, store: &mut Store) -> Vec<Event> {
         if self.pending.is_empty() {
-            return;
+            return Vec::new();
         }
         let events = std::mem::take(&mut self.pending);
         if let Err(e) = store.append_events(&events) {
@@ -80,9 +72,6 @@ impl EventLog {
                 tracing::warn!(error = %e, "pruning the event history failed");
             }
         }
-        for e in events {
-            // No subscriber is not an error.
-            let _ = self.live.send(e);
-        }
+        events
     }
 }

@@ -55,14 +55,7 @@ pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
 /// churn behind and is better served by reconnecting and resynchronising.
 pub const OUT_QUEUE_MESSAGES: usize = 1024;
 
-/// After a failed `accept` (EMFILE when descriptors run out), wait this long
-/// before the next: the error repeats at once otherwise and the loop spins a
-/// core while nothing can be served anyway.
-pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
-/// Repeated warnings (accept failures, refused connections) are logged at
-/// most once per this interval, with the count of those left out.
-pub const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+pub use crate::warnings::{ACCEPT_ERROR_PAUSE, WARNING_INTERVAL};
 
 /// What the control server enforces; [`Limits::default`] is the production
 /// setting, tests lower the numbers to reach them quickly.

@@ -5,23 +5,26 @@
 //!  TCP accept ──► conn task ────────────────────────────┤────► hub task: Store + core::Controller
 //!                      ▲  Outgoing (per connection)     │        │ polls PRAGMA data_version
 //!                      └────────────────────────────────┘        │ for the CLI's writes
-//!  HTTP (admin API) ──► AdminHandle ── ToHub::Admin ────────────►│ events ──► SSE streams
+//!  HTTP (admin API) ──► AdminHandle ── AdminCall ───────────────►│ events ──► SSE streams
 //! ```
 //!
 //! One task per connection owns its socket and Noise session and does only
-//! wire work; one hub task owns the SQLite store and the sans-IO core, so
+//! wire work; one hub task (`shell.rs`) drives [`HubCore`], the sans-IO
+//! owner of the SQLite store and the decision core, so
 //! every decision is taken in one place, in order, and committed before any
 //! agent hears of it.
 
 mod actions;
 mod admission;
+mod agent_msgs;
 mod conn;
 mod events;
-mod handle;
-mod hub;
+mod hello;
+pub mod hub;
 pub mod limits;
 mod queue;
-mod quota;
+mod registry;
+mod shell;
 mod telemetry;
 mod views;
 
@@ -33,21 +36,21 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub(crate) use admission::WarningLimiter;
-pub use events::HISTORY_KEEP;
-pub use handle::{AdminHandle, Authorization, MetricsSnapshot, OpError, OverviewSnapshot};
-pub use hub::CLI_OPERATOR;
-pub use limits::Limits;
-pub use quota::{
+pub use crate::core::quota::{
     EVENT_AGE_SLACK_MS, EVENT_BURST, EVENTS_PER_MINUTE, MAX_EVENT_AGE_MS, MAX_HOSTNAME_LEN,
     MAX_PENDING_NODES, NEW_PENDING_PER_SOURCE_PER_MINUTE, check_hostname,
 };
+pub use events::HISTORY_KEEP;
+pub use hub::{CLI_OPERATOR, HubConfig, HubCore, HubOutput};
+pub use limits::Limits;
 pub use telemetry::HISTORY_LEN;
 
-use crate::admin::{self, AdminError};
 use crate::api::{ApiError, ApiOptions, BoundApi};
-use crate::core::Controller;
+use crate::clock::unix_now_ms;
+use crate::hub_api::AdminHandle;
+use crate::keyfile::{self, KeyFileError};
 use crate::store::{Store, StoreError};
+use crate::warnings::WarningLimiter;
 
 /// How often the hub checks whether the CLI changed the database: a revoke
 /// reaches the neighbours within this time.
@@ -60,6 +63,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// and a bit mean the agent is gone. Only frames from the agent count.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Messages waiting for the hub, per queue (connections, admin API): a
+/// burst of reconnecting nodes fits; beyond it senders wait, which slows
+/// the connection tasks instead of growing memory.
+const HUB_QUEUE: usize = 1024;
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -71,7 +79,7 @@ pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Admin(#[from] AdminError),
+    KeyFile(#[from] KeyFileError),
     #[error("accepting connections: {0}")]
     Accept(std::io::Error),
     #[error(transparent)]
@@ -93,7 +101,7 @@ pub struct Options {
 pub struct Server {
     listener: TcpListener,
     private_key: [u8; 32],
-    hub: hub::Hub,
+    hub: shell::Hub,
     api: Option<BoundApi>,
     limits: Limits,
 }
@@ -101,15 +109,14 @@ pub struct Server {
 impl Server {
     /// Opens the database, loads the registry and binds the listener.
     pub async fn bind(opts: &Options) -> Result<Self, ServerError> {
-        let private_key = admin::load_key(&opts.db)?;
+        let private_key = keyfile::load_key(&opts.db)?;
         let store = Store::open(&opts.db)?;
-        let mut settings = store.settings()?;
-        settings.approval |= opts.require_approval;
+        let config = HubConfig {
+            require_approval: opts.require_approval,
+        };
         let start = Instant::now();
-        let mut core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
-        // Sites present at start are no news: no events for them.
-        core.load_sites(store.sites()?);
-        let computed = start.elapsed();
+        let mut core = HubCore::new(store, config, unix_now_ms())?;
+        core.handle_step_time(start.elapsed());
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|cause| ServerError::Bind {
@@ -119,7 +126,7 @@ impl Server {
         Ok(Self {
             listener,
             private_key,
-            hub: hub::Hub::new(store, core, computed)?,
+            hub: shell::Hub::new(core),
             api: None,
             limits: Limits::default(),
         })
@@ -151,9 +158,14 @@ impl Server {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let (hub_tx, hub_rx) = mpsc::channel(1024);
-        let handle = AdminHandle::new(hub_tx.clone(), self.hub.live_events(), self.hub.operators());
-        let hub = tokio::spawn(self.hub.run(hub_rx));
+        let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
+        let (admin_tx, admin_rx) = mpsc::channel(HUB_QUEUE);
+        let handle = AdminHandle::new(
+            admin_tx,
+            self.hub.live_events(),
+            self.hub.core().operators(),
+        );
+        let hub = tokio::spawn(self.hub.run(hub_rx, admin_rx));
         let api = self.api.map(|api| {
             tracing::info!(listen = ?api.local_addr(), tls = api.is_tls(), "admin API serving");
             tokio::spawn(async move {
@@ -168,8 +180,8 @@ impl Server {
             self.limits.max_unauthenticated,
             self.limits.max_unauthenticated_per_source,
         ));
-        let mut accept_warnings = admission::WarningLimiter::new(limits::WARNING_INTERVAL);
-        let mut refusal_warnings = admission::WarningLimiter::new(limits::WARNING_INTERVAL);
+        let mut accept_warnings = WarningLimiter::new(limits::WARNING_INTERVAL);
+        let mut refusal_warnings = WarningLimiter::new(limits::WARNING_INTERVAL);
         let mut session: u64 = 0;
         loop {
             tokio::select! {

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use freimesh_proto::api;
 use ipnet::IpNet;
 
-use super::handle::OpError;
-use super::hub::Hub;
-use crate::admin::unix_now_ms;
+use super::hub::HubCore;
 use crate::core::{Controller, Hop};
+use crate::hub_api::OpError;
 use crate::store::{NodeRecord, NodeState};
 
 /// Events a node detail shows.
@@ -28,7 +27,7 @@ fn state(s: NodeState) -> api::NodeState {
     }
 }
 
-impl Hub {
+impl HubCore {
     /// `(links up, links total)` per node, counted once for a whole list.
     fn degrees(&self) -> BTreeMap<u32, (u32, u32)> {
         let mut out: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
@@ -85,13 +84,13 @@ impl Hub {
 
     pub(super) fn node(&self, id: u32) -> Result<api::Node, OpError> {
         let n = self.core.nodes().get(&id).ok_or(OpError::NoSuchNode(id))?;
-        Ok(self.node_view(n, &self.degrees(), unix_now_ms()))
+        Ok(self.node_view(n, &self.degrees(), self.now_ms))
     }
 
     /// Every node, by id.
     pub(super) fn nodes(&self) -> Vec<api::Node> {
         let degrees = self.degrees();
-        let now = unix_now_ms();
+        let now = self.now_ms;
         self.core
             .nodes()
             .values()
@@ -331,8 +330,8 @@ impl Hub {
     }
 
     /// What `/metrics` renders, copied out of the hub.
-    pub(super) fn metrics(&self) -> super::handle::MetricsSnapshot {
-        super::handle::MetricsSnapshot {
+    pub(super) fn metrics(&self) -> crate::hub_api::MetricsSnapshot {
+        crate::hub_api::MetricsSnapshot {
             nodes: self.nodes(),
             links: self.links(None),
             gateways: self.gateways(),

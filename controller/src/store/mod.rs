@@ -13,6 +13,7 @@ mod alloc;
 mod claims;
 mod clients;
 mod events;
+mod hub_rows;
 mod ipam;
 mod operators;
 mod roles;
@@ -29,6 +30,10 @@ use freimesh_proto::control::{ErrorCode, Roles};
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+pub use crate::records::{
+    DEFAULT_CLIENT_SUBNET_LEN, Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState,
+    SiteRecord,
+};
 pub use clients::{client_v4, client_v6};
 pub use events::{kind_name, token_id};
 pub use ipam::Pool;
@@ -36,10 +41,6 @@ pub use operators::{
     MAX_OPERATOR_NAME, OperatorCredential, OperatorRecord, OperatorScope, operator_hash,
 };
 pub use sites::SiteKey;
-pub use types::{
-    DEFAULT_CLIENT_SUBNET_LEN, Enrollment, LinkRecord, MeshSettings, NodeRecord, NodeState,
-    SiteRecord,
-};
 
 use alloc::activate;
 use roles::set_roles_in;
@@ -249,21 +250,6 @@ impl Store {
         // "database is locked" when the other committed in between (the
         // busy timeout cannot help it); taking the write lock at BEGIN makes
         // every writer wait its turn instead.
-        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        schema::migrate(&mut conn).map_err(open_err)?;
-        Ok(Self { conn })
-    }
-
-    /// A fresh registry that lives only in memory (the whole-mesh
-    /// simulator, tests): same schema and checks, nothing on disk.
-    pub fn open_in_memory() -> Result<Self> {
-        let open_err = |cause| StoreError::Open {
-            path: PathBuf::from(":memory:"),
-            cause,
-        };
-        let mut conn = Connection::open_in_memory().map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn).map_err(open_err)?;
         Ok(Self { conn })

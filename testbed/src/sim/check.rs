@@ -178,7 +178,11 @@ pub fn convergence(world: &World) -> Convergence {
         .filter(|n| n.state == NodeState::Active)
         .filter_map(|n| world.by_key.get(&n.public_key).map(|i| (*i, n.id)))
         .collect();
-    let expected = world.controller.routes_from_scratch();
+    let expected: BTreeMap<(u32, u32), Vec<u32>> = core
+        .recomputed_routes()
+        .into_iter()
+        .flat_map(|(src, routes)| routes.into_iter().map(move |r| ((src, r.dst), r.via)))
+        .collect();
     let key_of: BTreeMap<u32, _> = core
         .nodes()
         .values()

@@ -1,19 +1,16 @@
-//! The controller side of the simulation: the controller's decision core
-//! ([`Controller`]) and its registry ([`Store`], SQLite in memory), driven
-//! the way the hub shell drives them (`controller/src/server/hub.rs`):
-//! a Hello enrols or logs in, a Report becomes link rows that are committed
-//! and then applied, an admin drain is committed and then applied. Frames
-//! leave encoded and chunked exactly as the server sends them.
-//!
-//! This adapter stands in for the hub's shell until the controller's
-//! enrolment decision moves into the core (issue 11, item 1).
+//! The controller side of the simulation: the controller's hub core
+//! ([`HubCore`]: enrolment plans, the decision core, the registry in an
+//! in-memory SQLite store, admin requests) driven the way its tokio shell
+//! drives it. Frames leave encoded and chunked exactly as the server sends
+//! them; pings are answered here, as the server's connection task does.
 
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-use anyhow::{Context as _, Result};
-use freimesh_controller::core::{Controller, KeyStatus, Outgoing};
-use freimesh_controller::routing::{Metric, Router};
-use freimesh_controller::store::{Enrollment, MeshSettings, NodeState, Store};
+use anyhow::{Context as _, Result, anyhow};
+use freimesh_controller::core::{Controller, KeyStatus};
+use freimesh_controller::hub_api::AdminRequest;
+use freimesh_controller::server::{HubConfig, HubCore, HubOutput};
+use freimesh_controller::store::{MeshSettings, Store};
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::{self, AgentMsg, ControllerMsg, FrameError, Hello};
 
@@ -24,15 +21,23 @@ pub enum ToAgent {
     Close,
 }
 
-/// The controller core with its store; see the module docs.
-#[derive(Debug)]
+/// The hub core; see the module docs.
 pub struct SimController {
-    store: Store,
-    core: Controller,
-    /// Frames for agents, by public key, in order.
-    outbox: Vec<(PublicKeyBytes, ToAgent)>,
-    /// Nodes with a session now.
-    connected: BTreeMap<u32, PublicKeyBytes>,
+    /// `None` only while restarting.
+    hub: Option<HubCore>,
+    /// Frames for agents, by session, in order.
+    outbox: Vec<(u64, ToAgent)>,
+    /// Events the hub raised (stored already; the simulator only counts
+    /// them).
+    pub events: u64,
+}
+
+impl std::fmt::Debug for SimController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimController")
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Frames one controller message becomes on the wire (the server's
@@ -58,193 +63,127 @@ pub fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
 impl SimController {
     /// A fresh registry with one join token per node to come; returns the
     /// controller and the tokens.
-    pub fn new(
-        settings: &MeshSettings,
-        tokens: usize,
-        unix_now: i64,
-    ) -> Result<(Self, Vec<String>)> {
+    pub fn new(settings: &MeshSettings, tokens: usize, now_ms: i64) -> Result<(Self, Vec<String>)> {
         let mut store = Store::open_in_memory().context("opening the in-memory registry")?;
         store.init(settings).context("initialising the registry")?;
+        let now = now_ms / 1000;
         let tokens = (0..tokens)
-            .map(|_| store.create_token(unix_now + 365 * 86_400, &[], unix_now))
+            .map(|_| store.create_token(now + 365 * 86_400, &[], now))
             .collect::<Result<Vec<_>, _>>()
             .context("creating join tokens")?;
-        let core = Self::load(&store)?;
+        let hub = HubCore::new(store, HubConfig::default(), now_ms)?;
         Ok((
             Self {
-                store,
-                core,
+                hub: Some(hub),
                 outbox: Vec::new(),
-                connected: BTreeMap::new(),
+                events: 0,
             },
             tokens,
         ))
     }
 
-    fn load(store: &Store) -> Result<Controller> {
-        Ok(Controller::new(
-            store.settings()?,
-            store.nodes()?,
-            store.prefixes()?,
-            store.links()?,
-        ))
+    fn hub(&mut self) -> Result<&mut HubCore> {
+        self.hub
+            .as_mut()
+            .ok_or_else(|| anyhow!("the controller is restarting"))
     }
 
-    /// The controller process restarts: every session is gone and the core
-    /// is rebuilt from the store, as at start-up.
-    pub fn restart(&mut self) -> Result<()> {
-        self.core = Self::load(&self.store)?;
+    /// The controller process restarts: every session is gone and the hub
+    /// is rebuilt from its store, as at start-up.
+    pub fn restart(&mut self, now_ms: i64) -> Result<()> {
+        let store = self
+            .hub
+            .take()
+            .ok_or_else(|| anyhow!("the controller is restarting"))?
+            .into_store();
+        self.hub = Some(HubCore::new(store, HubConfig::default(), now_ms)?);
         self.outbox.clear();
-        self.connected.clear();
         Ok(())
     }
 
+    /// The decision core, read-only.
     pub fn core(&self) -> &Controller {
-        &self.core
+        match &self.hub {
+            Some(hub) => hub.controller(),
+            None => unreachable!("the hub is only absent inside restart"),
+        }
     }
 
     /// A connection's first frame.
     pub fn handle_hello(
         &mut self,
+        session: u64,
+        source: SocketAddr,
         key: PublicKeyBytes,
-        hello: &Hello,
-        unix_now: i64,
+        hello: Hello,
+        now_ms: i64,
     ) -> Result<()> {
-        let id = match self.core.lookup(&key) {
-            KeyStatus::Active(id) => id,
-            KeyStatus::Unknown | KeyStatus::Pending(_) => {
-                let Some(token) = &hello.join_token else {
-                    self.outbox.push((key, ToAgent::Close));
-                    return Ok(());
-                };
-                let rec = self.store.enroll(
-                    &Enrollment {
-                        key,
-                        hostname: &hello.hostname,
-                        endpoints: &hello.endpoints,
-                        token,
-                        want_addresses: &hello.want_addresses,
-                        prefixes: &hello.prefixes,
-                        roles: hello.roles,
-                    },
-                    unix_now,
-                )?;
-                let id = rec.id;
-                self.core.upsert_node(rec, Vec::new());
-                id
-            }
-            KeyStatus::Revoked(_) => {
-                self.outbox.push((key, ToAgent::Close));
-                return Ok(());
-            }
-        };
-        if self.connected.insert(id, key).is_some() {
-            self.core.handle_disconnect(id);
-        }
-        self.core.handle_connect(id);
+        self.hub()?
+            .handle_hello(session, source, key, hello, now_ms);
         self.flush()
     }
 
-    /// A frame on an established session of the node holding `key`.
-    pub fn handle_frame(
-        &mut self,
-        key: PublicKeyBytes,
-        msg: AgentMsg,
-        unix_now: i64,
-    ) -> Result<()> {
-        let KeyStatus::Active(id) = self.core.lookup(&key) else {
-            return Ok(());
-        };
+    /// A later frame on `session`.
+    pub fn handle_agent_msg(&mut self, session: u64, msg: AgentMsg, now_ms: i64) -> Result<()> {
         if let AgentMsg::Ping(n) = msg {
-            // The server's connection task answers pings itself.
             let pong = control::encode(&ControllerMsg::Pong(n))?;
-            self.outbox.push((key, ToAgent::Frame(pong)));
+            self.outbox.push((session, ToAgent::Frame(pong)));
             return Ok(());
         }
-        if let AgentMsg::Report(report) = msg {
-            let rows = self.core.plan_report(id, &report);
-            while self.core.poll_dispute().is_some() {}
-            if !rows.is_empty() {
-                self.store.save_links(&rows, unix_now)?;
-                self.core.apply_links(&rows);
-            }
-        }
+        self.hub()?.handle_agent_msg(session, msg, now_ms);
         self.flush()
     }
 
-    /// The connection of the node holding `key` ended.
-    pub fn handle_gone(&mut self, key: PublicKeyBytes) {
-        if let KeyStatus::Active(id) = self.core.lookup(&key)
-            && self.connected.remove(&id).is_some()
-        {
-            self.core.handle_disconnect(id);
-        }
+    /// `session`'s connection ended.
+    pub fn handle_gone(&mut self, session: u64, now_ms: i64) -> Result<()> {
+        self.hub()?.handle_gone(session, now_ms);
+        self.flush()
     }
 
-    /// An operator drains (or undrains) a node: committed, then applied.
-    pub fn drain(&mut self, key: PublicKeyBytes, drained: bool) -> Result<()> {
-        if let KeyStatus::Active(id) = self.core.lookup(&key) {
-            self.store.set_drained(id, drained)?;
-            self.core.set_drained(id, drained);
+    /// An operator drains (or undrains) the node holding `key` through the
+    /// admin API.
+    pub fn drain(&mut self, key: PublicKeyBytes, drained: bool, now_ms: i64) -> Result<()> {
+        if let KeyStatus::Active(id) = self.core().lookup(&key) {
+            self.hub()?
+                .handle_admin(
+                    AdminRequest::Drain {
+                        id,
+                        drained,
+                        by: "sim".into(),
+                    },
+                    now_ms,
+                )
+                .map_err(|e| anyhow!("drain {id}: {e:?}"))?;
         }
         self.flush()
     }
 
     fn flush(&mut self) -> Result<()> {
-        while let Some((id, out)) = self.core.poll_transmit() {
-            let Some(key) = self.core.nodes().get(&id).map(|n| n.public_key) else {
-                continue;
-            };
-            match out {
-                Outgoing::Frame(msg) => {
+        let hub = self.hub()?;
+        let mut out = Vec::new();
+        while let Some(o) = hub.poll_output() {
+            out.push(o);
+        }
+        let mut events = 0;
+        while hub.poll_event().is_some() {
+            events += 1;
+        }
+        self.events += events;
+        for o in out {
+            match o {
+                HubOutput::Transmit { session, msg } => {
                     for frame in encode_frames(&msg)? {
-                        self.outbox.push((key, ToAgent::Frame(frame)));
+                        self.outbox.push((session, ToAgent::Frame(frame)));
                     }
                 }
-                Outgoing::Close => {
-                    self.connected.remove(&id);
-                    self.core.handle_disconnect(id);
-                    self.outbox.push((key, ToAgent::Close));
-                }
+                HubOutput::Close { session } => self.outbox.push((session, ToAgent::Close)),
             }
         }
         Ok(())
     }
 
     /// Everything queued for agents since the last call, in order.
-    pub fn take_outbox(&mut self) -> Vec<(PublicKeyBytes, ToAgent)> {
+    pub fn take_outbox(&mut self) -> Vec<(u64, ToAgent)> {
         std::mem::take(&mut self.outbox)
-    }
-
-    /// Routes for every active node computed from scratch over the core's
-    /// current links and drains: `(source, destination) -> next hops`
-    /// (primary first), by node id.
-    pub fn routes_from_scratch(&self) -> BTreeMap<(u32, u32), Vec<u32>> {
-        let mut router = Router::new();
-        let active: Vec<u32> = self
-            .core
-            .nodes()
-            .values()
-            .filter(|n| n.state == NodeState::Active)
-            .map(|n| n.id)
-            .collect();
-        for id in &active {
-            router.add_node(*id);
-            router.set_drained(*id, self.core.nodes()[id].drained);
-        }
-        for l in self.core.links().values().filter(|l| l.up) {
-            router.set_link(l.a, l.b, Metric(Controller::link_metric(l)));
-        }
-        router.compute_all();
-        let mut out = BTreeMap::new();
-        for src in &active {
-            for (dst, hops) in router.routes(*src) {
-                let via = std::iter::once(hops.primary)
-                    .chain(hops.alternates)
-                    .collect();
-                out.insert((*src, dst), via);
-            }
-        }
-        out
     }
 }

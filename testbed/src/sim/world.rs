@@ -136,8 +136,8 @@ pub struct World {
     pub by_key: BTreeMap<PublicKeyBytes, usize>,
     pub controller: SimController,
     pub controller_up: bool,
-    /// Which session the controller holds per node.
-    controller_sessions: BTreeMap<usize, u64>,
+    /// The node behind every session ever opened.
+    session_node: BTreeMap<u64, usize>,
     next_session: u64,
     pub rng: SimRng,
     pub counters: Counters,
@@ -181,7 +181,8 @@ impl World {
     pub fn new(city: &CityMesh, seed: u64) -> Result<Self> {
         let mut rng = SimRng::new(seed);
         let n = usize::try_from(city.n).context("mesh size")?;
-        let (controller, tokens) = SimController::new(&mesh_settings(), n, UNIX_EPOCH_OF_RUN)?;
+        let (controller, tokens) =
+            SimController::new(&mesh_settings(), n, UNIX_EPOCH_OF_RUN * 1000)?;
         let mut links = Vec::with_capacity(city.links.len());
         for ((a, b, _), cost) in city.links.iter().zip(&city.costs) {
             links.push(SimLink {
@@ -248,7 +249,7 @@ impl World {
             by_key,
             controller,
             controller_up: true,
-            controller_sessions: BTreeMap::new(),
+            session_node: BTreeMap::new(),
             next_session: 0,
             rng,
             counters: Counters::default(),
@@ -271,8 +272,9 @@ impl World {
         self.base + Duration::from_nanos(self.now)
     }
 
-    fn unix_now(&self) -> i64 {
-        UNIX_EPOCH_OF_RUN + i64::try_from(self.now / 1_000_000_000).unwrap_or(0)
+    /// The hub's clock: Unix milliseconds.
+    fn unix_ms(&self) -> i64 {
+        UNIX_EPOCH_OF_RUN * 1000 + i64::try_from(self.now / 1_000_000).unwrap_or(0)
     }
 
     fn mix(&mut self, words: &[u64]) {
@@ -343,6 +345,7 @@ impl World {
                         self.next_session += 1;
                         let session = self.next_session;
                         let instant = self.instant();
+                        self.session_node.insert(session, node);
                         self.nodes[node].session = Some(session);
                         self.nodes[node].control.handle_connected(instant);
                         self.flush_agent(node)?;
@@ -402,9 +405,9 @@ impl World {
                 }
             }
             Event::SessionGone { node, session } => {
-                if self.controller_sessions.get(&node) == Some(&session) {
-                    self.controller_sessions.remove(&node);
-                    self.controller.handle_gone(self.nodes[node].key);
+                if self.controller_up {
+                    self.mix(&[now, 9, node as u64]);
+                    self.controller.handle_gone(session, self.unix_ms())?;
                     self.flush_controller();
                 }
             }
@@ -453,38 +456,24 @@ impl World {
 
     fn controller_frame(&mut self, node: usize, session: u64, frame: &[u8]) -> Result<()> {
         let msg: AgentMsg = control::decode(frame)?;
-        let key = self.nodes[node].key;
-        let unix = self.unix_now();
+        let now_ms = self.unix_ms();
         match msg {
             AgentMsg::Hello(hello) => {
-                if let Some(old) = self.controller_sessions.insert(node, session)
-                    && old != session
-                {
-                    self.controller.handle_gone(key);
-                }
-                self.controller.handle_hello(key, &hello, unix)?;
+                let (key, source) = (self.nodes[node].key, self.nodes[node].addr);
+                self.controller
+                    .handle_hello(session, source, key, hello, now_ms)?;
             }
-            other => {
-                if self.controller_sessions.get(&node) == Some(&session) {
-                    self.controller.handle_frame(key, other, unix)?;
-                }
-            }
+            other => self.controller.handle_agent_msg(session, other, now_ms)?,
         }
         self.flush_controller();
         Ok(())
     }
 
     fn flush_controller(&mut self) {
-        for (key, out) in self.controller.take_outbox() {
-            let Some(&node) = self.by_key.get(&key) else {
+        for (session, out) in self.controller.take_outbox() {
+            let Some(&node) = self.session_node.get(&session) else {
                 continue;
             };
-            let Some(&session) = self.controller_sessions.get(&node) else {
-                continue;
-            };
-            if out == ToAgent::Close {
-                self.controller_sessions.remove(&node);
-            }
             self.frames_in_flight += 1;
             self.queue.push(
                 self.now + nanos(CONTROL_DELAY),
@@ -502,7 +491,14 @@ impl World {
     fn lose_session(&mut self, node: usize) {
         let instant = self.instant();
         let n = &mut self.nodes[node];
-        n.session = None;
+        // The connection's end reaches the controller like any frame.
+        if let Some(session) = n.session.take() {
+            self.queue.push(
+                self.now + nanos(CONTROL_DELAY),
+                Event::SessionGone { node, session },
+            );
+        }
+        let n = &mut self.nodes[node];
         n.control.handle_disconnected(n.backoff, instant);
         let wait = n.backoff;
         n.backoff = (n.backoff * 2).min(MAX_BACKOFF);
@@ -595,9 +591,7 @@ impl World {
                 node.engine = None;
                 node.timer_at = None;
                 node.life += 1;
-                if node.session.take().is_some()
-                    && let Some(&session) = self.controller_sessions.get(&n)
-                {
+                if let Some(session) = node.session.take() {
                     self.queue.push(
                         self.now + nanos(SESSION_TIMEOUT),
                         Event::SessionGone { node: n, session },
@@ -607,7 +601,6 @@ impl World {
             Action::Restart(n) => self.start_agent(n)?,
             Action::ControllerDown => {
                 self.controller_up = false;
-                self.controller_sessions.clear();
                 for n in 0..self.nodes.len() {
                     if self.nodes[n].session.is_some() {
                         self.lose_session(n);
@@ -615,14 +608,15 @@ impl World {
                 }
             }
             Action::ControllerUp => {
-                self.controller.restart()?;
+                self.controller.restart(self.unix_ms())?;
                 self.controller_up = true;
             }
             Action::Drain(n) | Action::Undrain(n) => {
                 let drained = matches!(action, Action::Drain(_));
                 self.nodes[n].drained = drained;
                 if self.controller_up {
-                    self.controller.drain(self.nodes[n].key, drained)?;
+                    self.controller
+                        .drain(self.nodes[n].key, drained, self.unix_ms())?;
                     self.flush_controller();
                 }
             }

@@ -1,13 +1,97 @@
-//! [`AdminHandle`]: how the admin API talks to the hub. Each call sends a
-//! job into the hub's queue and awaits its answer, so the API never touches
-//! the store or the core itself.
+//! What the admin API and the hub say to each other: typed requests
+//! ([`AdminRequest`]) and replies ([`AdminReply`]), and the
+//! [`AdminHandle`] the API holds. Neither side owns this module, so the API
+//! does not import the server and the server does not import the API's
+//! handlers (the server only starts the API).
+//!
+//! Each call sends one [`AdminCall`] into the hub's admin queue and awaits
+//! its answer, so the API never touches the store or the core itself.
+
+use std::sync::{Arc, RwLock};
 
 use freimesh_proto::api;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::hub::{Hub, OperatorList, ToHub};
 use crate::export::metrics::{BoundedCounts, FailoverStats, Histogram};
-use crate::store::{OperatorScope, StoreError, operator_hash};
+use crate::store::{OperatorCredential, OperatorScope, StoreError, operator_hash};
+
+/// The operators (token hash, scope, expiry) the API accepts, shared with
+/// it and refreshed by the hub when the CLI changes them.
+pub type OperatorList = Arc<RwLock<Vec<OperatorCredential>>>;
+
+/// One admin request. Reads are answered from the hub's state at that
+/// moment; actions (`by` names the operator, carried by their events)
+/// write the store, update the core and raise events in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminRequest {
+    /// [`AdminReply::Overview`].
+    Overview,
+    /// [`AdminReply::Nodes`].
+    Nodes,
+    /// [`AdminReply::NodeDetail`].
+    NodeDetail(u32),
+    /// [`AdminReply::Routes`].
+    Routes(u32),
+    /// [`AdminReply::Links`].
+    Links,
+    /// Nodes and links from one instant: [`AdminReply::Graph`].
+    Graph,
+    /// [`AdminReply::Gateways`].
+    Gateways,
+    /// [`AdminReply::Sites`].
+    Sites,
+    /// [`AdminReply::Tokens`].
+    Tokens,
+    /// Stored events with `seq > since`, oldest first: [`AdminReply::Events`].
+    EventsSince { since: u64, limit: u32 },
+    /// Stored audit events with `seq > since`: [`AdminReply::Events`].
+    AuditSince { since: u64, limit: u32 },
+    /// [`AdminReply::Metrics`].
+    Metrics,
+    /// The newest event's seq: [`AdminReply::LastEventSeq`].
+    LastEventSeq,
+    /// Drain or undrain: [`AdminReply::Node`].
+    Drain { id: u32, drained: bool, by: String },
+    /// Approve a pending node: [`AdminReply::Node`].
+    Approve { id: u32, by: String },
+    /// Revoke: [`AdminReply::Node`].
+    Revoke { id: u32, by: String },
+    /// Approve or withdraw a role: [`AdminReply::Node`].
+    SetRoleApproval {
+        id: u32,
+        role: api::Role,
+        approved: bool,
+        by: String,
+    },
+    /// A one-time join token: [`AdminReply::CreatedToken`].
+    CreateToken { req: api::CreateToken, by: String },
+}
+
+/// The answer to one [`AdminRequest`] (each request's doc names its variant).
+#[derive(Debug, Clone)]
+pub enum AdminReply {
+    Overview(Box<OverviewSnapshot>),
+    Nodes(Vec<api::Node>),
+    Node(Box<api::Node>),
+    NodeDetail(Box<api::NodeDetail>),
+    Routes(Vec<api::Route>),
+    Links(Vec<api::Link>),
+    Graph(Vec<api::Node>, Vec<api::Link>),
+    Gateways(Vec<api::Gateway>),
+    Sites(Vec<api::Site>),
+    Tokens(Vec<api::Token>),
+    Events(Vec<api::Event>),
+    Metrics(Box<MetricsSnapshot>),
+    LastEventSeq(u64),
+    CreatedToken(api::CreatedToken),
+}
+
+/// A request on its way to the hub, with where its answer goes.
+#[derive(Debug)]
+pub struct AdminCall {
+    pub request: AdminRequest,
+    pub reply: oneshot::Sender<Result<AdminReply, OpError>>,
+}
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +107,9 @@ pub enum OpError {
     Store(#[from] StoreError),
     #[error("the controller is shutting down")]
     Unavailable,
+    /// The hub answered with a reply of another kind: a bug.
+    #[error("the controller answered {0} with the wrong kind of reply")]
+    WrongReply(&'static str),
 }
 
 /// What `/metrics` renders, copied out of the hub.
@@ -51,7 +138,7 @@ pub struct OverviewSnapshot {
 /// A cloneable handle on a running hub.
 #[derive(Debug, Clone)]
 pub struct AdminHandle {
-    tx: mpsc::Sender<ToHub>,
+    tx: mpsc::Sender<AdminCall>,
     live: broadcast::Sender<api::Event>,
     operators: OperatorList,
 }
@@ -78,8 +165,9 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl AdminHandle {
-    pub(super) fn new(
-        tx: mpsc::Sender<ToHub>,
+    /// `tx` reaches the hub's admin queue, `live` is its event broadcast.
+    pub fn new(
+        tx: mpsc::Sender<AdminCall>,
         live: broadcast::Sender<api::Event>,
         operators: OperatorList,
     ) -> Self {
@@ -125,95 +213,121 @@ impl AdminHandle {
         self.live.subscribe()
     }
 
-    async fn call<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&mut Hub) -> T + Send + 'static,
-    ) -> Result<T, OpError> {
-        let (tx, rx) = oneshot::channel();
-        let job = super::hub::AdminJob(Box::new(move |hub| {
-            let _ = tx.send(job(hub));
-        }));
+    /// Sends `request` to the hub and awaits its reply.
+    pub async fn call(&self, request: AdminRequest) -> Result<AdminReply, OpError> {
+        let (reply, rx) = oneshot::channel();
         self.tx
-            .send(ToHub::Admin(job))
+            .send(AdminCall { request, reply })
             .await
             .map_err(|_| OpError::Unavailable)?;
-        rx.await.map_err(|_| OpError::Unavailable)
+        rx.await.map_err(|_| OpError::Unavailable)?
     }
 
     pub async fn overview(&self) -> Result<OverviewSnapshot, OpError> {
-        self.call(|hub| {
-            let nodes = hub.nodes();
-            let links = hub.links(None);
-            let overview = hub.overview(&nodes, &links)?;
-            Ok(OverviewSnapshot {
-                overview,
-                nodes,
-                links,
-            })
-        })
-        .await?
+        match self.call(AdminRequest::Overview).await? {
+            AdminReply::Overview(o) => Ok(*o),
+            _ => Err(OpError::WrongReply("overview")),
+        }
     }
 
     pub async fn nodes(&self) -> Result<Vec<api::Node>, OpError> {
-        self.call(|hub| hub.nodes()).await
+        match self.call(AdminRequest::Nodes).await? {
+            AdminReply::Nodes(n) => Ok(n),
+            _ => Err(OpError::WrongReply("nodes")),
+        }
     }
 
     pub async fn node(&self, id: u32) -> Result<api::NodeDetail, OpError> {
-        self.call(move |hub| hub.node_detail(id)).await?
+        match self.call(AdminRequest::NodeDetail(id)).await? {
+            AdminReply::NodeDetail(n) => Ok(*n),
+            _ => Err(OpError::WrongReply("node")),
+        }
     }
 
     pub async fn routes(&self, id: u32) -> Result<Vec<api::Route>, OpError> {
-        self.call(move |hub| hub.routes(id)).await?
+        match self.call(AdminRequest::Routes(id)).await? {
+            AdminReply::Routes(r) => Ok(r),
+            _ => Err(OpError::WrongReply("routes")),
+        }
     }
 
     pub async fn links(&self) -> Result<Vec<api::Link>, OpError> {
-        self.call(|hub| hub.links(None)).await
+        match self.call(AdminRequest::Links).await? {
+            AdminReply::Links(l) => Ok(l),
+            _ => Err(OpError::WrongReply("links")),
+        }
     }
 
     /// Nodes and links together, from one instant.
     pub async fn graph(&self) -> Result<(Vec<api::Node>, Vec<api::Link>), OpError> {
-        self.call(|hub| (hub.nodes(), hub.links(None))).await
+        match self.call(AdminRequest::Graph).await? {
+            AdminReply::Graph(n, l) => Ok((n, l)),
+            _ => Err(OpError::WrongReply("graph")),
+        }
     }
 
     pub async fn gateways(&self) -> Result<Vec<api::Gateway>, OpError> {
-        self.call(|hub| hub.gateways()).await
+        match self.call(AdminRequest::Gateways).await? {
+            AdminReply::Gateways(g) => Ok(g),
+            _ => Err(OpError::WrongReply("gateways")),
+        }
     }
 
     pub async fn sites(&self) -> Result<Vec<api::Site>, OpError> {
-        self.call(|hub| hub.sites()).await
+        match self.call(AdminRequest::Sites).await? {
+            AdminReply::Sites(s) => Ok(s),
+            _ => Err(OpError::WrongReply("sites")),
+        }
     }
 
     pub async fn tokens(&self) -> Result<Vec<api::Token>, OpError> {
-        self.call(|hub| hub.tokens()).await?
+        match self.call(AdminRequest::Tokens).await? {
+            AdminReply::Tokens(t) => Ok(t),
+            _ => Err(OpError::WrongReply("tokens")),
+        }
     }
 
     /// Stored events with `seq > since`, oldest first.
     pub async fn events_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
-        self.call(move |hub| hub.events_since(since, limit)).await?
+        match self
+            .call(AdminRequest::EventsSince { since, limit })
+            .await?
+        {
+            AdminReply::Events(e) => Ok(e),
+            _ => Err(OpError::WrongReply("events")),
+        }
     }
 
     /// Stored audit events with `seq > since`, oldest first.
     pub async fn audit_since(&self, since: u64, limit: u32) -> Result<Vec<api::Event>, OpError> {
-        self.call(move |hub| hub.audit_since(since, limit)).await?
+        match self.call(AdminRequest::AuditSince { since, limit }).await? {
+            AdminReply::Events(e) => Ok(e),
+            _ => Err(OpError::WrongReply("audit")),
+        }
     }
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot, OpError> {
-        self.call(|hub| hub.metrics()).await
+        match self.call(AdminRequest::Metrics).await? {
+            AdminReply::Metrics(m) => Ok(*m),
+            _ => Err(OpError::WrongReply("metrics")),
+        }
     }
 
     /// The actions below name the operator `by` who asked: their events
     /// carry it.
     pub async fn drain(&self, id: u32, drained: bool, by: String) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.set_drained(id, drained, &by))
-            .await?
+        self.node_action(AdminRequest::Drain { id, drained, by }, "drain")
+            .await
     }
 
     pub async fn approve(&self, id: u32, by: String) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.approve(id, &by)).await?
+        self.node_action(AdminRequest::Approve { id, by }, "approve")
+            .await
     }
 
     pub async fn revoke(&self, id: u32, by: String) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.revoke(id, &by)).await?
+        self.node_action(AdminRequest::Revoke { id, by }, "revoke")
+            .await
     }
 
     pub async fn set_role_approval(
@@ -223,8 +337,24 @@ impl AdminHandle {
         approved: bool,
         by: String,
     ) -> Result<api::Node, OpError> {
-        self.call(move |hub| hub.set_role_approval(id, role, approved, &by))
-            .await?
+        let request = AdminRequest::SetRoleApproval {
+            id,
+            role,
+            approved,
+            by,
+        };
+        self.node_action(request, "role approval").await
+    }
+
+    async fn node_action(
+        &self,
+        request: AdminRequest,
+        what: &'static str,
+    ) -> Result<api::Node, OpError> {
+        match self.call(request).await? {
+            AdminReply::Node(n) => Ok(*n),
+            _ => Err(OpError::WrongReply(what)),
+        }
     }
 
     pub async fn create_token(
@@ -232,21 +362,24 @@ impl AdminHandle {
         req: api::CreateToken,
         by: String,
     ) -> Result<api::CreatedToken, OpError> {
-        self.call(move |hub| hub.create_token(&req, &by)).await?
+        match self.call(AdminRequest::CreateToken { req, by }).await? {
+            AdminReply::CreatedToken(t) => Ok(t),
+            _ => Err(OpError::WrongReply("create token")),
+        }
     }
 
     /// The newest event's seq (0 if none yet).
     pub async fn last_event_seq(&self) -> Result<u64, OpError> {
-        self.call(|hub| hub.events.last_seq()).await
+        match self.call(AdminRequest::LastEventSeq).await? {
+            AdminReply::LastEventSeq(s) => Ok(s),
+            _ => Err(OpError::WrongReply("last event")),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, RwLock};
-
     use super::*;
-    use crate::store::OperatorCredential;
 
     fn handle_with(operators: Vec<OperatorCredential>) -> AdminHandle {
         let (tx, _rx) = mpsc::channel(1);
