@@ -449,7 +449,7 @@ fn check_flows(world: &mut World, flows: &mut [Flow], stats: &mut Stats, last_ac
         *last_action = at;
     }
     if let Some(failed) = world.pending_failure
-        && (now / nanos(CHECK_EVERY)) % SETTLED_EVERY_CHECKS == 0
+        && (now / nanos(CHECK_EVERY)).is_multiple_of(SETTLED_EVERY_CHECKS)
         && check::settled(world)
     {
         stats.worst_global = stats.worst_global.max(now - failed);
