@@ -18,70 +18,53 @@ fn config(scenario: &str, seed: u64, secs: u64) -> SimConfig {
     }
 }
 
-fn assert_passes(config: &SimConfig) -> SimReport {
-    let report = sim::run(config).unwrap_or_else(|e| {
-        panic!(
-            "sim seed {} ({}) failed to run: {e:#}",
-            config.seed, config.scenario
-        )
-    });
+fn check_report(report: &SimReport) {
     assert!(
         report.passed(),
         "sim seed {} ({}, {} nodes) failed its asserts: {report:#?}",
-        config.seed,
-        config.scenario,
-        config.nodes
+        report.seed,
+        report.scenario,
+        report.nodes
     );
     assert!(
         report.failures > 0,
-        "seed {}: no failure was injected",
-        config.seed
+        "seed {} ({}): no failure was injected",
+        report.seed,
+        report.scenario
     );
     // Local repair: detection (3 × 50 ms) plus one check tick, plus the
     // slack of the check grid and one withdrawal hop.
     assert!(
         report.worst_local_repair_ms <= 150 + 100 + 100,
-        "seed {}: local repair took {} ms",
-        config.seed,
+        "seed {} ({}): local repair took {} ms",
+        report.seed,
+        report.scenario,
         report.worst_local_repair_ms
     );
-    report
 }
 
+/// Every scenario on one 200-node mesh that warms up once (start-up is
+/// most of the cost in a debug build).
 #[test]
-fn link_failures() {
-    assert_passes(&config("link-failures", 101, 12));
-}
-
-#[test]
-fn double_link_failures() {
-    assert_passes(&config("double-link-failures", 102, 12));
-}
-
-#[test]
-fn node_crashes_and_restarts() {
-    assert_passes(&config("node-crashes", 103, 12));
-}
-
-#[test]
-fn controller_away_and_back() {
-    assert_passes(&config("controller-away", 104, 12));
-}
-
-#[test]
-fn flapping_link() {
-    assert_passes(&config("flapping-link", 105, 12));
-}
-
-#[test]
-fn drained_node() {
-    assert_passes(&config("drain", 106, 12));
-}
-
-#[test]
-fn mixed_schedule() {
-    let report = assert_passes(&config("mixed", 107, 30));
-    assert!(report.flows_recovered > 0, "{report:#?}");
+fn the_scenario_set_on_200_nodes() {
+    let config = config("mixed", 101, 12);
+    let mut s = Simulation::new(&config).expect("simulation");
+    let names = [
+        "link-failures",
+        "double-link-failures",
+        "node-crashes",
+        "controller-away",
+        "flapping-link",
+        "drain",
+        "mixed",
+    ];
+    let reports = s
+        .run_scenario_set(&names)
+        .unwrap_or_else(|e| panic!("sim seed {} failed to run: {e:#}", config.seed));
+    for report in &reports {
+        check_report(report);
+    }
+    assert!(reports.iter().map(|r| r.flows_recovered).sum::<u64>() > 0);
 }
 
 #[test]

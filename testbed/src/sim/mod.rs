@@ -299,6 +299,48 @@ impl Simulation {
         self.run_until_settled(MAX_SETTLE)
     }
 
+    /// Runs several scenarios one after the other on one mesh, which warms
+    /// up once: each gets the configured duration and its own report
+    /// (counts start afresh; the mesh settles between two).
+    pub fn run_scenario_set(&mut self, names: &[&str]) -> Result<Vec<SimReport>> {
+        if self.warm_up.is_none() {
+            self.run_until_settled(MAX_WARM_UP)?;
+            self.warm_up = Some((self.world.now, self.started.elapsed()));
+        }
+        let pairs: Vec<(usize, usize)> = self.world.links.iter().map(|l| (l.a, l.b)).collect();
+        let mut reports = Vec::new();
+        for name in names {
+            let Some(actions) = scenario::schedule(
+                name,
+                self.config.seed,
+                self.config.nodes,
+                &pairs,
+                0,
+                nanos(self.config.duration),
+                self.config.failure_every,
+            ) else {
+                bail!(
+                    "unknown scenario {name:?} (known: {})",
+                    SCENARIOS.join(", ")
+                );
+            };
+            self.config.scenario = (*name).to_owned();
+            self.failures = actions.len();
+            self.stats = Stats::default();
+            for f in &mut self.flows {
+                f.broken_since = None;
+            }
+            let start = self.world.now + nanos(SETTLED_GRACE);
+            for (at, action) in actions {
+                self.world.schedule(start + at, action);
+            }
+            self.run_until(start + nanos(self.config.duration))?;
+            self.run_until_settled(MAX_SETTLE)?;
+            reports.push(self.report()?);
+        }
+        Ok(reports)
+    }
+
     /// Runs until the mesh has stayed settled for [`SETTLED_GRACE`] with
     /// no scenario action left, or for at most `limit`.
     fn run_until_settled(&mut self, limit: Duration) -> Result<()> {
