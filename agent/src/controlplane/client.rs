@@ -5,7 +5,7 @@
 //! lives in the core.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use freimesh_proto::control::{self, AgentMsg, ControllerMsg, Transport};
 use rand_core::{OsRng, RngCore as _};
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::{Backoff, ClientConfig, ControllerEvent, IDLE_TIMEOUT, Session, Upstream};
+use crate::clock::now;
 use crate::identity::PrivateKey;
 
 /// Connecting and the handshake must finish within this; a controller that
@@ -49,12 +50,6 @@ impl From<control::FrameError> for End {
     fn from(e: control::FrameError) -> Self {
         Self::Retry(e.to_string())
     }
-}
-
-/// The cores' clock: tokio's, so the cores and the shell's timers agree
-/// (also under a paused test clock).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
