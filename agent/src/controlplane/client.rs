@@ -22,6 +22,11 @@ use crate::identity::PrivateKey;
 /// Connecting and the handshake must finish within this; a controller that
 /// accepts but never answers is as good as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Controller messages read ahead of the session: the reader task decodes
+/// while the session applies, and a controller that sends faster than the
+/// agent applies waits on TCP (each message is bounded by the protocol's
+/// frame size, so this bounds the memory held too).
+const READ_AHEAD: usize = 16;
 
 /// The control-plane client; see the module docs.
 #[derive(Debug)]
@@ -169,7 +174,7 @@ impl Client {
         self.session.handle_connected(now());
         self.flush(&mut w, &mut transport).await?;
 
-        let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+        let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(READ_AHEAD);
         let reader = tokio::spawn(async move {
             loop {
                 let msg = read_message(&mut r).await;
