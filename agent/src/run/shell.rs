@@ -141,7 +141,7 @@ impl Shared {
                         self.engine().set_link_underlay(link, ifindex);
                     }
                 }
-                Output::Local(packet) => self.local.deliver(packet).await,
+                Output::Local(packet) => self.local.deliver(packet),
             }
         }
     }
@@ -184,7 +184,7 @@ async fn local_task(shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut outputs = Vec::new();
     loop {
-        let len = match shared.local.receive(&mut buf).await {
+        let len = match std::future::poll_fn(|cx| shared.local.poll_receive(cx, &mut buf)).await {
             Ok(len) => len,
             Err(err) => {
                 tracing::error!(%err, "local backend read failed");

@@ -3,6 +3,8 @@
 //! kernel device, hence no carrier, no underlay lookups, no kernel routes.
 
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use ipnet::IpNet;
@@ -23,7 +25,8 @@ const STACK_QUEUE: usize = 1024;
 #[derive(Debug)]
 pub struct StackBackend {
     inlet: PacketInlet,
-    from_stack: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+    /// Polled by the shell's one reader (`poll_receive` takes `&self`).
+    from_stack: Mutex<mpsc::Receiver<Vec<u8>>>,
     /// Outside the lock below, so a long ping never holds up `close`.
     pinger: Pinger,
     /// For shutdown; `None` once closed.
@@ -64,7 +67,7 @@ impl StackBackend {
         Ok(Self {
             inlet: stack.inlet(),
             pinger: stack.pinger(),
-            from_stack: tokio::sync::Mutex::new(from_stack),
+            from_stack: Mutex::new(from_stack),
             stack: tokio::sync::Mutex::new(Some(stack)),
         })
     }
@@ -79,23 +82,24 @@ impl LocalBackend for StackBackend {
         None
     }
 
-    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()> {
+    fn deliver(&self, packet: Vec<u8>) {
         self.inlet.deliver(packet);
-        Box::pin(std::future::ready(()))
     }
 
-    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>> {
-        Box::pin(async move {
-            let packet = self
-                .from_stack
-                .lock()
-                .await
-                .recv()
-                .await
-                .ok_or(BackendError::Closed)?;
-            let len = packet.len().min(buf.len());
-            buf[..len].copy_from_slice(&packet[..len]);
-            Ok(len)
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<usize, BackendError>> {
+        // Only the shell's one reader takes this lock: it is never contended.
+        let mut from_stack = self
+            .from_stack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        from_stack.poll_recv(cx).map(|packet| {
+            let packet = packet.ok_or(BackendError::Closed)?;
+            *buf = packet;
+            Ok(buf.len())
         })
     }
 
