@@ -12,9 +12,15 @@
 //!   of its own (boringtun's `Tunn` inside it does, see `NOTES.md`).
 //! * The shell moves bytes: [`run`] drives the core over a UDP socket and
 //!   serves the control socket; local traffic enters and leaves through one
-//!   of two backends:
-//!   [`linux`] (a TUN device configured over netlink) or [`userspace`] (a
-//!   smoltcp stack inside the agent, no privileges needed).
+//!   narrow interface, [`run::backend::LocalBackend`], implemented over
+//!   [`linux`] (a TUN device configured over netlink), over [`userspace`] (a
+//!   smoltcp stack inside the agent, no privileges needed) and by a test
+//!   double that lets the shell be tested without root.
+//! * [`controlplane`] is the path to the controller: sans-IO cores for the
+//!   session (Hello, pings, what waits while the controller is away), the
+//!   controller-given state (each delta becomes the
+//!   [`core::EngineChange`]s it implies) and link reporting, driven by a
+//!   thin tokio client.
 //! * [`gateway`] and [`publicwifi`] are the Linux side of gateways (uplink
 //!   checker, NAT) and public Wi-Fi nodes (client interface, dnsmasq).
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]

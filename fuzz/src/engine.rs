@@ -113,6 +113,7 @@ impl Harness {
                 link(4, Vec::new()),
             ],
             0x00ab_cd00,
+            now,
         )
         .expect("engine with three distinct links");
         let id = |engine: &Engine, n: u8| {

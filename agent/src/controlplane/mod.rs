@@ -1,22 +1,38 @@
-//! The agent's control-plane client: talks to the controller over TCP with
-//! Noise IK (`docs/protocol.md`) and turns what it hears into typed
-//! [`ControllerEvent`]s for the run loop.
+//! The agent's control path: talks to the controller over TCP with Noise IK
+//! (`docs/protocol.md`), folds what it hears into engine changes, and
+//! reports link states, failovers and traffic back.
+//!
+//! Every decision is in a sans-IO core, fed with `handle_*(…, now)` and
+//! drained with `poll_*()`:
 //!
 //! ```text
-//!  Client::run ── TCP + Noise IK ──► controller
-//!     │  ▲
-//!     │  └── mpsc::Receiver<Upstream>         (reports, failovers, traffic)
-//!     └────► mpsc::Sender<ControllerEvent>    (Welcome, Links, Routes, deltas, …)
+//!  controller ══ TCP + Noise IK ══ Client (shell: socket, backoff)
+//!                                    │ ▲ ControllerMsg / AgentMsg
+//!                                    ▼ │
+//!                                  Session ◄── Upstream ── LinkReporter ◄── engine link states
+//!                                    │ ControllerEvent       ▲  (Report, Traffic)
+//!                                    ▼                       └── failovers, uplink, clients
+//!                                  ControlCore ── EngineChange ──► Engine::apply
+//!                                              └─ kernel routes ─► TUN routes (linux)
 //! ```
 //!
-//! The client owns no forwarding state: whoever consumes the events applies
-//! them to the engine. It reconnects on its own with exponential backoff
-//! ([`Backoff`]: 1 s doubling to 30 s, ±20 % jitter) and, after every
-//! (re)connect, the controller sends the full links and routes again, so the
-//! consumer replaces its controller-given state on [`ControllerEvent::Links`]
-//! and [`ControllerEvent::Routes`] and patches it on the deltas. While the
-//! controller is unreachable the consumer keeps its last state: the mesh
-//! keeps forwarding.
+//! * [`Session`]: one connection's protocol (Hello, pings, idle timeout,
+//!   chunked full sets, Pending/Error), and what waits for the controller
+//!   while it is away (failovers, up to [`PENDING_FAILOVERS`], with their
+//!   age; the latest report, uplink state and client count).
+//! * [`ControlCore`]: the controller-given state; a delta becomes exactly
+//!   the [`EngineChange`]s it implies, the full state after a Welcome a
+//!   full reconcile (start-up and reconnect only).
+//! * [`LinkReporter`]: link reports when states or measurements change,
+//!   byte counters every [`TRAFFIC_INTERVAL`].
+//! * [`ControlPath`]: the three composed for a caller that owns the engine
+//!   and the frames itself (the whole-mesh simulator).
+//! * [`Client`]: the tokio shell: it moves frames between the socket and
+//!   the session and reconnects on its own with exponential backoff
+//!   ([`Backoff`]: 1 s doubling to 30 s, ±20 % jitter).
+//!
+//! While the controller is unreachable the agent keeps its last state: the
+//! mesh keeps forwarding.
 //!
 //! Enrolment: the configured join token is sent in every Hello until this
 //! process has seen a Welcome. The controller ignores a token from an
@@ -25,15 +41,26 @@
 
 mod backoff;
 mod client;
-mod state;
+mod core;
+mod path;
+mod report;
+mod session;
 
 pub use backoff::Backoff;
-pub use client::{Client, ClientConfig, ControllerEvent, PENDING_FAILOVERS, Upstream};
+pub use client::{CONNECT_TIMEOUT, Client};
 pub use freimesh_proto::control::{
     Candidate, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, LinkEvent, LinkMeasurement,
     LinkTraffic, Report, Route, RouteChange, Welcome,
 };
-pub use state::ControllerState;
+
+pub use self::core::{ControlCore, KernelRouteRule, link_event};
+pub use crate::core::EngineChange;
+pub use path::ControlPath;
+pub use report::{LinkReporter, NOMINAL_RTT_US, REPORT_INTERVAL, REPORT_TICK, TRAFFIC_INTERVAL};
+pub use session::{
+    ClientConfig, ControllerEvent, IDLE_TIMEOUT, KEEPALIVE, MAX_FULL_SET_ENTRIES,
+    PENDING_FAILOVERS, Session, SessionEnded, Upstream,
+};
 
 impl ClientConfig {
     /// The client settings an agent config implies, if it has a

@@ -17,8 +17,8 @@ pub mod table;
 use std::fmt;
 
 pub use engine::{
-    DropReason, Engine, EngineError, EngineStatus, Failover, LinkReport, LinkSpec, Output,
-    RouteSpec,
+    DropReason, Engine, EngineChange, EngineError, EngineStatus, Failover, LinkReport, LinkSpec,
+    Output, RouteSpec,
 };
 pub use link::LinkStatus;
 pub use table::{ForwardingTable, GroupChange, Hop, RouteView};

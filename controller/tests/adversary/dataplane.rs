@@ -129,7 +129,7 @@ struct Lab {
 impl Lab {
     fn new() -> Self {
         let now = Instant::now();
-        let mut h = Engine::new(secret(H), vec![spec(N), spec(A)], 1000).expect("h");
+        let mut h = Engine::new(secret(H), vec![spec(N), spec(A)], 1000, now).expect("h");
         let (hn, ha) = (
             Hop::Link(h.link_id("n2").expect("n")),
             Hop::Link(h.link_id("n9").expect("a")),
@@ -143,7 +143,7 @@ impl Lab {
         ] {
             h.insert_route(prefix, hops).expect("h route");
         }
-        let mut n = Engine::new(secret(N), vec![spec(H)], 2000).expect("n");
+        let mut n = Engine::new(secret(N), vec![spec(H)], 2000, now).expect("n");
         let nh = Hop::Link(n.link_id("n1").expect("h"));
         for (prefix, hops) in [
             (net("10.99.0.2/32"), vec![Hop::Local]),

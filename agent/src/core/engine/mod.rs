@@ -2,17 +2,45 @@
 //!
 //! # Contract
 //!
-//! * Build with [`Engine::new`], install routes with [`Engine::insert_route`],
-//!   then call [`Engine::start`] once so every link with a known endpoint
-//!   begins its handshake.
-//! * Feed it: [`Engine::handle_datagram`] for every UDP datagram from the
-//!   underlay (with the real source address), [`Engine::handle_local_packet`]
-//!   for every IP packet the local backend (TUN or smoltcp) wants sent,
-//!   [`Engine::handle_carrier`] when an underlay interface loses or regains
-//!   carrier, and [`Engine::handle_timeout`] whenever the instant returned by
-//!   [`Engine::poll_timeout`] has passed.
-//! * After each call, drain [`Engine::poll_output`] until `None` and carry out
-//!   each [`Output`] in order.
+//! The engine is sans-IO: every input arrives through a method call with
+//! the current instant (`now`, from whatever clock the caller runs on, real
+//! or virtual), every output leaves through a `poll_*` method. It reads no
+//! clock itself (boringtun's `Tunn` inside it does, see `NOTES.md`).
+//!
+//! 1. **Build.** [`Engine::new`]`(secret, links, index_seed, now)`, then
+//!    install the configured routes with [`Engine::insert_route`] /
+//!    [`Engine::insert_route_in`] (look links up with [`Engine::link_id`]).
+//! 2. **Start.** [`Engine::start`]`(now)` once: every link with a known
+//!    endpoint begins its handshake and asks for its underlay interface.
+//! 3. **Feed it**, in any order, as things happen:
+//!    * [`Engine::handle_datagram`] for every UDP datagram from the underlay
+//!      (with its real source address);
+//!    * [`Engine::handle_local_packet`] for every IP packet the local backend
+//!      (TUN or smoltcp) wants sent into the mesh;
+//!    * [`Engine::handle_carrier`] when an underlay interface loses carrier
+//!      (the shell reports only losses it saw happen);
+//!    * [`Engine::handle_timeout`] whenever the instant last returned by
+//!      [`Engine::poll_timeout`] has passed (at the latest every
+//!      [`Engine::TICK`] when it returns `None`).
+//! 4. **Change it**, as the controller or the host decides:
+//!    [`Engine::apply`] (one [`EngineChange`] at a time: the controller's
+//!    links and routes, as `crate::controlplane::ControlCore` derives them
+//!    from its deltas), or the underlying [`Engine::upsert_link`],
+//!    [`Engine::retire_link`] (after removing the routes through the link),
+//!    [`Engine::set_routes`] (a whole table, applied by difference; for
+//!    callers that hold a full table, such as the fuzz harness),
+//!    [`Engine::set_client_prefixes`],
+//!    [`Engine::set_uplink`] (a gateway's uplink checker), and
+//!    [`Engine::set_link_underlay`] to answer an [`Output::ResolveUnderlay`].
+//! 5. **Drain it** after every call of 2–4: [`Engine::poll_output`] until
+//!    `None`, carrying out each [`Output`] in order (transmits, local
+//!    deliveries, underlay lookups); then [`Engine::poll_failover`] until
+//!    `None`, each [`Failover`] being a report for the controller. Then ask
+//!    [`Engine::poll_timeout`] when to call again.
+//! 6. **Look at it** at any time, without changing it: [`Engine::status`],
+//!    [`Engine::link_states`], [`Engine::table`], [`Engine::counters`],
+//!    [`Engine::drops`], [`Engine::client_prefixes`],
+//!    [`Engine::link_by_peer`], [`Engine::public_key`].
 //!
 //! A packet costs one decrypt, one validation, one table lookup and one
 //! encrypt. Anything malformed, unauthenticated or unroutable is dropped and
@@ -23,6 +51,8 @@
 //! alternate in one step, and prefixes left with no path are withdrawn from
 //! the neighbours so they switch too.
 
+mod changes;
+mod drops;
 mod feasible;
 mod forward;
 mod repair;
@@ -42,6 +72,8 @@ use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use self::changes::EngineChange;
+pub use self::drops::DropReason;
 use self::repair::{Event, Repair};
 pub use self::repair::{EventView, Failover};
 use super::LinkId;
@@ -62,6 +94,10 @@ const SCRATCH_LEN: usize = 65_536;
 /// `Tunn`), so this admits about 100 initiations per second, boringtun's own
 /// device default.
 const HANDSHAKE_RATE_LIMIT: u64 = 200;
+/// The window [`HANDSHAKE_RATE_LIMIT`] counts over: boringtun's limiter
+/// counts handshakes until its owner resets it, and its limit is per
+/// second.
+const RATE_LIMITER_WINDOW: Duration = Duration::from_secs(1);
 /// Receiver indices are 24 bits wide in boringtun (`index << 8`).
 const INDEX_MASK: u32 = 0x00ff_ffff;
 
@@ -79,84 +115,6 @@ pub enum Output {
         link: LinkId,
         peer: std::net::IpAddr,
     },
-}
-
-/// Why a datagram or packet was dropped. Each has its own counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DropReason {
-    /// Not a WireGuard message at all (wrong type or length).
-    MalformedDatagram,
-    /// A WireGuard message that failed authentication (MAC, AEAD tag, replay).
-    Unauthenticated,
-    /// A valid handshake from a key that is not one of our links.
-    UnknownPeer,
-    /// A message for a receiver index that is not ours.
-    UnknownIndex,
-    /// A decrypted packet that is not a well-formed IPv4/IPv6 packet.
-    MalformedPacket,
-    /// A neighbour sent a packet from a source it may not use.
-    SpoofedSource,
-    /// The destination is link-local, multicast, broadcast or unspecified:
-    /// a router never forwards those (the kernel sends some, such as IPv6
-    /// router solicitations, into the TUN device).
-    NotRoutable,
-    NoRoute,
-    TtlExpired,
-    /// The best next hop is the link the packet came in on.
-    Hairpin,
-    /// The link has no endpoint yet (the peer has never contacted us).
-    NoEndpoint,
-    /// boringtun refused the packet for another reason (e.g. no session yet).
-    TunnelError,
-    /// The source's segment may not reach the destination's
-    /// ([`Segment::may_reach`]), e.g. a public client toward the intranet.
-    SegmentPolicy,
-    /// A mesh neighbour sent a packet from a source it is not a next hop
-    /// toward (primary or alternate): a spoofed source, see
-    /// `Engine::source_feasible`.
-    SourceNotFeasible,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 14] = [
-        DropReason::MalformedDatagram,
-        DropReason::Unauthenticated,
-        DropReason::UnknownPeer,
-        DropReason::UnknownIndex,
-        DropReason::MalformedPacket,
-        DropReason::SpoofedSource,
-        DropReason::NotRoutable,
-        DropReason::NoRoute,
-        DropReason::TtlExpired,
-        DropReason::Hairpin,
-        DropReason::NoEndpoint,
-        DropReason::TunnelError,
-        DropReason::SegmentPolicy,
-        DropReason::SourceNotFeasible,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::MalformedDatagram => "malformed_datagram",
-            DropReason::Unauthenticated => "unauthenticated",
-            DropReason::UnknownPeer => "unknown_peer",
-            DropReason::UnknownIndex => "unknown_index",
-            DropReason::MalformedPacket => "malformed_packet",
-            DropReason::SpoofedSource => "spoofed_source",
-            DropReason::NotRoutable => "not_routable",
-            DropReason::NoRoute => "no_route",
-            DropReason::TtlExpired => "ttl_expired",
-            DropReason::Hairpin => "hairpin",
-            DropReason::NoEndpoint => "no_endpoint",
-            DropReason::TunnelError => "tunnel_error",
-            DropReason::SegmentPolicy => "segment_policy",
-            DropReason::SourceNotFeasible => "source_not_feasible",
-        }
-    }
-
-    fn slot(self) -> usize {
-        self as usize
-    }
 }
 
 /// Errors building the engine.
@@ -192,7 +150,7 @@ pub struct LinkReport {
 }
 
 /// What the operator configured for one link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSpec {
     pub name: String,
     pub peer: PublicKeyBytes,
@@ -296,8 +254,8 @@ pub struct Engine {
     /// Random per run: lets neighbours tell our messages from those of a
     /// previous run.
     incarnation: u32,
-    /// Zero of the microsecond clock used in RTT exchanges: the first `now`
-    /// the engine sees (set by `start`).
+    /// Zero of the microsecond clock used in RTT exchanges: the `now` given
+    /// to [`Engine::new`].
     epoch: Instant,
     /// Source and destination classification (segments, ownership).
     segments: SegmentTable,
@@ -328,10 +286,12 @@ impl Engine {
     /// Builds an engine for the node holding `secret`. `index_seed` (random in
     /// production, fixed in tests) spreads WireGuard receiver indices so a
     /// restarted agent does not reuse the indices of its previous run.
+    /// `now` is the zero of the engine's microsecond clock (RTT exchanges).
     pub fn new(
         secret: [u8; 32],
         specs: Vec<LinkSpec>,
         index_seed: u32,
+        now: Instant,
     ) -> Result<Self, EngineError> {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret);
@@ -350,7 +310,7 @@ impl Engine {
                 });
             }
             let id = LinkId(links.len());
-            let index = index_base.wrapping_add(u32::try_from(id.0).unwrap_or(0)) & INDEX_MASK;
+            let index = receiver_index(index_base, id);
             let Some(profile) = Profile::by_name(&spec.profile) else {
                 return Err(EngineError::UnknownProfile {
                     name: spec.name,
@@ -390,7 +350,7 @@ impl Engine {
             next_wireguard_tick: None,
             underlay: BTreeMap::new(),
             incarnation: index_seed,
-            epoch: Instant::now(),
+            epoch: now,
             segments: SegmentTable::default(),
             route_segments: BTreeMap::new(),
             client_prefixes: BTreeSet::new(),
@@ -456,10 +416,7 @@ impl Engine {
             return Ok(id);
         }
         let id = LinkId(self.links.len());
-        let index = self
-            .index_base
-            .wrapping_add(u32::try_from(id.0).unwrap_or(0))
-            & INDEX_MASK;
+        let index = receiver_index(self.index_base, id);
         let mut link = Link::new(
             id,
             spec.name,
@@ -628,7 +585,6 @@ impl Engine {
             self.reapply(prefix);
         }
         self.next_wireguard_tick = Some(now);
-        self.epoch = now;
     }
 
     /// Records which underlay interface reaches a link's endpoint.
@@ -712,7 +668,7 @@ impl Engine {
     fn service_wireguard(&mut self, now: Instant) {
         if self.next_rate_limiter_reset.is_none_or(|t| now >= t) {
             self.rate_limiter.reset_count();
-            self.next_rate_limiter_reset = Some(now + Duration::from_secs(1));
+            self.next_rate_limiter_reset = Some(now + RATE_LIMITER_WINDOW);
         }
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
@@ -787,6 +743,14 @@ impl Engine {
     fn drop_packet(&mut self, reason: DropReason) {
         self.drops[reason.slot()] += 1;
     }
+}
+
+/// The WireGuard receiver index of `link`: consecutive from the run's
+/// random base, within boringtun's 24 bits.
+fn receiver_index(index_base: u32, link: LinkId) -> u32 {
+    // A link count beyond u32 cannot happen (memory runs out first); 0
+    // would only make two indices collide, which boringtun tolerates.
+    index_base.wrapping_add(u32::try_from(link.0).unwrap_or(0)) & INDEX_MASK
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub(super) enum Event {
     },
 }
 
-/// How many failovers wait for [`Engine::take_failovers`] at most; older
+/// How many failovers wait for [`Engine::poll_failover`] at most; older
 /// ones are dropped first (the controller only needs them for its history).
 const FAILOVER_QUEUE: usize = 256;
 
@@ -160,9 +160,12 @@ pub struct Failover {
 }
 
 impl Engine {
-    /// The failovers since the last call, oldest first.
-    pub fn take_failovers(&mut self) -> Vec<Failover> {
-        self.failovers.drain(..).collect()
+    /// The next link this node took down, oldest first, for the
+    /// controller's event history. Drain it after each call, like
+    /// [`Engine::poll_output`]; at most 256 wait (`FAILOVER_QUEUE`), the
+    /// oldest dropped first.
+    pub fn poll_failover(&mut self) -> Option<Failover> {
+        self.failovers.pop_front()
     }
 }
 
@@ -258,6 +261,10 @@ impl Event {
 /// A sample beyond this is an echo from a previous run (or a clock value
 /// that wrapped): no tunnel round trip takes 10 s.
 const MAX_RTT_SAMPLE_US: u32 = 10_000_000;
+
+/// The microsecond clock in `LinkState` is 32 bits on the wire: it wraps
+/// every ~71 minutes, and round trips are taken modulo the wrap.
+const CLOCK_WRAP_US: u128 = 1 << 32;
 
 /// The round trip a `LinkState` from the neighbour proves, in microseconds,
 /// or `None` if it proves nothing. The neighbour supplies `echo_us` (our
@@ -747,7 +754,7 @@ impl Engine {
     /// Our free-running microsecond clock for RTT exchanges.
     fn clock_us(&self, now: Instant) -> u32 {
         let micros = now.saturating_duration_since(self.epoch).as_micros();
-        u32::try_from(micros % (1u128 << 32)).unwrap_or(0)
+        u32::try_from(micros % CLOCK_WRAP_US).unwrap_or(0)
     }
 
     fn send_mesh(&mut self, link: LinkId, message: MeshMessage, now: Instant) {

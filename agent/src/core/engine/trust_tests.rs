@@ -57,7 +57,7 @@ fn a_lying_neighbour_cannot_look_close() {
 #[test]
 fn a_lying_neighbour_gets_the_elapsed_time_as_its_rtt() {
     let start = Instant::now();
-    let mut engine = Engine::new(secret(1), vec![spec(2)], 7).expect("engine");
+    let mut engine = Engine::new(secret(1), vec![spec(2)], 7, start).expect("engine");
     engine.start(start);
     let to_2 = engine.link_id("n2").expect("link");
     // We sent our clock at 1 ms; the neighbour answers 21 ms in, claiming
@@ -99,7 +99,8 @@ fn host(i: u32) -> WirePrefix {
 
 #[test]
 fn a_withdrawal_flood_leaves_bounded_state_and_honest_routes() {
-    let mut engine = Engine::new(secret(1), vec![spec(2), spec(3)], 7).expect("engine");
+    let now = Instant::now();
+    let mut engine = Engine::new(secret(1), vec![spec(2), spec(3)], 7, now).expect("engine");
     let (n2, n3) = (
         engine.link_id("n2").expect("link"),
         engine.link_id("n3").expect("link"),
@@ -115,7 +116,6 @@ fn a_withdrawal_flood_leaves_bounded_state_and_honest_routes() {
         .insert_route(net("10.99.0.3/32"), vec![Hop::Link(n3)])
         .expect("route");
     let honest_routes = engine.table().len();
-    let now = Instant::now();
     // 100 full messages of distinct host routes, each covered only by the
     // default route: every one would become a repair route.
     let messages = 100;

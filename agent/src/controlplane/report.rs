@@ -1,0 +1,182 @@
+//! What the agent reports about its links, as a sans-IO core: link states
+//! and measurements (with the configured candidate neighbours) when they
+//! change, byte counters every [`TRAFFIC_INTERVAL`].
+//!
+//! # Contract (call order)
+//!
+//! [`LinkReporter::new`] with the candidates and the start instant; then,
+//! every [`REPORT_TICK`] or so, [`LinkReporter::handle_link_states`] with
+//! the engine's [`crate::core::Engine::link_states`] and drain
+//! [`LinkReporter::poll_upstream`] into [`super::Session::handle_upstream`].
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use freimesh_proto::PublicKeyBytes;
+use freimesh_proto::control::{Candidate, LinkMeasurement, LinkTraffic, Report};
+
+use super::Upstream;
+use crate::core::LinkReport;
+
+/// How often the shell samples the engine's link states: up/down changes
+/// reach the controller within this.
+pub const REPORT_TICK: Duration = Duration::from_millis(250);
+/// How often measurements go to the controller (if they moved; up/down
+/// changes go at once).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often byte counters go to the controller (the protocol's number).
+pub const TRAFFIC_INTERVAL: Duration =
+    Duration::from_secs(freimesh_proto::control::TRAFFIC_INTERVAL_S);
+/// What the agent reports as a link's round-trip time until it has measured
+/// one (the first `LinkState` exchange, within a state refresh).
+pub const NOMINAL_RTT_US: u32 = 1_000;
+
+/// The link-report core; see the module docs.
+#[derive(Debug)]
+pub struct LinkReporter {
+    candidates: Vec<Candidate>,
+    /// Up/down per link as last reported.
+    last_states: Option<Vec<(PublicKeyBytes, bool)>>,
+    /// Measurements as last reported.
+    measured: Vec<LinkReport>,
+    next_full: Instant,
+    next_traffic: Instant,
+    out: VecDeque<Upstream>,
+}
+
+impl LinkReporter {
+    pub fn new(candidates: Vec<Candidate>, now: Instant) -> Self {
+        Self {
+            candidates,
+            last_states: None,
+            measured: Vec::new(),
+            next_full: now,
+            next_traffic: now + TRAFFIC_INTERVAL,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The engine's link states at `now`.
+    pub fn handle_link_states(&mut self, current: &[LinkReport], now: Instant) {
+        if now >= self.next_traffic {
+            self.next_traffic += TRAFFIC_INTERVAL;
+            let counters = current
+                .iter()
+                .map(|l| LinkTraffic {
+                    peer: l.peer,
+                    tx_bytes: l.tx_bytes,
+                    rx_bytes: l.rx_bytes,
+                })
+                .collect();
+            self.out.push_back(Upstream::Traffic(counters));
+        }
+        let states: Vec<(PublicKeyBytes, bool)> = current.iter().map(|l| (l.peer, l.up)).collect();
+        // Up/down changes go out at once; measurements with the periodic
+        // report, and only when the cost moved by more than a tenth, so RTT
+        // jitter does not make the controller recompute routes.
+        let changed = self.last_states.as_ref() != Some(&states);
+        let due = now >= self.next_full;
+        if due {
+            self.next_full = now + REPORT_INTERVAL;
+        }
+        if !(changed || (due && moved(&self.measured, current))) {
+            return;
+        }
+        let links = current
+            .iter()
+            .map(|l| LinkMeasurement {
+                peer: l.peer,
+                rtt_us: l.rtt.map_or(NOMINAL_RTT_US, |r| {
+                    u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1)
+                }),
+                loss_ppm: l.loss_ppm,
+                up: l.up,
+            })
+            .collect();
+        self.last_states = Some(states);
+        self.measured = current.to_vec();
+        self.out.push_back(Upstream::Report(Report {
+            links,
+            candidates: self.candidates.clone(),
+        }));
+    }
+
+    /// The next thing for the session core.
+    pub fn poll_upstream(&mut self) -> Option<Upstream> {
+        self.out.pop_front()
+    }
+}
+
+/// Whether any link's RTT or loss moved by more than a tenth (or appeared)
+/// since the last report.
+fn moved(before: &[LinkReport], now: &[LinkReport]) -> bool {
+    now.iter().any(|l| {
+        let Some(old) = before.iter().find(|b| b.peer == l.peer) else {
+            return true;
+        };
+        let rtt_moved = match (old.rtt, l.rtt) {
+            (Some(a), Some(b)) => a.abs_diff(b) * 10 > a,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        rtt_moved || old.loss_ppm.abs_diff(l.loss_ppm) * 10 > old.loss_ppm.max(1000)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(peer: u8, up: bool, rtt_ms: u64) -> LinkReport {
+        LinkReport {
+            peer: PublicKeyBytes([peer; 32]),
+            up,
+            rtt: Some(Duration::from_millis(rtt_ms)),
+            loss_ppm: 0,
+            tx_bytes: 100,
+            rx_bytes: 200,
+        }
+    }
+
+    fn drain(r: &mut LinkReporter) -> Vec<Upstream> {
+        std::iter::from_fn(|| r.poll_upstream()).collect()
+    }
+
+    #[test]
+    fn up_down_goes_at_once_measurements_only_when_they_move_traffic_every_ten_seconds() {
+        let t0 = Instant::now();
+        let mut r = LinkReporter::new(Vec::new(), t0);
+        r.handle_link_states(&[link(2, true, 10)], t0);
+        assert!(matches!(drain(&mut r)[..], [Upstream::Report(_)]), "first");
+        // Jitter below a tenth, even when the periodic report is due.
+        r.handle_link_states(&[link(2, true, 10)], t0 + REPORT_TICK);
+        r.handle_link_states(&[link(2, true, 10)], t0 + REPORT_INTERVAL);
+        assert!(drain(&mut r).is_empty());
+        // Down: at once, before the interval.
+        let t = t0 + REPORT_INTERVAL + REPORT_TICK;
+        r.handle_link_states(&[link(2, false, 10)], t);
+        assert!(matches!(drain(&mut r)[..], [Upstream::Report(_)]));
+        // A moved RTT waits for the periodic report.
+        let t = t0 + REPORT_INTERVAL * 2 - REPORT_TICK;
+        r.handle_link_states(&[link(2, false, 30)], t);
+        assert!(drain(&mut r).is_empty());
+        r.handle_link_states(&[link(2, false, 30)], t0 + REPORT_INTERVAL * 2);
+        let out = drain(&mut r);
+        assert!(
+            matches!(&out[..], [Upstream::Traffic(c), Upstream::Report(_)] if c[0].rx_bytes == 200),
+            "{out:?}"
+        );
+        // Traffic every TRAFFIC_INTERVAL on the virtual clock, no more.
+        let mut traffic = 0;
+        let mut t = t0 + TRAFFIC_INTERVAL;
+        while t <= t0 + TRAFFIC_INTERVAL * 6 {
+            r.handle_link_states(&[link(2, false, 30)], t);
+            traffic += drain(&mut r)
+                .iter()
+                .filter(|u| matches!(u, Upstream::Traffic(_)))
+                .count();
+            t += REPORT_TICK;
+        }
+        assert_eq!(traffic, 5, "one per interval after the first");
+    }
+}

@@ -1,0 +1,368 @@
+//! One control session with the controller as a sans-IO core: the Hello,
+//! the frames both ways, keepalive pings, the idle timeout, and what waits
+//! for the controller while it is away.
+//!
+//! # Contract (call order)
+//!
+//! 1. [`Session::new`] once per process (the join token is sent until the
+//!    first Welcome of the process, so the core outlives connections).
+//! 2. When the transport is up (TCP + Noise IK handshake done):
+//!    [`Session::handle_connected`]; the Hello is the first
+//!    [`Session::poll_report`].
+//! 3. Feed every decoded [`ControllerMsg`] to [`Session::handle_message`],
+//!    everything the agent wants to tell the controller to
+//!    [`Session::handle_upstream`] (connected or not), and call
+//!    [`Session::handle_tick`] whenever [`Session::poll_timeout`] has passed.
+//!    `handle_message` and `handle_tick` return [`SessionEnded`] when the
+//!    session must close (Pending, Error, idle timeout).
+//! 4. After each call drain [`Session::poll_report`] (frames to send, in
+//!    order) and [`Session::poll_event`] (for the [`super::ControlCore`]).
+//! 5. When the connection ends for any reason:
+//!    [`Session::handle_disconnected`]; then back off and go to 2.
+//!
+//! Nothing is sent before the Welcome except the Hello, Pongs and Pings.
+//! After a Welcome: the latest uplink state first (so the controller stops
+//! routing through a dead uplink before anything else), the client count,
+//! the latest link report, then the failovers kept while the controller
+//! was away, each with its age.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use freimesh_proto::control::{
+    AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, LinkEvent, LinkTraffic,
+    Report, Route, RouteChange, Welcome,
+};
+use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
+use ipnet::IpNet;
+
+/// The agent pings this often, well inside NAT and firewall idle timeouts
+/// (WireGuard's persistent keepalive uses the same number).
+pub const KEEPALIVE: Duration = Duration::from_secs(25);
+/// Nothing heard for this long (three pings and a bit): reconnect.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Failovers kept for the controller while it is unreachable.
+pub const PENDING_FAILOVERS: usize = 256;
+/// Entries a chunked full set (links or routes) may hold before the session
+/// is ended: a city of 10,000 nodes has ~30,000 routes, and at ~100 bytes
+/// each this bound (about 25 MB) still fits a 128 MB router. A controller
+/// that sends more is broken, and the agent keeps its last state.
+pub const MAX_FULL_SET_ENTRIES: usize = 262_144;
+
+/// What the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The controller's underlay address (`[controller] endpoint`).
+    pub endpoint: SocketAddr,
+    /// The pinned controller key (`[controller] public_key`).
+    pub controller_key: PublicKeyBytes,
+    /// Sent until the first Welcome (`[controller] join_token`).
+    pub join_token: Option<String>,
+    pub hostname: String,
+    /// Underlay endpoints the agent's WireGuard socket listens on.
+    pub endpoints: Vec<SocketAddr>,
+    /// Prefixes to announce (`node.local_prefixes`); must be approved.
+    pub prefixes: Vec<IpNet>,
+    /// Gateway, public Wi-Fi.
+    pub roles: freimesh_proto::control::Roles,
+    /// Specific overlay addresses to ask for at enrolment (usually empty).
+    pub want_addresses: Vec<IpAddr>,
+}
+
+/// What the controller told us, in order. Full state (`Links`, `Routes`)
+/// follows every Welcome and replaces all controller-given state; deltas
+/// patch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControllerEvent {
+    /// Enrolled and connected: our node id, overlay addresses and the mesh
+    /// prefixes. Comes first on every (re)connect.
+    Welcome(Welcome),
+    /// The controller holds us for operator approval; the client retries.
+    Pending {
+        node_id: NodeId,
+    },
+    /// The full set of links to hold (replaces the previous set).
+    Links(Vec<LinkAssignment>),
+    /// The full route table (replaces the previous controller routes).
+    Routes(Vec<Route>),
+    LinksDelta(Vec<LinkChange>),
+    RoutesDelta(Vec<RouteChange>),
+    /// The controller refused us (revoked, token expired, prefix not
+    /// approved, …); the client retries with backoff.
+    Refused(ErrorMsg),
+    /// The connection ended; the last state stays valid (headless mode).
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
+}
+
+/// What the run loop sends up to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Link states, measurements and candidates; the newest one is sent
+    /// again after every reconnect.
+    Report(Report),
+    /// A failover this node made, and when: kept (up to
+    /// [`PENDING_FAILOVERS`]) while the controller is unreachable and sent
+    /// with their age once it is back, so its history has no holes.
+    Failover(LinkEvent, Instant),
+    /// Byte counters per link; only the newest matter, so they are dropped
+    /// while the controller is unreachable.
+    Traffic(Vec<LinkTraffic>),
+    /// A gateway's uplink came up or went down: sent at once, and the
+    /// latest state again after every Welcome.
+    Uplink(bool),
+    /// How many public Wi-Fi clients hold a lease here (a count only, never
+    /// who); the latest value is sent after every Welcome.
+    Clients(u32),
+}
+
+/// Why a session must close; the shell reconnects with backoff.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionEnded {
+    #[error("pending approval")]
+    Pending,
+    #[error("{0}")]
+    Refused(ErrorMsg),
+    #[error("controller silent; idle timeout")]
+    IdleTimeout,
+    #[error("full set from the controller past {MAX_FULL_SET_ENTRIES} entries")]
+    FullSetTooLarge,
+}
+
+/// State of the connection in progress.
+#[derive(Debug)]
+struct Connected {
+    /// A Welcome was seen on this connection: reports may go out.
+    welcomed: bool,
+    next_ping: Instant,
+    ping_seq: u64,
+    last_heard: Instant,
+    /// Chunks of a full set not closed by `last` yet.
+    links: Vec<LinkAssignment>,
+    routes: Vec<Route>,
+}
+
+/// The session core; see the module docs.
+#[derive(Debug)]
+pub struct Session {
+    cfg: ClientConfig,
+    /// A Welcome was seen in this process: stop sending the token.
+    welcomed: bool,
+    connected: Option<Connected>,
+    last_report: Option<Report>,
+    last_uplink: Option<bool>,
+    last_clients: Option<u32>,
+    pending_failovers: VecDeque<(LinkEvent, Instant)>,
+    outbox: VecDeque<AgentMsg>,
+    events: VecDeque<ControllerEvent>,
+}
+
+impl Session {
+    pub fn new(cfg: ClientConfig) -> Self {
+        Self {
+            cfg,
+            welcomed: false,
+            connected: None,
+            last_report: None,
+            last_uplink: None,
+            last_clients: None,
+            pending_failovers: VecDeque::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// The Hello this agent sends first on every connection.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            join_token: if self.welcomed {
+                None
+            } else {
+                self.cfg.join_token.clone()
+            },
+            hostname: self.cfg.hostname.clone(),
+            endpoints: self.cfg.endpoints.clone(),
+            prefixes: self.cfg.prefixes.clone(),
+            want_addresses: self.cfg.want_addresses.clone(),
+            roles: self.cfg.roles,
+        }
+    }
+
+    /// Whether the current connection has been welcomed (the shell resets
+    /// its backoff after such a session).
+    pub fn session_welcomed(&self) -> bool {
+        self.connected.as_ref().is_some_and(|c| c.welcomed)
+    }
+
+    /// A new connection is up: queues the Hello.
+    pub fn handle_connected(&mut self, now: Instant) {
+        // Frames of an earlier connection were for that connection.
+        self.outbox.clear();
+        self.connected = Some(Connected {
+            welcomed: false,
+            next_ping: now + KEEPALIVE,
+            ping_seq: 0,
+            last_heard: now,
+            links: Vec::new(),
+            routes: Vec::new(),
+        });
+        self.outbox.push_back(AgentMsg::Hello(self.hello()));
+    }
+
+    /// One message from the controller.
+    pub fn handle_message(&mut self, msg: ControllerMsg, now: Instant) -> Result<(), SessionEnded> {
+        let Some(conn) = &mut self.connected else {
+            return Ok(());
+        };
+        conn.last_heard = now;
+        match msg {
+            ControllerMsg::Welcome(welcome) => {
+                tracing::info!(node_id = %welcome.node_id, addresses = ?welcome.addresses, "welcomed by the controller");
+                self.welcomed = true;
+                conn.welcomed = true;
+                conn.links.clear();
+                conn.routes.clear();
+                self.events.push_back(ControllerEvent::Welcome(welcome));
+                let uplink = self.last_uplink.map(|up| AgentMsg::Uplink { up });
+                let clients = self.last_clients.map(|count| AgentMsg::Clients { count });
+                let report = self.last_report.clone().map(AgentMsg::Report);
+                self.outbox
+                    .extend(uplink.into_iter().chain(clients).chain(report));
+                self.flush_failovers(now);
+            }
+            ControllerMsg::Pending { node_id } => {
+                tracing::info!(%node_id, "waiting for the operator's approval");
+                self.events.push_back(ControllerEvent::Pending { node_id });
+                return Err(SessionEnded::Pending);
+            }
+            ControllerMsg::Links { links, last } => {
+                if conn.links.len() + links.len() > MAX_FULL_SET_ENTRIES {
+                    return Err(SessionEnded::FullSetTooLarge);
+                }
+                conn.links.extend(links);
+                if last {
+                    let links = std::mem::take(&mut conn.links);
+                    self.events.push_back(ControllerEvent::Links(links));
+                }
+            }
+            ControllerMsg::Routes { routes, last } => {
+                if conn.routes.len() + routes.len() > MAX_FULL_SET_ENTRIES {
+                    return Err(SessionEnded::FullSetTooLarge);
+                }
+                conn.routes.extend(routes);
+                if last {
+                    let routes = std::mem::take(&mut conn.routes);
+                    self.events.push_back(ControllerEvent::Routes(routes));
+                }
+            }
+            ControllerMsg::LinksDelta(c) => self.events.push_back(ControllerEvent::LinksDelta(c)),
+            ControllerMsg::RoutesDelta(c) => self.events.push_back(ControllerEvent::RoutesDelta(c)),
+            ControllerMsg::Error(err) => {
+                tracing::warn!(code = ?err.code, "controller refused: {}", err.message);
+                self.events.push_back(ControllerEvent::Refused(err.clone()));
+                return Err(SessionEnded::Refused(err));
+            }
+            ControllerMsg::Ping(n) => self.outbox.push_back(AgentMsg::Pong(n)),
+            ControllerMsg::Pong(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Something for the controller: sent now if the session is welcomed,
+    /// else kept as the rules of [`Upstream`] say.
+    pub fn handle_upstream(&mut self, item: Upstream, now: Instant) {
+        let now_msg = match &item {
+            Upstream::Report(report) => Some(AgentMsg::Report(report.clone())),
+            Upstream::Traffic(counters) => Some(AgentMsg::Traffic(counters.clone())),
+            Upstream::Uplink(up) => Some(AgentMsg::Uplink { up: *up }),
+            Upstream::Clients(count) => Some(AgentMsg::Clients { count: *count }),
+            Upstream::Failover(..) => None,
+        };
+        match item {
+            Upstream::Report(report) => self.last_report = Some(report),
+            Upstream::Failover(event, at) => {
+                if self.pending_failovers.len() == PENDING_FAILOVERS {
+                    self.pending_failovers.pop_front();
+                }
+                self.pending_failovers.push_back((event, at));
+            }
+            Upstream::Traffic(_) => {}
+            Upstream::Uplink(up) => self.last_uplink = Some(up),
+            Upstream::Clients(count) => self.last_clients = Some(count),
+        }
+        if !self.session_welcomed() {
+            return;
+        }
+        self.outbox.extend(now_msg);
+        self.flush_failovers(now);
+    }
+
+    /// Time passed: pings when due, ends a silent session.
+    pub fn handle_tick(&mut self, now: Instant) -> Result<(), SessionEnded> {
+        let Some(conn) = &mut self.connected else {
+            return Ok(());
+        };
+        if now.saturating_duration_since(conn.last_heard) >= IDLE_TIMEOUT {
+            return Err(SessionEnded::IdleTimeout);
+        }
+        if now >= conn.next_ping {
+            conn.ping_seq += 1;
+            conn.next_ping = now + KEEPALIVE;
+            self.outbox.push_back(AgentMsg::Ping(conn.ping_seq));
+        }
+        Ok(())
+    }
+
+    /// When [`Session::handle_tick`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conn = self.connected.as_ref()?;
+        Some(conn.next_ping.min(conn.last_heard + IDLE_TIMEOUT))
+    }
+
+    /// The connection ended; the agent retries in `retry_in`.
+    pub fn handle_disconnected(&mut self, reason: String, retry_in: Duration) {
+        self.connected = None;
+        self.outbox.clear();
+        self.events
+            .push_back(ControllerEvent::Disconnected { reason, retry_in });
+    }
+
+    /// The next frame for the controller.
+    pub fn poll_report(&mut self) -> Option<AgentMsg> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event for the control core.
+    pub fn poll_event(&mut self) -> Option<ControllerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues the failovers kept so far as one Events frame, each with its
+    /// age at `now`.
+    fn flush_failovers(&mut self, now: Instant) {
+        if self.pending_failovers.is_empty() {
+            return;
+        }
+        let events = self
+            .pending_failovers
+            .drain(..)
+            .map(|(event, at)| LinkEvent {
+                age_ms: u32::try_from(now.saturating_duration_since(at).as_millis())
+                    .unwrap_or(u32::MAX),
+                ..event
+            })
+            .collect();
+        self.outbox.push_back(AgentMsg::Events(events));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! The `linux` backend behind [`LocalBackend`]: a TUN device configured
+//! over rtnetlink ([`crate::linux`]), netlink route lookups for the
+//! underlay and netlink carrier events.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tun_rs::AsyncDevice;
+
+use super::{BackendError, KernelDevice, LocalBackend};
+use crate::config::AgentConfig;
+use crate::linux::{CarrierEvent, LinuxBackend, LinuxError, LinuxSettings};
+use crate::userspace::PingReport;
+
+/// The TUN device and the kernel state around it.
+pub struct TunBackend {
+    /// Read and written by the shell's tasks without a lock.
+    device: Arc<AsyncDevice>,
+    kernel_device: KernelDevice,
+    /// Addresses and routes change rarely and need `&mut`; `None` once
+    /// closed.
+    kernel: tokio::sync::Mutex<Option<LinuxBackend>>,
+}
+
+impl TunBackend {
+    /// Creates the TUN device with the node's addresses and the kernel
+    /// routes `config` asks for.
+    pub async fn open(config: &AgentConfig) -> Result<Self, LinuxError> {
+        let backend = LinuxBackend::open(LinuxSettings {
+            tun_name: config.linux.tun_name.clone(),
+            mtu: config.linux.mtu,
+            addresses: config.addresses.clone(),
+            routes: config.linux.kernel_routes.clone(),
+        })
+        .await?;
+        Ok(Self {
+            device: backend.device(),
+            kernel_device: KernelDevice {
+                name: backend.name().to_owned(),
+                ifindex: backend.ifindex(),
+            },
+            kernel: tokio::sync::Mutex::new(Some(backend)),
+        })
+    }
+}
+
+impl std::fmt::Debug for TunBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunBackend")
+            .field("device", &self.kernel_device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalBackend for TunBackend {
+    fn describe(&self) -> String {
+        format!("linux ({})", self.kernel_device.name)
+    }
+
+    fn kernel_device(&self) -> Option<KernelDevice> {
+        Some(self.kernel_device.clone())
+    }
+
+    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.device.send(&packet).await {
+                tracing::debug!(%err, "TUN write failed");
+            }
+        })
+    }
+
+    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>> {
+        Box::pin(async move {
+            self.device
+                .recv(buf)
+                .await
+                .map_err(|cause| BackendError::TunRead {
+                    device: self.kernel_device.name.clone(),
+                    cause,
+                })
+        })
+    }
+
+    fn resolve_underlay(&self, peer: IpAddr) -> BoxFuture<'_, Option<u32>> {
+        Box::pin(async move {
+            match crate::linux::underlay_interface(peer).await {
+                Ok(ifindex) => Some(ifindex),
+                Err(err) => {
+                    // The link is then left to heartbeat detection.
+                    tracing::debug!(%peer, %err, "underlay interface unknown");
+                    None
+                }
+            }
+        })
+    }
+
+    fn watch_carrier(
+        &self,
+        events: mpsc::Sender<CarrierEvent>,
+    ) -> Option<BoxFuture<'static, Result<(), BackendError>>> {
+        Some(Box::pin(async move {
+            crate::linux::watch_carrier(events).await?;
+            Ok(())
+        }))
+    }
+
+    fn set_kernel_routes<'a>(
+        &'a self,
+        addresses: &'a [IpNet],
+        routes: &'a [IpNet],
+    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+        Box::pin(async move {
+            let mut kernel = self.kernel.lock().await;
+            let backend = kernel.as_mut().ok_or(BackendError::Closed)?;
+            Ok(backend.update(addresses, routes).await?.len())
+        })
+    }
+
+    fn ping(
+        &self,
+        _target: IpAddr,
+        _count: u16,
+    ) -> BoxFuture<'_, Result<PingReport, BackendError>> {
+        Box::pin(std::future::ready(Err(BackendError::PingNeedsUserspace)))
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            if let Some(backend) = self.kernel.lock().await.take() {
+                backend.close().await?;
+            }
+            Ok(())
+        })
+    }
+}

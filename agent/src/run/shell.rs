@@ -1,0 +1,274 @@
+//! The shell's moving parts: [`Shared`] (the engine behind a mutex, the
+//! underlay socket, the local backend) and the tasks that feed the engine
+//! and carry out what it asks.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::backend::LocalBackend;
+use super::controller;
+use crate::controlplane::Upstream;
+use crate::core::{Engine, Output};
+use crate::linux::CarrierEvent;
+
+/// Largest datagram or packet we read; larger than any MTU we configure.
+const MAX_PACKET: usize = 65_536;
+/// How long a send may wait for room in a full socket buffer.
+const SEND_WAIT: Duration = Duration::from_millis(2);
+/// Datagrams the timer takes in before a liveness check, at most.
+const MAX_DRAIN: usize = 256;
+/// Carrier events waiting for the engine: a burst is one per interface.
+const CARRIER_QUEUE: usize = 64;
+
+pub(super) struct Shared {
+    engine: Mutex<Engine>,
+    udp: UdpSocket,
+    pub(super) local: Box<dyn LocalBackend>,
+    /// To the controller client, when there is a controller: failovers
+    /// go up as they happen.
+    pub(super) upstream: Option<mpsc::Sender<Upstream>>,
+}
+
+impl Shared {
+    pub(super) fn new(
+        engine: Engine,
+        udp: UdpSocket,
+        local: Box<dyn LocalBackend>,
+        upstream: Option<mpsc::Sender<Upstream>>,
+    ) -> Self {
+        Self {
+            engine: Mutex::new(engine),
+            udp,
+            local,
+            upstream,
+        }
+    }
+
+    /// Sends one datagram to the underlay. A full socket buffer gets a
+    /// moment to drain (a burst clears in microseconds); past that the
+    /// datagram is dropped, as a router drops at a full queue, rather than
+    /// holding up every other link behind one that cannot send.
+    async fn transmit(&self, to: SocketAddr, datagram: &[u8]) {
+        match self.udp.try_send_to(datagram, to) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(SEND_WAIT, self.udp.send_to(datagram, to)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::debug!(%to, %err, "underlay send failed"),
+                    Err(_) => tracing::debug!(%to, "underlay socket full: datagram dropped"),
+                }
+            }
+            Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
+        }
+    }
+
+    pub(super) fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A panic while holding the lock would be a bug in the engine; the
+        // engine's state is still the best we have, so keep forwarding.
+        self.engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the engine, then carries out everything it asked for
+    /// (the engine contract's step 5: outputs in order, then failovers).
+    pub(super) async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
+        let mut failovers = Vec::new();
+        let took = {
+            let mut engine = self.engine();
+            let started = Instant::now();
+            f(&mut engine);
+            // The engine step that took a link down also switched the
+            // table: its duration bounds the switch time the controller
+            // shows operators.
+            let took = started.elapsed();
+            outputs.extend(std::iter::from_fn(|| engine.poll_output()));
+            failovers.extend(std::iter::from_fn(|| engine.poll_failover()));
+            took
+        };
+        if let Some(upstream) = &self.upstream {
+            for failover in failovers {
+                let event = controller::link_event(&failover, took);
+                if upstream
+                    .try_send(Upstream::Failover(event, failover.at))
+                    .is_err()
+                {
+                    tracing::debug!(peer = %failover.peer, "controller queue full: failover not reported");
+                }
+            }
+        }
+        for output in outputs.drain(..) {
+            match output {
+                Output::Transmit { to, datagram } => self.transmit(to, &datagram).await,
+                Output::ResolveUnderlay { link, peer } => {
+                    // A backend that cannot tell leaves the link to
+                    // heartbeat detection.
+                    if let Some(ifindex) = self.local.resolve_underlay(peer).await {
+                        self.engine().set_link_underlay(link, ifindex);
+                    }
+                }
+                Output::Local(packet) => self.local.deliver(packet).await,
+            }
+        }
+    }
+}
+
+/// Starts the tasks that feed the engine: underlay datagrams, the timer,
+/// packets from the host and carrier events. Each runs until the runtime
+/// stops it; one that ends on its own means the shell lost a source.
+pub(super) fn spawn_engine_tasks(shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
+    tasks.spawn(underlay_task(shared.clone()));
+    tasks.spawn(timer_task(shared.clone()));
+    tasks.spawn(local_task(shared.clone()));
+    tasks.spawn(carrier_task(shared.clone()));
+}
+
+async fn underlay_task(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut outputs = Vec::new();
+    loop {
+        let (len, from) = match shared.udp.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP errors surface here (e.g. a neighbour's port is
+                // closed); they say nothing about our own socket.
+                tracing::trace!(%err, "underlay receive error");
+                continue;
+            }
+        };
+        let datagram = &buf[..len];
+        shared
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_datagram(from, datagram, Instant::now())
+            })
+            .await;
+    }
+}
+
+/// Packets the host sends into the mesh.
+async fn local_task(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut outputs = Vec::new();
+    loop {
+        let len = match shared.local.receive(&mut buf).await {
+            Ok(len) => len,
+            Err(err) => {
+                tracing::error!(%err, "local backend read failed");
+                return;
+            }
+        };
+        let packet = &mut buf[..len];
+        shared
+            .with_engine(&mut outputs, |engine| {
+                engine.handle_local_packet(packet, Instant::now())
+            })
+            .await;
+    }
+}
+
+/// Wakes the engine when it asked to be woken: heartbeats and detection
+/// deadlines are milliseconds apart, so the timer follows the engine's own
+/// schedule instead of a fixed tick.
+async fn timer_task(shared: Arc<Shared>) {
+    let mut outputs = Vec::new();
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        let deadline = shared.engine().poll_timeout();
+        let deadline = deadline
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Engine::TICK);
+        tokio::time::sleep_until(deadline).await;
+        // A busy machine may have kept this agent off the CPU: take in what
+        // the neighbours sent meanwhile before judging their silence, so a
+        // heartbeat waiting in the socket is not mistaken for a dead link.
+        for _ in 0..MAX_DRAIN {
+            let Ok((len, from)) = shared.udp.try_recv_from(&mut buf) else {
+                break;
+            };
+            let datagram = &buf[..len];
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    engine.handle_datagram(from, datagram, Instant::now())
+                })
+                .await;
+        }
+        shared
+            .with_engine(&mut outputs, |engine| engine.handle_timeout(Instant::now()))
+            .await;
+    }
+}
+
+/// The carrier rule: only a loss of carrier we see happen counts. The
+/// state an interface is first reported in may lag behind the wire: the
+/// kernel updates operstate up to a second after an interface comes up,
+/// while packets already flow over it, so "down" in the first report is
+/// not a failure. Regaining carrier changes nothing either: the link comes
+/// back when its neighbour is heard again.
+#[derive(Debug, Default)]
+pub(super) struct CarrierRule {
+    known: BTreeMap<u32, bool>,
+}
+
+impl CarrierRule {
+    /// The interface that just lost carrier, if `event` says one did.
+    pub(super) fn lost(&mut self, event: &CarrierEvent) -> Option<u32> {
+        let was_up = self.known.insert(event.ifindex, event.carrier_up);
+        (was_up == Some(true) && !event.carrier_up).then_some(event.ifindex)
+    }
+}
+
+/// Feeds underlay carrier losses to the engine: a link over an interface
+/// that lost carrier is down at once, without waiting for its heartbeats.
+async fn carrier_task(shared: Arc<Shared>) {
+    let (tx, mut rx) = mpsc::channel(CARRIER_QUEUE);
+    if let Some(watcher) = shared.local.watch_carrier(tx) {
+        tokio::spawn(async move {
+            if let Err(err) = watcher.await {
+                tracing::warn!(%err, "cannot watch underlay carrier events; relying on heartbeats");
+            }
+        });
+    }
+    let mut outputs = Vec::new();
+    let mut rule = CarrierRule::default();
+    while let Some(event) = rx.recv().await {
+        tracing::debug!(interface = %event.name, carrier = event.carrier_up, "underlay carrier");
+        if let Some(ifindex) = rule.lost(&event) {
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    engine.handle_carrier(ifindex, false, Instant::now())
+                })
+                .await;
+        }
+    }
+    // Without carrier events the agent still detects failures by heartbeat;
+    // keep the task alive so its end is not mistaken for a failure.
+    std::future::pending::<()>().await;
+}
+
+/// Keeps the kernel's routes into the local device equal to what
+/// [`controller::KernelRoutes`] asks for, changing only what differs.
+pub(super) async fn kernel_routes_task(
+    shared: Arc<Shared>,
+    addresses: Vec<IpNet>,
+    mut wanted: tokio::sync::watch::Receiver<Vec<IpNet>>,
+) {
+    while wanted.changed().await.is_ok() {
+        let routes = wanted.borrow_and_update().clone();
+        match shared.local.set_kernel_routes(&addresses, &routes).await {
+            Ok(0) => {}
+            Ok(changes) => {
+                tracing::info!(routes = ?routes, changes, "kernel routes follow the controller's intranet routes");
+            }
+            Err(err) => {
+                tracing::warn!(%err, "updating kernel routes failed; kept the previous ones")
+            }
+        }
+    }
+}
