@@ -301,31 +301,31 @@ impl Controller {
     }
 
     /// Runs the router's update and syncs `touched` plus every node whose
-    /// routes it changed. Gateways' own default routes depend on their
-    /// neighbours' distances, which change without a delta at the gateway,
-    /// so gateways are rechecked whenever anything moved (only differences
-    /// go out).
+    /// routes it changed (only differences go out).
     fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
         touched.extend(self.update_routes());
         self.sync(&touched);
     }
 
     /// Runs the incremental route update; returns the nodes whose routes
-    /// changed, and the gateways too whenever anything moved.
+    /// changed, and every gateway after every change: a gateway's
+    /// default-route alternates depend on its neighbours' distances and
+    /// drains, and a link's new cost or a drain changes those without
+    /// moving any next hop, so the router reports no delta for them.
     fn update_routes(&mut self) -> BTreeSet<u32> {
-        let deltas = self.router.update();
-        let mut touched = BTreeSet::new();
-        if !deltas.is_empty() {
-            touched.extend(
-                self.nodes
-                    .keys()
-                    .copied()
-                    .filter(|id| self.uplink_wanted(*id)),
-            );
-        }
-        touched.extend(deltas.into_keys());
+        let mut touched: BTreeSet<u32> = self.router.update().into_keys().collect();
+        touched.extend(self.gateways());
         touched.remove(&INTERNET);
         touched
+    }
+
+    /// Nodes whose uplink edge is in the router.
+    fn gateways(&self) -> Vec<u32> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|id| self.uplink_wanted(*id))
+            .collect()
     }
 
     /// Gateway `id` reported its uplink (checked against the far side).
@@ -565,6 +565,8 @@ impl Controller {
         if node.state == NodeState::Active {
             self.router.set_drained(id, drained);
         }
+        // Gateways next to it offer it as a default-route alternate only
+        // while it is not drained; every gateway is rechecked anyway.
         self.update_and_sync(BTreeSet::new());
     }
 
@@ -652,6 +654,17 @@ impl Controller {
         router.compute_all();
         self.active_ids()
             .map(|id| (id, routes_in(&router, id)))
+            .collect()
+    }
+
+    /// Connected nodes whose last sent routes differ from what a full
+    /// planning gives now: empty when every delta arrived as it should.
+    /// For checks (tests, the simulator); costly.
+    pub fn stale_sessions(&self) -> Vec<u32> {
+        self.sessions
+            .iter()
+            .filter(|(id, sent)| sent.routes != self.desired_routes(**id))
+            .map(|(id, _)| *id)
             .collect()
     }
 
@@ -756,3 +769,6 @@ mod gateway_tests;
 
 #[cfg(test)]
 mod claims_tests;
+
+#[cfg(test)]
+mod delta_tests;
