@@ -77,10 +77,14 @@ pub enum KeyStatus {
     Revoked(u32),
 }
 
+/// What a node holds for one prefix: its next hops as keys (primary
+/// first) and the segment.
+type RouteEntry = (Vec<PublicKeyBytes>, Segment);
+
 #[derive(Debug, Default)]
 struct Sent {
     links: BTreeMap<PublicKeyBytes, LinkAssignment>,
-    routes: BTreeMap<IpNet, (Vec<PublicKeyBytes>, Segment)>,
+    routes: BTreeMap<IpNet, RouteEntry>,
 }
 
 /// The decision core; see the module docs for the calling contract.
@@ -300,23 +304,53 @@ impl Controller {
         self.update_and_sync(touched);
     }
 
-    /// Runs the router's update and syncs `touched` plus every node whose
-    /// routes it changed (only differences go out).
+    /// Runs the router's update and syncs `touched` in full, plus every
+    /// node whose routes it changed: those only for the destinations that
+    /// moved (a link change in a meshed city moves some routes of most
+    /// nodes; rebuilding their whole tables would cost nodes ×
+    /// destinations). A node whose route to the internet moved is synced
+    /// in full, and so is every gateway after every change: a gateway's
+    /// default-route alternates depend on its neighbours' distances and
+    /// drains, and a link's new cost or a drain changes those without
+    /// moving any next hop, so the router reports no delta for them (only
+    /// differences go out).
     fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
-        touched.extend(self.update_routes());
+        let moved = self.route_moves();
+        touched.extend(self.gateways());
+        let mut partial = Vec::new();
+        for (id, dsts) in moved {
+            if id == INTERNET || touched.contains(&id) {
+                continue;
+            }
+            if dsts.contains(&INTERNET) {
+                touched.insert(id);
+            } else {
+                partial.push((id, dsts));
+            }
+        }
         self.sync(&touched);
+        for (id, dsts) in partial {
+            self.sync_destinations(id, &dsts);
+        }
     }
 
     /// Runs the incremental route update; returns the nodes whose routes
-    /// changed, and every gateway after every change: a gateway's
-    /// default-route alternates depend on its neighbours' distances and
-    /// drains, and a link's new cost or a drain changes those without
-    /// moving any next hop, so the router reports no delta for them.
+    /// changed, and the gateways (see [`Self::update_and_sync`]).
     fn update_routes(&mut self) -> BTreeSet<u32> {
-        let mut touched: BTreeSet<u32> = self.router.update().into_keys().collect();
+        let mut touched: BTreeSet<u32> = self.route_moves().into_keys().collect();
         touched.extend(self.gateways());
         touched.remove(&INTERNET);
         touched
+    }
+
+    /// Runs the incremental route update: per source node, the
+    /// destinations whose next hops changed.
+    fn route_moves(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
+        self.router
+            .update()
+            .into_iter()
+            .map(|(id, deltas)| (id, deltas.iter().map(|d| d.dst()).collect()))
+            .collect()
     }
 
     /// Nodes whose uplink edge is in the router.
@@ -695,6 +729,43 @@ impl Controller {
 
     fn key_of(&self, id: u32) -> Option<PublicKeyBytes> {
         self.nodes.get(&id).map(|n| n.public_key)
+    }
+
+    /// Node `id`'s routes moved toward `dsts` only (its links did not
+    /// change): queues one RoutesDelta for those destinations' prefixes.
+    fn sync_destinations(&mut self, id: u32, dsts: &BTreeSet<u32>) {
+        if !self.sessions.contains_key(&id) {
+            return;
+        }
+        let desired: Vec<_> = dsts
+            .iter()
+            .flat_map(|dst| self.desired_routes_to(id, *dst))
+            .collect();
+        let Some(sent) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for (prefix, want) in desired {
+            match want {
+                Some(entry) if sent.routes.get(&prefix) != Some(&entry) => {
+                    changes.push(RouteChange::Set(Route {
+                        prefix,
+                        via: entry.0.clone(),
+                        segment: entry.1,
+                    }));
+                    sent.routes.insert(prefix, entry);
+                }
+                Some(_) => {}
+                None => {
+                    if sent.routes.remove(&prefix).is_some() {
+                        changes.push(RouteChange::Remove(prefix));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.push(id, Outgoing::Frame(ControllerMsg::RoutesDelta(changes)));
+        }
     }
 
     /// Diffs what `ids` should have against what they were sent; queues
