@@ -27,6 +27,7 @@
 //!   serves `freimesh-agent status` over a local socket.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod controlplane;

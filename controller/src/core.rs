@@ -35,13 +35,13 @@ mod claims;
 mod enrol;
 mod plan;
 pub mod quota;
+mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use freimesh_proto::control::{
-    Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, Report, Route,
-    RouteChange, Welcome,
+    Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, Report, Route, Welcome,
 };
 use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
@@ -77,10 +77,14 @@ pub enum KeyStatus {
     Revoked(u32),
 }
 
+/// What a node holds for one prefix: its next hops as keys (primary
+/// first) and the segment.
+type RouteEntry = (Vec<PublicKeyBytes>, Segment);
+
 #[derive(Debug, Default)]
 struct Sent {
     links: BTreeMap<PublicKeyBytes, LinkAssignment>,
-    routes: BTreeMap<IpNet, (Vec<PublicKeyBytes>, Segment)>,
+    routes: BTreeMap<IpNet, RouteEntry>,
 }
 
 /// The decision core; see the module docs for the calling contract.
@@ -300,32 +304,62 @@ impl Controller {
         self.update_and_sync(touched);
     }
 
-    /// Runs the router's update and syncs `touched` plus every node whose
-    /// routes it changed. Gateways' own default routes depend on their
-    /// neighbours' distances, which change without a delta at the gateway,
-    /// so gateways are rechecked whenever anything moved (only differences
-    /// go out).
+    /// Runs the router's update and syncs `touched` in full, plus every
+    /// node whose routes it changed: those only for the destinations that
+    /// moved (a link change in a meshed city moves some routes of most
+    /// nodes; rebuilding their whole tables would cost nodes ×
+    /// destinations). A node whose route to the internet moved is synced
+    /// in full, and so is every gateway after every change: a gateway's
+    /// default-route alternates depend on its neighbours' distances and
+    /// drains, and a link's new cost or a drain changes those without
+    /// moving any next hop, so the router reports no delta for them (only
+    /// differences go out).
     fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
-        touched.extend(self.update_routes());
+        let moved = self.route_moves();
+        touched.extend(self.gateways());
+        let mut partial = Vec::new();
+        for (id, dsts) in moved {
+            if id == INTERNET || touched.contains(&id) {
+                continue;
+            }
+            if dsts.contains(&INTERNET) {
+                touched.insert(id);
+            } else {
+                partial.push((id, dsts));
+            }
+        }
         self.sync(&touched);
+        for (id, dsts) in partial {
+            self.sync_destinations(id, &dsts);
+        }
     }
 
     /// Runs the incremental route update; returns the nodes whose routes
-    /// changed, and the gateways too whenever anything moved.
+    /// changed, and the gateways (see [`Self::update_and_sync`]).
     fn update_routes(&mut self) -> BTreeSet<u32> {
-        let deltas = self.router.update();
-        let mut touched = BTreeSet::new();
-        if !deltas.is_empty() {
-            touched.extend(
-                self.nodes
-                    .keys()
-                    .copied()
-                    .filter(|id| self.uplink_wanted(*id)),
-            );
-        }
-        touched.extend(deltas.into_keys());
+        let mut touched: BTreeSet<u32> = self.route_moves().into_keys().collect();
+        touched.extend(self.gateways());
         touched.remove(&INTERNET);
         touched
+    }
+
+    /// Runs the incremental route update: per source node, the
+    /// destinations whose next hops changed.
+    fn route_moves(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
+        self.router
+            .update()
+            .into_iter()
+            .map(|(id, deltas)| (id, deltas.iter().map(|d| d.dst()).collect()))
+            .collect()
+    }
+
+    /// Nodes whose uplink edge is in the router.
+    fn gateways(&self) -> Vec<u32> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|id| self.uplink_wanted(*id))
+            .collect()
     }
 
     /// Gateway `id` reported its uplink (checked against the far side).
@@ -565,6 +599,8 @@ impl Controller {
         if node.state == NodeState::Active {
             self.router.set_drained(id, drained);
         }
+        // Gateways next to it offer it as a default-route alternate only
+        // while it is not drained; every gateway is rechecked anyway.
         self.update_and_sync(BTreeSet::new());
     }
 
@@ -655,6 +691,17 @@ impl Controller {
             .collect()
     }
 
+    /// Connected nodes whose last sent routes differ from what a full
+    /// planning gives now: empty when every delta arrived as it should.
+    /// For checks (tests, the simulator); costly.
+    pub fn stale_sessions(&self) -> Vec<u32> {
+        self.sessions
+            .iter()
+            .filter(|(id, sent)| sent.routes != self.desired_routes(**id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Nodes with a welcomed session.
     pub fn connected(&self) -> impl Iterator<Item = u32> + '_ {
         self.sessions.keys().copied()
@@ -683,68 +730,6 @@ impl Controller {
     fn key_of(&self, id: u32) -> Option<PublicKeyBytes> {
         self.nodes.get(&id).map(|n| n.public_key)
     }
-
-    /// Diffs what `ids` should have against what they were sent; queues
-    /// LinksDelta (additions), RoutesDelta, LinksDelta (removals), so that a
-    /// node never holds a route over a link it no longer has.
-    fn sync(&mut self, ids: &BTreeSet<u32>) {
-        for id in ids {
-            if !self.sessions.contains_key(id) {
-                continue;
-            }
-            let links = self.desired_links(*id);
-            let routes = self.desired_routes(*id);
-            let Some(sent) = self.sessions.get_mut(id) else {
-                continue;
-            };
-            let adds: Vec<LinkChange> = links
-                .iter()
-                .filter(|(k, v)| sent.links.get(*k) != Some(*v))
-                .map(|(_, v)| LinkChange::Add(v.clone()))
-                .collect();
-            let removes: Vec<LinkChange> = sent
-                .links
-                .keys()
-                .filter(|k| !links.contains_key(*k))
-                .map(|k| LinkChange::Remove(*k))
-                .collect();
-            let mut route_changes: Vec<RouteChange> = sent
-                .routes
-                .keys()
-                .filter(|p| !routes.contains_key(*p))
-                .map(|p| RouteChange::Remove(*p))
-                .collect();
-            route_changes.extend(
-                routes
-                    .iter()
-                    .filter(|(p, v)| sent.routes.get(*p) != Some(*v))
-                    .map(|(p, (via, segment))| {
-                        RouteChange::Set(Route {
-                            prefix: *p,
-                            via: via.clone(),
-                            segment: *segment,
-                        })
-                    }),
-            );
-            sent.links = links;
-            sent.routes = routes;
-            for (frame, nonempty) in [
-                (ControllerMsg::LinksDelta(adds.clone()), !adds.is_empty()),
-                (
-                    ControllerMsg::RoutesDelta(route_changes.clone()),
-                    !route_changes.is_empty(),
-                ),
-                (
-                    ControllerMsg::LinksDelta(removes.clone()),
-                    !removes.is_empty(),
-                ),
-            ] {
-                if nonempty {
-                    self.push(*id, Outgoing::Frame(frame));
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -756,3 +741,6 @@ mod gateway_tests;
 
 #[cfg(test)]
 mod claims_tests;
+
+#[cfg(test)]
+mod delta_tests;

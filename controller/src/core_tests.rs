@@ -1,4 +1,4 @@
-use freimesh_proto::control::LinkMeasurement;
+use freimesh_proto::control::{LinkChange, LinkMeasurement, RouteChange};
 
 use super::*;
 

@@ -5,7 +5,7 @@
 //! lives in the core.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use freimesh_proto::control::{self, AgentMsg, ControllerMsg, Transport};
 use rand_core::{OsRng, RngCore as _};
@@ -16,11 +16,17 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::{Backoff, ClientConfig, ControllerEvent, IDLE_TIMEOUT, Session, Upstream};
+use crate::clock::now;
 use crate::identity::PrivateKey;
 
 /// Connecting and the handshake must finish within this; a controller that
 /// accepts but never answers is as good as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Controller messages read ahead of the session: the reader task decodes
+/// while the session applies, and a controller that sends faster than the
+/// agent applies waits on TCP (each message is bounded by the protocol's
+/// frame size, so this bounds the memory held too).
+const READ_AHEAD: usize = 16;
 
 /// The control-plane client; see the module docs.
 #[derive(Debug)]
@@ -49,12 +55,6 @@ impl From<control::FrameError> for End {
     fn from(e: control::FrameError) -> Self {
         Self::Retry(e.to_string())
     }
-}
-
-/// The cores' clock: tokio's, so the cores and the shell's timers agree
-/// (also under a paused test clock).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
@@ -174,7 +174,7 @@ impl Client {
         self.session.handle_connected(now());
         self.flush(&mut w, &mut transport).await?;
 
-        let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+        let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(READ_AHEAD);
         let reader = tokio::spawn(async move {
             loop {
                 let msg = read_message(&mut r).await;

@@ -23,7 +23,11 @@
 //! names it as a next hop, so routes that arrived before their link pick it
 //! up). The full sets that follow a Welcome are staged until both are
 //! complete, then diffed against what was applied before: stale links and
-//! routes are removed, new and changed ones set, unchanged ones left alone.
+//! routes are removed, new and changed ones set, unchanged ones left alone
+//! (except those naming a link the full state brings: the engine resolves
+//! next hops to links only when a route is set, so they are set again; and
+//! a route for a prefix that stopped being one of our client prefixes,
+//! which the engine dropped with it).
 //! That full reconcile happens on start-up and reconnect only. Nothing here
 //! clones the whole state or walks the whole table on a delta.
 //!
@@ -297,8 +301,7 @@ impl ControlCore {
             .map(|w| w.client_prefixes.clone())
             .unwrap_or_default();
         if clients != self.client_prefixes {
-            self.client_prefixes = clients.clone();
-            self.push(EngineChange::SetClientPrefixes(clients));
+            self.set_client_prefixes(clients);
         }
         // New links before the routes that use them; retired links last,
         // after the routes through them have moved.
@@ -358,9 +361,40 @@ impl ControlCore {
             self.remove_route(prefix);
         }
         for (prefix, route) in routes {
-            let unchanged = self.routes.get(&prefix) == Some(&route);
-            if !unchanged || route.via.iter().any(|v| added.contains(v)) {
+            if self.routes.get(&prefix) != Some(&route) {
                 self.set_route(route);
+            } else if route.via.iter().any(|v| added.contains(v)) && !self.ours(&prefix) {
+                // Unchanged, but the engine resolved its next hops to links
+                // when it was set, before this link existed.
+                self.push(EngineChange::SetRoute(route));
+            }
+        }
+    }
+
+    /// Takes the Welcome's client prefixes and re-examines the routes for
+    /// the prefixes that stopped or started being ours: the engine replaces
+    /// the route for a prefix that is now ours with its own delivery route
+    /// and drops it for one that no longer is, so the controller's route
+    /// for the latter goes in again. Only those prefixes are looked at,
+    /// not the whole table.
+    fn set_client_prefixes(&mut self, clients: Vec<IpNet>) {
+        let old: BTreeSet<IpNet> = self.client_prefixes.iter().map(IpNet::trunc).collect();
+        let new: BTreeSet<IpNet> = clients.iter().map(IpNet::trunc).collect();
+        let was_ours: Vec<(IpNet, bool)> = old
+            .symmetric_difference(&new)
+            .map(|prefix| (*prefix, self.ours(prefix)))
+            .collect();
+        self.client_prefixes = clients.clone();
+        self.push(EngineChange::SetClientPrefixes(clients));
+        for (prefix, was_ours) in was_ours {
+            let Some(route) = self.routes.get(&prefix).cloned() else {
+                continue;
+            };
+            // A prefix that became ours needs nothing more: the engine's
+            // own delivery route replaced the controller's when it took the
+            // client prefixes (removing it now would remove that).
+            if was_ours && !self.ours(&prefix) {
+                self.push(EngineChange::SetRoute(route));
             }
         }
     }

@@ -69,7 +69,7 @@ impl ControlPath {
     pub fn handle_failover(&mut self, failover: &Failover, took: Duration, now: Instant) {
         let event = link_event(failover, took);
         self.session
-            .handle_upstream(Upstream::Failover(event, failover.at), now);
+            .handle_upstream(Upstream::Failovers(vec![(event, failover.at)]), now);
     }
 
     /// Anything else for the controller (uplink state, client count).

@@ -30,6 +30,13 @@ pub const TRAFFIC_INTERVAL: Duration =
 /// What the agent reports as a link's round-trip time until it has measured
 /// one (the first `LinkState` exchange, within a state refresh).
 pub const NOMINAL_RTT_US: u32 = 1_000;
+/// A measurement counts as moved when it changed by more than
+/// 1/`MOVED_DIVISOR` of its last reported value: smaller wobbles change
+/// no path the controller would compute.
+const MOVED_DIVISOR: u32 = 10;
+/// Loss below this (0.1 %) is compared as if it were this: near zero a
+/// single lost probe would otherwise be "more than a tenth" every time.
+const LOSS_FLOOR_PPM: u32 = 1_000;
 
 /// The link-report core; see the module docs.
 #[derive(Debug)]
@@ -107,19 +114,24 @@ impl LinkReporter {
     }
 }
 
-/// Whether any link's RTT or loss moved by more than a tenth (or appeared)
-/// since the last report.
+/// Whether any link's RTT or loss moved by more than a tenth
+/// ([`MOVED_DIVISOR`]) or appeared since the last report.
 fn moved(before: &[LinkReport], now: &[LinkReport]) -> bool {
     now.iter().any(|l| {
         let Some(old) = before.iter().find(|b| b.peer == l.peer) else {
             return true;
         };
         let rtt_moved = match (old.rtt, l.rtt) {
-            (Some(a), Some(b)) => a.abs_diff(b) * 10 > a,
+            (Some(a), Some(b)) => a.abs_diff(b) * MOVED_DIVISOR > a,
             (None, Some(_)) => true,
             _ => false,
         };
-        rtt_moved || old.loss_ppm.abs_diff(l.loss_ppm) * 10 > old.loss_ppm.max(1000)
+        rtt_moved
+            || old
+                .loss_ppm
+                .abs_diff(l.loss_ppm)
+                .saturating_mul(MOVED_DIVISOR)
+                > old.loss_ppm.max(LOSS_FLOOR_PPM)
     })
 }
 

@@ -104,10 +104,12 @@ pub enum Upstream {
     /// Link states, measurements and candidates; the newest one is sent
     /// again after every reconnect.
     Report(Report),
-    /// A failover this node made, and when: kept (up to
-    /// [`PENDING_FAILOVERS`]) while the controller is unreachable and sent
-    /// with their age once it is back, so its history has no holes.
-    Failover(LinkEvent, Instant),
+    /// The failovers one engine step made, each with when it happened (one
+    /// message for all of them, so a burst never overruns the queue to the
+    /// client): kept (up to [`PENDING_FAILOVERS`], the one bound on them)
+    /// while the controller is unreachable and sent with their age once it
+    /// is back, so its history has no holes.
+    Failovers(Vec<(LinkEvent, Instant)>),
     /// Byte counters per link; only the newest matter, so they are dropped
     /// while the controller is unreachable.
     Traffic(Vec<LinkTraffic>),
@@ -284,15 +286,17 @@ impl Session {
             Upstream::Traffic(counters) => Some(AgentMsg::Traffic(counters.clone())),
             Upstream::Uplink(up) => Some(AgentMsg::Uplink { up: *up }),
             Upstream::Clients(count) => Some(AgentMsg::Clients { count: *count }),
-            Upstream::Failover(..) => None,
+            Upstream::Failovers(..) => None,
         };
         match item {
             Upstream::Report(report) => self.last_report = Some(report),
-            Upstream::Failover(event, at) => {
-                if self.pending_failovers.len() == PENDING_FAILOVERS {
-                    self.pending_failovers.pop_front();
+            Upstream::Failovers(failovers) => {
+                for failover in failovers {
+                    if self.pending_failovers.len() == PENDING_FAILOVERS {
+                        self.pending_failovers.pop_front();
+                    }
+                    self.pending_failovers.push_back(failover);
                 }
-                self.pending_failovers.push_back((event, at));
             }
             Upstream::Traffic(_) => {}
             Upstream::Uplink(up) => self.last_uplink = Some(up),

@@ -8,12 +8,12 @@
 //! repairs locally (headless survival).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use crate::clock;
 use crate::config::AgentConfig;
 pub(super) use crate::controlplane::link_event;
 use crate::controlplane::{
@@ -31,7 +31,7 @@ pub(super) async fn first_welcome(
     tracing::info!("waiting for the controller to assign this node's addresses");
     while let Some(event) = events.recv().await {
         log_event(&event);
-        core.handle_event(&event, Instant::now());
+        core.handle_event(&event, clock::now());
         if let Some(welcome) = core.welcome() {
             return Some(welcome.clone());
         }
@@ -88,7 +88,7 @@ async fn apply_changes(
     if !changes.is_empty() {
         shared
             .with_engine(outputs, |engine| {
-                let now = Instant::now();
+                let now = clock::now();
                 for change in &changes {
                     if let Err(err) = engine.apply(change, now) {
                         tracing::warn!(%change, %err, "change from the controller not applied");
@@ -133,7 +133,7 @@ pub(super) async fn apply_events(
         {
             tracing::warn!(assigned = ?w.addresses, current = ?own, "the controller assigned new addresses; restart the agent to use them");
         }
-        core.handle_event(&event, Instant::now());
+        core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
     }
 }
@@ -153,12 +153,12 @@ pub(super) async fn report(
             endpoint: l.endpoint,
         })
         .collect();
-    let mut reporter = LinkReporter::new(candidates, Instant::now());
+    let mut reporter = LinkReporter::new(candidates, clock::now());
     let mut ticks = tokio::time::interval(REPORT_TICK);
     loop {
         ticks.tick().await;
         let current = shared.engine().link_states();
-        reporter.handle_link_states(&current, Instant::now());
+        reporter.handle_link_states(&current, clock::now());
         while let Some(item) = reporter.poll_upstream() {
             if reports.send(item).await.is_err() {
                 return;

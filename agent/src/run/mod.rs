@@ -41,6 +41,7 @@ use self::backend::{BackendError, LocalBackend};
 use self::roles::Roles;
 use self::shell::Shared;
 use self::status::StatusContext;
+use crate::clock;
 use crate::config::{AgentConfig, NextHop};
 use crate::control::{ControlError, ControlServer};
 use crate::controlplane::{Client, ClientConfig, ControlCore, ControllerEvent, Upstream};
@@ -146,7 +147,7 @@ where
     Open: FnOnce(AgentConfig) -> Opening,
     Opening: Future<Output = Result<Box<dyn LocalBackend>, RunError>>,
 {
-    let started = Instant::now();
+    let started = clock::now();
     let key = if config.generate_key {
         PrivateKey::load_or_create(&config.private_key_file)?
     } else {
@@ -164,9 +165,9 @@ where
             routes: Vec::new(),
             ..config.clone()
         };
-        build_engine(&own_only, &key, OsRng.next_u32(), Instant::now())?
+        build_engine(&own_only, &key, OsRng.next_u32(), clock::now())?
     } else {
-        build_engine(&config, &key, OsRng.next_u32(), Instant::now())?
+        build_engine(&config, &key, OsRng.next_u32(), clock::now())?
     };
     let bind_error = |cause| RunError::Bind {
         addr: config.listen,
@@ -189,7 +190,7 @@ where
         started,
     });
 
-    engine.start(Instant::now());
+    engine.start(clock::now());
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
     let shared = Arc::new(Shared::new(engine, udp, local, upstream));
     shared.with_engine(&mut Vec::new(), |_| {}).await;

@@ -3,7 +3,6 @@
 //! engine and the controller.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -11,6 +10,7 @@ use tokio::task::JoinSet;
 use super::RunError;
 use super::backend::KernelDevice;
 use super::shell::Shared;
+use crate::clock;
 use crate::config::{AgentConfig, Backend};
 use crate::controlplane::Upstream;
 use crate::gateway::{CheckerSettings, Nat, UplinkProbe, UplinkSettings};
@@ -150,7 +150,7 @@ async fn uplink_task(shared: Arc<Shared>, mut verdicts: mpsc::Receiver<bool>) {
             tracing::warn!("uplink down");
         }
         shared
-            .with_engine(&mut outputs, |engine| engine.set_uplink(up, Instant::now()))
+            .with_engine(&mut outputs, |engine| engine.set_uplink(up, clock::now()))
             .await;
         if let Some(upstream) = &shared.upstream
             && upstream.try_send(Upstream::Uplink(up)).is_err()

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
@@ -14,8 +15,9 @@ use tokio::task::JoinSet;
 
 use super::backend::LocalBackend;
 use super::controller;
+use crate::clock;
 use crate::controlplane::Upstream;
-use crate::core::{Engine, Output};
+use crate::core::{Engine, Failover, Output};
 use crate::linux::CarrierEvent;
 
 /// Largest datagram or packet we read; larger than any MTU we configure.
@@ -34,6 +36,30 @@ pub(super) struct Shared {
     /// To the controller client, when there is a controller: failovers
     /// go up as they happen.
     pub(super) upstream: Option<mpsc::Sender<Upstream>>,
+    /// Failovers the controller never heard of because the queue to its
+    /// client was full (the client stopped reading).
+    unreported_failovers: AtomicU64,
+}
+
+/// Hands the failovers of one engine step to the controller client as one
+/// message (the session keeps up to `PENDING_FAILOVERS` of them); how
+/// many were lost because its queue was full.
+fn hand_over_failovers(
+    upstream: &mpsc::Sender<Upstream>,
+    failovers: &[Failover],
+    took: Duration,
+) -> u64 {
+    if failovers.is_empty() {
+        return 0;
+    }
+    let events = failovers
+        .iter()
+        .map(|f| (controller::link_event(f, took), f.at))
+        .collect();
+    match upstream.try_send(Upstream::Failovers(events)) {
+        Ok(()) => 0,
+        Err(_) => u64::try_from(failovers.len()).unwrap_or(u64::MAX),
+    }
 }
 
 impl Shared {
@@ -48,6 +74,7 @@ impl Shared {
             udp,
             local,
             upstream,
+            unreported_failovers: AtomicU64::new(0),
         }
     }
 
@@ -83,25 +110,25 @@ impl Shared {
         let mut failovers = Vec::new();
         let took = {
             let mut engine = self.engine();
-            let started = Instant::now();
+            let started = clock::now();
             f(&mut engine);
             // The engine step that took a link down also switched the
             // table: its duration bounds the switch time the controller
             // shows operators.
-            let took = started.elapsed();
+            let took = clock::now().saturating_duration_since(started);
             outputs.extend(std::iter::from_fn(|| engine.poll_output()));
             failovers.extend(std::iter::from_fn(|| engine.poll_failover()));
             took
         };
         if let Some(upstream) = &self.upstream {
-            for failover in failovers {
-                let event = controller::link_event(&failover, took);
-                if upstream
-                    .try_send(Upstream::Failover(event, failover.at))
-                    .is_err()
-                {
-                    tracing::debug!(peer = %failover.peer, "controller queue full: failover not reported");
-                }
+            let lost = hand_over_failovers(upstream, &failovers, took);
+            if lost > 0 {
+                let total = self.unreported_failovers.fetch_add(lost, Ordering::Relaxed) + lost;
+                tracing::warn!(
+                    lost,
+                    total,
+                    "queue to the controller client full: failovers not reported"
+                );
             }
         }
         for output in outputs.drain(..) {
@@ -114,7 +141,7 @@ impl Shared {
                         self.engine().set_link_underlay(link, ifindex);
                     }
                 }
-                Output::Local(packet) => self.local.deliver(packet).await,
+                Output::Local(packet) => self.local.deliver(packet),
             }
         }
     }
@@ -146,7 +173,7 @@ async fn underlay_task(shared: Arc<Shared>) {
         let datagram = &buf[..len];
         shared
             .with_engine(&mut outputs, |engine| {
-                engine.handle_datagram(from, datagram, Instant::now())
+                engine.handle_datagram(from, datagram, clock::now())
             })
             .await;
     }
@@ -157,7 +184,7 @@ async fn local_task(shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut outputs = Vec::new();
     loop {
-        let len = match shared.local.receive(&mut buf).await {
+        let len = match std::future::poll_fn(|cx| shared.local.poll_receive(cx, &mut buf)).await {
             Ok(len) => len,
             Err(err) => {
                 tracing::error!(%err, "local backend read failed");
@@ -167,7 +194,7 @@ async fn local_task(shared: Arc<Shared>) {
         let packet = &mut buf[..len];
         shared
             .with_engine(&mut outputs, |engine| {
-                engine.handle_local_packet(packet, Instant::now())
+                engine.handle_local_packet(packet, clock::now())
             })
             .await;
     }
@@ -195,12 +222,12 @@ async fn timer_task(shared: Arc<Shared>) {
             let datagram = &buf[..len];
             shared
                 .with_engine(&mut outputs, |engine| {
-                    engine.handle_datagram(from, datagram, Instant::now())
+                    engine.handle_datagram(from, datagram, clock::now())
                 })
                 .await;
         }
         shared
-            .with_engine(&mut outputs, |engine| engine.handle_timeout(Instant::now()))
+            .with_engine(&mut outputs, |engine| engine.handle_timeout(clock::now()))
             .await;
     }
 }
@@ -242,7 +269,7 @@ async fn carrier_task(shared: Arc<Shared>) {
         if let Some(ifindex) = rule.lost(&event) {
             shared
                 .with_engine(&mut outputs, |engine| {
-                    engine.handle_carrier(ifindex, false, Instant::now())
+                    engine.handle_carrier(ifindex, false, clock::now())
                 })
                 .await;
         }
@@ -270,5 +297,46 @@ pub(super) async fn kernel_routes_task(
                 tracing::warn!(%err, "updating kernel routes failed; kept the previous ones")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use freimesh_proto::PublicKeyBytes;
+
+    use super::*;
+    use crate::core::liveness::DownCause;
+
+    #[test]
+    fn a_burst_of_failovers_in_one_step_reaches_the_client_whole() {
+        // A queue that has room for one message only.
+        let (upstream, mut client) = mpsc::channel(1);
+        let at = Instant::now();
+        let burst: Vec<Failover> = (0..=u8::MAX)
+            .map(|b| Failover {
+                peer: PublicKeyBytes([b; 32]),
+                cause: DownCause::Carrier,
+                silent_for: Duration::ZERO,
+                rerouted: 1,
+                lost: 0,
+                at,
+            })
+            .collect();
+        let lost = hand_over_failovers(&upstream, &burst, Duration::from_micros(5));
+        assert_eq!(lost, 0);
+        let Ok(Upstream::Failovers(events)) = client.try_recv() else {
+            panic!("one message with the whole burst");
+        };
+        assert_eq!(events.len(), burst.len());
+        // With the queue full the loss is counted, not hidden.
+        upstream
+            .try_send(Upstream::Uplink(true))
+            .expect("room for one");
+        assert_eq!(
+            hand_over_failovers(&upstream, &burst[..3], Duration::ZERO),
+            3
+        );
     }
 }

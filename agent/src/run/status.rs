@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::shell::Shared;
+use crate::clock;
 use crate::control::{AgentStatus, PingSummary, Request, Response};
 
 /// What `status` shows beside the engine's own state.
@@ -18,14 +19,16 @@ pub(super) struct StatusContext {
 pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> Response {
     match request {
         Request::Status => {
-            let engine = shared.engine().status(Instant::now());
+            let engine = shared.engine().status(clock::now());
             Response::Status(Box::new(AgentStatus {
                 name: context.name.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 backend: context.backend.clone(),
                 listen: context.listen,
                 addresses: context.addresses.clone(),
-                uptime_s: context.started.elapsed().as_secs(),
+                uptime_s: clock::now()
+                    .saturating_duration_since(context.started)
+                    .as_secs(),
                 engine,
             }))
         }

@@ -247,6 +247,16 @@ impl StackHandle {
         self.inlet.clone()
     }
 
+    /// A cloneable [`ping`](Self::ping) that holds nothing of the stack but
+    /// its command queue: a ping in progress never delays
+    /// [`shutdown`](Self::shutdown), it ends with
+    /// [`UserspaceError::PingStopped`] instead.
+    pub fn pinger(&self) -> Pinger {
+        Pinger {
+            commands: self.commands.clone(),
+        }
+    }
+
     /// Sends `count` ICMP (IPv4) or ICMPv6 echo requests to `target`,
     /// `interval` apart, and waits up to `timeout` after the last one for the
     /// replies. Replies later than `timeout` after their request are not
@@ -283,6 +293,25 @@ impl StackHandle {
             listener.abort();
             let _ = listener.await;
         }
+    }
+}
+
+/// Pings from the stack; see [`StackHandle::pinger`].
+#[derive(Clone, Debug)]
+pub struct Pinger {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Pinger {
+    /// Same as [`StackHandle::ping`].
+    pub async fn ping(
+        &self,
+        target: IpAddr,
+        count: u16,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<PingReport, UserspaceError> {
+        ping::run(&self.commands, target, count, interval, timeout).await
     }
 }
 

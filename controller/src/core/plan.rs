@@ -17,7 +17,7 @@ use freimesh_proto::control::LinkAssignment;
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
-use super::{Controller, DEFAULT_PROFILE};
+use super::{Controller, DEFAULT_PROFILE, RouteEntry};
 use crate::records::NodeState;
 use crate::routing::MAX_ALTERNATES;
 
@@ -153,6 +153,78 @@ impl Controller {
         None
     }
 
+    /// The routes toward node `dst`'s prefixes (and the sites behind it)
+    /// over `via`.
+    fn plan_to_node(&self, dst: u32, via: Vec<Hop>, metric: Option<u32>, out: &mut Vec<Planned>) {
+        let Some(node) = self.nodes.get(&dst) else {
+            return;
+        };
+        let clients = if node.public_wifi {
+            node.client_prefixes.as_slice()
+        } else {
+            &[]
+        };
+        for prefix in node
+            .addresses
+            .iter()
+            .chain(self.prefixes_of(dst))
+            .chain(clients)
+        {
+            out.push(Planned {
+                prefix: *prefix,
+                destination: dst,
+                site: None,
+                via: via.clone(),
+                metric,
+                segment: self.segment_of(prefix),
+            });
+        }
+        for site in self.sites.values().filter(|s| s.via == dst) {
+            for prefix in std::iter::once(&site.address).chain(&site.prefixes) {
+                out.push(Planned {
+                    prefix: *prefix,
+                    destination: dst,
+                    site: Some(site.name.clone()),
+                    via: via.clone(),
+                    metric,
+                    segment: Segment::Intranet,
+                });
+            }
+        }
+    }
+
+    /// What node `id` should hold for the prefixes of node `dst` (and the
+    /// sites behind it): an entry per prefix, `None` where it has no route.
+    /// For an update that moved only `id`'s routes toward `dst`.
+    pub(super) fn desired_routes_to(&self, id: u32, dst: u32) -> Vec<(IpNet, Option<RouteEntry>)> {
+        let mut all = Vec::new();
+        // Unreachable: planned with no hops, so every prefix maps to None.
+        let via: Vec<Hop> = self
+            .router
+            .next_hops(id, dst)
+            .map(|hops| {
+                std::iter::once(hops.primary)
+                    .chain(hops.alternates.iter().copied())
+                    .map(Hop::Node)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.plan_to_node(dst, via, self.router.distance(id, dst), &mut all);
+        all.into_iter()
+            .map(|r| {
+                let via: Vec<PublicKeyBytes> = r
+                    .via
+                    .iter()
+                    .filter_map(|h| match h {
+                        Hop::Node(n) => self.key_of(*n),
+                        Hop::Site(k) => Some(*k),
+                    })
+                    .collect();
+                (r.prefix, (!via.is_empty()).then_some((via, r.segment)))
+            })
+            .collect()
+    }
+
     /// Every route node `id` should hold, by prefix.
     pub fn plan_routes(&self, id: u32) -> Vec<Planned> {
         let mut out = Vec::new();
@@ -192,42 +264,7 @@ impl Controller {
                 }
                 continue;
             }
-            let Some(node) = self.nodes.get(&dst) else {
-                continue;
-            };
-            let via = nodes_of(&hops);
-            let clients = if node.public_wifi {
-                node.client_prefixes.as_slice()
-            } else {
-                &[]
-            };
-            for prefix in node
-                .addresses
-                .iter()
-                .chain(self.prefixes_of(dst))
-                .chain(clients)
-            {
-                out.push(Planned {
-                    prefix: *prefix,
-                    destination: dst,
-                    site: None,
-                    via: via.clone(),
-                    metric,
-                    segment: self.segment_of(prefix),
-                });
-            }
-            for site in self.sites.values().filter(|s| s.via == dst) {
-                for prefix in std::iter::once(&site.address).chain(&site.prefixes) {
-                    out.push(Planned {
-                        prefix: *prefix,
-                        destination: dst,
-                        site: Some(site.name.clone()),
-                        via: via.clone(),
-                        metric,
-                        segment: Segment::Intranet,
-                    });
-                }
-            }
+            self.plan_to_node(dst, nodes_of(&hops), metric, &mut out);
         }
         for site in self.sites.values().filter(|s| s.via == id) {
             for prefix in std::iter::once(&site.address).chain(&site.prefixes) {
@@ -245,10 +282,7 @@ impl Controller {
     }
 
     /// [`Self::plan_routes`] as the agent gets it: next hops as keys.
-    pub(super) fn desired_routes(
-        &self,
-        id: u32,
-    ) -> BTreeMap<IpNet, (Vec<PublicKeyBytes>, Segment)> {
+    pub(super) fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, RouteEntry> {
         let mut out = BTreeMap::new();
         for r in self.plan_routes(id) {
             let via: Vec<PublicKeyBytes> = r

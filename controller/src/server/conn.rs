@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::admission::Ticket;
-use super::limits::{Limits, SEND_BUFFER_BYTES};
+use super::limits::Limits;
 use super::queue::{OverflowSignal, out_queue};
 use super::shell::ToHub;
 use crate::core::Outgoing;
@@ -150,7 +150,7 @@ pub async fn serve(
     ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
-    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes) {
         tracing::debug!(%peer, "setting the send buffer: {e}");
     }
     let (mut r, mut w) = stream.into_split();

@@ -118,12 +118,14 @@ fn report(from: u8, peers: &[(u8, bool)]) -> AgentMsg {
     })
 }
 
-/// Every active node's incremental routes equal a recomputation.
+/// Every active node's incremental routes equal a recomputation, and
+/// every connected node was sent what a full planning gives.
 fn assert_converged(hub: &HubCore) {
     let core = hub.controller();
     for (id, routes) in core.recomputed_routes() {
         assert_eq!(core.routes_of(id), routes, "node {id}");
     }
+    assert_eq!(core.stale_sessions(), Vec::<u32>::new());
 }
 
 #[test]

@@ -69,6 +69,11 @@ pub struct Limits {
     /// Time without any frame from the agent after which the session ends.
     pub idle_timeout: Duration,
     pub write_deadline: Duration,
+    /// The kernel send buffer of each agent connection
+    /// ([`SEND_BUFFER_BYTES`]). A write to an agent that stops reading
+    /// blocks only once this much is queued, so tests that need a blocked
+    /// write lower it instead of flooding megabytes.
+    pub send_buffer_bytes: usize,
     pub out_queue_messages: usize,
 }
 
@@ -81,6 +86,7 @@ impl Default for Limits {
             handshake_timeout: super::HANDSHAKE_TIMEOUT,
             idle_timeout: super::IDLE_TIMEOUT,
             write_deadline: WRITE_DEADLINE,
+            send_buffer_bytes: SEND_BUFFER_BYTES,
             out_queue_messages: OUT_QUEUE_MESSAGES,
         }
     }

@@ -218,7 +218,7 @@ fn failovers_wait_for_the_controller_with_their_age_and_a_bound() {
     let overflow = 10;
     for i in 0..PENDING_FAILOVERS + overflow {
         let peer = u8::try_from(i % 256).expect("fits");
-        s.handle_upstream(Upstream::Failover(failover(peer), t0), t0);
+        s.handle_upstream(Upstream::Failovers(vec![(failover(peer), t0)]), t0);
     }
     s.handle_upstream(Upstream::Traffic(Vec::new()), t0);
     assert!(sent(&mut s).is_empty(), "nothing without a session");

@@ -80,6 +80,17 @@ impl Engine {
         Ok(())
     }
 
+    /// The hops the controller's route for `prefix` was resolved to (what
+    /// [`EngineChange::SetRoute`] left), for tests that check the control
+    /// core against a real engine.
+    #[cfg(test)]
+    pub(crate) fn configured_hops(&self, prefix: IpNet) -> Option<&[Hop]> {
+        self.repair
+            .configured
+            .get(&prefix.trunc())
+            .map(Vec::as_slice)
+    }
+
     /// The table hops for a controller route: its next hops this engine
     /// holds a live link to (or itself), primary first.
     fn controller_hops(&self, route: &Route) -> Vec<Hop> {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use ipnet::IpNet;
@@ -64,7 +65,7 @@ impl Shared {
 pub struct TestBackend {
     shared: Arc<Shared>,
     kernel_device: Option<KernelDevice>,
-    from_host: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+    from_host: Mutex<mpsc::Receiver<Vec<u8>>>,
     carrier: Mutex<Option<mpsc::Receiver<CarrierEvent>>>,
 }
 
@@ -88,7 +89,7 @@ impl TestBackend {
             Self {
                 shared: Arc::clone(&shared),
                 kernel_device,
-                from_host: tokio::sync::Mutex::new(from_host),
+                from_host: Mutex::new(from_host),
                 carrier: Mutex::new(Some(carrier_rx)),
             },
             TestHost {
@@ -155,23 +156,22 @@ impl LocalBackend for TestBackend {
         self.kernel_device.clone()
     }
 
-    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()> {
+    fn deliver(&self, packet: Vec<u8>) {
         self.shared.record(|r| r.delivered.push(packet));
-        Box::pin(std::future::ready(()))
     }
 
-    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>> {
-        Box::pin(async move {
-            let packet = self
-                .from_host
-                .lock()
-                .await
-                .recv()
-                .await
-                .ok_or(BackendError::Closed)?;
-            let len = packet.len().min(buf.len());
-            buf[..len].copy_from_slice(&packet[..len]);
-            Ok(len)
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<usize, BackendError>> {
+        let mut from_host = self
+            .from_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        from_host.poll_recv(cx).map(|packet| {
+            *buf = packet.ok_or(BackendError::Closed)?;
+            Ok(buf.len())
         })
     }
 

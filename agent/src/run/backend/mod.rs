@@ -11,16 +11,18 @@
 //! cannot do (the userspace stack sees no carrier, the TUN device cannot
 //! ping) it says in its answer, not through a type the shell matches on.
 //!
-//! Every method takes `&self` (the backend is shared by the shell's tasks)
-//! and the asynchronous ones return a boxed future, so the trait stays
-//! object-safe: one allocation per call, next to a system call or a channel
-//! send per packet.
+//! Every method takes `&self` (the backend is shared by the shell's tasks),
+//! so the trait stays object-safe. The per-packet methods allocate nothing:
+//! [`LocalBackend::deliver`] never waits, and [`LocalBackend::poll_receive`]
+//! is polled by one long-lived reader in the shell. The rare operations
+//! (lookups, kernel routes, ping, close) return a boxed future.
 
 mod double;
 mod stack;
 mod tun;
 
 use std::net::IpAddr;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -41,6 +43,10 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(200);
 /// How long `freimesh-agent ping` waits for replies after the last request:
 /// longer than any round trip across a city mesh.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest IP packet a backend hands the shell; a backend that reads
+/// into the caller's buffer first makes it this long.
+pub const MAX_LOCAL_PACKET: usize = 65_536;
 
 /// The kernel network device local traffic crosses, for what configures
 /// the kernel around it (gateway NAT, public Wi-Fi policy routing).
@@ -78,14 +84,22 @@ pub trait LocalBackend: Send + Sync {
     /// may the node be a gateway or serve public Wi-Fi.
     fn kernel_device(&self) -> Option<KernelDevice>;
 
-    /// Hands the host one IP packet addressed to this node. Never waits for
-    /// long: a backend that cannot take it drops it (and counts it).
-    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()>;
+    /// Hands the host one IP packet addressed to this node. Never waits: a
+    /// backend that cannot take it now drops it (and counts it), as a full
+    /// NIC queue would.
+    fn deliver(&self, packet: Vec<u8>);
 
-    /// The next IP packet the host sends into the mesh, copied into `buf`
-    /// (at least 64 KiB); its length. An error ends the shell: the host
-    /// side is gone.
-    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>>;
+    /// Polls for the next IP packet the host sends into the mesh; when one
+    /// is ready, its length, the packet being `buf[..len]`. A backend either
+    /// reads into `buf` (first making it [`MAX_LOCAL_PACKET`] long if it is
+    /// shorter) or, holding the packet already, puts it in `buf`'s place, so
+    /// nothing is copied. One reader polls at a time (the shell's); an
+    /// error ends the shell: the host side is gone.
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<usize, BackendError>>;
 
     /// The underlay interface (ifindex) the host reaches `peer` over, if
     /// the backend can tell; the answer to `Output::ResolveUnderlay`.

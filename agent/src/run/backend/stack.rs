@@ -3,6 +3,8 @@
 //! kernel device, hence no carrier, no underlay lookups, no kernel routes.
 
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use ipnet::IpNet;
@@ -12,7 +14,7 @@ use super::{BackendError, KernelDevice, LocalBackend, PING_INTERVAL, PING_TIMEOU
 use crate::config::AgentConfig;
 use crate::linux::CarrierEvent;
 use crate::userspace::{
-    self, PacketInlet, PingReport, StackHandle, TcpExpose, TcpForward, UserspaceError,
+    self, PacketInlet, PingReport, Pinger, StackHandle, TcpExpose, TcpForward, UserspaceError,
     UserspaceSettings,
 };
 
@@ -23,8 +25,11 @@ const STACK_QUEUE: usize = 1024;
 #[derive(Debug)]
 pub struct StackBackend {
     inlet: PacketInlet,
-    from_stack: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
-    /// For pings and shutdown; `None` once closed.
+    /// Polled by the shell's one reader (`poll_receive` takes `&self`).
+    from_stack: Mutex<mpsc::Receiver<Vec<u8>>>,
+    /// Outside the lock below, so a long ping never holds up `close`.
+    pinger: Pinger,
+    /// For shutdown; `None` once closed.
     stack: tokio::sync::Mutex<Option<StackHandle>>,
 }
 
@@ -32,35 +37,37 @@ impl StackBackend {
     /// Starts the stack with the node's addresses and the TCP forwards and
     /// exposes `config` asks for.
     pub fn open(config: &AgentConfig) -> Result<Self, UserspaceError> {
+        Self::start(UserspaceSettings {
+            addresses: config.addresses.clone(),
+            mtu: config.userspace.mtu,
+            tcp_forwards: config
+                .userspace
+                .tcp_forwards
+                .iter()
+                .map(|f| TcpForward {
+                    listen: f.listen,
+                    target: f.target,
+                })
+                .collect(),
+            tcp_exposes: config
+                .userspace
+                .tcp_exposes
+                .iter()
+                .map(|e| TcpExpose {
+                    port: e.port,
+                    target: e.target,
+                })
+                .collect(),
+        })
+    }
+
+    fn start(settings: UserspaceSettings) -> Result<Self, UserspaceError> {
         let (to_mesh, from_stack) = mpsc::channel(STACK_QUEUE);
-        let stack = userspace::spawn(
-            UserspaceSettings {
-                addresses: config.addresses.clone(),
-                mtu: config.userspace.mtu,
-                tcp_forwards: config
-                    .userspace
-                    .tcp_forwards
-                    .iter()
-                    .map(|f| TcpForward {
-                        listen: f.listen,
-                        target: f.target,
-                    })
-                    .collect(),
-                tcp_exposes: config
-                    .userspace
-                    .tcp_exposes
-                    .iter()
-                    .map(|e| TcpExpose {
-                        port: e.port,
-                        target: e.target,
-                    })
-                    .collect(),
-            },
-            to_mesh,
-        )?;
+        let stack = userspace::spawn(settings, to_mesh)?;
         Ok(Self {
             inlet: stack.inlet(),
-            from_stack: tokio::sync::Mutex::new(from_stack),
+            pinger: stack.pinger(),
+            from_stack: Mutex::new(from_stack),
             stack: tokio::sync::Mutex::new(Some(stack)),
         })
     }
@@ -75,23 +82,24 @@ impl LocalBackend for StackBackend {
         None
     }
 
-    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()> {
+    fn deliver(&self, packet: Vec<u8>) {
         self.inlet.deliver(packet);
-        Box::pin(std::future::ready(()))
     }
 
-    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>> {
-        Box::pin(async move {
-            let packet = self
-                .from_stack
-                .lock()
-                .await
-                .recv()
-                .await
-                .ok_or(BackendError::Closed)?;
-            let len = packet.len().min(buf.len());
-            buf[..len].copy_from_slice(&packet[..len]);
-            Ok(len)
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<usize, BackendError>> {
+        // Only the shell's one reader takes this lock: it is never contended.
+        let mut from_stack = self
+            .from_stack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        from_stack.poll_recv(cx).map(|packet| {
+            let packet = packet.ok_or(BackendError::Closed)?;
+            *buf = packet;
+            Ok(buf.len())
         })
     }
 
@@ -116,9 +124,8 @@ impl LocalBackend for StackBackend {
 
     fn ping(&self, target: IpAddr, count: u16) -> BoxFuture<'_, Result<PingReport, BackendError>> {
         Box::pin(async move {
-            let stack = self.stack.lock().await;
-            let stack = stack.as_ref().ok_or(BackendError::Closed)?;
-            Ok(stack
+            Ok(self
+                .pinger
                 .ping(target, count, PING_INTERVAL, PING_TIMEOUT)
                 .await?)
         })
@@ -131,5 +138,43 @@ impl LocalBackend for StackBackend {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_does_not_wait_for_a_ping_in_progress() {
+        let backend = Arc::new(
+            StackBackend::start(UserspaceSettings {
+                addresses: vec!["10.99.0.1/32".parse().expect("prefix")],
+                mtu: 1420,
+                tcp_forwards: Vec::new(),
+                tcp_exposes: Vec::new(),
+            })
+            .expect("stack"),
+        );
+        // Nobody answers: this ping would last u16::MAX intervals.
+        let pinging = Arc::clone(&backend);
+        let ping = tokio::spawn(async move {
+            pinging
+                .ping("10.99.0.9".parse().expect("address"), u16::MAX)
+                .await
+        });
+        tokio::time::sleep(PING_INTERVAL).await;
+        tokio::time::timeout(Duration::from_secs(5), backend.close())
+            .await
+            .expect("close does not wait for the ping")
+            .expect("closed");
+        let ended = tokio::time::timeout(Duration::from_secs(5), ping)
+            .await
+            .expect("the ping ends with the stack")
+            .expect("ping task");
+        assert!(ended.is_err(), "{ended:?}");
     }
 }

@@ -4,13 +4,15 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tun_rs::AsyncDevice;
 
-use super::{BackendError, KernelDevice, LocalBackend};
+use super::{BackendError, KernelDevice, LocalBackend, MAX_LOCAL_PACKET};
 use crate::config::AgentConfig;
 use crate::linux::{CarrierEvent, LinuxBackend, LinuxError, LinuxSettings};
 use crate::userspace::PingReport;
@@ -23,6 +25,8 @@ pub struct TunBackend {
     /// Addresses and routes change rarely and need `&mut`; `None` once
     /// closed.
     kernel: tokio::sync::Mutex<Option<LinuxBackend>>,
+    /// Packets for the host the kernel would not take at once.
+    dropped_deliveries: AtomicU64,
 }
 
 impl TunBackend {
@@ -43,6 +47,7 @@ impl TunBackend {
                 ifindex: backend.ifindex(),
             },
             kernel: tokio::sync::Mutex::new(Some(backend)),
+            dropped_deliveries: AtomicU64::new(0),
         })
     }
 }
@@ -64,24 +69,29 @@ impl LocalBackend for TunBackend {
         Some(self.kernel_device.clone())
     }
 
-    fn deliver(&self, packet: Vec<u8>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if let Err(err) = self.device.send(&packet).await {
-                tracing::debug!(%err, "TUN write failed");
-            }
-        })
+    fn deliver(&self, packet: Vec<u8>) {
+        // A TUN write only fails to go through at once when the kernel's
+        // queue toward the host is full: then the packet is dropped.
+        if let Err(err) = self.device.try_send(&packet) {
+            let dropped = self.dropped_deliveries.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::debug!(%err, dropped, "TUN write failed: packet dropped");
+        }
     }
 
-    fn receive<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, Result<usize, BackendError>> {
-        Box::pin(async move {
-            self.device
-                .recv(buf)
-                .await
-                .map_err(|cause| BackendError::TunRead {
-                    device: self.kernel_device.name.clone(),
-                    cause,
-                })
-        })
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<usize, BackendError>> {
+        if buf.len() < MAX_LOCAL_PACKET {
+            buf.resize(MAX_LOCAL_PACKET, 0);
+        }
+        self.device
+            .poll_recv(cx, buf)
+            .map_err(|cause| BackendError::TunRead {
+                device: self.kernel_device.name.clone(),
+                cause,
+            })
     }
 
     fn resolve_underlay(&self, peer: IpAddr) -> BoxFuture<'_, Option<u32>> {

@@ -1,0 +1,112 @@
+//! What each connected node is sent after a change: a full diff of its
+//! links and routes against what it holds, or, for a node whose routes
+//! moved only toward some destinations, a delta for those destinations'
+//! prefixes. The core remembers what it sent (`Sent`), so only differences
+//! go out.
+
+use std::collections::BTreeSet;
+
+use freimesh_proto::control::{ControllerMsg, LinkChange, Route, RouteChange};
+
+use super::{Controller, Outgoing};
+
+impl Controller {
+    /// Node `id`'s routes moved toward `dsts` only (its links did not
+    /// change): queues one RoutesDelta for those destinations' prefixes.
+    pub(super) fn sync_destinations(&mut self, id: u32, dsts: &BTreeSet<u32>) {
+        if !self.sessions.contains_key(&id) {
+            return;
+        }
+        let desired: Vec<_> = dsts
+            .iter()
+            .flat_map(|dst| self.desired_routes_to(id, *dst))
+            .collect();
+        let Some(sent) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for (prefix, want) in desired {
+            match want {
+                Some(entry) if sent.routes.get(&prefix) != Some(&entry) => {
+                    changes.push(RouteChange::Set(Route {
+                        prefix,
+                        via: entry.0.clone(),
+                        segment: entry.1,
+                    }));
+                    sent.routes.insert(prefix, entry);
+                }
+                Some(_) => {}
+                None => {
+                    if sent.routes.remove(&prefix).is_some() {
+                        changes.push(RouteChange::Remove(prefix));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.push(id, Outgoing::Frame(ControllerMsg::RoutesDelta(changes)));
+        }
+    }
+
+    /// Diffs what `ids` should have against what they were sent; queues
+    /// LinksDelta (additions), RoutesDelta, LinksDelta (removals), so that a
+    /// node never holds a route over a link it no longer has.
+    pub(super) fn sync(&mut self, ids: &BTreeSet<u32>) {
+        for id in ids {
+            if !self.sessions.contains_key(id) {
+                continue;
+            }
+            let links = self.desired_links(*id);
+            let routes = self.desired_routes(*id);
+            let Some(sent) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            let adds: Vec<LinkChange> = links
+                .iter()
+                .filter(|(k, v)| sent.links.get(*k) != Some(*v))
+                .map(|(_, v)| LinkChange::Add(v.clone()))
+                .collect();
+            let removes: Vec<LinkChange> = sent
+                .links
+                .keys()
+                .filter(|k| !links.contains_key(*k))
+                .map(|k| LinkChange::Remove(*k))
+                .collect();
+            let mut route_changes: Vec<RouteChange> = sent
+                .routes
+                .keys()
+                .filter(|p| !routes.contains_key(*p))
+                .map(|p| RouteChange::Remove(*p))
+                .collect();
+            route_changes.extend(
+                routes
+                    .iter()
+                    .filter(|(p, v)| sent.routes.get(*p) != Some(*v))
+                    .map(|(p, (via, segment))| {
+                        RouteChange::Set(Route {
+                            prefix: *p,
+                            via: via.clone(),
+                            segment: *segment,
+                        })
+                    }),
+            );
+            sent.links = links;
+            sent.routes = routes;
+            for (frame, nonempty) in [
+                (ControllerMsg::LinksDelta(adds.clone()), !adds.is_empty()),
+                (
+                    ControllerMsg::RoutesDelta(route_changes.clone()),
+                    !route_changes.is_empty(),
+                ),
+                (
+                    ControllerMsg::LinksDelta(removes.clone()),
+                    !removes.is_empty(),
+                ),
+            ] {
+                if nonempty {
+                    self.push(*id, Outgoing::Frame(frame));
+                }
+            }
+        }
+    }
+}
