@@ -107,7 +107,8 @@ pub struct SimReport {
     /// The first loop seen: `(virtual ms, path of node indices)`.
     pub first_loop: Option<(u64, Vec<usize>)>,
     /// Longest break of a flow repaired without a route change from the
-    /// controller (failure to delivery, at check resolution).
+    /// controller and before any other action (failure to delivery, at
+    /// check resolution).
     pub worst_local_repair_ms: u64,
     /// Longest time from a failure (cut, crash, drain) until the
     /// controller's links matched both ends' liveness and every frame it
@@ -510,7 +511,10 @@ fn check_flows(world: &mut World, flows: &mut [Flow], stats: &mut Stats, last_ac
             Trace::Delivered { .. } => {
                 if let Some(since) = f.broken_since.take() {
                     stats.flows_recovered += 1;
-                    let local = world.last_route_change.is_none_or(|t| t < since);
+                    // Local: no route from the controller and no other
+                    // action (a restore, a restart) since the break.
+                    let local = world.last_route_change.is_none_or(|t| t < since)
+                        && world.last_action == Some(since);
                     if local {
                         stats.worst_local = stats.worst_local.max(now - since);
                     }
