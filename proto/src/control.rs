@@ -364,6 +364,24 @@ pub fn hello_version(bytes: &[u8]) -> Option<u16> {
     Some(version)
 }
 
+/// The frames one controller message becomes on the wire: full state and
+/// deltas that do not fit one transport message are split with
+/// [`chunked`]; everything else is one frame. The server writes these, and
+/// the whole-mesh simulator sends the same frames.
+pub fn encode_controller_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
+    match msg {
+        ControllerMsg::Links { links, last: true } => {
+            chunked(links, &|links, last| ControllerMsg::Links { links, last })
+        }
+        ControllerMsg::Routes { routes, last: true } => chunked(routes, &|routes, last| {
+            ControllerMsg::Routes { routes, last }
+        }),
+        ControllerMsg::LinksDelta(c) => chunked(c, &|c, _| ControllerMsg::LinksDelta(c)),
+        ControllerMsg::RoutesDelta(c) => chunked(c, &|c, _| ControllerMsg::RoutesDelta(c)),
+        other => encode(other).map(|f| vec![f]),
+    }
+}
+
 /// Splits `items` into as few frames built by `make(chunk, last)` as fit
 /// [`MAX_FRAME`]; always returns at least one frame (possibly empty).
 pub fn chunked<I: Clone>(

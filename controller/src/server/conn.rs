@@ -3,9 +3,7 @@
 
 use std::net::SocketAddr;
 
-use freimesh_proto::control::{
-    self, AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, FrameError, Transport,
-};
+use freimesh_proto::control::{self, AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Transport};
 use freimesh_proto::{PROTOCOL_VERSION, PublicKeyBytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -32,25 +30,6 @@ pub async fn write_message(w: &mut OwnedWriteHalf, msg: &[u8]) -> std::io::Resul
     let buf = control::length_prefixed(msg)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     w.write_all(&buf).await
-}
-
-/// Encodes a frame, splitting full state and deltas that do not fit one
-/// transport message.
-fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
-    match msg {
-        ControllerMsg::Links { links, last: true } => {
-            control::chunked(links, &|links, last| ControllerMsg::Links { links, last })
-        }
-        ControllerMsg::Routes { routes, last: true } => {
-            control::chunked(routes, &|routes, last| ControllerMsg::Routes {
-                routes,
-                last,
-            })
-        }
-        ControllerMsg::LinksDelta(c) => control::chunked(c, &|c, _| ControllerMsg::LinksDelta(c)),
-        ControllerMsg::RoutesDelta(c) => control::chunked(c, &|c, _| ControllerMsg::RoutesDelta(c)),
-        other => control::encode(other).map(|f| vec![f]),
-    }
 }
 
 /// The write side of an authenticated session: every transport message
@@ -95,7 +74,7 @@ impl Writer {
             overflow,
         } = self;
         let failed = |e: &dyn std::fmt::Display| SendError::Failed(e.to_string());
-        for frame in encode_frames(msg).map_err(|e| failed(&e))? {
+        for frame in control::encode_controller_frames(msg).map_err(|e| failed(&e))? {
             let sealed = transport.seal(&frame).map_err(|e| failed(&e))?;
             let write = timeout(*deadline, write_message(w, &sealed));
             let written = match overflow {

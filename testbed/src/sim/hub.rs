@@ -12,7 +12,7 @@ use freimesh_controller::hub_api::AdminRequest;
 use freimesh_controller::server::{HubConfig, HubCore, HubOutput};
 use freimesh_controller::store::{MeshSettings, Store};
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::{self, AgentMsg, ControllerMsg, FrameError, Hello};
+use freimesh_proto::control::{self, AgentMsg, ControllerMsg, Hello};
 
 /// What goes to one agent connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,26 +37,6 @@ impl std::fmt::Debug for SimController {
         f.debug_struct("SimController")
             .field("events", &self.events)
             .finish_non_exhaustive()
-    }
-}
-
-/// Frames one controller message becomes on the wire (the server's
-/// chunking: full state and deltas that do not fit one transport message
-/// are split).
-pub fn encode_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
-    match msg {
-        ControllerMsg::Links { links, last: true } => {
-            control::chunked(links, &|links, last| ControllerMsg::Links { links, last })
-        }
-        ControllerMsg::Routes { routes, last: true } => {
-            control::chunked(routes, &|routes, last| ControllerMsg::Routes {
-                routes,
-                last,
-            })
-        }
-        ControllerMsg::LinksDelta(c) => control::chunked(c, &|c, _| ControllerMsg::LinksDelta(c)),
-        ControllerMsg::RoutesDelta(c) => control::chunked(c, &|c, _| ControllerMsg::RoutesDelta(c)),
-        other => control::encode(other).map(|f| vec![f]),
     }
 }
 
@@ -172,7 +152,7 @@ impl SimController {
         for o in out {
             match o {
                 HubOutput::Transmit { session, msg } => {
-                    for frame in encode_frames(&msg)? {
+                    for frame in control::encode_controller_frames(&msg)? {
                         self.outbox.push((session, ToAgent::Frame(frame)));
                     }
                 }
