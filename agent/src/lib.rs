@@ -35,6 +35,7 @@ pub mod core;
 pub mod gateway;
 pub mod identity;
 pub mod linux;
+pub mod membership;
 pub mod publicwifi;
 pub mod run;
 pub mod userspace;

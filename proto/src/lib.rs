@@ -24,6 +24,7 @@
 
 pub mod api;
 pub mod control;
+pub mod credential;
 mod key;
 pub mod mesh;
 pub mod segment;
