@@ -19,6 +19,7 @@ use crate::clock;
 use crate::controlplane::Upstream;
 use crate::core::{Engine, Failover, Output};
 use crate::linux::CarrierEvent;
+use crate::membership::Membership;
 
 /// Largest datagram or packet we read; larger than any MTU we configure.
 const MAX_PACKET: usize = 65_536;
@@ -39,6 +40,14 @@ pub(super) struct Shared {
     /// Failovers the controller never heard of because the queue to its
     /// client was full (the client stopped reading).
     unreported_failovers: AtomicU64,
+    /// The controller's signing key, this node's credential and the
+    /// revocation list (`crate::membership`): set by the control path,
+    /// read by discovery, saved by the state file.
+    #[expect(
+        dead_code,
+        reason = "wired by the control path and discovery (issue 13)"
+    )]
+    pub(super) membership: Mutex<Membership>,
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -75,6 +84,7 @@ impl Shared {
             local,
             upstream,
             unreported_failovers: AtomicU64::new(0),
+            membership: Mutex::new(Membership::new()),
         }
     }
 
