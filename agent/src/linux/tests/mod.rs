@@ -9,6 +9,7 @@
 //! must run them, so there they fail.
 
 mod backend;
+mod policy;
 mod underlay;
 
 use std::{error::Error, io, io::Write as _, time::Duration};
