@@ -186,3 +186,56 @@ fn error_messages_carry_the_errno() {
     let bytes = Request::new(NLMSG_ERROR, 0, &payload).encode(3);
     assert_eq!(only_message(&bytes).error_code(), Some(-17));
 }
+
+proptest::proptest! {
+    /// Whatever the socket delivers, reading it never panics and never
+    /// reads past the datagram: every payload and attribute is a slice of
+    /// it. A valid header around random bytes reaches the parsers; the
+    /// random tail exercises the framing.
+    #[test]
+    fn any_datagram_parses_without_panic(
+        kind in proptest::num::u16::ANY,
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+    ) {
+        let mut datagram = Request::new(kind, 0, &payload).encode(1);
+        datagram.extend_from_slice(&tail);
+        let mut total = 0;
+        for message in messages(&datagram) {
+            total += message.payload.len();
+            let _ = message.error_code();
+            let _ = Link::parse(message.payload);
+            let _ = Address::parse(message.payload);
+            let _ = RouteMessage::parse(message.payload);
+            let _ = rule_protocol(message.payload);
+            for header_len in [IFINFOMSG_LEN, IFADDRMSG_LEN, RTMSG_LEN, FIB_RULE_HDR_LEN] {
+                for (_, value) in attributes(message.payload, header_len) {
+                    proptest::prop_assert!(value.len() <= message.payload.len());
+                }
+            }
+        }
+        proptest::prop_assert!(total <= datagram.len());
+    }
+
+    /// A route survives the trip through the bytes unchanged, whatever its
+    /// table (header or `RTA_TABLE`).
+    #[test]
+    fn routes_round_trip_through_the_wire(
+        v4 in proptest::option::of(proptest::num::u32::ANY),
+        v6 in proptest::num::u128::ANY,
+        prefix_len in 0u8..=128,
+        table in proptest::num::u32::ANY,
+        oif in proptest::option::of(proptest::num::u32::ANY),
+        priority in proptest::option::of(proptest::num::u32::ANY),
+    ) {
+        let (destination, prefix_len) = match v4 {
+            Some(v4) => (IpAddr::V4(Ipv4Addr::from(v4)), prefix_len % 33),
+            None => (IpAddr::V6(Ipv6Addr::from(v6)), prefix_len),
+        };
+        let mut route = RouteMessage::new(destination, prefix_len);
+        route.table = table;
+        route.oif = oif;
+        route.priority = priority;
+        proptest::prop_assert_eq!(RouteMessage::parse(&route.payload()), Some(route));
+    }
+}
