@@ -92,3 +92,6 @@ pub fn report_load(path: &Path, loaded: &Loaded) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
