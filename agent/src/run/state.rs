@@ -129,11 +129,13 @@ impl StateKeeper {
             match tokio::task::spawn_blocking(move || statefile::format::encode(&state)).await {
                 Ok(Ok(encoded)) => encoded,
                 Ok(Err(err)) => {
-                    tracing::warn!(%err, "state not saved");
+                    tracing::warn!(%err, "state not saved; trying again later");
+                    self.saver.handle_written(false, clock::now());
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(%err, "state encoder failed");
+                    tracing::warn!(%err, "state encoder failed; trying again later");
+                    self.saver.handle_written(false, clock::now());
                     return;
                 }
             };
