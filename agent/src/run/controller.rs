@@ -18,8 +18,8 @@ use crate::clock;
 use crate::config::AgentConfig;
 pub(super) use crate::controlplane::link_event;
 use crate::controlplane::{
-    Candidate, ControlCore, ControllerEvent, KernelRouteRule, LinkReporter, REPORT_TICK, Upstream,
-    Welcome,
+    Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter, REPORT_TICK,
+    Upstream, Welcome,
 };
 use crate::core::{EngineChange, Output};
 
@@ -170,6 +170,11 @@ pub(super) async fn apply_events(
         }
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+        if let ControllerEvent::Refused(err) = &event
+            && err.code == ErrorCode::Revoked
+        {
+            keeper.forget().await;
+        }
         keeper.handle_change(clock::now());
     }
     keeper.save_at_shutdown(&shared, &core).await;

@@ -74,6 +74,8 @@ pub(super) struct StateKeeper {
     node_key: PublicKeyBytes,
     controller_key: PublicKeyBytes,
     controller_endpoints: Vec<SocketAddr>,
+    /// The controller revoked this node: nothing is saved any more.
+    revoked: bool,
 }
 
 impl StateKeeper {
@@ -90,6 +92,26 @@ impl StateKeeper {
             node_key,
             controller_key,
             controller_endpoints,
+            revoked: false,
+        }
+    }
+
+    /// The controller says this node is revoked: the state file goes, so
+    /// the next start does not bring the node back into the mesh from it,
+    /// and nothing is written again.
+    pub(super) async fn forget(&mut self) {
+        self.revoked = true;
+        let path = self.path.clone();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&path)).await;
+        match removed {
+            Ok(Ok(())) => {
+                tracing::warn!(path = %self.path.display(), "the controller revoked this node: state file removed")
+            }
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(Err(err)) => {
+                tracing::warn!(path = %self.path.display(), %err, "the controller revoked this node, but the state file could not be removed")
+            }
+            Err(err) => tracing::warn!(%err, "removing the state file failed"),
         }
     }
 
@@ -98,8 +120,11 @@ impl StateKeeper {
         self.saver.handle_change(now);
     }
 
-    /// When [`StateKeeper::save`] is next due.
+    /// When [`StateKeeper::save`] is next due (never, once revoked).
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        if self.revoked {
+            return None;
+        }
         self.saver.poll_timeout()
     }
 
@@ -112,7 +137,7 @@ impl StateKeeper {
     /// Writes the state if the saver says a write is due and the state
     /// differs from the file.
     pub(super) async fn save(&mut self, shared: &Shared, core: &ControlCore) {
-        if !self.saver.wants_state(clock::now()) {
+        if self.revoked || !self.saver.wants_state(clock::now()) {
             return;
         }
         let state = {

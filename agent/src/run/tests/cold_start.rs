@@ -213,3 +213,66 @@ async fn an_agent_comes_up_from_its_state_file_and_the_controller_changes_only_w
     agent.stop().await;
     drop(stream);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_node_loses_its_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = PrivateKey::generate();
+    let controller_key = PrivateKey::generate();
+    let neighbour = Neighbour::spawn(key.public()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let controller = listener.local_addr().expect("bound");
+    let config = controlled_config(dir.path(), &key, controller, &controller_key);
+    let state_path = config.state_file.path.clone();
+    let saved = saved_state(&key, &controller_key, &neighbour);
+    statefile::write_atomic(
+        &state_path,
+        &statefile::format::encode(&saved).expect("encode"),
+    )
+    .expect("state file");
+    let (backend, _host) = TestBackend::new(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let ended = tokio::spawn(run_with_backend(
+        config,
+        move |_| async move { Ok(Box::new(backend) as Box<dyn LocalBackend>) },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let (mut stream, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .expect("the agent dials its controller")
+        .expect("accept");
+    let msg1 = read_frame(&mut stream).await;
+    let (mut transport, _, msg2) =
+        control::respond(&controller_key.bytes(), &msg1).expect("handshake");
+    stream
+        .write_all(&control::length_prefixed(&msg2).expect("length"))
+        .await
+        .expect("msg2");
+    let _hello = read_frame(&mut stream).await;
+    send(
+        &mut stream,
+        &mut transport,
+        &ControllerMsg::Error(control::ErrorMsg {
+            code: control::ErrorCode::Revoked,
+            message: "revoked by the operator".into(),
+        }),
+    )
+    .await;
+    tokio::time::timeout(PATIENCE, async {
+        while state_path.exists() {
+            tokio::time::sleep(RETRY).await;
+        }
+    })
+    .await
+    .expect("the state file is removed");
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, ended)
+        .await
+        .expect("agent stops")
+        .expect("agent task")
+        .expect("agent ends cleanly");
+    assert!(!state_path.exists(), "not written again at shutdown");
+}
