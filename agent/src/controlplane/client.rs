@@ -109,7 +109,10 @@ impl Client {
             let retry_in = self
                 .dialer
                 .handle_session_end(self.session.session_welcomed(), OsRng.next_u64());
-            tracing::info!(?controller, next = ?self.dialer.endpoint(), "control session ended: {reason}; retrying in {retry_in:?}");
+            let shown = |e: Option<std::net::SocketAddr>| {
+                e.map_or_else(|| "none".to_owned(), |e| e.to_string())
+            };
+            tracing::info!(controller = %shown(controller), next = %shown(self.dialer.endpoint()), "control session ended: {reason}; retrying in {retry_in:?}");
             self.session.handle_disconnected(reason, retry_in);
             if self.forward_events().await.is_err() {
                 return;
