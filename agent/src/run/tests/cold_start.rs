@@ -1,7 +1,9 @@
 //! Cold start from the state file against the backend double: the agent
 //! comes up with the addresses, links and routes the file holds while the
 //! controller does not answer, and stays up when a controller (a minimal
-//! one over loopback, speaking the real protocol) welcomes it back.
+//! one over loopback, speaking the real protocol) welcomes it back. Also
+//! what the controller's answers do to the file (a revoked node loses it)
+//! and how the client walks its list of controller endpoints.
 
 use freimesh_proto::NodeId;
 use freimesh_proto::control::{
@@ -275,4 +277,80 @@ async fn a_revoked_node_loses_its_state_file() {
         .expect("agent task")
         .expect("agent ends cleanly");
     assert!(!state_path.exists(), "not written again at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_endpoint_passes_the_agent_on_to_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = PrivateKey::generate();
+    let controller_key = PrivateKey::generate();
+    let dead = {
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        closed.local_addr().expect("bound")
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let live = listener.local_addr().expect("bound");
+    let mut config = controlled_config(dir.path(), &key, dead, &controller_key);
+    config
+        .controller
+        .as_mut()
+        .expect("controller")
+        .endpoints
+        .push(live);
+    let (backend, _host) = TestBackend::new(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let ended = tokio::spawn(run_with_backend(
+        config,
+        move |_| async move { Ok(Box::new(backend) as Box<dyn LocalBackend>) },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // No state file: the agent waits for a Welcome, which only the second
+    // endpoint gives; the first refuses at once, and the next is tried
+    // after a short pause, not after the backoff.
+    let started = Instant::now();
+    let (mut stream, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .expect("the agent dials the second endpoint")
+        .expect("accept");
+    assert!(
+        started.elapsed() < crate::controlplane::CONNECT_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    let msg1 = read_frame(&mut stream).await;
+    let (mut transport, _, msg2) =
+        control::respond(&controller_key.bytes(), &msg1).expect("handshake");
+    stream
+        .write_all(&control::length_prefixed(&msg2).expect("length"))
+        .await
+        .expect("msg2");
+    let _hello = read_frame(&mut stream).await;
+    let welcome = Welcome {
+        node_id: NodeId::of(&key.public()),
+        addresses: vec![host_route(agent_overlay())],
+        mesh_prefixes: vec!["10.99.0.0/16".parse().expect("net")],
+        client_prefixes: Vec::new(),
+    };
+    send(
+        &mut stream,
+        &mut transport,
+        &ControllerMsg::Welcome(welcome),
+    )
+    .await;
+    let socket = socket_path(dir.path());
+    tokio::time::timeout(PATIENCE, async {
+        while !socket.exists() {
+            tokio::time::sleep(RETRY).await;
+        }
+    })
+    .await
+    .expect("the agent starts once welcomed");
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, ended)
+        .await
+        .expect("agent stops")
+        .expect("agent task")
+        .expect("agent ends cleanly");
 }
