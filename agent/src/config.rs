@@ -25,6 +25,11 @@ pub const LOCAL_HOP: &str = "local";
 pub const DEFAULT_MTU: u16 = 1420;
 pub const DEFAULT_TUN_NAME: &str = "fm0";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
+/// WireGuard's usual port, on every IPv4 address: a minimal router
+/// configuration need not name it.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:51820";
+pub use controller::{ControllerConfig, MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
+use controller::{RawController, check_controller, check_state_file};
 pub use roles::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_MISSES, DEFAULT_DNSMASQ, DEFAULT_LEASE_TIME,
     GatewayConfig, PublicWifiConfig,
@@ -113,17 +118,6 @@ pub struct UserspaceConfig {
     pub tcp_exposes: Vec<TcpExposeConfig>,
 }
 
-/// The `[controller]` section: where the controller is and how to trust it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerConfig {
-    pub endpoint: SocketAddr,
-    /// The controller's public key, pinned: `freimesh-controller init` prints it.
-    pub public_key: PublicKeyBytes,
-    /// A one-time join token (`freimesh-controller token create`); sent until
-    /// the controller welcomes the node, ignored by it afterwards.
-    pub join_token: Option<String>,
-}
-
 /// A checked agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -145,6 +139,9 @@ pub struct AgentConfig {
     pub controller: Option<ControllerConfig>,
     pub gateway: Option<GatewayConfig>,
     pub public_wifi: Option<PublicWifiConfig>,
+    /// Where the agent keeps its state under a controller, and how often
+    /// it may write it.
+    pub state_file: StateFileConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,26 +163,20 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawController {
-    endpoint: String,
-    public_key: String,
-    join_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawNode {
     name: Option<String>,
     private_key_file: String,
     #[serde(default)]
     generate_key: bool,
-    listen: String,
+    listen: Option<String>,
     #[serde(default)]
     addresses: Vec<String>,
     #[serde(default)]
     local_prefixes: Vec<String>,
     backend: Option<String>,
     control_socket: Option<String>,
+    state_file: Option<String>,
+    state_write_interval_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,7 +291,11 @@ impl AgentConfig {
         if node.private_key_file.trim().is_empty() {
             return Err(field_err("node.private_key_file", "must name a file"));
         }
-        let listen = parse_socket("node.listen", &node.listen)?;
+        let listen = parse_socket(
+            "node.listen",
+            node.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+        )?;
+        let state_file = check_state_file(node.state_file, node.state_write_interval_s)?;
         let controller = raw.controller.map(check_controller).transpose()?;
         if node.addresses.is_empty() && controller.is_none() {
             return Err(field_err(
@@ -476,6 +471,7 @@ impl AgentConfig {
             controller,
             gateway,
             public_wifi,
+            state_file,
         })
     }
 
@@ -556,32 +552,6 @@ fn parse_segment(field: &str, text: &str) -> Result<Segment, ConfigError> {
                 format!("unknown segment {text:?}; known: {}", known.join(", ")),
             )
         })
-}
-
-fn check_controller(raw: RawController) -> Result<ControllerConfig, ConfigError> {
-    let endpoint = parse_socket("controller.endpoint", &raw.endpoint)?;
-    let public_key = PublicKeyBytes::from_base64(&raw.public_key)
-        .map_err(|e| field_err("controller.public_key", e.to_string()))?;
-    let join_token = match raw.join_token.map(|t| t.trim().to_owned()) {
-        Some(t) if t.is_empty() => {
-            return Err(field_err(
-                "controller.join_token",
-                "is empty; remove the line or paste the token from `freimesh-controller token create`",
-            ));
-        }
-        Some(t) if t.len() > 256 || t.chars().any(char::is_control) => {
-            return Err(field_err(
-                "controller.join_token",
-                "does not look like a join token (at most 256 printable characters)",
-            ));
-        }
-        other => other,
-    };
-    Ok(ControllerConfig {
-        endpoint,
-        public_key,
-        join_token,
-    })
 }
 
 fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {
@@ -728,6 +698,8 @@ fn default_kernel_routes(
     out
 }
 
+#[path = "config_controller.rs"]
+mod controller;
 #[path = "config_roles.rs"]
 mod roles;
 #[cfg(test)]

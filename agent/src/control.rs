@@ -76,6 +76,9 @@ pub struct AgentStatus {
     pub addresses: Vec<IpNet>,
     pub uptime_s: u64,
     pub engine: EngineStatus,
+    /// State file writes since the agent started (under a controller).
+    #[serde(default)]
+    pub state_writes: Option<u32>,
 }
 
 /// A bound control socket.
@@ -240,6 +243,9 @@ pub fn render_status(status: &AgentStatus) -> String {
     let _ = writeln!(out, "  listening   {}", status.listen);
     let addresses: Vec<String> = status.addresses.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "  addresses   {}", addresses.join(" "));
+    if let Some(writes) = status.state_writes {
+        let _ = writeln!(out, "  state file  {writes} writes since start");
+    }
     let _ = writeln!(out, "\nlinks");
     let _ = writeln!(
         out,

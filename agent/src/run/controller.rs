@@ -10,17 +10,28 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use super::state::StateKeeper;
 use crate::clock;
 use crate::config::AgentConfig;
 pub(super) use crate::controlplane::link_event;
 use crate::controlplane::{
-    Candidate, ControlCore, ControllerEvent, KernelRouteRule, LinkReporter, REPORT_TICK, Upstream,
-    Welcome,
+    Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter, REPORT_TICK,
+    Upstream, Welcome,
 };
 use crate::core::{EngineChange, Output};
+
+/// Brings a fresh `core` to the state the state file kept: the Welcome and
+/// full sets it replays go through the same path as the controller's, so
+/// the engine comes up exactly as after a Welcome, and the controller's
+/// own Welcome later is an ordinary full reconcile.
+pub(super) fn replay_saved(core: &mut ControlCore, replay: Vec<ControllerEvent>) {
+    for event in &replay {
+        core.handle_event(event, clock::now());
+    }
+}
 
 /// Waits for the first `Welcome` (for a node whose addresses come from the
 /// controller), folding every event before it into `core`.
@@ -109,13 +120,24 @@ async fn apply_changes(
     }
 }
 
-/// Applies controller events to the engine as they arrive.
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies controller events to the engine as they arrive, and keeps the
+/// state file in step; writes it a last time when `stop` fires.
 pub(super) async fn apply_events(
     shared: Arc<Shared>,
     mut events: mpsc::Receiver<ControllerEvent>,
     mut core: ControlCore,
     own: Vec<IpNet>,
     kernel: Option<KernelRoutes>,
+    mut keeper: StateKeeper,
+    mut stop: oneshot::Receiver<()>,
 ) {
     core.set_own_prefixes(own.clone());
     if let Some(kernel) = &kernel {
@@ -126,7 +148,20 @@ pub(super) async fn apply_events(
     }
     let mut outputs = Vec::new();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
-    while let Some(event) = events.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = shared.state_changed.notified() => {
+                keeper.handle_change(clock::now());
+                continue;
+            }
+            () = sleep_until(keeper.poll_timeout()) => {
+                keeper.save(&shared, &core).await;
+                continue;
+            }
+            _ = &mut stop => break,
+        };
+        let Some(event) = event else { break };
         log_event(&event);
         if let ControllerEvent::Welcome(w) = &event
             && !w.addresses.iter().all(|a| own.contains(a))
@@ -135,7 +170,14 @@ pub(super) async fn apply_events(
         }
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+        if let ControllerEvent::Refused(err) = &event
+            && err.code == ErrorCode::Revoked
+        {
+            keeper.forget().await;
+        }
+        keeper.handle_change(clock::now());
     }
+    keeper.save_at_shutdown(&shared, &core).await;
 }
 
 /// Samples link states for the [`LinkReporter`] and sends what it reports

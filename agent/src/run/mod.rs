@@ -23,6 +23,7 @@ pub mod backend;
 mod controller;
 mod roles;
 mod shell;
+mod state;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use tokio::task::JoinSet;
 use self::backend::{BackendError, LocalBackend};
 use self::roles::Roles;
 use self::shell::Shared;
+use self::state::StateKeeper;
 use self::status::StatusContext;
 use crate::clock;
 use crate::config::{AgentConfig, NextHop};
@@ -57,6 +59,9 @@ const CONTROLLER_EVENT_QUEUE: usize = 64;
 /// Reports, failovers and counters waiting for the controller client (it
 /// keeps taking them while disconnected, so this only absorbs bursts).
 const UPSTREAM_QUEUE: usize = 64;
+/// The last state file write at shutdown: an fsync on slow flash takes a
+/// moment, but a stuck disk must not keep the agent from stopping.
+const FINAL_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -155,7 +160,7 @@ where
     };
     roles::check_roles(&config)?;
     let mut background = JoinSet::new();
-    let (controlled, client_prefixes) =
+    let (mut controlled, client_prefixes) =
         connect_controller(&mut config, &key, &mut background).await?;
     let mut engine = if controlled.is_some() {
         // Under a controller, `[[link]]`s are only candidates to report: the
@@ -193,13 +198,16 @@ where
     engine.start(clock::now());
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
     let shared = Arc::new(Shared::new(engine, udp, local, upstream));
+    if let Some(membership) = controlled.as_mut().and_then(|c| c.membership.take()) {
+        *shared.membership() = membership;
+    }
     shared.with_engine(&mut Vec::new(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
-    if let Some(controlled) = controlled {
+    let applier = controlled.map(|controlled| {
         let follow_kernel = kernel_device.is_some();
-        spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background);
-    }
+        spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background)
+    });
     let control_shared = shared.clone();
     let control_path = control.path().to_owned();
     tasks.spawn(control.serve(move |request| {
@@ -221,6 +229,9 @@ where
         }
     }
     tasks.shutdown().await;
+    if let Some(applier) = applier {
+        applier.finish().await;
+    }
     background.shutdown().await;
     let _ = std::fs::remove_file(&control_path);
     roles.stop().await;
@@ -231,14 +242,15 @@ where
 /// Under a controller: applies what it assigns to the engine, reports link
 /// states back and, with `follow_kernel`, keeps the kernel's routes into the
 /// local device in step with the intranet routes it pushes (buildings,
-/// sites).
+/// sites). The task applying the controller's events also keeps the state
+/// file: it is returned, to be stopped last.
 fn spawn_controller_tasks(
     controlled: Controlled,
     config: &AgentConfig,
     shared: &Arc<Shared>,
     follow_kernel: bool,
     background: &mut JoinSet<()>,
-) {
+) -> Applier {
     let (kernel_tx, kernel_rx) = tokio::sync::watch::channel(config.linux.kernel_routes.clone());
     let kernel = follow_kernel.then(|| controller::KernelRoutes {
         base: config.linux.kernel_routes.clone(),
@@ -252,18 +264,43 @@ fn spawn_controller_tasks(
             kernel_rx,
         ));
     }
-    background.spawn(controller::apply_events(
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(controller::apply_events(
         shared.clone(),
         controlled.events,
         controlled.state,
         config.host_addresses(),
         kernel,
+        controlled.keeper,
+        stopped,
     ));
     background.spawn(controller::report(
         shared.clone(),
         Arc::new(config.clone()),
         controlled.reports,
     ));
+    Applier { stop, task }
+}
+
+/// The task applying the controller's events (and keeping the state file).
+struct Applier {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Applier {
+    /// Stops it after its last state file write (bounded in time).
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(FINAL_SAVE_TIMEOUT, self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("state file not saved at shutdown: the write did not finish in time");
+            abort.abort();
+        }
+    }
 }
 
 /// The controller client and what it has said so far.
@@ -271,22 +308,41 @@ struct Controlled {
     events: mpsc::Receiver<ControllerEvent>,
     reports: mpsc::Sender<Upstream>,
     state: ControlCore,
+    /// The membership the state file held, for `Shared`.
+    membership: Option<crate::membership::Membership>,
+    keeper: StateKeeper,
 }
 
 /// Starts the controller client if the configuration names a controller.
 /// The controller knows the addresses (unless configured), the mesh
 /// prefixes the kernel must send into the TUN device (unless configured)
-/// and a public Wi-Fi node's client prefixes: on the first start, wait for
-/// it and fill them into `config`. Returns the client and the client
-/// prefixes.
+/// and a public Wi-Fi node's client prefixes: they come from the state
+/// file when it holds a Welcome (the controller may be unreachable after a
+/// power cut); on the first start, wait for the controller. Either fills
+/// them into `config`. Returns the client and the client prefixes.
 async fn connect_controller(
     config: &mut AgentConfig,
     key: &PrivateKey,
     background: &mut JoinSet<()>,
 ) -> Result<(Option<Controlled>, Vec<ipnet::IpNet>), RunError> {
-    let Some(client_config) = ClientConfig::from_agent_config(config) else {
+    let Some(mut client_config) = ClientConfig::from_agent_config(config) else {
         return Ok((None, Vec::new()));
     };
+    let controller_key = client_config.controller_key;
+    let mut restored = state::restore(&config.state_file, &key.public(), &controller_key);
+    if let Some(saved) = &restored.state {
+        client_config.controller_endpoints = state::merge_endpoints(
+            &client_config.controller_endpoints,
+            &saved.controller_endpoints,
+        );
+    }
+    let keeper = StateKeeper::new(
+        &config.state_file,
+        restored.on_disk,
+        key.public(),
+        controller_key,
+        client_config.controller_endpoints.clone(),
+    );
     let (event_tx, mut events) = mpsc::channel(CONTROLLER_EVENT_QUEUE);
     let (reports, report_rx) = mpsc::channel(UPSTREAM_QUEUE);
     background.spawn(
@@ -294,13 +350,22 @@ async fn connect_controller(
     );
     let mut state = ControlCore::default();
     let mut client_prefixes = Vec::new();
-    if config.addresses.is_empty()
+    let saved_welcome = restored.state.as_ref().and_then(|s| s.welcome.clone());
+    let welcome = if let Some(welcome) = saved_welcome {
+        tracing::info!(node_id = %welcome.node_id, addresses = ?welcome.addresses, "addresses from the state file: not waiting for the controller");
+        Some(welcome)
+    } else if config.addresses.is_empty()
         || config.linux.kernel_routes.is_empty()
         || config.public_wifi.is_some()
     {
         let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
             return Err(RunError::ControllerGone);
         };
+        Some(welcome)
+    } else {
+        None
+    };
+    if let Some(welcome) = welcome {
         client_prefixes = welcome.client_prefixes.clone();
         if config.addresses.is_empty() {
             config.addresses = welcome.addresses.clone();
@@ -309,11 +374,19 @@ async fn connect_controller(
             config.linux.kernel_routes = welcome.mesh_prefixes.clone();
         }
     }
+    if let Some(saved) = restored.state.take() {
+        // Own prefixes first, as `apply_events` sets them: routes for them
+        // are never applied.
+        state.set_own_prefixes(config.host_addresses());
+        controller::replay_saved(&mut state, saved.replay());
+    }
     Ok((
         Some(Controlled {
             events,
             reports,
             state,
+            membership: restored.membership,
+            keeper,
         }),
         client_prefixes,
     ))

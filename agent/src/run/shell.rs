@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -42,12 +42,16 @@ pub(super) struct Shared {
     unreported_failovers: AtomicU64,
     /// The controller's signing key, this node's credential and the
     /// revocation list (`crate::membership`): set by the control path,
-    /// read by discovery, saved by the state file.
-    #[expect(
-        dead_code,
-        reason = "wired by the control path and discovery (issue 13)"
-    )]
+    /// read by discovery, saved by the state file. Whoever changes it
+    /// calls `state_changed.notify_one()` so the state file follows.
     pub(super) membership: Mutex<Membership>,
+    /// Wakes the state file's keeper: something it holds (the membership)
+    /// changed outside the controller event path.
+    pub(super) state_changed: tokio::sync::Notify,
+    /// State file writes by this process (`state_writes` in the status).
+    /// 32 bits: MIPS routers have no 64-bit atomics, and at the default
+    /// interval it takes 8,000 years to wrap.
+    pub(super) state_writes: AtomicU32,
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -85,7 +89,17 @@ impl Shared {
             upstream,
             unreported_failovers: AtomicU64::new(0),
             membership: Mutex::new(Membership::new()),
+            state_changed: tokio::sync::Notify::new(),
+            state_writes: AtomicU32::new(0),
         }
+    }
+
+    pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
+        // Membership is plain data checked on every update; what a panicking
+        // holder left is still the best we have.
+        self.membership
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends one datagram to the underlay. A full socket buffer gets a

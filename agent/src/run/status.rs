@@ -30,6 +30,11 @@ pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Re
                     .saturating_duration_since(context.started)
                     .as_secs(),
                 engine,
+                state_writes: shared.upstream.is_some().then(|| {
+                    shared
+                        .state_writes
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
             }))
         }
         Request::Ping { target, count } => match shared.local.ping(target, count).await {
