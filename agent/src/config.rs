@@ -145,6 +145,12 @@ pub struct AgentConfig {
     pub controller: Option<ControllerConfig>,
     pub gateway: Option<GatewayConfig>,
     pub public_wifi: Option<PublicWifiConfig>,
+    /// Interfaces to discover neighbours on (`node.mesh_interfaces`):
+    /// beacons, and links to the neighbours heard (`crate::discovery`).
+    pub mesh_interfaces: Vec<String>,
+    /// At most this many discovered links per mesh interface
+    /// (`node.max_discovered_links_per_interface`).
+    pub max_discovered_links_per_interface: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +192,9 @@ struct RawNode {
     local_prefixes: Vec<String>,
     backend: Option<String>,
     control_socket: Option<String>,
+    #[serde(default)]
+    mesh_interfaces: Vec<String>,
+    max_discovered_links_per_interface: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -449,6 +458,12 @@ impl AgentConfig {
             ));
         }
 
+        let (mesh_interfaces, max_discovered_links_per_interface) = check_discovery(
+            &node.mesh_interfaces,
+            node.max_discovered_links_per_interface,
+            listen,
+            &linux.tun_name,
+        )?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -476,6 +491,8 @@ impl AgentConfig {
             controller,
             gateway,
             public_wifi,
+            mesh_interfaces,
+            max_discovered_links_per_interface,
         })
     }
 
@@ -487,6 +504,67 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+/// The most mesh interfaces one agent discovers on.
+pub const MAX_MESH_INTERFACES: usize = 16;
+/// The most discovered links per interface an operator may allow.
+pub const MAX_DISCOVERED_LINKS_LIMIT: i64 = 64;
+
+/// Checks `node.mesh_interfaces` and `node.max_discovered_links_per_interface`.
+/// Discovered neighbours are reached at IPv6 link-local addresses, which an
+/// IPv4 underlay socket cannot send to: discovery needs `listen` on `[::]`
+/// (dual-stack on Linux) or an IPv6 address.
+fn check_discovery(
+    names: &[String],
+    max_links: Option<i64>,
+    listen: SocketAddr,
+    tun_name: &str,
+) -> Result<(Vec<String>, usize), ConfigError> {
+    if names.len() > MAX_MESH_INTERFACES {
+        return Err(field_err(
+            "node.mesh_interfaces",
+            format!("{} interfaces; at most {MAX_MESH_INTERFACES}", names.len()),
+        ));
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("node.mesh_interfaces[{i}]");
+        check_ifname(&field, name)?;
+        if name == tun_name {
+            return Err(field_err(
+                field,
+                format!("{name:?} is the mesh TUN device (linux.tun_name)"),
+            ));
+        }
+        if interfaces.contains(name) {
+            return Err(field_err(field, format!("{name:?} is listed twice")));
+        }
+        interfaces.push(name.clone());
+    }
+    if !interfaces.is_empty() && listen.is_ipv4() {
+        return Err(field_err(
+            "node.listen",
+            format!(
+                "{listen} is IPv4; node.mesh_interfaces needs \"[::]:{}\" (neighbours are found at IPv6 link-local addresses)",
+                listen.port()
+            ),
+        ));
+    }
+    let max = match max_links {
+        None => crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS,
+        Some(v) => (1..=MAX_DISCOVERED_LINKS_LIMIT)
+            .contains(&v)
+            .then(|| usize::try_from(v).ok())
+            .flatten()
+            .ok_or_else(|| {
+                field_err(
+                    "node.max_discovered_links_per_interface",
+                    format!("{v} is outside 1..={MAX_DISCOVERED_LINKS_LIMIT}"),
+                )
+            })?,
+    };
+    Ok((interfaces, max))
 }
 
 /// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).
