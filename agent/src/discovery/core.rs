@@ -328,10 +328,6 @@ impl Discovery {
 
     /// One datagram heard on `interface` from `src` (link-local, with its
     /// scope id).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the sans-IO handle_* shape: state, where, who, what, when"
-    )]
     pub fn handle_datagram(
         &mut self,
         membership: &mut Membership,

@@ -21,6 +21,7 @@
 
 pub mod backend;
 mod controller;
+mod discovery;
 mod roles;
 mod shell;
 mod status;
@@ -87,6 +88,8 @@ pub enum RunError {
     NeedsLinux { section: &'static str },
     #[error("[public_wifi] needs a [controller]: it assigns the client prefixes")]
     PublicWifiNeedsController,
+    #[error("opening the discovery socket (UDP port {port}) for node.mesh_interfaces: {cause}")]
+    Discovery { port: u16, cause: std::io::Error },
 }
 
 /// Builds the engine from a checked configuration; `now` starts its clock.
@@ -176,6 +179,15 @@ where
     let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
     let listen = udp.local_addr().map_err(bind_error)?;
     let control = ControlServer::bind(&config.control_socket).await?;
+    let discovery_socket = if config.mesh_interfaces.is_empty() {
+        None
+    } else {
+        let port = freimesh_proto::discovery::DISCOVERY_PORT;
+        Some(
+            crate::discovery::shell::DiscoverySocket::open(port)
+                .map_err(|cause| RunError::Discovery { port, cause })?,
+        )
+    };
     tracing::info!(
         node = %config.name, public_key = %key.public(), %listen,
         links = config.links.len(), routes = engine.table().len(), "agent starting"
@@ -196,6 +208,15 @@ where
     shared.with_engine(&mut Vec::new(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
+    if let Some(socket) = discovery_socket {
+        tasks.spawn(discovery::run(
+            shared.clone(),
+            socket,
+            config.mesh_interfaces.clone(),
+            listen.port(),
+            config.max_discovered_links_per_interface,
+        ));
+    }
     if let Some(controlled) = controlled {
         let follow_kernel = kernel_device.is_some();
         spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background);

@@ -2,19 +2,21 @@
 //! underlay socket, the local backend) and the tasks that feed the engine
 //! and carry out what it asks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::backend::LocalBackend;
 use super::controller;
+use super::discovery::DiscoveredLink;
 use crate::clock;
 use crate::controlplane::Upstream;
 use crate::core::{Engine, Failover, Output};
@@ -43,11 +45,13 @@ pub(super) struct Shared {
     /// The controller's signing key, this node's credential and the
     /// revocation list (`crate::membership`): set by the control path,
     /// read by discovery, saved by the state file.
-    #[expect(
-        dead_code,
-        reason = "wired by the control path and discovery (issue 13)"
-    )]
     pub(super) membership: Mutex<Membership>,
+    /// Discovered links: where each neighbour is (with the scope id a
+    /// controller assignment lacks) and the host routes set for it.
+    discovered: Mutex<BTreeMap<PublicKeyBytes, DiscoveredLink>>,
+    /// The neighbours the controller assigns links to (`None` until it
+    /// has been heard), for discovery's dense-cell policy.
+    pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -85,7 +89,21 @@ impl Shared {
             upstream,
             unreported_failovers: AtomicU64::new(0),
             membership: Mutex::new(Membership::new()),
+            discovered: Mutex::new(BTreeMap::new()),
+            controller_links: watch::Sender::new(None),
         }
+    }
+
+    pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
+        self.membership
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn discovered(&self) -> MutexGuard<'_, BTreeMap<PublicKeyBytes, DiscoveredLink>> {
+        self.discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends one datagram to the underlay. A full socket buffer gets a
