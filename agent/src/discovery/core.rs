@@ -190,6 +190,9 @@ pub struct Discovery {
     linked: BTreeMap<PublicKeyBytes, String>,
     /// The links the controller assigns, once it has been heard.
     controller_links: Option<BTreeSet<PublicKeyBytes>>,
+    /// The own credential our beacons last carried (its fingerprint): a
+    /// new one (enrolment, renewal) is announced at once.
+    own_credential: Option<[u8; 8]>,
     /// The last revocation serial asked for, and when.
     requested: Option<(u64, Instant)>,
     jitter_state: u64,
@@ -220,6 +223,7 @@ impl Discovery {
                 .collect(),
             linked: BTreeMap::new(),
             controller_links: None,
+            own_credential: None,
             requested: None,
             jitter_state: seed | 1,
             transmits: VecDeque::new(),
@@ -610,6 +614,15 @@ impl Discovery {
     /// Timers: beacons due, silent neighbours, revocations and expiry, the
     /// policy. `now_unix_s` is `None` when only beacons are due (carrier).
     pub fn handle_tick(&mut self, membership: &Membership, now: Instant, now_unix_s: Option<u64>) {
+        let own = membership.own_credential().map(fingerprint);
+        if own != self.own_credential {
+            // Enrolled or renewed: neighbours should not wait a whole
+            // interval to hear it.
+            self.own_credential = own;
+            for iface in self.interfaces.values_mut() {
+                iface.next_beacon = now;
+            }
+        }
         let due: Vec<String> = self
             .interfaces
             .iter()
