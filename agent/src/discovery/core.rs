@@ -111,7 +111,7 @@ pub enum DiscoveryAction {
 }
 
 /// Totals over the core's life, for status and the docs' figures.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiscoveryCounters {
     pub beacons_sent: u64,
     /// UDP payload bytes of every beacon sent (group and unicast).

@@ -124,6 +124,7 @@ pub(super) async fn run(
         while let Some(action) = core.poll_action() {
             carry_out(&shared, action).await;
         }
+        *shared.discovery_counters() = Some(core.counters());
     }
 }
 

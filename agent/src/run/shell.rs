@@ -20,6 +20,7 @@ use super::discovery::DiscoveredLink;
 use crate::clock;
 use crate::controlplane::Upstream;
 use crate::core::{Engine, Failover, Output};
+use crate::discovery::DiscoveryCounters;
 use crate::linux::CarrierEvent;
 use crate::membership::Membership;
 
@@ -49,6 +50,8 @@ pub(super) struct Shared {
     /// Discovered links: where each neighbour is (with the scope id a
     /// controller assignment lacks) and the host routes set for it.
     discovered: Mutex<BTreeMap<PublicKeyBytes, DiscoveredLink>>,
+    /// Discovery's totals for `status` (`None`: no mesh interfaces).
+    discovery_counters: Mutex<Option<DiscoveryCounters>>,
     /// The neighbours the controller assigns links to (`None` until it
     /// has been heard), for discovery's dense-cell policy.
     pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
@@ -90,12 +93,19 @@ impl Shared {
             unreported_failovers: AtomicU64::new(0),
             membership: Mutex::new(Membership::new()),
             discovered: Mutex::new(BTreeMap::new()),
+            discovery_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),
         }
     }
 
     pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
         self.membership
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn discovery_counters(&self) -> MutexGuard<'_, Option<DiscoveryCounters>> {
+        self.discovery_counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
