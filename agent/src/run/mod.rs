@@ -208,15 +208,6 @@ where
     shared.with_engine(&mut Vec::new(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
-    if let Some(socket) = discovery_socket {
-        tasks.spawn(discovery::run(
-            shared.clone(),
-            socket,
-            config.mesh_interfaces.clone(),
-            listen.port(),
-            config.max_discovered_links_per_interface,
-        ));
-    }
     if let Some(controlled) = controlled {
         let follow_kernel = kernel_device.is_some();
         spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background);
@@ -228,6 +219,17 @@ where
         let context = status_context.clone();
         async move { status::answer(&shared, &context, request).await }
     }));
+    // Neighbour discovery reads the membership the controller (or the
+    // state file) set.
+    if let Some(socket) = discovery_socket {
+        tasks.spawn(discovery::run(
+            shared.clone(),
+            socket,
+            config.mesh_interfaces.clone(),
+            listen.port(),
+            config.max_discovered_links_per_interface,
+        ));
+    }
     let roles = match &kernel_device {
         Some(device) => {
             roles::start_roles(&config, device, &client_prefixes, &shared, &mut tasks).await?
