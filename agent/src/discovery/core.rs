@@ -47,9 +47,13 @@ const REJECT_HOLD: Duration = Duration::from_secs(60);
 /// burst of 40, then one every 50 ms (20/s).
 const CHECK_BURST: u32 = 40;
 const CHECK_REFILL: Duration = Duration::from_millis(50);
-/// Unicast replies to new neighbours per interface: 10, then 5/s.
-const REPLY_BURST: u32 = 10;
-const REPLY_REFILL: Duration = Duration::from_millis(200);
+/// Unicast replies per interface: 32 (a whole dense cell answering a
+/// town-wide restart), then 10/s.
+const REPLY_BURST: u32 = 32;
+const REPLY_REFILL: Duration = Duration::from_millis(100);
+/// After announcing ourselves, beacons from neighbours we did not know
+/// are their answers: they need no answer back.
+const ANNOUNCE_ANSWERS: Duration = Duration::from_secs(2);
 /// Revocation pages sent per interface: a whole list of 64 pages, then
 /// one page per 100 ms.
 const PAGE_BURST: u32 = 64;
@@ -153,6 +157,10 @@ struct Neighbour {
 struct Interface {
     carrier: bool,
     next_beacon: Instant,
+    /// The next group beacon announces us (asks everyone to answer).
+    announce: bool,
+    /// When we last announced ourselves here.
+    asked_at: Option<Instant>,
     neighbours: BTreeMap<PublicKeyBytes, Neighbour>,
     /// Refused keys: the first signature bytes of the refused credential
     /// and when the key may be checked again.
@@ -168,6 +176,8 @@ impl Interface {
         Self {
             carrier: true,
             next_beacon: now,
+            announce: true,
+            asked_at: None,
             neighbours: BTreeMap::new(),
             rejected: BTreeMap::new(),
             answered: BTreeMap::new(),
@@ -284,8 +294,24 @@ impl Discovery {
         }
     }
 
-    fn send_beacon(&mut self, membership: &Membership, interface: &str, to: Destination) {
-        let Some(datagram) = self.beacon(membership, to == Destination::Group) else {
+    /// Queues a beacon: to the group (asking for replies if it announces
+    /// us: start, carrier up, a new credential) or as a reply.
+    fn send_beacon(
+        &mut self,
+        membership: &Membership,
+        interface: &str,
+        to: Destination,
+        now: Instant,
+    ) {
+        let mut wants_reply = false;
+        if to == Destination::Group
+            && let Some(iface) = self.interfaces.get_mut(interface)
+            && std::mem::take(&mut iface.announce)
+        {
+            wants_reply = true;
+            iface.asked_at = Some(now);
+        }
+        let Some(datagram) = self.beacon(membership, wants_reply) else {
             return;
         };
         self.counters.beacons_sent += 1;
@@ -315,6 +341,7 @@ impl Discovery {
         let was = std::mem::replace(&mut iface.carrier, up);
         if up && !was {
             iface.next_beacon = now;
+            iface.announce = true;
             self.handle_tick(membership, now, None);
         }
     }
@@ -391,6 +418,18 @@ impl Discovery {
             // signature check (revocation and expiry are checked on every
             // tick against what we hold).
             known.last_heard = now;
+            if beacon.wants_reply && iface.replies.take(now) {
+                // A known neighbour announces itself (it restarted, or its
+                // interface came back): it may not know us any more.
+                self.send_beacon(membership, interface, Destination::Unicast(src), now);
+            }
+            let Some(known) = self
+                .interfaces
+                .get_mut(interface)
+                .and_then(|i| i.neighbours.get_mut(&beacon.node_key))
+            else {
+                return;
+            };
             if known.endpoint != endpoint {
                 known.endpoint = endpoint;
                 if known.linked_since.is_some() {
@@ -450,9 +489,13 @@ impl Discovery {
         entry.fingerprint = fingerprint;
         entry.last_heard = now;
         let refresh = entry.linked_since.is_some();
-        if new && beacon.wants_reply && iface.replies.take(now) {
-            let to = SocketAddrV6::new(*src.ip(), src.port(), 0, src.scope_id());
-            self.send_beacon(membership, interface, Destination::Unicast(to));
+        // Answer an announcement, and a neighbour we did not know (unless
+        // we just announced ourselves: then it is answering us).
+        let answering_us = iface
+            .asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < ANNOUNCE_ANSWERS);
+        if (beacon.wants_reply || (new && !answering_us)) && iface.replies.take(now) {
+            self.send_beacon(membership, interface, Destination::Unicast(src), now);
         }
         if refresh {
             // The endpoint moved or the credential was renewed: the shell
@@ -621,6 +664,7 @@ impl Discovery {
             self.own_credential = own;
             for iface in self.interfaces.values_mut() {
                 iface.next_beacon = now;
+                iface.announce = true;
             }
         }
         let due: Vec<String> = self
@@ -634,7 +678,7 @@ impl Discovery {
             if let Some(iface) = self.interfaces.get_mut(&name) {
                 iface.next_beacon = next;
             }
-            self.send_beacon(membership, &name, Destination::Group);
+            self.send_beacon(membership, &name, Destination::Group, now);
         }
         let Some(now_unix_s) = now_unix_s else {
             return;

@@ -193,14 +193,15 @@ fn both_ends_link_up_from_one_beacon_and_its_reply() {
         "the WireGuard port, not discovery's"
     );
     assert_eq!(credential.node_key, key(1));
-    // Periodic beacons change nothing and cost no signature check.
+    // Later beacons change nothing and cost no signature check (router
+    // 2's first group beacon announces it: router 1 answers that one).
     let later = t0 + BEACON_INTERVAL * 2;
     routers[0].tick(later);
     routers[1].tick(later);
     exchange(&mut routers, later);
     assert_eq!(routers[1].actions.len(), 1, "{:?}", routers[1].actions);
     let counters = routers[0].core.counters();
-    assert_eq!(counters.beacons_sent, 2);
+    assert_eq!((counters.beacons_sent, counters.replies_sent), (3, 1));
     assert!(counters.beacon_bytes_sent / counters.beacons_sent < 250);
 }
 
@@ -520,4 +521,43 @@ fn a_new_own_credential_is_announced_at_the_next_tick() {
         .expect("renewed");
     r.tick(soon + Duration::from_millis(1));
     assert_eq!(r.transmits().len(), 1, "renewed: beacon at once");
+}
+
+#[test]
+fn a_restarted_neighbour_is_answered_at_once_but_periodic_beacons_are_not() {
+    let t0 = t0();
+    let mut routers = [Router::new(1, 8, t0), Router::new(2, 8, t0)];
+    for r in &mut routers {
+        r.tick(t0);
+    }
+    exchange(&mut routers, t0);
+    assert_eq!(routers[1].up(), BTreeSet::from([key(1)]));
+    // Periodic beacons: no one answers.
+    let later = t0 + BEACON_INTERVAL * 2;
+    routers[0].tick(later);
+    let periodic = routers[0].transmits();
+    assert_eq!(periodic.len(), 1);
+    routers[1].hear(1, &periodic[0].datagram, later);
+    assert!(
+        routers[1].transmits().is_empty(),
+        "a known neighbour's periodic beacon"
+    );
+    // Router 1 restarts: its first beacon announces it, and router 2,
+    // which still knows it, answers at once.
+    let restart = later + Duration::from_secs(1);
+    routers[0] = Router::new(1, 8, restart);
+    routers[0].tick(restart);
+    let announce = routers[0].transmits();
+    routers[1].hear(1, &announce[0].datagram, restart);
+    let answer = routers[1].transmits();
+    assert!(
+        matches!(&answer[..], [t] if t.to == Destination::Unicast(addr(1))),
+        "{answer:?}"
+    );
+    routers[0].hear(2, &answer[0].datagram, restart);
+    assert_eq!(routers[0].up(), BTreeSet::from([key(2)]));
+    assert!(
+        routers[0].transmits().is_empty(),
+        "an answer needs no answer"
+    );
 }
