@@ -28,6 +28,9 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
 /// WireGuard's usual port, on every IPv4 address: a minimal router
 /// configuration need not name it.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:51820";
+/// The same port on every address, IPv6 included, for a router that
+/// discovers neighbours: they are found at IPv6 link-local addresses.
+pub const DEFAULT_LISTEN_MESH: &str = "[::]:51820";
 pub use controller::{ControllerConfig, MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
 use controller::{RawController, check_controller, check_state_file};
 pub use roles::{
@@ -142,6 +145,12 @@ pub struct AgentConfig {
     /// Where the agent keeps its state under a controller, and how often
     /// it may write it.
     pub state_file: StateFileConfig,
+    /// Interfaces to discover neighbours on (`node.mesh_interfaces`):
+    /// beacons, and links to the neighbours heard (`crate::discovery`).
+    pub mesh_interfaces: Vec<String>,
+    /// At most this many discovered links per mesh interface
+    /// (`node.max_discovered_links_per_interface`).
+    pub max_discovered_links_per_interface: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +186,9 @@ struct RawNode {
     control_socket: Option<String>,
     state_file: Option<String>,
     state_write_interval_s: Option<i64>,
+    #[serde(default)]
+    mesh_interfaces: Vec<String>,
+    max_discovered_links_per_interface: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,7 +305,13 @@ impl AgentConfig {
         }
         let listen = parse_socket(
             "node.listen",
-            node.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+            node.listen
+                .as_deref()
+                .unwrap_or(if node.mesh_interfaces.is_empty() {
+                    DEFAULT_LISTEN
+                } else {
+                    DEFAULT_LISTEN_MESH
+                }),
         )?;
         let state_file = check_state_file(node.state_file, node.state_write_interval_s)?;
         let controller = raw.controller.map(check_controller).transpose()?;
@@ -444,6 +462,12 @@ impl AgentConfig {
             ));
         }
 
+        let (mesh_interfaces, max_discovered_links_per_interface) = check_discovery(
+            &node.mesh_interfaces,
+            node.max_discovered_links_per_interface,
+            listen,
+            &linux.tun_name,
+        )?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -472,6 +496,8 @@ impl AgentConfig {
             gateway,
             public_wifi,
             state_file,
+            mesh_interfaces,
+            max_discovered_links_per_interface,
         })
     }
 
@@ -483,6 +509,67 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+/// The most mesh interfaces one agent discovers on.
+pub const MAX_MESH_INTERFACES: usize = 16;
+/// The most discovered links per interface an operator may allow.
+pub const MAX_DISCOVERED_LINKS_LIMIT: i64 = 64;
+
+/// Checks `node.mesh_interfaces` and `node.max_discovered_links_per_interface`.
+/// Discovered neighbours are reached at IPv6 link-local addresses, which an
+/// IPv4 underlay socket cannot send to: discovery needs `listen` on `[::]`
+/// (dual-stack on Linux) or an IPv6 address.
+fn check_discovery(
+    names: &[String],
+    max_links: Option<i64>,
+    listen: SocketAddr,
+    tun_name: &str,
+) -> Result<(Vec<String>, usize), ConfigError> {
+    if names.len() > MAX_MESH_INTERFACES {
+        return Err(field_err(
+            "node.mesh_interfaces",
+            format!("{} interfaces; at most {MAX_MESH_INTERFACES}", names.len()),
+        ));
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("node.mesh_interfaces[{i}]");
+        check_ifname(&field, name)?;
+        if name == tun_name {
+            return Err(field_err(
+                field,
+                format!("{name:?} is the mesh TUN device (linux.tun_name)"),
+            ));
+        }
+        if interfaces.contains(name) {
+            return Err(field_err(field, format!("{name:?} is listed twice")));
+        }
+        interfaces.push(name.clone());
+    }
+    if !interfaces.is_empty() && listen.is_ipv4() {
+        return Err(field_err(
+            "node.listen",
+            format!(
+                "{listen} is IPv4; node.mesh_interfaces needs \"[::]:{}\" (neighbours are found at IPv6 link-local addresses)",
+                listen.port()
+            ),
+        ));
+    }
+    let max = match max_links {
+        None => crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS,
+        Some(v) => (1..=MAX_DISCOVERED_LINKS_LIMIT)
+            .contains(&v)
+            .then(|| usize::try_from(v).ok())
+            .flatten()
+            .ok_or_else(|| {
+                field_err(
+                    "node.max_discovered_links_per_interface",
+                    format!("{v} is outside 1..={MAX_DISCOVERED_LINKS_LIMIT}"),
+                )
+            })?,
+    };
+    Ok((interfaces, max))
 }
 
 /// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).

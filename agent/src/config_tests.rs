@@ -590,3 +590,78 @@ fn controller_endpoints_are_one_list_and_checked() {
     );
     assert!(error_of(&too_many).contains("more than the"));
 }
+
+fn discovery_node(listen: &str, extra: &str) -> String {
+    format!(
+        r#"
+[node]
+private_key_file = "/k"
+listen = "{listen}"
+addresses = ["10.99.0.1/32"]
+{extra}
+"#
+    )
+}
+
+#[test]
+fn mesh_interfaces_are_checked_and_need_an_ipv6_listen_address() {
+    let config = AgentConfig::from_toml(&discovery_node(
+        "[::]:51820",
+        r#"mesh_interfaces = ["mesh0", "br-lan"]"#,
+    ))
+    .expect("valid");
+    assert_eq!(config.mesh_interfaces, ["mesh0", "br-lan"]);
+    assert_eq!(
+        config.max_discovered_links_per_interface,
+        crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS
+    );
+    let config = AgentConfig::from_toml(&sample()).expect("valid");
+    assert!(config.mesh_interfaces.is_empty(), "off unless configured");
+    for (listen, extra, field, why) in [
+        (
+            "0.0.0.0:51820",
+            r#"mesh_interfaces = ["mesh0"]"#,
+            "node.listen",
+            "[::]:51820",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["mesh0", "mesh0"]"#,
+            "node.mesh_interfaces[1]",
+            "twice",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["fm0"]"#,
+            "node.mesh_interfaces[0]",
+            "TUN",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["a b"]"#,
+            "node.mesh_interfaces[0]",
+            "whitespace",
+        ),
+        (
+            "[::]:51820",
+            "max_discovered_links_per_interface = 0",
+            "node.max_discovered_links_per_interface",
+            "1..=64",
+        ),
+    ] {
+        let err = error_of(&discovery_node(listen, extra));
+        assert!(err.starts_with(&format!("{field}: ")), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn a_minimal_config_with_mesh_interfaces_listens_on_ipv6_too() {
+    let with = MINIMAL.replace(
+        "generate_key = true\n",
+        "generate_key = true\nmesh_interfaces = [\"mesh0\"]\n",
+    );
+    let cfg = AgentConfig::from_toml(&with).expect("valid");
+    assert_eq!(cfg.listen, DEFAULT_LISTEN_MESH.parse().expect("addr"));
+    assert_eq!(cfg.mesh_interfaces, vec!["mesh0".to_string()]);
+}

@@ -75,6 +75,10 @@ pub struct AgentStatus {
     pub listen: SocketAddr,
     pub addresses: Vec<IpNet>,
     pub uptime_s: u64,
+    /// Neighbour discovery's totals, with `mesh_interfaces` (absent
+    /// without them and from older agents).
+    #[serde(default)]
+    pub discovery: Option<crate::discovery::DiscoveryCounters>,
     pub engine: EngineStatus,
     /// State file writes since the agent started (under a controller).
     #[serde(default)]
@@ -323,6 +327,24 @@ pub fn render_status(status: &AgentStatus) -> String {
             out,
             "ignored  {} withdrawals over the per-link cap",
             e.withdrawals_over_cap
+        );
+    }
+    if let Some(d) = &status.discovery {
+        let _ = writeln!(
+            out,
+            "discovery  beacons {} sent ({} bytes), {} heard; links {} up, {} down; refused {}, revoked {}, unenrolled {}, rate-limited {}, table full {}; revocation pages {} in, {} out",
+            d.beacons_sent,
+            d.beacon_bytes_sent,
+            d.beacons_received,
+            d.links_up,
+            d.links_down,
+            d.refused,
+            d.revoked,
+            d.unenrolled,
+            d.rate_limited,
+            d.table_full,
+            d.revocation_pages_received,
+            d.revocation_pages_sent
         );
     }
     out

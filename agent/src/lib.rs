@@ -35,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod controlplane;
 pub mod core;
+pub mod discovery;
 pub mod gateway;
 pub mod identity;
 pub mod linux;

@@ -195,15 +195,7 @@ for line in 'mesh_interfaces = ["mesh0", "br-lan"]' 'listen = "[::]:51820"' \
 	'endpoints = ["192.0.2.10:51800", "[2001:db8::10]:51800"]' "public_key = \"$key_a\""; do
 	check "agent.toml: $line" grep -qxF "$line" "$toml"
 done
-# node.mesh_interfaces comes with discovery (its own branch): report what
-# this agent's check says, without failing on it.
-if in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml > /dev/null 2>&1; then
-	say "  note: this agent accepts node.mesh_interfaces"
-else
-	say "  note: this agent does not accept node.mesh_interfaces yet"
-fi
-sed -i '/^mesh_interfaces = /d; s/^listen = .*/listen = "0.0.0.0:51820"/' "$toml"
-check "freimesh-agent check accepts the rest (endpoints, state_file)" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+check "freimesh-agent check accepts the minimal router (mesh_interfaces, endpoints, state_file)" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
 
 say "== translation: a public Wi-Fi node (system dnsmasq/odhcpd via UCI)"
 cat > "$root/etc/config/freimesh" << UCI

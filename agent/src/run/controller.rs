@@ -95,7 +95,12 @@ async fn apply_changes(
     kernel: Option<&KernelRoutes>,
     outputs: &mut Vec<Output>,
 ) {
-    let changes: Vec<EngineChange> = std::iter::from_fn(|| core.poll_change()).collect();
+    let changes: Vec<EngineChange> = {
+        let discovered = shared.discovered();
+        std::iter::from_fn(|| core.poll_change())
+            .map(|change| super::discovery::scope_endpoint(change, &discovered))
+            .collect()
+    };
     if !changes.is_empty() {
         shared
             .with_engine(outputs, |engine| {
@@ -107,6 +112,17 @@ async fn apply_changes(
                 }
             })
             .await;
+    }
+    if core.welcome().is_some() {
+        // Discovery's dense-cell policy defers to these.
+        let assigned: std::collections::BTreeSet<_> = core.links().keys().copied().collect();
+        shared.controller_links.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&assigned);
+            if changed {
+                *current = Some(assigned);
+            }
+            changed
+        });
     }
     if let (Some(kernel), Some(wanted)) = (kernel, core.poll_kernel_routes()) {
         kernel.tx.send_if_modified(|current| {
@@ -195,10 +211,27 @@ pub(super) async fn report(
             endpoint: l.endpoint,
         })
         .collect();
-    let mut reporter = LinkReporter::new(candidates, clock::now());
+    let mut reporter = LinkReporter::new(candidates.clone(), clock::now());
     let mut ticks = tokio::time::interval(REPORT_TICK);
+    let mut discovered_before = Vec::new();
     loop {
         ticks.tick().await;
+        // Discovered neighbours are candidates too, with the endpoint
+        // they were found at.
+        let discovered: Vec<Candidate> = shared
+            .discovered()
+            .iter()
+            .map(|(peer, link)| Candidate {
+                peer: *peer,
+                endpoint: Some(std::net::SocketAddr::V6(link.endpoint)),
+            })
+            .collect();
+        if discovered != discovered_before {
+            let mut all = candidates.clone();
+            all.extend(discovered.iter().cloned());
+            reporter.set_candidates(all);
+            discovered_before = discovered;
+        }
         let current = shared.engine().link_states();
         reporter.handle_link_states(&current, clock::now());
         while let Some(item) = reporter.poll_upstream() {

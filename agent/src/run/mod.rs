@@ -21,6 +21,7 @@
 
 pub mod backend;
 mod controller;
+mod discovery;
 mod roles;
 mod shell;
 mod state;
@@ -92,6 +93,8 @@ pub enum RunError {
     NeedsLinux { section: &'static str },
     #[error("[public_wifi] needs a [controller]: it assigns the client prefixes")]
     PublicWifiNeedsController,
+    #[error("opening the discovery socket (UDP port {port}) for node.mesh_interfaces: {cause}")]
+    Discovery { port: u16, cause: std::io::Error },
 }
 
 /// Builds the engine from a checked configuration; `now` starts its clock.
@@ -181,6 +184,15 @@ where
     let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
     let listen = udp.local_addr().map_err(bind_error)?;
     let control = ControlServer::bind(&config.control_socket).await?;
+    let discovery_socket = if config.mesh_interfaces.is_empty() {
+        None
+    } else {
+        let port = freimesh_proto::discovery::DISCOVERY_PORT;
+        Some(
+            crate::discovery::shell::DiscoverySocket::open(port)
+                .map_err(|cause| RunError::Discovery { port, cause })?,
+        )
+    };
     tracing::info!(
         node = %config.name, public_key = %key.public(), %listen,
         links = config.links.len(), routes = engine.table().len(), "agent starting"
@@ -215,6 +227,17 @@ where
         let context = status_context.clone();
         async move { status::answer(&shared, &context, request).await }
     }));
+    // Neighbour discovery reads the membership the controller (or the
+    // state file) set.
+    if let Some(socket) = discovery_socket {
+        tasks.spawn(discovery::run(
+            shared.clone(),
+            socket,
+            config.mesh_interfaces.clone(),
+            listen.port(),
+            config.max_discovered_links_per_interface,
+        ));
+    }
     let roles = match &kernel_device {
         Some(device) => {
             roles::start_roles(&config, device, &client_prefixes, &shared, &mut tasks).await?
