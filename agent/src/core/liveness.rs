@@ -18,6 +18,16 @@
 //! [`MAX_HOLD_DOWN`]); a link that stays up long enough earns the base value
 //! back.
 //!
+//! A link that is down is still probed, so that it is heard when it comes
+//! back, but slowly ([`DOWN_PROBE_INTERVAL`]): see that constant for why
+//! a dead neighbour must not get the full heartbeat rate.
+//!
+//! Heartbeats and state refreshes may go out a little early, so that a
+//! node wakes once for all its links instead of once per link (see
+//! [`COALESCING_DIVISOR`]). Early only ever means the neighbour hears us
+//! sooner, and the schedule keeps one heartbeat per interval; detection
+//! deadlines are never moved.
+//!
 //! Everything here is a pure function of the `now` it is given.
 
 use std::time::{Duration, Instant};
@@ -30,6 +40,45 @@ pub const MAX_HOLD_DOWN: Duration = Duration::from_secs(60);
 pub const RECOVERY_QUALITY_PERCENT: u32 = 90;
 /// A link that stays up this many base hold-downs loses its flap penalty.
 const PENALTY_DECAY_FACTOR: u32 = 10;
+/// Heartbeat period of a link that is down (when the profile's own is
+/// shorter). A down link's neighbour is gone or unreachable, and what we
+/// send it may not leave the host: on an interface without carrier, or
+/// towards a neighbour that no longer answers ARP, the kernel queues each
+/// datagram on the unresolved neighbour entry (up to `unres_qlen_bytes`,
+/// 208 KiB by default, for the 3 s its resolution takes) and charges it
+/// to our one underlay socket, whose send buffer is just as large. At the
+/// fast profile's 100 heartbeats a second that queue filled the buffer
+/// 2.7 s after a carrier cut, and every send of the agent, on every link,
+/// failed with `EAGAIN`: the alternate path went silent, was declared
+/// dead, and sat out its hold-down (the failover lab's 1.2 s "carrier
+/// loss" gap). Four probes a second keep a dead link's queue near 8 KB
+/// (12 probes of ~700 bytes of kernel memory each; 8 dead links: a third
+/// of the buffer) and add at most 250 ms to a recovery that waits a
+/// hold-down of at least 1 s anyway.
+pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How early a heartbeat may go out so that a node wakes once per
+/// interval for all its links instead of once per link (idle CPU). How the
+/// schedule then moves decides the probe traffic:
+///
+/// * **Joining.** When a link of the same interval is due now, an idle
+///   link (its last packet was a heartbeat) due within half an interval
+///   goes too and takes that schedule: one early heartbeat, after which
+///   the two share every wake-up. Any two schedules are within half an
+///   interval of each other one way or the other, so one round puts all
+///   idle links of a profile on one schedule. A link carrying traffic does
+///   not join (it needs no heartbeat, and joining would add some).
+/// * **Riding along.** Woken for anything else (a faster link, a
+///   detection deadline, WireGuard's timers), a heartbeat due within
+///   `1 / COALESCING_DIVISOR` of its interval goes out but keeps its own
+///   schedule; otherwise a `default` link next to `fast` ones would be
+///   pulled 10 ms early every time and send a quarter more heartbeats
+///   than its profile says.
+///
+/// A state refresh rides along within one heartbeat interval.
+pub const COALESCING_DIVISOR: u32 = 4;
+/// See [`COALESCING_DIVISOR`]: an idle link joins a due schedule of its
+/// interval when its own heartbeat is due within `1 / JOIN_DIVISOR` of it.
+pub const JOIN_DIVISOR: u32 = 2;
 
 /// Timers of one kind of link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +203,12 @@ pub struct Liveness {
     pub profile: Profile,
     pub state: State,
     last_heard: Option<Instant>,
-    last_sent: Option<Instant>,
+    /// When our next heartbeat is due: one interval after we last sent
+    /// anything (`None`: at once).
+    next_heartbeat: Option<Instant>,
+    /// Whether the last thing we sent was a heartbeat (no traffic since):
+    /// only such a link joins another's schedule.
+    idle: bool,
     /// The neighbour's latest `LinkState`: does it hear us?
     peer_hears_us: bool,
     /// The neighbour's heartbeat interval, from its `LinkState`: silence is
@@ -171,7 +225,8 @@ impl Liveness {
             profile,
             state: State::Starting,
             last_heard: None,
-            last_sent: None,
+            next_heartbeat: None,
+            idle: true,
             peer_hears_us: true,
             peer_interval: None,
             hold_down: profile.hold_down,
@@ -242,9 +297,14 @@ impl Liveness {
         }
     }
 
-    /// We sent something on the link (suppresses the next heartbeat).
+    /// We sent something on the link other than a heartbeat taken with
+    /// [`Liveness::take_heartbeat`] (it suppresses the next heartbeat).
     pub fn sent(&mut self, now: Instant) {
-        self.last_sent = Some(now);
+        self.idle = false;
+        if let Some(interval) = self.heartbeat_interval() {
+            let after = now + interval;
+            self.next_heartbeat = Some(self.next_heartbeat.map_or(after, |due| due.max(after)));
+        }
     }
 
     /// The neighbour's `LinkState` arrived.
@@ -272,26 +332,71 @@ impl Liveness {
         self.evaluate(now)
     }
 
-    /// Whether a heartbeat is due now.
-    pub fn heartbeat_due(&self, now: Instant) -> bool {
-        match self.profile.interval {
-            Some(interval) => self
-                .last_sent
-                .is_none_or(|t| now.saturating_duration_since(t) >= interval),
-            None => false,
-        }
+    /// The period between our heartbeats now: the profile's interval, or
+    /// [`DOWN_PROBE_INTERVAL`] while the link is down.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        let interval = self.profile.interval?;
+        Some(match self.state {
+            State::Down { .. } => interval.max(DOWN_PROBE_INTERVAL),
+            _ => interval,
+        })
     }
 
-    /// Whether our `LinkState` should be repeated now; if so, schedules the
-    /// next one.
+    /// When the next heartbeat is due, exactly (`None`: the link is never
+    /// probed). A node must be awake then; it may send it earlier.
+    pub fn heartbeat_deadline(&self, now: Instant) -> Option<Instant> {
+        self.heartbeat_interval()?;
+        Some(self.next_heartbeat.unwrap_or(now))
+    }
+
+    /// Whether a heartbeat should go out now: it is due, or the node is
+    /// awake anyway and it is due soon ([`COALESCING_DIVISOR`]). `join`:
+    /// a link with the same heartbeat interval is due now.
+    pub fn heartbeat_due(&self, now: Instant, join: bool) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        let slack = if join && self.idle {
+            interval / JOIN_DIVISOR
+        } else {
+            interval / COALESCING_DIVISOR
+        };
+        self.next_heartbeat.is_none_or(|due| now + slack >= due)
+    }
+
+    /// Takes the heartbeat [`Liveness::heartbeat_due`] says should go out
+    /// now, if any, and schedules the next one; the caller sends it (and
+    /// does not report it with [`Liveness::sent`]). An early heartbeat
+    /// that joins (`join`, see [`COALESCING_DIVISOR`]) moves this link onto
+    /// the schedule of the due one; otherwise it keeps its own.
+    pub fn take_heartbeat(&mut self, now: Instant, join: bool) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        if !self.heartbeat_due(now, join) {
+            return false;
+        }
+        let due = self.next_heartbeat.unwrap_or(now);
+        let joins = join && self.idle;
+        let from = if joins { now } else { due.max(now) };
+        self.next_heartbeat = Some(from + interval);
+        self.idle = true;
+        true
+    }
+
+    /// Whether our `LinkState` should be repeated now (it is due, or due
+    /// within one heartbeat interval, when the node wakes for heartbeats
+    /// anyway); if so, schedules the next one on the same period.
     pub fn take_state_refresh(&mut self, now: Instant) -> bool {
-        if self.profile.interval.is_none() {
+        let Some(slack) = self.heartbeat_interval() else {
             return false;
-        }
-        if self.next_state_refresh.is_some_and(|t| now < t) {
-            return false;
-        }
-        self.next_state_refresh = Some(now + self.profile.state_refresh);
+        };
+        let due = match self.next_state_refresh {
+            Some(due) if now + slack < due => return false,
+            Some(due) => due.max(now),
+            None => now,
+        };
+        self.next_state_refresh = Some(due + self.profile.state_refresh);
         true
     }
 
@@ -303,8 +408,7 @@ impl Liveness {
     /// The earliest instant at which [`Liveness::tick`] or a heartbeat may
     /// have work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let interval = self.profile.interval?;
-        let heartbeat = self.last_sent.map(|t| t + interval);
+        let heartbeat = self.heartbeat_interval().and(self.next_heartbeat);
         let detection = match self.state {
             State::Up { .. } | State::HoldDown { .. } => self
                 .last_heard
@@ -402,6 +506,9 @@ impl Liveness {
             missed: 0,
             last: now,
         };
+        // Back to the full heartbeat rate at once (a down link was probed
+        // slowly): the neighbour must hear us to start its own probation.
+        self.next_heartbeat = Some(self.next_heartbeat.map_or(now, |due| due.min(now)));
     }
 
     fn go_down(&mut self, cause: DownCause, now: Instant) -> Option<DownCause> {
@@ -527,7 +634,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new(Profile::WIREGUARD);
         assert!(l.is_up());
-        assert!(!l.heartbeat_due(t0));
+        assert!(!l.heartbeat_due(t0, false));
         assert_eq!(l.tick(t0 + Duration::from_secs(3600)), None);
         assert_eq!(l.carrier_lost(t0), None);
         assert!(l.is_up());
@@ -629,9 +736,73 @@ mod tests {
     fn heartbeats_are_suppressed_by_other_traffic() {
         let t0 = Instant::now();
         let mut l = Liveness::new(Profile::DEFAULT);
-        assert!(l.heartbeat_due(t0));
+        assert!(l.heartbeat_due(t0, false));
         l.sent(t0);
-        assert!(!l.heartbeat_due(t0 + 49 * MS));
-        assert!(l.heartbeat_due(t0 + 50 * MS));
+        assert_eq!(l.heartbeat_deadline(t0), Some(t0 + 50 * MS));
+        // Within the coalescing slack (a quarter of 50 ms) it may go early.
+        assert!(!l.heartbeat_due(t0 + 37 * MS, false));
+        assert!(l.heartbeat_due(t0 + 38 * MS, false));
+        l.sent(t0 + 45 * MS);
+        assert_eq!(l.heartbeat_deadline(t0), Some(t0 + 95 * MS));
+    }
+
+    /// Pulled forward by a faster link's wake-ups, a heartbeat keeps its
+    /// own schedule: one per interval, never more.
+    #[test]
+    fn early_heartbeats_keep_the_rate() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        l.sent(t0);
+        let mut sent = Vec::new();
+        // Woken every 10 ms (a fast link next to it), never joining.
+        for step in 1..=100u32 {
+            let now = t0 + 10 * MS * step;
+            if l.take_heartbeat(now, false) {
+                sent.push(now);
+            }
+            assert!(
+                l.heartbeat_deadline(now).is_some_and(|d| d > now),
+                "never late"
+            );
+        }
+        assert_eq!(sent.len(), 20, "one per 50 ms over 1 s: {sent:?}");
+        // Joining a due link of the same interval moves the schedule.
+        let now = t0 + Duration::from_millis(1040);
+        let due = l.heartbeat_deadline(now).expect("probed");
+        assert!(due > now && due <= now + 50 * MS / COALESCING_DIVISOR);
+        assert!(l.take_heartbeat(now, true));
+        assert_eq!(l.heartbeat_deadline(now), Some(now + 50 * MS));
+        // A link that carried traffic since does not join from further
+        // than the ride-along slack.
+        l.sent(now + 10 * MS);
+        let now = now + 30 * MS;
+        assert!(!l.heartbeat_due(now, true), "due in 30 ms, busy");
+        assert!(!l.take_heartbeat(now, true));
+    }
+
+    /// A down link is probed four times a second, not at the profile's
+    /// rate (a dead neighbour's queue in the kernel fills the socket), and
+    /// goes back to the full rate as soon as it is heard again.
+    #[test]
+    fn a_down_link_is_probed_slowly_until_heard() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::FAST);
+        l.heard(t0);
+        l.sent(t0);
+        assert!(l.carrier_lost(t0 + MS).is_some());
+        let mut probes = 0;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(3) {
+            now += MS;
+            if l.take_heartbeat(now, false) {
+                probes += 1;
+            }
+        }
+        assert!((12..=14).contains(&probes), "{probes} probes in 3 s");
+        // Heard again: on probation, and the next heartbeat goes at once.
+        assert_eq!(l.heard(now), None);
+        assert!(matches!(l.state, State::HoldDown { .. }));
+        assert!(l.heartbeat_due(now, false));
+        assert_eq!(l.heartbeat_interval(), Profile::FAST.interval);
     }
 }

@@ -47,7 +47,7 @@ impl Engine {
                     Err(TunnResult::WriteToNetwork(cookie)) => {
                         self.outputs.push_back(Output::Transmit {
                             to: from,
-                            datagram: cookie.to_vec(),
+                            datagram: self.buffers.copy_of(cookie),
                         });
                         return None;
                     }
@@ -113,7 +113,7 @@ impl Engine {
                     (MessageKind::HandshakeInit, Some(2))
                         | (MessageKind::HandshakeResponse, Some(4))
                 );
-                let reply = reply.to_vec();
+                let reply = self.buffers.copy_of(reply);
                 if proven {
                     self.authenticated(link_id, from, now);
                 }
@@ -197,7 +197,7 @@ impl Engine {
             match link.endpoint {
                 Some(to) => self.outputs.push_back(Output::Transmit {
                     to,
-                    datagram: datagram.to_vec(),
+                    datagram: self.buffers.copy_of(datagram),
                 }),
                 None => {
                     self.drops[DropReason::NoEndpoint.slot()] += 1;
@@ -218,7 +218,7 @@ impl Engine {
         {
             self.outputs.push_back(Output::Transmit {
                 to,
-                datagram: datagram.to_vec(),
+                datagram: self.buffers.copy_of(datagram),
             });
         }
     }
@@ -278,8 +278,14 @@ impl Engine {
     }
 
     pub(super) fn send_on_link(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {
+        self.links[link_id.0].liveness.sent(now);
+        self.encapsulate_to(link_id, packet, now);
+    }
+
+    /// Encrypts `packet` for `link_id` and queues the datagram, without
+    /// telling liveness (heartbeats schedule themselves).
+    pub(super) fn encapsulate_to(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {
         let link = &mut self.links[link_id.0];
-        link.liveness.sent(now);
         match link.tunn.encapsulate(packet, &mut self.tx_scratch, now) {
             TunnResult::WriteToNetwork(datagram) => {
                 link.counters.tx_packets += 1;
@@ -287,7 +293,7 @@ impl Engine {
                 match link.endpoint {
                     Some(to) => self.outputs.push_back(Output::Transmit {
                         to,
-                        datagram: datagram.to_vec(),
+                        datagram: self.buffers.copy_of(datagram),
                     }),
                     None => self.drops[DropReason::NoEndpoint.slot()] += 1,
                 }
