@@ -209,6 +209,9 @@ pub struct Liveness {
     /// Whether the last thing we sent was a heartbeat (no traffic since):
     /// only such a link joins another's schedule.
     idle: bool,
+    /// We hear a neighbour again that we did not hear: our `LinkState` is
+    /// due at once ([`Liveness::take_hearing_resumed`]).
+    hearing_resumed: bool,
     /// The neighbour's latest `LinkState`: does it hear us?
     peer_hears_us: bool,
     /// The neighbour's heartbeat interval, from its `LinkState`: silence is
@@ -227,6 +230,7 @@ impl Liveness {
             last_heard: None,
             next_heartbeat: None,
             idle: true,
+            hearing_resumed: false,
             peer_hears_us: true,
             peer_interval: None,
             hold_down: profile.hold_down,
@@ -284,6 +288,14 @@ impl Liveness {
     }
 
     fn note_heard(&mut self, now: Instant) {
+        // A down link's neighbour that we hear again (after silence) must
+        // learn it at once: its probation waits for our "I hear you", and
+        // between slow probes the next refresh would find us not hearing.
+        if matches!(self.state, State::Down { .. } | State::HoldDown { .. })
+            && !self.hears_peer(now)
+        {
+            self.hearing_resumed = true;
+        }
         self.last_heard = Some(now);
         if let (State::HoldDown { missed, last, .. }, Some(interval)) =
             (&mut self.state, self.profile.interval)
@@ -398,6 +410,12 @@ impl Liveness {
         };
         self.next_state_refresh = Some(due + self.profile.state_refresh);
         true
+    }
+
+    /// Whether we began to hear the neighbour again since the last call:
+    /// the caller then sends our `LinkState` at once.
+    pub fn take_hearing_resumed(&mut self) -> bool {
+        std::mem::take(&mut self.hearing_resumed)
     }
 
     /// Sends our `LinkState` early (it changed).
@@ -799,8 +817,11 @@ mod tests {
             }
         }
         assert!((12..=14).contains(&probes), "{probes} probes in 3 s");
-        // Heard again: on probation, and the next heartbeat goes at once.
+        // Heard again: on probation, we say so at once, and the next
+        // heartbeat goes at once.
         assert_eq!(l.heard(now), None);
+        assert!(l.take_hearing_resumed());
+        assert!(!l.take_hearing_resumed());
         assert!(matches!(l.state, State::HoldDown { .. }));
         assert!(l.heartbeat_due(now, false));
         assert_eq!(l.heartbeat_interval(), Profile::FAST.interval);

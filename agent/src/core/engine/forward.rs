@@ -186,6 +186,9 @@ impl Engine {
         if let Some(transition) = self.links[link_id.0].liveness.heard(now) {
             self.apply_transition(link_id, transition, now);
         }
+        if self.links[link_id.0].liveness.take_hearing_resumed() {
+            self.send_link_state(link_id, now);
+        }
     }
 
     /// Sends the packets boringtun queued while a handshake was in flight.

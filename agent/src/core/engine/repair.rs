@@ -435,6 +435,9 @@ impl Engine {
                 if let Some(transition) = self.links[link.0].liveness.peer_state(hears_you, now) {
                     self.apply_transition(link, transition, now);
                 }
+                if self.links[link.0].liveness.take_hearing_resumed() {
+                    self.send_link_state(link, now);
+                }
             }
             MeshMessage::Withdraw(prefixes) => {
                 let mut count = 0;

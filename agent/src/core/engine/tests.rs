@@ -501,6 +501,37 @@ fn a_carrier_cut_link_is_probed_slowly_and_the_alternate_stays_up() {
         "the alternate keeps its full rate"
     );
     assert_eq!(mesh.next_node(4, 1), Some(3), "the alternate stayed up");
+    // Back: both ends probe slowly, hear each other, say so at once, and
+    // return to the primary after the hold-down (1 s; 2 s doubled, the
+    // link having come up less than ten hold-downs before it failed).
+    mesh.restore(4, 2);
+    mesh.advance(Duration::from_millis(2600), MS);
+    assert_eq!(mesh.next_node(4, 1), Some(2), "the primary is back");
+}
+
+/// A link that failed one way: both ends go down (one by silence, one
+/// told it is not heard) and probe slowly. Restored, each end's slow probe
+/// reaches the other between its refreshes; hearing again is said at once,
+/// so both start their probation without waiting for a refresh to fall
+/// within the 30 ms after a probe.
+#[test]
+fn a_one_way_failure_recovers_with_slow_probes() {
+    let mut mesh = Mesh::with_profile(2, &[(1, 2)], |_, d| vec![d], "fast");
+    mesh.advance(100 * MS, MS);
+    mesh.cut.push((2, 1));
+    mesh.advance(Duration::from_secs(2), MS);
+    assert!(!mesh.engine(1).link_states()[0].up);
+    assert!(!mesh.engine(2).link_states()[0].up);
+    mesh.restore(1, 2);
+    // Probes within 250 ms, then the hold-down (2 s: doubled, the link
+    // failed soon after it came up).
+    mesh.advance(Duration::from_millis(2400), MS);
+    let now = mesh.now;
+    assert!(
+        mesh.engine(1).link_states()[0].up && mesh.engine(2).link_states()[0].up,
+        "{:?}",
+        mesh.engine(1).status(now).links
+    );
 }
 
 /// Eight idle links whose heartbeat schedules were scattered by traffic
