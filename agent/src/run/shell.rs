@@ -106,10 +106,17 @@ impl Shared {
 
     /// Runs `f` on the engine, then carries out everything it asked for
     /// (the engine contract's step 5: outputs in order, then failovers).
+    /// `outputs` is the caller's, kept from call to call: the datagrams it
+    /// sent last time go back to the engine for reuse under the same lock.
     pub(super) async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
         let mut failovers = Vec::new();
         let took = {
             let mut engine = self.engine();
+            for output in outputs.drain(..) {
+                if let Output::Transmit { datagram, .. } = output {
+                    engine.recycle(datagram);
+                }
+            }
             let started = clock::now();
             f(&mut engine);
             // The engine step that took a link down also switched the
@@ -131,17 +138,17 @@ impl Shared {
                 );
             }
         }
-        for output in outputs.drain(..) {
+        for output in outputs.iter_mut() {
             match output {
-                Output::Transmit { to, datagram } => self.transmit(to, &datagram).await,
+                Output::Transmit { to, datagram } => self.transmit(*to, datagram).await,
                 Output::ResolveUnderlay { link, peer } => {
                     // A backend that cannot tell leaves the link to
                     // heartbeat detection.
-                    if let Some(ifindex) = self.local.resolve_underlay(peer).await {
-                        self.engine().set_link_underlay(link, ifindex);
+                    if let Some(ifindex) = self.local.resolve_underlay(*peer).await {
+                        self.engine().set_link_underlay(*link, ifindex);
                     }
                 }
-                Output::Local(packet) => self.local.deliver(packet),
+                Output::Local(packet) => self.local.deliver(std::mem::take(packet)),
             }
         }
     }
