@@ -39,6 +39,53 @@ pub(super) struct Shared {
     /// Failovers the controller never heard of because the queue to its
     /// client was full (the client stopped reading).
     unreported_failovers: AtomicU64,
+    /// When the timer task sleeps until (see [`TimerAlarm`]).
+    alarm: TimerAlarm,
+}
+
+/// The timer task sleeps until the engine's [`Engine::poll_timeout`]; a
+/// step that moves that instant earlier (a link heard again goes back to
+/// its full heartbeat rate) wakes it to sleep again until the new one.
+/// Later instants need nothing: the task wakes, finds nothing due and
+/// sleeps again.
+struct TimerAlarm {
+    /// Zero of `armed_us`.
+    base: std::time::Instant,
+    /// Microseconds after `base` the timer sleeps until; `u64::MAX`: none.
+    armed_us: AtomicU64,
+    rearm: tokio::sync::Notify,
+}
+
+impl TimerAlarm {
+    fn new() -> Self {
+        Self {
+            base: clock::now(),
+            armed_us: AtomicU64::new(u64::MAX),
+            rearm: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn micros(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The timer task goes to sleep until `deadline`.
+    fn arm(&self, deadline: std::time::Instant) {
+        self.armed_us
+            .store(self.micros(deadline), Ordering::Relaxed);
+    }
+
+    /// The engine now wants to be woken at `deadline`: if that is earlier
+    /// than the timer sleeps, wake it.
+    fn follow(&self, deadline: Option<std::time::Instant>) {
+        if let Some(deadline) = deadline
+            && self.micros(deadline) < self.armed_us.load(Ordering::Relaxed)
+        {
+            self.armed_us
+                .store(self.micros(deadline), Ordering::Relaxed);
+            self.rearm.notify_one();
+        }
+    }
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -75,6 +122,7 @@ impl Shared {
             local,
             upstream,
             unreported_failovers: AtomicU64::new(0),
+            alarm: TimerAlarm::new(),
         }
     }
 
@@ -125,6 +173,7 @@ impl Shared {
             let took = clock::now().saturating_duration_since(started);
             outputs.extend(std::iter::from_fn(|| engine.poll_output()));
             failovers.extend(std::iter::from_fn(|| engine.poll_failover()));
+            self.alarm.follow(engine.poll_timeout());
             took
         };
         if let Some(upstream) = &self.upstream {
@@ -207,18 +256,30 @@ async fn local_task(shared: Arc<Shared>) {
     }
 }
 
-/// Wakes the engine when it asked to be woken: heartbeats and detection
-/// deadlines are milliseconds apart, so the timer follows the engine's own
-/// schedule instead of a fixed tick.
+/// Wakes the engine when it asked to be woken, and only then: heartbeats
+/// and detection deadlines are milliseconds apart, so the timer follows
+/// the engine's own schedule (coalesced: one wake-up per heartbeat interval
+/// for all idle links) instead of a fixed tick, and is woken early only
+/// when a step moved that schedule earlier ([`TimerAlarm`]).
 async fn timer_task(shared: Arc<Shared>) {
     let mut outputs = Vec::new();
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        let deadline = shared.engine().poll_timeout();
-        let deadline = deadline
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Engine::TICK);
-        tokio::time::sleep_until(deadline).await;
+        // Armed under the engine's lock, as `TimerAlarm::follow` is: no
+        // step can move the deadline between reading and arming it.
+        let deadline = {
+            let engine = shared.engine();
+            let deadline = engine
+                .poll_timeout()
+                .unwrap_or_else(|| clock::now() + Engine::TICK);
+            shared.alarm.arm(deadline);
+            deadline
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            // An earlier deadline: sleep again until that one.
+            () = shared.alarm.rearm.notified() => continue,
+        }
         // A busy machine may have kept this agent off the CPU: take in what
         // the neighbours sent meanwhile before judging their silence, so a
         // heartbeat waiting in the socket is not mistaken for a dead link.
