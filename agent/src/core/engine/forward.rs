@@ -189,6 +189,7 @@ impl Engine {
         if self.links[link_id.0].liveness.take_hearing_resumed() {
             self.send_link_state(link_id, now);
         }
+        self.follow_neighbour(link_id, now);
     }
 
     /// Sends the packets boringtun queued while a handshake was in flight.

@@ -117,6 +117,36 @@ impl Engine {
         }
     }
 
+    /// The neighbour on `link` was just heard. If our heartbeat there is
+    /// due within half an interval, the link is idle and no other link of
+    /// ours shares its schedule, ours goes now and takes this schedule:
+    /// both ends of the link then beat together, and a node whose
+    /// neighbours follow it (a router and its single-link leaves) hears all
+    /// their heartbeats in one burst right after sending its own, instead
+    /// of one wake-up per neighbour. Only on links whose round trip is
+    /// under a quarter interval: two ends that followed each other's
+    /// heartbeats across a long round trip would otherwise answer each
+    /// other back and forth, each answer early.
+    pub(super) fn follow_neighbour(&mut self, link: LinkId, now: Instant) {
+        let state = &self.links[link.0];
+        let Some(interval) = state.liveness.heartbeat_interval() else {
+            return;
+        };
+        if state.rtt.is_none_or(|rtt| rtt >= interval / 4)
+            || !state.liveness.heartbeat_due(now, true)
+        {
+            return;
+        }
+        let due = state.liveness.heartbeat_deadline(now);
+        let shared = self
+            .links
+            .iter()
+            .any(|l| l.id != link && !l.retired && l.liveness.heartbeat_deadline(now) == due);
+        if !shared && self.links[link.0].liveness.take_heartbeat(now, true) {
+            self.encapsulate_to(link, &[], now);
+        }
+    }
+
     fn service_wireguard(&mut self, now: Instant) {
         if self.next_rate_limiter_reset.is_none_or(|t| now >= t) {
             self.rate_limiter.reset_count();
