@@ -192,7 +192,7 @@ where
 
     engine.start(clock::now());
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
-    let shared = Arc::new(Shared::new(engine, udp, local, upstream));
+    let shared = Arc::new(Shared::new(engine, udp, local, upstream).map_err(bind_error)?);
     shared.with_engine(&mut Vec::new(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
