@@ -79,6 +79,13 @@ pub const COALESCING_DIVISOR: u32 = 4;
 /// See [`COALESCING_DIVISOR`]: an idle link joins a due schedule of its
 /// interval when its own heartbeat is due within `1 / JOIN_DIVISOR` of it.
 pub const JOIN_DIVISOR: u32 = 2;
+/// An idle link may answer its neighbour's heartbeat with its own (follow
+/// it, see `Engine::follow_neighbour`) once `1 / FOLLOW_GUARD_DIVISOR` of
+/// an interval has passed since its last one, and only where the round
+/// trip is shorter than that: the neighbour's answer to our own heartbeat
+/// then always comes too soon to be followed, so two ends never answer
+/// each other back and forth.
+pub const FOLLOW_GUARD_DIVISOR: u32 = 8;
 
 /// Timers of one kind of link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +401,27 @@ impl Liveness {
         self.next_heartbeat = Some(from + interval);
         self.idle = true;
         true
+    }
+
+    /// Takes a heartbeat that answers the neighbour's, if this link may
+    /// follow it now: idle, the neighbour beating at our interval, our last
+    /// heartbeat at least [`FOLLOW_GUARD_DIVISOR`] of an interval ago. The
+    /// link then keeps the neighbour's schedule.
+    pub fn take_following_heartbeat(&mut self, now: Instant) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        let guard = interval / FOLLOW_GUARD_DIVISOR;
+        let follows = self.idle
+            && matches!(self.state, State::Up { .. })
+            && self.peer_interval == Some(interval)
+            && self
+                .next_heartbeat
+                .is_some_and(|due| now + interval >= due + guard);
+        if follows {
+            self.next_heartbeat = Some(now + interval);
+        }
+        follows
     }
 
     /// Whether our `LinkState` should be repeated now (it is due, or due
@@ -796,6 +824,25 @@ mod tests {
         let now = now + 30 * MS;
         assert!(!l.heartbeat_due(now, true), "due in 30 ms, busy");
         assert!(!l.take_heartbeat(now, true));
+    }
+
+    /// Following answers the neighbour's heartbeat only when it beats at
+    /// our interval and ours is older than an eighth of one.
+    #[test]
+    fn following_needs_the_same_interval_and_the_guard() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Profile::DEFAULT);
+        l.heard(t0);
+        assert!(l.take_heartbeat(t0, false));
+        assert!(!l.take_following_heartbeat(t0 + 20 * MS), "interval unknown");
+        l.set_peer_interval(Duration::from_millis(10));
+        assert!(!l.take_following_heartbeat(t0 + 20 * MS), "a faster peer");
+        l.set_peer_interval(50 * MS);
+        assert!(!l.take_following_heartbeat(t0 + 6 * MS), "within the guard");
+        assert!(l.take_following_heartbeat(t0 + 7 * MS));
+        assert_eq!(l.heartbeat_deadline(t0), Some(t0 + 57 * MS));
+        l.sent(t0 + 20 * MS);
+        assert!(!l.take_following_heartbeat(t0 + 40 * MS), "busy");
     }
 
     /// A down link is probed four times a second, not at the profile's

@@ -150,9 +150,11 @@ impl Engine {
                 self.route(&mut rx[..len], Ingress::Link(link_id), now);
             }
             TunnResult::Done => {
-                // An empty data message is a keepalive: proof of life.
+                // An empty data message is a keepalive: proof of life, and
+                // the neighbour's heartbeat, which ours may answer.
                 if kind == MessageKind::Data {
                     self.authenticated(link_id, from, now);
+                    self.follow_neighbour(link_id, now);
                 }
             }
             TunnResult::Err(err) => {
@@ -189,7 +191,6 @@ impl Engine {
         if self.links[link_id.0].liveness.take_hearing_resumed() {
             self.send_link_state(link_id, now);
         }
-        self.follow_neighbour(link_id, now);
     }
 
     /// Sends the packets boringtun queued while a handshake was in flight.

@@ -18,6 +18,7 @@ use boringtun::noise::errors::WireGuardError;
 
 use super::{Engine, Output, RATE_LIMITER_WINDOW};
 use crate::core::LinkId;
+use crate::core::liveness::FOLLOW_GUARD_DIVISOR;
 
 /// How long after its nominal tick WireGuard's timers may wait for a
 /// wake-up the node has anyway: boringtun wants `update_timers` every
@@ -117,23 +118,25 @@ impl Engine {
         }
     }
 
-    /// The neighbour on `link` was just heard. If our heartbeat there is
-    /// due within half an interval, the link is idle and no other link of
-    /// ours shares its schedule, ours goes now and takes this schedule:
-    /// both ends of the link then beat together, and a node whose
-    /// neighbours follow it (a router and its single-link leaves) hears all
-    /// their heartbeats in one burst right after sending its own, instead
-    /// of one wake-up per neighbour. Only on links whose round trip is
-    /// under a quarter interval: two ends that followed each other's
-    /// heartbeats across a long round trip would otherwise answer each
-    /// other back and forth, each answer early.
+    /// The neighbour on `link` just sent a heartbeat (a keepalive). If no
+    /// other link of ours shares this link's schedule and the link may
+    /// follow ([`Liveness::take_following_heartbeat`]: idle, same interval,
+    /// ours not sent in the last eighth of one), ours goes now and takes
+    /// the neighbour's schedule: both ends of the link then beat together,
+    /// and a router whose single-link neighbours follow it hears all their
+    /// heartbeats in one burst right after sending its own, instead of one
+    /// wake-up each. Only on links whose round trip is under an eighth of
+    /// an interval (see [`crate::core::liveness::FOLLOW_GUARD_DIVISOR`]).
+    ///
+    /// [`Liveness::take_following_heartbeat`]: crate::core::liveness::Liveness::take_following_heartbeat
     pub(super) fn follow_neighbour(&mut self, link: LinkId, now: Instant) {
         let state = &self.links[link.0];
         let Some(interval) = state.liveness.heartbeat_interval() else {
             return;
         };
-        if state.rtt.is_none_or(|rtt| rtt >= interval / 4)
-            || !state.liveness.heartbeat_due(now, true)
+        if state
+            .rtt
+            .is_none_or(|rtt| rtt >= interval / FOLLOW_GUARD_DIVISOR)
         {
             return;
         }
@@ -142,7 +145,7 @@ impl Engine {
             .links
             .iter()
             .any(|l| l.id != link && !l.retired && l.liveness.heartbeat_deadline(now) == due);
-        if !shared && self.links[link.0].liveness.take_heartbeat(now, true) {
+        if !shared && self.links[link.0].liveness.take_following_heartbeat(now) {
             self.encapsulate_to(link, &[], now);
         }
     }
