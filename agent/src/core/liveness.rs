@@ -834,7 +834,10 @@ mod tests {
         let mut l = Liveness::new(Profile::DEFAULT);
         l.heard(t0);
         assert!(l.take_heartbeat(t0, false));
-        assert!(!l.take_following_heartbeat(t0 + 20 * MS), "interval unknown");
+        assert!(
+            !l.take_following_heartbeat(t0 + 20 * MS),
+            "interval unknown"
+        );
         l.set_peer_interval(Duration::from_millis(10));
         assert!(!l.take_following_heartbeat(t0 + 20 * MS), "a faster peer");
         l.set_peer_interval(50 * MS);
