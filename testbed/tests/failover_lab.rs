@@ -79,6 +79,23 @@ fn freimesh_routes_around_a_crashed_transit_node() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Carrier loss with every profile (issue 14): the switch needs no
+/// detection, and the cut is held for 12 s so that a dead link that keeps
+/// its neighbour's kernel queue full (probed at the full heartbeat rate,
+/// see `DOWN_PROBE_INTERVAL` in the agent's liveness) would silence the
+/// alternate path too: that cost the fast profile 1.2 s and more.
+#[test]
+fn freimesh_routes_around_a_long_carrier_cut_with_every_profile() -> anyhow::Result<()> {
+    if !freimesh_testbed::lab::require_root("failover carrier cut") {
+        return Ok(());
+    }
+    for profile in [None, Some("fast".to_owned())] {
+        let report = run("carrier-cut-long", &System::Freimesh { profile })?;
+        assert_fails_over_and_recovers(&report);
+    }
+    Ok(())
+}
+
 /// babeld with 50 ms hellos fails over in a few hundred ms on the same
 /// diamond: the runner sees a real outage (packets lost, a gap well above
 /// the 1 ms probe interval) and the repair.
@@ -108,7 +125,15 @@ fn the_runner_measures_babeld_failing_over() -> anyhow::Result<()> {
 #[test]
 fn shipped_labs_parse_and_cut_two_hops_from_the_sender() -> anyhow::Result<()> {
     for (topology, scenarios) in [
-        ("diamond", &["silent-cut", "carrier-cut", "node-crash"][..]),
+        (
+            "diamond",
+            &[
+                "silent-cut",
+                "carrier-cut",
+                "carrier-cut-long",
+                "node-crash",
+            ][..],
+        ),
         ("ring", &["ring-silent-cut"][..]),
         ("grid3x3", &["grid-silent-cut"][..]),
     ] {

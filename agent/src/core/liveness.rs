@@ -18,6 +18,16 @@
 //! [`MAX_HOLD_DOWN`]); a link that stays up long enough earns the base value
 //! back.
 //!
+//! A link that is down is still probed, so that it is heard when it comes
+//! back, but slowly ([`DOWN_PROBE_INTERVAL`]): see that constant for why
+//! a dead neighbour must not get the full heartbeat rate.
+//!
+//! Heartbeats and state refreshes may go out a little early, so that a
+//! node wakes once for all its links instead of once per link (see
+//! [`COALESCING_DIVISOR`]). Early only ever means the neighbour hears us
+//! sooner, and the schedule keeps one heartbeat per interval; detection
+//! deadlines are never moved.
+//!
 //! Everything here is a pure function of the `now` it is given.
 
 use std::time::{Duration, Instant};
@@ -30,6 +40,52 @@ pub const MAX_HOLD_DOWN: Duration = Duration::from_secs(60);
 pub const RECOVERY_QUALITY_PERCENT: u32 = 90;
 /// A link that stays up this many base hold-downs loses its flap penalty.
 const PENALTY_DECAY_FACTOR: u32 = 10;
+/// Heartbeat period of a link that is down (when the profile's own is
+/// shorter). A down link's neighbour is gone or unreachable, and what we
+/// send it may not leave the host: on an interface without carrier, or
+/// towards a neighbour that no longer answers ARP, the kernel queues each
+/// datagram on the unresolved neighbour entry (up to `unres_qlen_bytes`,
+/// 208 KiB by default, for the 3 s its resolution takes) and charges it
+/// to our one underlay socket, whose send buffer is just as large. At the
+/// fast profile's 100 heartbeats a second that queue filled the buffer
+/// 2.7 s after a carrier cut, and every send of the agent, on every link,
+/// failed with `EAGAIN`: the alternate path went silent, was declared
+/// dead, and sat out its hold-down (the failover lab's 1.2 s "carrier
+/// loss" gap). Four probes a second keep a dead link's queue near 8 KB
+/// (12 probes of ~700 bytes of kernel memory each; 8 dead links: a third
+/// of the buffer) and add at most 250 ms to a recovery that waits a
+/// hold-down of at least 1 s anyway.
+pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How early a heartbeat may go out so that a node wakes once per
+/// interval for all its links instead of once per link (idle CPU). How the
+/// schedule then moves decides the probe traffic:
+///
+/// * **Joining.** When a link of the same interval is due now, an idle
+///   link (its last packet was a heartbeat) due within half an interval
+///   goes too and takes that schedule: one early heartbeat, after which
+///   the two share every wake-up. Any two schedules are within half an
+///   interval of each other one way or the other, so one round puts all
+///   idle links of a profile on one schedule. A link carrying traffic does
+///   not join (it needs no heartbeat, and joining would add some).
+/// * **Riding along.** Woken for anything else (a faster link, a
+///   detection deadline, WireGuard's timers), a heartbeat due within
+///   `1 / COALESCING_DIVISOR` of its interval goes out but keeps its own
+///   schedule; otherwise a `default` link next to `fast` ones would be
+///   pulled 10 ms early every time and send a quarter more heartbeats
+///   than its profile says.
+///
+/// A state refresh rides along within one heartbeat interval.
+pub const COALESCING_DIVISOR: u32 = 4;
+/// See [`COALESCING_DIVISOR`]: an idle link joins a due schedule of its
+/// interval when its own heartbeat is due within `1 / JOIN_DIVISOR` of it.
+pub const JOIN_DIVISOR: u32 = 2;
+/// An idle link may answer its neighbour's heartbeat with its own (follow
+/// it, see `Engine::follow_neighbour`) once `1 / FOLLOW_GUARD_DIVISOR` of
+/// an interval has passed since its last one, and only where the round
+/// trip is shorter than that: the neighbour's answer to our own heartbeat
+/// then always comes too soon to be followed, so two ends never answer
+/// each other back and forth.
+pub const FOLLOW_GUARD_DIVISOR: u32 = 8;
 
 /// Timers of one kind of link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +210,15 @@ pub struct Liveness {
     pub profile: Profile,
     pub state: State,
     last_heard: Option<Instant>,
-    last_sent: Option<Instant>,
+    /// When our next heartbeat is due: one interval after we last sent
+    /// anything (`None`: at once).
+    next_heartbeat: Option<Instant>,
+    /// Whether the last thing we sent was a heartbeat (no traffic since):
+    /// only such a link joins another's schedule.
+    idle: bool,
+    /// We hear a neighbour again that we did not hear: our `LinkState` is
+    /// due at once ([`Liveness::take_hearing_resumed`]).
+    hearing_resumed: bool,
     /// The neighbour's latest `LinkState`: does it hear us?
     peer_hears_us: bool,
     /// The neighbour's heartbeat interval, from its `LinkState`: silence is
@@ -171,7 +235,9 @@ impl Liveness {
             profile,
             state: State::Starting,
             last_heard: None,
-            last_sent: None,
+            next_heartbeat: None,
+            idle: true,
+            hearing_resumed: false,
             peer_hears_us: true,
             peer_interval: None,
             hold_down: profile.hold_down,
@@ -229,6 +295,14 @@ impl Liveness {
     }
 
     fn note_heard(&mut self, now: Instant) {
+        // A down link's neighbour that we hear again (after silence) must
+        // learn it at once: its probation waits for our "I hear you", and
+        // between slow probes the next refresh would find us not hearing.
+        if matches!(self.state, State::Down { .. } | State::HoldDown { .. })
+            && !self.hears_peer(now)
+        {
+            self.hearing_resumed = true;
+        }
         self.last_heard = Some(now);
         if let (State::HoldDown { missed, last, .. }, Some(interval)) =
             (&mut self.state, self.profile.interval)
@@ -242,9 +316,14 @@ impl Liveness {
         }
     }
 
-    /// We sent something on the link (suppresses the next heartbeat).
+    /// We sent something on the link other than a heartbeat taken with
+    /// [`Liveness::take_heartbeat`] (it suppresses the next heartbeat).
     pub fn sent(&mut self, now: Instant) {
-        self.last_sent = Some(now);
+        self.idle = false;
+        if let Some(interval) = self.heartbeat_interval() {
+            let after = now + interval;
+            self.next_heartbeat = Some(self.next_heartbeat.map_or(after, |due| due.max(after)));
+        }
     }
 
     /// The neighbour's `LinkState` arrived.
@@ -272,27 +351,99 @@ impl Liveness {
         self.evaluate(now)
     }
 
-    /// Whether a heartbeat is due now.
-    pub fn heartbeat_due(&self, now: Instant) -> bool {
-        match self.profile.interval {
-            Some(interval) => self
-                .last_sent
-                .is_none_or(|t| now.saturating_duration_since(t) >= interval),
-            None => false,
-        }
+    /// The period between our heartbeats now: the profile's interval, or
+    /// [`DOWN_PROBE_INTERVAL`] while the link is down.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        let interval = self.profile.interval?;
+        Some(match self.state {
+            State::Down { .. } => interval.max(DOWN_PROBE_INTERVAL),
+            _ => interval,
+        })
     }
 
-    /// Whether our `LinkState` should be repeated now; if so, schedules the
-    /// next one.
-    pub fn take_state_refresh(&mut self, now: Instant) -> bool {
-        if self.profile.interval.is_none() {
+    /// When the next heartbeat is due, exactly (`None`: the link is never
+    /// probed). A node must be awake then; it may send it earlier.
+    pub fn heartbeat_deadline(&self, now: Instant) -> Option<Instant> {
+        self.heartbeat_interval()?;
+        Some(self.next_heartbeat.unwrap_or(now))
+    }
+
+    /// Whether a heartbeat should go out now: it is due, or the node is
+    /// awake anyway and it is due soon ([`COALESCING_DIVISOR`]). `join`:
+    /// a link with the same heartbeat interval is due now.
+    pub fn heartbeat_due(&self, now: Instant, join: bool) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        let slack = if join && self.idle {
+            interval / JOIN_DIVISOR
+        } else {
+            interval / COALESCING_DIVISOR
+        };
+        self.next_heartbeat.is_none_or(|due| now + slack >= due)
+    }
+
+    /// Takes the heartbeat [`Liveness::heartbeat_due`] says should go out
+    /// now, if any, and schedules the next one; the caller sends it (and
+    /// does not report it with [`Liveness::sent`]). An early heartbeat
+    /// that joins (`join`, see [`COALESCING_DIVISOR`]) moves this link onto
+    /// the schedule of the due one; otherwise it keeps its own.
+    pub fn take_heartbeat(&mut self, now: Instant, join: bool) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        if !self.heartbeat_due(now, join) {
             return false;
         }
-        if self.next_state_refresh.is_some_and(|t| now < t) {
-            return false;
-        }
-        self.next_state_refresh = Some(now + self.profile.state_refresh);
+        let due = self.next_heartbeat.unwrap_or(now);
+        let joins = join && self.idle;
+        let from = if joins { now } else { due.max(now) };
+        self.next_heartbeat = Some(from + interval);
+        self.idle = true;
         true
+    }
+
+    /// Takes a heartbeat that answers the neighbour's, if this link may
+    /// follow it now: idle, the neighbour beating at our interval, our last
+    /// heartbeat at least [`FOLLOW_GUARD_DIVISOR`] of an interval ago. The
+    /// link then keeps the neighbour's schedule.
+    pub fn take_following_heartbeat(&mut self, now: Instant) -> bool {
+        let Some(interval) = self.heartbeat_interval() else {
+            return false;
+        };
+        let guard = interval / FOLLOW_GUARD_DIVISOR;
+        let follows = self.idle
+            && matches!(self.state, State::Up { .. })
+            && self.peer_interval == Some(interval)
+            && self
+                .next_heartbeat
+                .is_some_and(|due| now + interval >= due + guard);
+        if follows {
+            self.next_heartbeat = Some(now + interval);
+        }
+        follows
+    }
+
+    /// Whether our `LinkState` should be repeated now (it is due, or due
+    /// within one heartbeat interval, when the node wakes for heartbeats
+    /// anyway); if so, schedules the next one on the same period.
+    pub fn take_state_refresh(&mut self, now: Instant) -> bool {
+        let Some(slack) = self.heartbeat_interval() else {
+            return false;
+        };
+        let due = match self.next_state_refresh {
+            Some(due) if now + slack < due => return false,
+            Some(due) => due.max(now),
+            None => now,
+        };
+        self.next_state_refresh = Some(due + self.profile.state_refresh);
+        true
+    }
+
+    /// Whether we began to hear the neighbour again since the last call:
+    /// the caller then sends our `LinkState` at once.
+    pub fn take_hearing_resumed(&mut self) -> bool {
+        std::mem::take(&mut self.hearing_resumed)
     }
 
     /// Sends our `LinkState` early (it changed).
@@ -303,8 +454,7 @@ impl Liveness {
     /// The earliest instant at which [`Liveness::tick`] or a heartbeat may
     /// have work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let interval = self.profile.interval?;
-        let heartbeat = self.last_sent.map(|t| t + interval);
+        let heartbeat = self.heartbeat_interval().and(self.next_heartbeat);
         let detection = match self.state {
             State::Up { .. } | State::HoldDown { .. } => self
                 .last_heard
@@ -402,6 +552,9 @@ impl Liveness {
             missed: 0,
             last: now,
         };
+        // Back to the full heartbeat rate at once (a down link was probed
+        // slowly): the neighbour must hear us to start its own probation.
+        self.next_heartbeat = Some(self.next_heartbeat.map_or(now, |due| due.min(now)));
     }
 
     fn go_down(&mut self, cause: DownCause, now: Instant) -> Option<DownCause> {
@@ -430,208 +583,4 @@ fn intervals_in(span: Duration, interval: Duration) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn comes_up_when_heard_and_goes_down_after_detection_time() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        assert!(!l.is_up());
-        assert_eq!(l.heard(t0), Some(Transition::Up));
-        assert!(l.is_up());
-        assert_eq!(l.tick(t0 + 149 * MS), None);
-        assert_eq!(
-            l.tick(t0 + 150 * MS),
-            Some(Transition::Down {
-                cause: DownCause::Silence,
-                silent_for: 150 * MS
-            })
-        );
-        assert!(!l.is_up());
-    }
-
-    #[test]
-    fn recovery_waits_for_the_hold_down_and_flaps_double_it() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        l.heard(t0);
-        l.tick(t0 + 200 * MS);
-        assert!(!l.is_up());
-        let t1 = t0 + 300 * MS;
-        assert_eq!(l.heard(t1), None, "heard again: on probation");
-        // Keep hearing it every 40 ms for the hold-down, which doubled
-        // because the failure came soon after coming up.
-        let hold = Profile::DEFAULT.hold_down * 2;
-        let mut t = t1;
-        while t < t1 + hold {
-            t += 40 * MS;
-            if let Some(tr) = l.heard(t) {
-                assert_eq!(tr, Transition::Up);
-            }
-        }
-        assert!(l.is_up(), "up after {hold:?} of stable hearing");
-        assert!(t - t1 >= hold);
-    }
-
-    #[test]
-    fn silence_during_hold_down_restarts_it_with_a_bigger_penalty() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::FAST);
-        l.heard(t0);
-        l.tick(t0 + 40 * MS);
-        l.heard(t0 + 50 * MS);
-        let before = l.hold_down;
-        assert_eq!(
-            l.tick(t0 + 100 * MS),
-            None,
-            "silence on probation is not a new down event"
-        );
-        assert!(matches!(l.state, State::Down { .. }));
-        assert_eq!(l.hold_down, before * 2);
-    }
-
-    #[test]
-    fn peer_that_does_not_hear_us_takes_the_link_down() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        l.heard(t0);
-        assert_eq!(
-            l.peer_state(false, t0 + 10 * MS),
-            Some(Transition::Down {
-                cause: DownCause::PeerDoesNotHearUs,
-                silent_for: Duration::ZERO
-            })
-        );
-    }
-
-    #[test]
-    fn carrier_loss_is_immediate_and_forgets_old_proof() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::METERED);
-        l.heard(t0);
-        assert!(matches!(
-            l.carrier_lost(t0 + 5 * MS),
-            Some(Transition::Down {
-                cause: DownCause::Carrier,
-                ..
-            })
-        ));
-        assert!(!l.hears_peer(t0 + 6 * MS));
-    }
-
-    #[test]
-    fn plain_wireguard_links_are_always_up_and_never_probed() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::WIREGUARD);
-        assert!(l.is_up());
-        assert!(!l.heartbeat_due(t0));
-        assert_eq!(l.tick(t0 + Duration::from_secs(3600)), None);
-        assert_eq!(l.carrier_lost(t0), None);
-        assert!(l.is_up());
-    }
-
-    /// A link that loses 30 % of its packets at random: it may go down
-    /// once, but must not come back and go down again and again.
-    #[test]
-    fn a_lossy_link_does_not_flap() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        let mut transitions = Vec::new();
-        let mut seed: u64 = 0x5eed;
-        let interval = Profile::DEFAULT.interval.unwrap_or(MS);
-        l.heard(t0);
-        // Five minutes of heartbeats, each lost with probability 0.3.
-        for i in 1..6000u32 {
-            let now = t0 + interval * i;
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let lost = (seed >> 33) % 100 < 30;
-            if let Some(t) = l.tick(now) {
-                transitions.push(t);
-            }
-            if !lost && let Some(t) = l.heard(now) {
-                transitions.push(t);
-            }
-        }
-        let downs = transitions
-            .iter()
-            .filter(|t| matches!(t, Transition::Down { .. }))
-            .count();
-        assert!(downs <= 1, "a 30 % lossy link flapped: {transitions:?}");
-    }
-
-    #[test]
-    fn a_clean_link_recovers_after_the_hold_down() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::FAST);
-        l.heard(t0);
-        l.tick(t0 + 30 * MS);
-        assert!(!l.is_up());
-        let mut t = t0 + 40 * MS;
-        let mut up_at = None;
-        while t < t0 + Duration::from_secs(5) {
-            if l.heard(t) == Some(Transition::Up) && up_at.is_none() {
-                up_at = Some(t);
-            }
-            l.tick(t);
-            t += 10 * MS;
-        }
-        let up_at = up_at.expect("recovered");
-        assert!(
-            up_at - (t0 + 40 * MS) >= Profile::FAST.hold_down,
-            "waited the hold-down"
-        );
-    }
-
-    /// Heartbeats that arrive late (a loaded sender's timer drifts) are not
-    /// losses: the link must still recover.
-    #[test]
-    fn late_heartbeats_still_recover() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::FAST);
-        l.heard(t0);
-        l.tick(t0 + 40 * MS);
-        let mut t = t0 + 50 * MS;
-        let mut up = false;
-        while t < t0 + Duration::from_secs(10) && !up {
-            up = l.heard(t) == Some(Transition::Up);
-            l.tick(t);
-            t += 14 * MS;
-        }
-        assert!(
-            up,
-            "a link heard every 14 ms (10 ms interval) never recovered"
-        );
-    }
-
-    #[test]
-    fn a_slower_neighbour_is_judged_by_its_own_interval() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        l.heard(t0);
-        l.set_peer_interval(Duration::from_secs(1));
-        assert_eq!(
-            l.tick(t0 + 500 * MS),
-            None,
-            "a metered neighbour is silent for up to 3 s"
-        );
-        assert!(matches!(
-            l.tick(t0 + 3000 * MS),
-            Some(Transition::Down { .. })
-        ));
-    }
-
-    #[test]
-    fn heartbeats_are_suppressed_by_other_traffic() {
-        let t0 = Instant::now();
-        let mut l = Liveness::new(Profile::DEFAULT);
-        assert!(l.heartbeat_due(t0));
-        l.sent(t0);
-        assert!(!l.heartbeat_due(t0 + 49 * MS));
-        assert!(l.heartbeat_due(t0 + 50 * MS));
-    }
-}
+mod tests;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -35,7 +37,12 @@ const CARRIER_QUEUE: usize = 64;
 
 pub(super) struct Shared {
     engine: Mutex<Engine>,
-    udp: UdpSocket,
+    /// The underlay socket, registered for reading only: a socket
+    /// registered for writing too (as `tokio::net::UdpSocket` is) wakes the
+    /// runtime once per datagram sent, when the kernel frees its buffer,
+    /// which doubled an idle node's wake-ups. Sends go straight to the
+    /// socket (see [`Shared::transmit`]).
+    udp: AsyncFd<std::net::UdpSocket>,
     pub(super) local: Box<dyn LocalBackend>,
     /// To the controller client, when there is a controller: failovers
     /// go up as they happen.
@@ -63,6 +70,53 @@ pub(super) struct Shared {
     /// The neighbours the controller assigns links to (`None` until it
     /// has been heard), for discovery's dense-cell policy.
     pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
+    /// When the timer task sleeps until (see [`TimerAlarm`]).
+    alarm: TimerAlarm,
+}
+
+/// The timer task sleeps until the engine's [`Engine::poll_timeout`]; a
+/// step that moves that instant earlier (a link heard again goes back to
+/// its full heartbeat rate) wakes it to sleep again until the new one.
+/// Later instants need nothing: the task wakes, finds nothing due and
+/// sleeps again.
+struct TimerAlarm {
+    /// Zero of `armed_us`.
+    base: std::time::Instant,
+    /// Microseconds after `base` the timer sleeps until; `u64::MAX`: none.
+    armed_us: AtomicU64,
+    rearm: tokio::sync::Notify,
+}
+
+impl TimerAlarm {
+    fn new() -> Self {
+        Self {
+            base: clock::now(),
+            armed_us: AtomicU64::new(u64::MAX),
+            rearm: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn micros(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The timer task goes to sleep until `deadline`.
+    fn arm(&self, deadline: std::time::Instant) {
+        self.armed_us
+            .store(self.micros(deadline), Ordering::Relaxed);
+    }
+
+    /// The engine now wants to be woken at `deadline`: if that is earlier
+    /// than the timer sleeps, wake it.
+    fn follow(&self, deadline: Option<std::time::Instant>) {
+        if let Some(deadline) = deadline
+            && self.micros(deadline) < self.armed_us.load(Ordering::Relaxed)
+        {
+            self.armed_us
+                .store(self.micros(deadline), Ordering::Relaxed);
+            self.rearm.notify_one();
+        }
+    }
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -92,8 +146,18 @@ impl Shared {
         udp: UdpSocket,
         local: Box<dyn LocalBackend>,
         upstream: Option<mpsc::Sender<Upstream>>,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        // Still non-blocking after `into_std`.
+        let udp = udp.into_std()?;
+        // SAFETY: the `AsyncFd` takes the socket by value and owns it until
+        // it is dropped, so its file descriptor stays open and the same for
+        // the `AsyncFd`'s whole life, as `register_with_interest` requires.
+        // (Its safe predecessor, `with_interest`, is deprecated only
+        // because a caller could pass a borrowed descriptor.)
+        #[allow(unsafe_code)]
+        let udp = unsafe { AsyncFd::register_with_interest(udp, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Self {
             engine: Mutex::new(engine),
             udp,
             local,
@@ -105,7 +169,8 @@ impl Shared {
             discovered: Mutex::new(BTreeMap::new()),
             discovery_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),
-        }
+            alarm: TimerAlarm::new(),
+        })
     }
 
     pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
@@ -128,18 +193,39 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The next datagram from the underlay.
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            let mut ready = self.udp.readable().await?;
+            if let Ok(received) = ready.try_io(|udp| udp.get_ref().recv_from(buf)) {
+                return received;
+            }
+        }
+    }
+
+    /// A datagram already waiting in the socket, if any.
+    fn try_recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        self.udp.get_ref().recv_from(buf)
+    }
+
     /// Sends one datagram to the underlay. A full socket buffer gets a
     /// moment to drain (a burst clears in microseconds); past that the
     /// datagram is dropped, as a router drops at a full queue, rather than
     /// holding up every other link behind one that cannot send.
     async fn transmit(&self, to: SocketAddr, datagram: &[u8]) {
-        match self.udp.try_send_to(datagram, to) {
+        let send = || self.udp.get_ref().send_to(datagram, to);
+        match send() {
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(SEND_WAIT, self.udp.send_to(datagram, to)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => tracing::debug!(%to, %err, "underlay send failed"),
-                    Err(_) => tracing::debug!(%to, "underlay socket full: datagram dropped"),
+                // Not registered for writability (see `udp`): wait the
+                // moment once, then try again.
+                tokio::time::sleep(SEND_WAIT).await;
+                match send() {
+                    Ok(_) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        tracing::debug!(%to, "underlay socket full: datagram dropped");
+                    }
+                    Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
                 }
             }
             Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
@@ -156,10 +242,17 @@ impl Shared {
 
     /// Runs `f` on the engine, then carries out everything it asked for
     /// (the engine contract's step 5: outputs in order, then failovers).
+    /// `outputs` is the caller's, kept from call to call: the datagrams it
+    /// sent last time go back to the engine for reuse under the same lock.
     pub(super) async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
         let mut failovers = Vec::new();
         let took = {
             let mut engine = self.engine();
+            for output in outputs.drain(..) {
+                if let Output::Transmit { datagram, .. } = output {
+                    engine.recycle(datagram);
+                }
+            }
             let started = clock::now();
             f(&mut engine);
             // The engine step that took a link down also switched the
@@ -168,6 +261,7 @@ impl Shared {
             let took = clock::now().saturating_duration_since(started);
             outputs.extend(std::iter::from_fn(|| engine.poll_output()));
             failovers.extend(std::iter::from_fn(|| engine.poll_failover()));
+            self.alarm.follow(engine.poll_timeout());
             took
         };
         if let Some(upstream) = &self.upstream {
@@ -181,17 +275,17 @@ impl Shared {
                 );
             }
         }
-        for output in outputs.drain(..) {
+        for output in outputs.iter_mut() {
             match output {
-                Output::Transmit { to, datagram } => self.transmit(to, &datagram).await,
+                Output::Transmit { to, datagram } => self.transmit(*to, datagram).await,
                 Output::ResolveUnderlay { link, peer } => {
                     // A backend that cannot tell leaves the link to
                     // heartbeat detection.
-                    if let Some(ifindex) = self.local.resolve_underlay(peer).await {
-                        self.engine().set_link_underlay(link, ifindex);
+                    if let Some(ifindex) = self.local.resolve_underlay(*peer).await {
+                        self.engine().set_link_underlay(*link, ifindex);
                     }
                 }
-                Output::Local(packet) => self.local.deliver(packet),
+                Output::Local(packet) => self.local.deliver(std::mem::take(packet)),
             }
         }
     }
@@ -211,7 +305,7 @@ async fn underlay_task(shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut outputs = Vec::new();
     loop {
-        let (len, from) = match shared.udp.recv_from(&mut buf).await {
+        let (len, from) = match shared.recv_from(&mut buf).await {
             Ok(received) => received,
             Err(err) => {
                 // ICMP errors surface here (e.g. a neighbour's port is
@@ -250,23 +344,35 @@ async fn local_task(shared: Arc<Shared>) {
     }
 }
 
-/// Wakes the engine when it asked to be woken: heartbeats and detection
-/// deadlines are milliseconds apart, so the timer follows the engine's own
-/// schedule instead of a fixed tick.
+/// Wakes the engine when it asked to be woken, and only then: heartbeats
+/// and detection deadlines are milliseconds apart, so the timer follows
+/// the engine's own schedule (coalesced: one wake-up per heartbeat interval
+/// for all idle links) instead of a fixed tick, and is woken early only
+/// when a step moved that schedule earlier ([`TimerAlarm`]).
 async fn timer_task(shared: Arc<Shared>) {
     let mut outputs = Vec::new();
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        let deadline = shared.engine().poll_timeout();
-        let deadline = deadline
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Engine::TICK);
-        tokio::time::sleep_until(deadline).await;
+        // Armed under the engine's lock, as `TimerAlarm::follow` is: no
+        // step can move the deadline between reading and arming it.
+        let deadline = {
+            let engine = shared.engine();
+            let deadline = engine
+                .poll_timeout()
+                .unwrap_or_else(|| clock::now() + Engine::TICK);
+            shared.alarm.arm(deadline);
+            deadline
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            // An earlier deadline: sleep again until that one.
+            () = shared.alarm.rearm.notified() => continue,
+        }
         // A busy machine may have kept this agent off the CPU: take in what
         // the neighbours sent meanwhile before judging their silence, so a
         // heartbeat waiting in the socket is not mistaken for a dead link.
         for _ in 0..MAX_DRAIN {
-            let Ok((len, from)) = shared.udp.try_recv_from(&mut buf) else {
+            let Ok((len, from)) = shared.try_recv_from(&mut buf) else {
                 break;
             };
             let datagram = &buf[..len];

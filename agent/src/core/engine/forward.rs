@@ -47,7 +47,7 @@ impl Engine {
                     Err(TunnResult::WriteToNetwork(cookie)) => {
                         self.outputs.push_back(Output::Transmit {
                             to: from,
-                            datagram: cookie.to_vec(),
+                            datagram: self.buffers.copy_of(cookie),
                         });
                         return None;
                     }
@@ -113,7 +113,7 @@ impl Engine {
                     (MessageKind::HandshakeInit, Some(2))
                         | (MessageKind::HandshakeResponse, Some(4))
                 );
-                let reply = reply.to_vec();
+                let reply = self.buffers.copy_of(reply);
                 if proven {
                     self.authenticated(link_id, from, now);
                 }
@@ -150,9 +150,11 @@ impl Engine {
                 self.route(&mut rx[..len], Ingress::Link(link_id), now);
             }
             TunnResult::Done => {
-                // An empty data message is a keepalive: proof of life.
+                // An empty data message is a keepalive: proof of life, and
+                // the neighbour's heartbeat, which ours may answer.
                 if kind == MessageKind::Data {
                     self.authenticated(link_id, from, now);
+                    self.follow_neighbour(link_id, now);
                 }
             }
             TunnResult::Err(err) => {
@@ -186,6 +188,9 @@ impl Engine {
         if let Some(transition) = self.links[link_id.0].liveness.heard(now) {
             self.apply_transition(link_id, transition, now);
         }
+        if self.links[link_id.0].liveness.take_hearing_resumed() {
+            self.send_link_state(link_id, now);
+        }
     }
 
     /// Sends the packets boringtun queued while a handshake was in flight.
@@ -197,7 +202,7 @@ impl Engine {
             match link.endpoint {
                 Some(to) => self.outputs.push_back(Output::Transmit {
                     to,
-                    datagram: datagram.to_vec(),
+                    datagram: self.buffers.copy_of(datagram),
                 }),
                 None => {
                     self.drops[DropReason::NoEndpoint.slot()] += 1;
@@ -218,7 +223,7 @@ impl Engine {
         {
             self.outputs.push_back(Output::Transmit {
                 to,
-                datagram: datagram.to_vec(),
+                datagram: self.buffers.copy_of(datagram),
             });
         }
     }
@@ -278,8 +283,14 @@ impl Engine {
     }
 
     pub(super) fn send_on_link(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {
+        self.links[link_id.0].liveness.sent(now);
+        self.encapsulate_to(link_id, packet, now);
+    }
+
+    /// Encrypts `packet` for `link_id` and queues the datagram, without
+    /// telling liveness (heartbeats schedule themselves).
+    pub(super) fn encapsulate_to(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {
         let link = &mut self.links[link_id.0];
-        link.liveness.sent(now);
         match link.tunn.encapsulate(packet, &mut self.tx_scratch, now) {
             TunnResult::WriteToNetwork(datagram) => {
                 link.counters.tx_packets += 1;
@@ -287,7 +298,7 @@ impl Engine {
                 match link.endpoint {
                     Some(to) => self.outputs.push_back(Output::Transmit {
                         to,
-                        datagram: datagram.to_vec(),
+                        datagram: self.buffers.copy_of(datagram),
                     }),
                     None => self.drops[DropReason::NoEndpoint.slot()] += 1,
                 }

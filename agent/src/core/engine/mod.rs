@@ -36,7 +36,9 @@
 //!    `None`, carrying out each [`Output`] in order (transmits, local
 //!    deliveries, underlay lookups); then [`Engine::poll_failover`] until
 //!    `None`, each [`Failover`] being a report for the controller. Then ask
-//!    [`Engine::poll_timeout`] when to call again.
+//!    [`Engine::poll_timeout`] when to call again. Hand the buffers of sent
+//!    datagrams back with [`Engine::recycle`] (optional; it saves an
+//!    allocation per datagram).
 //! 6. **Look at it** at any time, without changing it: [`Engine::status`],
 //!    [`Engine::link_states`], [`Engine::table`], [`Engine::counters`],
 //!    [`Engine::drops`], [`Engine::client_prefixes`],
@@ -51,6 +53,7 @@
 //! alternate in one step, and prefixes left with no path are withdrawn from
 //! the neighbours so they switch too.
 
+mod buffers;
 mod changes;
 mod drops;
 mod feasible;
@@ -59,6 +62,7 @@ mod repair;
 mod segments;
 #[cfg(feature = "sim")]
 mod simulated;
+mod timers;
 mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -66,8 +70,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boringtun::noise::TunnResult;
-use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use freimesh_proto::PublicKeyBytes;
@@ -246,6 +248,8 @@ pub struct Engine {
     rate_limiter: Arc<RateLimiter>,
     next_rate_limiter_reset: Option<Instant>,
     outputs: VecDeque<Output>,
+    /// Buffers of sent datagrams, back from the shell for reuse.
+    buffers: buffers::BufferPool,
     rx_scratch: Vec<u8>,
     tx_scratch: Vec<u8>,
     drops: [u64; DropReason::ALL.len()],
@@ -348,6 +352,7 @@ impl Engine {
             rate_limiter,
             next_rate_limiter_reset: None,
             outputs: VecDeque::new(),
+            buffers: buffers::BufferPool::default(),
             rx_scratch: vec![0; SCRATCH_LEN],
             tx_scratch: vec![0; SCRATCH_LEN],
             drops: [0; DropReason::ALL.len()],
@@ -624,22 +629,16 @@ impl Engine {
         }
     }
 
-    /// When [`Engine::handle_timeout`] next has work: a heartbeat, a
-    /// detection deadline, the end of a hold-down, or WireGuard's timers.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        // A retired link is never serviced: its stale heartbeat deadline
-        // would make the shell wake at once, forever.
-        let links = self
-            .links
-            .iter()
-            .filter(|l| !l.retired)
-            .filter_map(|l| l.liveness.next_deadline());
-        links.chain(self.next_wireguard_tick).min()
-    }
-
     /// The next output for the shell, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// Gives the buffer of a sent [`Output::Transmit`] back for reuse, so
+    /// that steady traffic (heartbeats) allocates nothing. Optional: a
+    /// caller that keeps or drops its buffers loses only the reuse.
+    pub fn recycle(&mut self, datagram: Vec<u8>) {
+        self.buffers.give_back(datagram);
     }
 
     /// Drops counted so far for `reason`.
@@ -666,48 +665,6 @@ impl Engine {
     pub fn handle_local_packet(&mut self, packet: &mut [u8], now: Instant) {
         self.counters.sent_from_local += 1;
         self.route(packet, Ingress::Local, now);
-    }
-
-    /// Liveness (detection, heartbeats, hold-downs, state refresh) and,
-    /// every [`Engine::TICK`], WireGuard's own timers.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.former_hops.tick(now);
-        for i in 0..self.links.len() {
-            self.service_liveness(LinkId(i), now);
-        }
-        if self.next_wireguard_tick.is_none_or(|t| now >= t) {
-            self.next_wireguard_tick = Some(now + Self::TICK);
-            self.service_wireguard(now);
-        }
-    }
-
-    fn service_wireguard(&mut self, now: Instant) {
-        if self.next_rate_limiter_reset.is_none_or(|t| now >= t) {
-            self.rate_limiter.reset_count();
-            self.next_rate_limiter_reset = Some(now + RATE_LIMITER_WINDOW);
-        }
-        for i in 0..self.links.len() {
-            let link = &mut self.links[i];
-            match link.tunn.update_timers(&mut self.tx_scratch, now) {
-                TunnResult::WriteToNetwork(datagram) => {
-                    if let Some(to) = link.endpoint {
-                        link.liveness.sent(now);
-                        self.outputs.push_back(Output::Transmit {
-                            to,
-                            datagram: datagram.to_vec(),
-                        });
-                    }
-                }
-                TunnResult::Err(WireGuardError::ConnectionExpired) => {
-                    // boringtun retried every 5 s for 90 s and gave up. A
-                    // mesh neighbour may come back at any time, so start a
-                    // new attempt at once: one 148-byte initiation per 5 s
-                    // to a dead neighbour, WireGuard's own retry cadence.
-                    self.initiate(LinkId(i), true, now);
-                }
-                _ => {}
-            }
-        }
     }
 
     /// A snapshot for `freimesh-agent status`.

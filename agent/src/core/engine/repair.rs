@@ -419,25 +419,6 @@ impl Engine {
         }
     }
 
-    /// Per-link timers: detection, hold-down, heartbeat, state refresh.
-    pub(super) fn service_liveness(&mut self, link: LinkId, now: Instant) {
-        if self.links[link.0].retired {
-            return;
-        }
-        if let Some(transition) = self.links[link.0].liveness.tick(now) {
-            self.apply_transition(link, transition, now);
-        }
-        if self.links[link.0].liveness.take_state_refresh(now) {
-            self.send_link_state(link, now);
-            self.send_lost_set(link, now);
-        }
-        if self.links[link.0].liveness.heartbeat_due(now) {
-            // An empty WireGuard message is a keepalive; without a session
-            // boringtun starts a handshake instead, which also proves life.
-            self.send_on_link(link, &[], now);
-        }
-    }
-
     /// A message from the neighbour at the other end of `link`.
     pub(super) fn handle_mesh_message(&mut self, link: LinkId, message: MeshMessage, now: Instant) {
         match message {
@@ -453,6 +434,9 @@ impl Engine {
                     .set_peer_interval(Duration::from_millis(u64::from(timing.interval_ms)));
                 if let Some(transition) = self.links[link.0].liveness.peer_state(hears_you, now) {
                     self.apply_transition(link, transition, now);
+                }
+                if self.links[link.0].liveness.take_hearing_resumed() {
+                    self.send_link_state(link, now);
                 }
             }
             MeshMessage::Withdraw(prefixes) => {
@@ -676,7 +660,7 @@ impl Engine {
 
     /// Tells `link` every prefix we lack, as one replacing `LostSet` when
     /// it fits in a message, else as additive withdrawals.
-    fn send_lost_set(&mut self, link: LinkId, now: Instant) {
+    pub(super) fn send_lost_set(&mut self, link: LinkId, now: Instant) {
         if !self.links[link.0].liveness.is_up()
             || self.links[link.0].liveness.profile.interval.is_none()
         {
@@ -722,7 +706,7 @@ impl Engine {
         }
     }
 
-    fn send_link_state(&mut self, link: LinkId, now: Instant) {
+    pub(super) fn send_link_state(&mut self, link: LinkId, now: Instant) {
         if !self.links[link.0].liveness.has_state_to_report() {
             return;
         }

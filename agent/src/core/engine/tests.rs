@@ -1,6 +1,7 @@
 //! Engine tests over an in-memory underlay: engines exchange their
 //! `Transmit` outputs through a loop, so whole meshes run in one thread.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use proptest::prelude::*;
@@ -29,13 +30,17 @@ fn overlay(n: u8) -> Ipv4Addr {
 }
 
 fn spec(n: u8) -> LinkSpec {
+    spec_with_profile(n, "default")
+}
+
+fn spec_with_profile(n: u8, profile: &str) -> LinkSpec {
     LinkSpec {
         name: format!("n{n}"),
         peer: public(n),
         endpoint: Some(underlay(n)),
         keepalive: None,
         allowed_sources: Vec::new(),
-        profile: "default".into(),
+        profile: profile.into(),
     }
 }
 
@@ -47,12 +52,24 @@ struct Mesh {
     now: Instant,
     /// Datagrams to drop in flight, by (from, to).
     cut: Vec<(u8, u8)>,
+    /// Datagrams sent, by (from, to), cut or not.
+    datagrams: BTreeMap<(u8, u8), usize>,
 }
 
 impl Mesh {
     /// `links` are undirected edges; every node gets a /32 route for every
     /// other node via `routes(node, dst)`.
     fn new(count: u8, links: &[(u8, u8)], routes: impl Fn(u8, u8) -> Vec<u8>) -> Self {
+        Self::with_profile(count, links, routes, "default")
+    }
+
+    /// [`Mesh::new`] with every link on `profile`.
+    fn with_profile(
+        count: u8,
+        links: &[(u8, u8)],
+        routes: impl Fn(u8, u8) -> Vec<u8>,
+        profile: &str,
+    ) -> Self {
         let now = Instant::now();
         let mut nodes = Vec::new();
         for n in 1..=count {
@@ -70,7 +87,10 @@ impl Mesh {
                 .collect();
             let mut engine = Engine::new(
                 secret(n),
-                peers.iter().map(|&p| spec(p)).collect(),
+                peers
+                    .iter()
+                    .map(|&p| spec_with_profile(p, profile))
+                    .collect(),
                 u32::from(n) * 1000,
                 now,
             )
@@ -96,6 +116,7 @@ impl Mesh {
             delivered: Vec::new(),
             now,
             cut: Vec::new(),
+            datagrams: BTreeMap::new(),
         };
         for (_, engine) in &mut mesh.nodes {
             engine.start(now);
@@ -129,6 +150,7 @@ impl Mesh {
                             else {
                                 continue;
                             };
+                            *self.datagrams.entry((from, self.nodes[j].0)).or_default() += 1;
                             if self.cut.contains(&(from, self.nodes[j].0)) {
                                 continue;
                             }
@@ -159,6 +181,34 @@ impl Mesh {
             }
             self.run();
         }
+    }
+
+    /// Advances the virtual clock by `total`, waking each engine only when
+    /// its [`Engine::poll_timeout`] says, as the shells do; returns how
+    /// many times each node woke.
+    fn advance_by_deadlines(&mut self, total: Duration) -> BTreeMap<u8, usize> {
+        let end = self.now + total;
+        let mut wakes = BTreeMap::new();
+        loop {
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|(_, e)| e.poll_timeout())
+                .min()
+                .filter(|t| *t <= end);
+            let Some(next) = next else { break };
+            self.now = self.now.max(next);
+            let now = self.now;
+            for (n, engine) in &mut self.nodes {
+                if engine.poll_timeout().is_some_and(|t| t <= now) {
+                    engine.handle_timeout(now);
+                    *wakes.entry(*n).or_default() += 1;
+                }
+            }
+            self.run();
+        }
+        self.now = end;
+        wakes
     }
 
     /// Silently drops everything between `a` and `b`, both ways.
@@ -411,6 +461,110 @@ fn carrier_loss_switches_at_once() {
             .iter()
             .any(|e| e.detail.contains("carrier loss"))
     );
+}
+
+/// The fast profile's carrier case (issue 14): after a carrier cut the
+/// dead link must not get the full heartbeat rate. On Linux every datagram
+/// to a neighbour behind an interface without carrier waits in the
+/// kernel's ARP queue, charged to the agent's one UDP socket; at 100 a
+/// second they filled its send buffer in 2.7 s and silenced every other
+/// link, the alternate path included. Four probes a second cannot.
+#[test]
+fn a_carrier_cut_link_is_probed_slowly_and_the_alternate_stays_up() {
+    let mut mesh = Mesh::with_profile(
+        4,
+        &[(1, 2), (1, 3), (2, 4), (3, 4)],
+        |n, dst| match (n, dst) {
+            (1, 4) | (4, 1) => vec![2, 3],
+            (1, d) | (4, d) => vec![d],
+            (2, 3) | (3, 2) => vec![1, 4],
+            (_, d) => vec![d],
+        },
+        "fast",
+    );
+    mesh.advance(100 * MS, MS);
+    let via2 = mesh.engine(4).link_id("n2").expect("link");
+    mesh.engine(4).set_link_underlay(via2, 7);
+    mesh.cut(4, 2);
+    let now = mesh.now;
+    mesh.engine(4).handle_carrier(7, false, now);
+    assert_eq!(mesh.next_node(4, 1), Some(3), "switched at once");
+    let before = mesh.datagrams.get(&(4, 2)).copied().unwrap_or(0);
+    let alternate = mesh.datagrams.get(&(4, 3)).copied().unwrap_or(0);
+    mesh.advance(Duration::from_secs(3), MS);
+    let to_dead = mesh.datagrams[&(4, 2)] - before;
+    // 12 slow probes and a few state refreshes, where 300 heartbeats went
+    // before.
+    assert!(to_dead <= 20, "{to_dead} datagrams to the dead link in 3 s");
+    assert!(
+        mesh.datagrams[&(4, 3)] - alternate >= 290,
+        "the alternate keeps its full rate"
+    );
+    assert_eq!(mesh.next_node(4, 1), Some(3), "the alternate stayed up");
+    // Back: both ends probe slowly, hear each other, say so at once, and
+    // return to the primary after the hold-down (1 s; 2 s doubled, the
+    // link having come up less than ten hold-downs before it failed).
+    mesh.restore(4, 2);
+    mesh.advance(Duration::from_millis(2600), MS);
+    assert_eq!(mesh.next_node(4, 1), Some(2), "the primary is back");
+}
+
+/// A link that failed one way: both ends go down (one by silence, one
+/// told it is not heard) and probe slowly. Restored, each end's slow probe
+/// reaches the other between its refreshes; hearing again is said at once,
+/// so both start their probation without waiting for a refresh to fall
+/// within the 30 ms after a probe.
+#[test]
+fn a_one_way_failure_recovers_with_slow_probes() {
+    let mut mesh = Mesh::with_profile(2, &[(1, 2)], |_, d| vec![d], "fast");
+    mesh.advance(100 * MS, MS);
+    mesh.cut.push((2, 1));
+    mesh.advance(Duration::from_secs(2), MS);
+    assert!(!mesh.engine(1).link_states()[0].up);
+    assert!(!mesh.engine(2).link_states()[0].up);
+    mesh.restore(1, 2);
+    // Probes within 250 ms, then the hold-down (2 s: doubled, the link
+    // failed soon after it came up).
+    mesh.advance(Duration::from_millis(2400), MS);
+    let now = mesh.now;
+    assert!(
+        mesh.engine(1).link_states()[0].up && mesh.engine(2).link_states()[0].up,
+        "{:?}",
+        mesh.engine(1).status(now).links
+    );
+}
+
+/// Eight idle links whose heartbeat schedules were scattered by traffic
+/// fall onto one schedule: the hub wakes about once per heartbeat
+/// interval for all of them, and each link still carries one heartbeat
+/// per interval.
+#[test]
+fn idle_links_share_one_wake_up_per_interval() {
+    let leaves: Vec<(u8, u8)> = (2..=9).map(|leaf| (1, leaf)).collect();
+    let mut mesh = Mesh::new(
+        9,
+        &leaves,
+        |n, dst| if n == 1 { vec![dst] } else { vec![1] },
+    );
+    mesh.advance_by_deadlines(200 * MS);
+    // A packet to each leaf at a different moment moves its schedule.
+    for leaf in 2..=9u8 {
+        mesh.advance_by_deadlines(Duration::from_millis(u64::from(leaf) * 3));
+        mesh.send(1, ipv4_packet(overlay(1), overlay(leaf), 64, b"x"));
+    }
+    mesh.advance_by_deadlines(Duration::from_secs(1));
+    let sent_before: usize = (2..=9).map(|leaf| mesh.datagrams[&(1, leaf)]).sum();
+    let wakes = mesh.advance_by_deadlines(Duration::from_secs(2));
+    let sent: usize = (2..=9)
+        .map(|leaf| mesh.datagrams[&(1, leaf)])
+        .sum::<usize>()
+        - sent_before;
+    // 40 heartbeat intervals and 20 WireGuard ticks in 2 s, the ticks riding
+    // on heartbeat wake-ups; a wake-up per link would be 320.
+    let hub = wakes.get(&1).copied().unwrap_or(0);
+    assert!(hub <= 42, "the hub woke {hub} times in 2 s");
+    // 8 links × 40 heartbeats, plus a state refresh per link.
+    assert!((8 * 38..=8 * 43).contains(&sent), "{sent} datagrams in 2 s");
 }
 
 #[test]
