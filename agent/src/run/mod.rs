@@ -209,7 +209,7 @@ where
 
     engine.start(clock::now());
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
-    let shared = Arc::new(Shared::new(engine, udp, local, upstream).map_err(bind_error)?);
+    let shared = Arc::new(Shared::new(engine, udp, local, upstream));
     if let Some(membership) = controlled.as_mut().and_then(|c| c.membership.take()) {
         *shared.membership() = membership;
     }

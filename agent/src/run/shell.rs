@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -37,12 +35,7 @@ const CARRIER_QUEUE: usize = 64;
 
 pub(super) struct Shared {
     engine: Mutex<Engine>,
-    /// The underlay socket, registered for reading only: a socket
-    /// registered for writing too (as `tokio::net::UdpSocket` is) wakes the
-    /// runtime once per datagram sent, when the kernel frees its buffer,
-    /// which doubled an idle node's wake-ups. Sends go straight to the
-    /// socket (see [`Shared::transmit`]).
-    udp: AsyncFd<std::net::UdpSocket>,
+    udp: UdpSocket,
     pub(super) local: Box<dyn LocalBackend>,
     /// To the controller client, when there is a controller: failovers
     /// go up as they happen.
@@ -146,18 +139,8 @@ impl Shared {
         udp: UdpSocket,
         local: Box<dyn LocalBackend>,
         upstream: Option<mpsc::Sender<Upstream>>,
-    ) -> std::io::Result<Self> {
-        // Still non-blocking after `into_std`.
-        let udp = udp.into_std()?;
-        // SAFETY: the `AsyncFd` takes the socket by value and owns it until
-        // it is dropped, so its file descriptor stays open and the same for
-        // the `AsyncFd`'s whole life, as `register_with_interest` requires.
-        // (Its safe predecessor, `with_interest`, is deprecated only
-        // because a caller could pass a borrowed descriptor.)
-        #[allow(unsafe_code)]
-        let udp = unsafe { AsyncFd::register_with_interest(udp, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             engine: Mutex::new(engine),
             udp,
             local,
@@ -170,7 +153,7 @@ impl Shared {
             discovery_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),
             alarm: TimerAlarm::new(),
-        })
+        }
     }
 
     pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
@@ -193,39 +176,18 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The next datagram from the underlay.
-    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        loop {
-            let mut ready = self.udp.readable().await?;
-            if let Ok(received) = ready.try_io(|udp| udp.get_ref().recv_from(buf)) {
-                return received;
-            }
-        }
-    }
-
-    /// A datagram already waiting in the socket, if any.
-    fn try_recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        self.udp.get_ref().recv_from(buf)
-    }
-
     /// Sends one datagram to the underlay. A full socket buffer gets a
     /// moment to drain (a burst clears in microseconds); past that the
     /// datagram is dropped, as a router drops at a full queue, rather than
     /// holding up every other link behind one that cannot send.
     async fn transmit(&self, to: SocketAddr, datagram: &[u8]) {
-        let send = || self.udp.get_ref().send_to(datagram, to);
-        match send() {
+        match self.udp.try_send_to(datagram, to) {
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                // Not registered for writability (see `udp`): wait the
-                // moment once, then try again.
-                tokio::time::sleep(SEND_WAIT).await;
-                match send() {
-                    Ok(_) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                        tracing::debug!(%to, "underlay socket full: datagram dropped");
-                    }
-                    Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
+                match tokio::time::timeout(SEND_WAIT, self.udp.send_to(datagram, to)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::debug!(%to, %err, "underlay send failed"),
+                    Err(_) => tracing::debug!(%to, "underlay socket full: datagram dropped"),
                 }
             }
             Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
@@ -305,7 +267,7 @@ async fn underlay_task(shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut outputs = Vec::new();
     loop {
-        let (len, from) = match shared.recv_from(&mut buf).await {
+        let (len, from) = match shared.udp.recv_from(&mut buf).await {
             Ok(received) => received,
             Err(err) => {
                 // ICMP errors surface here (e.g. a neighbour's port is
@@ -372,7 +334,7 @@ async fn timer_task(shared: Arc<Shared>) {
         // the neighbours sent meanwhile before judging their silence, so a
         // heartbeat waiting in the socket is not mistaken for a dead link.
         for _ in 0..MAX_DRAIN {
-            let Ok((len, from)) = shared.try_recv_from(&mut buf) else {
+            let Ok((len, from)) = shared.udp.try_recv_from(&mut buf) else {
                 break;
             };
             let datagram = &buf[..len];
