@@ -202,7 +202,10 @@ fn v5_frames_round_trip() {
         let bytes = encode(&msg).expect("enc");
         assert_eq!(decode::<ControllerMsg>(&bytes), Ok(msg.clone()));
         for cut in 0..bytes.len() {
-            assert!(decode::<ControllerMsg>(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode::<ControllerMsg>(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut long = bytes.clone();
         long.push(0);
@@ -218,7 +221,10 @@ fn a_forged_credential_decodes_as_a_frame_but_does_not_verify() {
     let Ok(ControllerMsg::Credential(back)) = decode::<ControllerMsg>(&bytes) else {
         panic!("not a credential frame");
     };
-    assert!(back.verify(&SigningKeyBytes::of(&signing_key()), 1_500).is_err());
+    assert!(
+        back.verify(&SigningKeyBytes::of(&signing_key()), 1_500)
+            .is_err()
+    );
 }
 
 #[test]
@@ -238,7 +244,7 @@ fn the_longest_revocation_list_goes_in_frames_of_at_most_16_pages() {
     }
     assert_eq!(got, pages);
     // A short list is one frame.
-    let one = encode_controller_frames(&ControllerMsg::Revocations(revocation_pages(1)))
-        .expect("frames");
+    let one =
+        encode_controller_frames(&ControllerMsg::Revocations(revocation_pages(1))).expect("frames");
     assert_eq!(one.len(), 1);
 }

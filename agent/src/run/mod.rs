@@ -188,6 +188,7 @@ where
         listen,
         addresses: config.addresses.clone(),
         started,
+        controlled: controlled.is_some(),
     });
 
     engine.start(clock::now());
@@ -256,6 +257,7 @@ fn spawn_controller_tasks(
         shared.clone(),
         controlled.events,
         controlled.state,
+        controlled.own_key,
         config.host_addresses(),
         kernel,
     ));
@@ -271,6 +273,8 @@ struct Controlled {
     events: mpsc::Receiver<ControllerEvent>,
     reports: mpsc::Sender<Upstream>,
     state: ControlCore,
+    /// This node's public key: its credential must name it.
+    own_key: freimesh_proto::PublicKeyBytes,
 }
 
 /// Starts the controller client if the configuration names a controller.
@@ -314,6 +318,7 @@ async fn connect_controller(
             events,
             reports,
             state,
+            own_key: key.public(),
         }),
         client_prefixes,
     ))

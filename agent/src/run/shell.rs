@@ -43,10 +43,6 @@ pub(super) struct Shared {
     /// The controller's signing key, this node's credential and the
     /// revocation list (`crate::membership`): set by the control path,
     /// read by discovery, saved by the state file.
-    #[expect(
-        dead_code,
-        reason = "wired by the control path and discovery (issue 13)"
-    )]
     pub(super) membership: Mutex<Membership>,
 }
 

@@ -298,6 +298,7 @@ fn approval_mode_registers_a_pending_node_that_an_admin_request_approves() {
     store.init(&settings()).expect("init");
     let config = HubConfig {
         require_approval: true,
+        ..HubConfig::default()
     };
     let mut hub = HubCore::new(store, config, T0_MS).expect("hub");
     hub.handle_hello(1, source(), key(1), hello(None), T0_MS);

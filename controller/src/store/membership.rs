@@ -1,0 +1,167 @@
+//! What membership credentials need from the registry: the controller's
+//! Ed25519 signing key, when each node's last credential expires, and the
+//! revocation list with its serial (`docs/security.md`).
+//!
+//! The signing key lives in the database (not in a file like the Noise
+//! key) so that a backup of the database is a backup of everything
+//! credentials depend on. The serial only grows, and survives restarts and
+//! restores from a newer backup: agents ignore a list whose serial is not
+//! higher than the one they hold.
+
+use ed25519_dalek::SigningKey;
+use freimesh_proto::PublicKeyBytes;
+use freimesh_proto::credential::{Revoked, SigningKeyBytes};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{Result, Store, StoreError};
+
+/// The revocation list as stored: its serial and its entries in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationList {
+    pub serial: u64,
+    pub entries: Vec<Revoked>,
+}
+
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl Store {
+    /// The controller's signing key, created (from the operating system's
+    /// random source) and stored the first time it is asked for.
+    pub fn signing_key(&mut self, now_s: i64) -> Result<SigningKey> {
+        if let Some(key) = self.stored_signing_key()? {
+            return Ok(key);
+        }
+        let mut secret = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+        // OR IGNORE: a CLI process that created one in between wins, and
+        // both use the same key from then on.
+        self.conn.execute(
+            "INSERT OR IGNORE INTO signing_key (id, secret, created_at) VALUES (1, ?1, ?2)",
+            params![secret.as_slice(), now_s],
+        )?;
+        self.stored_signing_key()?
+            .ok_or_else(|| StoreError::Corrupt("signing_key missing after insert".into()))
+    }
+
+    fn stored_signing_key(&self) -> Result<Option<SigningKey>> {
+        let secret: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT secret FROM signing_key WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        secret
+            .map(|s| {
+                <[u8; 32]>::try_from(s.as_slice())
+                    .map(|b| SigningKey::from_bytes(&b))
+                    .map_err(|_| StoreError::Corrupt("signing_key.secret".into()))
+            })
+            .transpose()
+    }
+
+    /// The public half of the signing key, if one was created yet (what
+    /// operators may pin; `freimesh-controller keys`).
+    pub fn signing_key_public(&self) -> Result<Option<SigningKeyBytes>> {
+        Ok(self
+            .stored_signing_key()?
+            .map(|key| SigningKeyBytes::of(&key)))
+    }
+
+    /// Records that credentials expiring at `expires_unix_s` are about to go
+    /// to the nodes in `issued`, in one transaction. Returns the nodes that
+    /// may have them: those still active (a node the CLI revoked in the
+    /// meantime gets none). A node's recorded expiry never moves back, so
+    /// a revocation always outlives every credential the node holds.
+    pub fn record_credentials(&mut self, issued: &[(u32, u64)]) -> Result<Vec<u32>> {
+        let tx = self.conn.transaction()?;
+        let mut active = Vec::new();
+        for (id, expires) in issued {
+            let n = tx.execute(
+                "UPDATE nodes SET credential_expires = max(coalesce(credential_expires, 0), ?1)
+                 WHERE id = ?2 AND state = 'active'",
+                params![to_sql(*expires), id],
+            )?;
+            if n > 0 {
+                active.push(*id);
+            }
+        }
+        tx.commit()?;
+        Ok(active)
+    }
+
+    /// The revocation list.
+    pub fn revocations(&self) -> Result<RevocationList> {
+        let serial: i64 = self.conn.query_row(
+            "SELECT serial FROM revocation_serial WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node_key, until_unix_s FROM revocations ORDER BY node_key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let (key, until) = row?;
+            entries.push(Revoked {
+                node_key: PublicKeyBytes::from_base64(&key)
+                    .map_err(|_| StoreError::Corrupt(format!("revocation key {key:?}")))?,
+                until_unix_s: from_sql(until),
+            });
+        }
+        Ok(RevocationList {
+            serial: from_sql(serial),
+            entries,
+        })
+    }
+
+    /// Drops the entries whose node's last credential has expired by
+    /// `now_unix_s` (such a node cannot show a valid credential any more);
+    /// the serial grows if any went. Returns how many went.
+    pub fn prune_revocations(&mut self, now_unix_s: u64) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM revocations WHERE until_unix_s <= ?1",
+            params![to_sql(now_unix_s)],
+        )?;
+        if n > 0 {
+            bump_serial(&tx)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+fn bump_serial(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "UPDATE revocation_serial SET serial = serial + 1 WHERE id = 1",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Part of revoking node `id` (inside the revocation's transaction): lists
+/// its key until its last credential expires and grows the serial. A node
+/// that never got a credential needs no entry: it cannot link offline.
+pub(super) fn list_revoked_in(tx: &Transaction<'_>, id: u32) -> Result<()> {
+    let (key, expires): (String, Option<i64>) = tx.query_row(
+        "SELECT public_key, credential_expires FROM nodes WHERE id = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(expires) = expires else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO revocations (node_key, until_unix_s) VALUES (?1, ?2)
+         ON CONFLICT (node_key) DO UPDATE SET until_unix_s = max(until_unix_s, excluded.until_unix_s)",
+        params![key, expires],
+    )?;
+    bump_serial(tx)
+}
