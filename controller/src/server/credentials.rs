@@ -6,7 +6,7 @@
 //!
 //! * A credential goes to a node after every Welcome, and again on a tick
 //!   or an admin action when what it names (addresses, approved roles,
-//!   approved prefixes) changed or less than half its lifetime is left
+//!   approved prefixes) changed or at most half its lifetime is left
 //!   ([`needs_renewal`]). Its expiry is recorded in the store before it is
 //!   sent, so a later revocation lists the node exactly as long as it
 //!   could show a valid credential.
@@ -50,7 +50,7 @@ pub fn unix_seconds(now_ms: i64) -> u64 {
 }
 
 /// Whether a node holding `issued` needs a new credential naming `wanted`
-/// at `now_unix_s`: it holds none, what it names changed, or less than
+/// at `now_unix_s`: it holds none, what it names changed, or no more than
 /// half of its lifetime is left.
 pub fn needs_renewal(issued: Option<&Credential>, wanted: &Credential, now_unix_s: u64) -> bool {
     let Some(issued) = issued else {
@@ -65,7 +65,7 @@ pub fn needs_renewal(issued: Option<&Credential>, wanted: &Credential, now_unix_
     }
     let lifetime = issued.expires_unix_s.saturating_sub(issued.issued_unix_s);
     let left = issued.expires_unix_s.saturating_sub(now_unix_s);
-    left < lifetime / 2 + lifetime % 2
+    left <= lifetime / 2
 }
 
 /// The most entries a revocation list can carry ([`MAX_PAGES`] pages).
