@@ -165,3 +165,119 @@ pub(super) fn list_revoked_in(tx: &Transaction<'_>, id: u32) -> Result<()> {
     )?;
     bump_serial(tx)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::records::{Enrollment, MeshSettings};
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mesh.db");
+        let mut store = Store::open(&path).expect("open");
+        store
+            .init(&MeshSettings {
+                ula: "fd12:3456:789a::/48".parse().expect("ula"),
+                ipv4: "10.99.0.0/16".parse().expect("v4"),
+                approval: false,
+                controller_public_key: PublicKeyBytes([9; 32]),
+                clients_ipv4: None,
+                client_subnet_len: 24,
+            })
+            .expect("init");
+        (dir, path, store)
+    }
+
+    fn enrol(store: &mut Store, key: u8) -> u32 {
+        let token = store.create_token(NOW + 600, &[], NOW).expect("token");
+        store
+            .enroll(
+                &Enrollment {
+                    key: PublicKeyBytes([key; 32]),
+                    hostname: "node",
+                    endpoints: &[],
+                    token: &token,
+                    want_addresses: &[],
+                    prefixes: &[],
+                    roles: Default::default(),
+                },
+                NOW,
+            )
+            .expect("enrol")
+            .id
+    }
+
+    #[test]
+    fn a_revoked_node_is_listed_until_its_last_credential_expires() {
+        let (_dir, _path, mut store) = fresh();
+        let (a, b, c) = (
+            enrol(&mut store, 1),
+            enrol(&mut store, 2),
+            enrol(&mut store, 3),
+        );
+        assert_eq!(
+            store
+                .record_credentials(&[(a, 5_000), (b, 7_000)])
+                .expect("record"),
+            vec![a, b]
+        );
+        // The expiry never moves back (a shorter lifetime configured later).
+        store.record_credentials(&[(a, 4_000)]).expect("record");
+        store.revoke(a).expect("revoke");
+        // A node that never got a credential needs no entry.
+        store.revoke(c).expect("revoke");
+        let list = store.revocations().expect("list");
+        assert_eq!(list.serial, 1);
+        assert_eq!(
+            list.entries,
+            vec![Revoked {
+                node_key: PublicKeyBytes([1; 32]),
+                until_unix_s: 5_000
+            }]
+        );
+        // A revoked node gets no more credentials.
+        assert_eq!(
+            store
+                .record_credentials(&[(a, 9_000), (b, 9_000)])
+                .expect("record"),
+            vec![b]
+        );
+        assert_eq!(store.prune_revocations(4_999).expect("prune"), 0);
+        assert_eq!(store.prune_revocations(5_000).expect("prune"), 1);
+        let list = store.revocations().expect("list");
+        assert_eq!((list.serial, list.entries.len()), (2, 0));
+    }
+
+    #[test]
+    fn a_backup_of_the_database_carries_the_signing_key_and_the_list() {
+        let (dir, path, mut store) = fresh();
+        assert_eq!(store.signing_key_public().expect("public"), None);
+        let key = store.signing_key(NOW).expect("create");
+        assert_eq!(
+            store.signing_key(NOW + 1).expect("again").to_bytes(),
+            key.to_bytes(),
+            "created once"
+        );
+        let a = enrol(&mut store, 1);
+        store.record_credentials(&[(a, 5_000)]).expect("record");
+        store.revoke(a).expect("revoke");
+        // What `sqlite3 mesh.db ".backup copy.db"` does, online.
+        let copy = dir.path().join("copy.db");
+        store
+            .conn
+            .execute("VACUUM INTO ?1", params![copy.to_string_lossy()])
+            .expect("backup");
+        drop(store);
+        for restored in [copy, path] {
+            let restored = Store::open(&restored).expect("open");
+            assert_eq!(
+                restored.signing_key_public().expect("public"),
+                Some(SigningKeyBytes::of(&key))
+            );
+            assert_eq!(restored.revocations().expect("list").serial, 1);
+        }
+    }
+}
