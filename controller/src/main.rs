@@ -342,6 +342,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             });
             let public = admin::init_with_clients(&db, ula, ipv4, approval, clients)
                 .with_context(|| format!("initialising {}", db.display()))?;
+            // Created now, so it can be pinned before the first start;
+            // stdout stays the one key agents must pin.
+            let keys = admin::keys(&db).with_context(|| format!("reading {}", db.display()))?;
+            eprintln!("credential signing key: {}", keys.signing.to_base64());
             println!("{public}");
         }
         Command::Run {
