@@ -4,7 +4,8 @@
 //!
 //! Decided here, sans-IO, from the call's `now_ms`:
 //!
-//! * A credential goes to a node after every Welcome, and again on a tick
+//! * A credential goes to a node after every Welcome (the one it holds
+//!   while that needs no renewal, else a new one), and a new one on a tick
 //!   or an admin action when what it names (addresses, approved roles,
 //!   approved prefixes) changed or at most half its lifetime is left
 //!   ([`needs_renewal`]). Its expiry is recorded in the store before it is
@@ -23,8 +24,8 @@ use ed25519_dalek::SigningKey;
 use freimesh_proto::NodeId;
 use freimesh_proto::control::ControllerMsg;
 use freimesh_proto::credential::{
-    Credential, MAX_PAGE_ENTRIES, MAX_PAGES, RevocationPage, Revoked, SignedRevocationPage,
-    SigningKeyBytes,
+    Credential, MAX_PAGE_ENTRIES, MAX_PAGES, RevocationPage, Revoked, SignedCredential,
+    SignedRevocationPage, SigningKeyBytes,
 };
 
 use super::agent_msgs::MS_PER_S;
@@ -114,8 +115,10 @@ pub fn sign_revocations(
 pub(super) struct Credentials {
     key: SigningKey,
     lifetime_s: u64,
-    /// The credential each connected node was last sent.
-    issued: BTreeMap<u32, Credential>,
+    /// The last credential of each active node (loaded from the store at
+    /// start): sent again after a Welcome while it needs no renewal, so a
+    /// reconnect costs no signature and no store write.
+    issued: BTreeMap<u32, (Credential, SignedCredential)>,
     /// Nodes welcomed in this step: they get a credential and the list.
     welcomed: BTreeSet<u32>,
     /// Something that may change what credentials name happened
@@ -131,6 +134,7 @@ impl Credentials {
     pub(super) fn new(
         key: SigningKey,
         lifetime: Duration,
+        issued: Vec<(u32, SignedCredential, Credential)>,
         list: RevocationList,
         now_unix_s: u64,
     ) -> Self {
@@ -138,7 +142,10 @@ impl Credentials {
         Self {
             key,
             lifetime_s: lifetime.max(MIN_CREDENTIAL_LIFETIME).as_secs(),
-            issued: BTreeMap::new(),
+            issued: issued
+                .into_iter()
+                .map(|(id, signed, credential)| (id, (credential, signed)))
+                .collect(),
             welcomed: BTreeSet::new(),
             check_all: false,
             reread_list: false,
@@ -162,13 +169,11 @@ impl HubCore {
 
     /// Node `id` was welcomed in this step.
     pub(super) fn credential_welcomed(&mut self, id: u32) {
-        self.credentials.issued.remove(&id);
         self.credentials.welcomed.insert(id);
     }
 
-    /// Node `id`'s session ended.
+    /// Node `id`'s session ended (its last credential stays known).
     pub(super) fn credential_gone(&mut self, id: u32) {
-        self.credentials.issued.remove(&id);
         self.credentials.welcomed.remove(&id);
     }
 
@@ -227,12 +232,25 @@ impl HubCore {
             self.credentials.welcomed.iter().copied().collect()
         };
         let mut due = Vec::new();
+        let mut resend = Vec::new();
         for id in candidates {
             let Some(wanted) = self.wanted_credential(id, now_s) else {
+                self.credentials.issued.remove(&id);
                 continue;
             };
-            if needs_renewal(self.credentials.issued.get(&id), &wanted, now_s) {
+            let held = self.credentials.issued.get(&id);
+            if needs_renewal(held.map(|(c, _)| c), &wanted, now_s) {
                 due.push((id, wanted));
+            } else if let Some((_, signed)) = held
+                && self.credentials.welcomed.contains(&id)
+            {
+                resend.push((id, signed.clone()));
+            }
+        }
+        for (id, signed) in resend {
+            if let Some(session) = self.conns.get(&id).copied() {
+                let msg = ControllerMsg::Credential(signed);
+                self.push_output(HubOutput::Transmit { session, msg });
             }
         }
         self.issue(due);
@@ -261,11 +279,11 @@ impl HubCore {
                 Err(e) => tracing::error!(node = id, error = %e, "signing a credential failed"),
             }
         }
-        let expiries: Vec<(u32, u64)> = signed
+        let records: Vec<(u32, &SignedCredential, u64)> = signed
             .iter()
-            .map(|(id, (c, _))| (*id, c.expires_unix_s))
+            .map(|(id, (c, s))| (*id, s, c.expires_unix_s))
             .collect();
-        let active = match self.store.record_credentials(&expiries) {
+        let active = match self.store.record_credentials(&records) {
             Ok(active) => active,
             Err(e) => {
                 // Unrecorded, a later revocation could not list the node
@@ -276,9 +294,13 @@ impl HubCore {
             }
         };
         for id in active {
-            let (Some((credential, signed)), Some(session)) =
-                (signed.remove(&id), self.conns.get(&id).copied())
-            else {
+            let Some((credential, signed)) = signed.remove(&id) else {
+                continue;
+            };
+            self.credentials
+                .issued
+                .insert(id, (credential.clone(), signed.clone()));
+            let Some(session) = self.conns.get(&id).copied() else {
                 continue;
             };
             tracing::debug!(
@@ -286,7 +308,6 @@ impl HubCore {
                 expires_unix_s = credential.expires_unix_s,
                 "credential issued"
             );
-            self.credentials.issued.insert(id, credential);
             self.push_output(HubOutput::Transmit {
                 session,
                 msg: ControllerMsg::Credential(signed),

@@ -144,6 +144,7 @@ impl HubCore {
         let credentials = Credentials::new(
             signing_key,
             config.credential_lifetime,
+            store.credentials()?,
             store.revocations()?,
             unix_seconds(now_ms),
         );

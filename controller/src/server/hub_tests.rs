@@ -461,7 +461,7 @@ fn a_credential_issued_at_enrolment_verifies_and_names_the_node() {
     let mut h = hello(Some(&token));
     h.prefixes = vec![prefix];
     h.roles = gateway;
-    hub.handle_hello(1, source(), key(1), h, T0_MS);
+    hub.handle_hello(1, source(), key(1), h.clone(), T0_MS);
     let out = drain(&mut hub);
     let frames = frames_to(&out, 1);
     let Some(ControllerMsg::Welcome(welcome)) = frames.first() else {
@@ -488,16 +488,24 @@ fn a_credential_issued_at_enrolment_verifies_and_names_the_node() {
             < at(|m| matches!(m, ControllerMsg::Revocations(_)))
     );
     assert_eq!(revocations_in(&hub, &frames), Some((0, vec![])));
-    // Every reconnect brings a fresh one.
+    // A reconnect brings the same credential again (no renewal due): no
+    // signature, no store write.
     hub.handle_gone(1, T0_MS + 5_000);
-    hub.handle_hello(2, source(), key(1), hello(None), T0_MS + 6_000);
+    h.join_token = None;
+    hub.handle_hello(2, source(), key(1), h, T0_MS + 6_000);
     let out = drain(&mut hub);
-    let again = credentials_in(&frames_to(&out, 2));
-    assert_eq!(again.len(), 1);
-    let again = again[0].verify(&hub.signing_key(), 0).expect("verifies");
+    assert_eq!(credentials_in(&frames_to(&out, 2)), credentials);
+    // One that no longer asks for the gateway role gets a new one at once.
+    hub.handle_gone(2, T0_MS + 7_000);
+    hub.handle_hello(3, source(), key(1), hello(None), T0_MS + 8_000);
+    let out = drain(&mut hub);
+    let renewed = credentials_in(&frames_to(&out, 3));
+    assert_eq!(renewed.len(), 1);
+    let renewed = renewed[0].verify(&hub.signing_key(), 0).expect("verifies");
+    assert_eq!(renewed.roles, Roles::default());
     assert_eq!(
-        again.issued_unix_s,
-        credentials::unix_seconds(T0_MS + 6_000)
+        renewed.issued_unix_s,
+        credentials::unix_seconds(T0_MS + 8_000)
     );
 }
 
@@ -614,6 +622,12 @@ fn the_signing_key_and_the_serial_survive_a_restart_and_expired_entries_go() {
     assert_eq!(hub.revocation_list().serial, 1);
     hub.handle_hello(3, source(), key(1), hello(None), T0_MS + 3_000);
     let out = drain(&mut hub);
+    // Node 1's credential from before the restart is still good: sent
+    // again as it was.
+    let again = credentials_in(&frames_to(&out, 3));
+    assert_eq!(again.len(), 1);
+    let again = again[0].verify(&signing_key, 0).expect("verifies");
+    assert_eq!(again.issued_unix_s, credentials::unix_seconds(T0_MS));
     assert_eq!(
         revocations_in(&hub, &frames_to(&out, 3)).map(|(s, e)| (s, e.len())),
         Some((1, 1))

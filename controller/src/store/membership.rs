@@ -10,7 +10,7 @@
 
 use ed25519_dalek::SigningKey;
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::credential::{Revoked, SigningKeyBytes};
+use freimesh_proto::credential::{Credential, Revoked, SignedCredential, SigningKeyBytes};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Result, Store, StoreError};
@@ -73,19 +73,25 @@ impl Store {
             .map(|key| SigningKeyBytes::of(&key)))
     }
 
-    /// Records that credentials expiring at `expires_unix_s` are about to go
-    /// to the nodes in `issued`, in one transaction. Returns the nodes that
-    /// may have them: those still active (a node the CLI revoked in the
-    /// meantime gets none). A node's recorded expiry never moves back, so
-    /// a revocation always outlives every credential the node holds.
-    pub fn record_credentials(&mut self, issued: &[(u32, u64)]) -> Result<Vec<u32>> {
+    /// Records the credentials about to go to the nodes in `issued` (node,
+    /// signed credential, its expiry), in one transaction. Returns the
+    /// nodes that may have them: those still active (a node the CLI
+    /// revoked in the meantime gets none). A node's recorded expiry never
+    /// moves back, so a revocation always outlives every credential the
+    /// node holds.
+    pub fn record_credentials(
+        &mut self,
+        issued: &[(u32, &SignedCredential, u64)],
+    ) -> Result<Vec<u32>> {
         let tx = self.conn.transaction()?;
         let mut active = Vec::new();
-        for (id, expires) in issued {
+        for (id, signed, expires) in issued {
+            let blob = postcard::to_allocvec(signed)
+                .map_err(|e| StoreError::Corrupt(format!("credential of node {id}: {e}")))?;
             let n = tx.execute(
-                "UPDATE nodes SET credential_expires = max(coalesce(credential_expires, 0), ?1)
-                 WHERE id = ?2 AND state = 'active'",
-                params![to_sql(*expires), id],
+                "UPDATE nodes SET credential_expires = max(coalesce(credential_expires, 0), ?1),
+                 credential = ?2 WHERE id = ?3 AND state = 'active'",
+                params![to_sql(*expires), blob, id],
             )?;
             if n > 0 {
                 active.push(*id);
@@ -93,6 +99,29 @@ impl Store {
         }
         tx.commit()?;
         Ok(active)
+    }
+
+    /// The last credential recorded for each active node, decoded without
+    /// checking the signature (the controller wrote them itself); a row
+    /// that does not decode is left out, and that node simply gets a new
+    /// one.
+    pub fn credentials(&self) -> Result<Vec<(u32, SignedCredential, Credential)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, credential FROM nodes WHERE state = 'active' AND credential IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, blob) = row?;
+            let Ok(signed) = postcard::from_bytes::<SignedCredential>(&blob) else {
+                continue;
+            };
+            let Ok(credential) = postcard::from_bytes::<Credential>(&signed.body) else {
+                continue;
+            };
+            out.push((id, signed, credential));
+        }
+        Ok(out)
     }
 
     /// The revocation list.
@@ -218,14 +247,20 @@ mod tests {
             enrol(&mut store, 2),
             enrol(&mut store, 3),
         );
+        let signed = SignedCredential {
+            body: vec![1],
+            signature: vec![2; 64],
+        };
         assert_eq!(
             store
-                .record_credentials(&[(a, 5_000), (b, 7_000)])
+                .record_credentials(&[(a, &signed, 5_000), (b, &signed, 7_000)])
                 .expect("record"),
             vec![a, b]
         );
         // The expiry never moves back (a shorter lifetime configured later).
-        store.record_credentials(&[(a, 4_000)]).expect("record");
+        store
+            .record_credentials(&[(a, &signed, 4_000)])
+            .expect("record");
         store.revoke(a).expect("revoke");
         // A node that never got a credential needs no entry.
         store.revoke(c).expect("revoke");
@@ -241,7 +276,7 @@ mod tests {
         // A revoked node gets no more credentials.
         assert_eq!(
             store
-                .record_credentials(&[(a, 9_000), (b, 9_000)])
+                .record_credentials(&[(a, &signed, 9_000), (b, &signed, 9_000)])
                 .expect("record"),
             vec![b]
         );
@@ -262,7 +297,13 @@ mod tests {
             "created once"
         );
         let a = enrol(&mut store, 1);
-        store.record_credentials(&[(a, 5_000)]).expect("record");
+        let signed = SignedCredential {
+            body: vec![1],
+            signature: vec![2; 64],
+        };
+        store
+            .record_credentials(&[(a, &signed, 5_000)])
+            .expect("record");
         store.revoke(a).expect("revoke");
         // What `sqlite3 mesh.db ".backup copy.db"` does, online.
         let copy = dir.path().join("copy.db");
