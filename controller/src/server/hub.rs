@@ -137,14 +137,23 @@ impl HubCore {
         let mut core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
         // Sites present at start are no news: no events for them.
         core.load_sites(store.sites()?);
+        // Credentials kept from before count only if signed with the key
+        // that exists now (a new key, e.g. after its row was deleted to
+        // replace it, means every node needs a new credential).
+        let key_existed = store.signing_key_public()?.is_some();
         let signing_key = store.signing_key(now_ms.div_euclid(super::agent_msgs::MS_PER_S))?;
+        let issued = if key_existed {
+            store.credentials()?
+        } else {
+            Vec::new()
+        };
         core.set_signing_key(freimesh_proto::credential::SigningKeyBytes::of(
             &signing_key,
         ));
         let credentials = Credentials::new(
             signing_key,
             config.credential_lifetime,
-            store.credentials()?,
+            issued,
             store.revocations()?,
             unix_seconds(now_ms),
         );
