@@ -25,6 +25,14 @@ pub const LOCAL_HOP: &str = "local";
 pub const DEFAULT_MTU: u16 = 1420;
 pub const DEFAULT_TUN_NAME: &str = "fm0";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/freimesh/agent.sock";
+/// WireGuard's usual port, on every IPv4 address: a minimal router
+/// configuration need not name it.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:51820";
+/// The same port on every address, IPv6 included, for a router that
+/// discovers neighbours: they are found at IPv6 link-local addresses.
+pub const DEFAULT_LISTEN_MESH: &str = "[::]:51820";
+pub use controller::{ControllerConfig, MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
+use controller::{RawController, check_controller, check_state_file};
 pub use roles::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_MISSES, DEFAULT_DNSMASQ, DEFAULT_LEASE_TIME,
     GatewayConfig, PublicWifiConfig,
@@ -113,17 +121,6 @@ pub struct UserspaceConfig {
     pub tcp_exposes: Vec<TcpExposeConfig>,
 }
 
-/// The `[controller]` section: where the controller is and how to trust it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerConfig {
-    pub endpoint: SocketAddr,
-    /// The controller's public key, pinned: `freimesh-controller init` prints it.
-    pub public_key: PublicKeyBytes,
-    /// A one-time join token (`freimesh-controller token create`); sent until
-    /// the controller welcomes the node, ignored by it afterwards.
-    pub join_token: Option<String>,
-}
-
 /// A checked agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -145,6 +142,15 @@ pub struct AgentConfig {
     pub controller: Option<ControllerConfig>,
     pub gateway: Option<GatewayConfig>,
     pub public_wifi: Option<PublicWifiConfig>,
+    /// Where the agent keeps its state under a controller, and how often
+    /// it may write it.
+    pub state_file: StateFileConfig,
+    /// Interfaces to discover neighbours on (`node.mesh_interfaces`):
+    /// beacons, and links to the neighbours heard (`crate::discovery`).
+    pub mesh_interfaces: Vec<String>,
+    /// At most this many discovered links per mesh interface
+    /// (`node.max_discovered_links_per_interface`).
+    pub max_discovered_links_per_interface: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,26 +172,23 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawController {
-    endpoint: String,
-    public_key: String,
-    join_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawNode {
     name: Option<String>,
     private_key_file: String,
     #[serde(default)]
     generate_key: bool,
-    listen: String,
+    listen: Option<String>,
     #[serde(default)]
     addresses: Vec<String>,
     #[serde(default)]
     local_prefixes: Vec<String>,
     backend: Option<String>,
     control_socket: Option<String>,
+    state_file: Option<String>,
+    state_write_interval_s: Option<i64>,
+    #[serde(default)]
+    mesh_interfaces: Vec<String>,
+    max_discovered_links_per_interface: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,7 +303,17 @@ impl AgentConfig {
         if node.private_key_file.trim().is_empty() {
             return Err(field_err("node.private_key_file", "must name a file"));
         }
-        let listen = parse_socket("node.listen", &node.listen)?;
+        let listen = parse_socket(
+            "node.listen",
+            node.listen
+                .as_deref()
+                .unwrap_or(if node.mesh_interfaces.is_empty() {
+                    DEFAULT_LISTEN
+                } else {
+                    DEFAULT_LISTEN_MESH
+                }),
+        )?;
+        let state_file = check_state_file(node.state_file, node.state_write_interval_s)?;
         let controller = raw.controller.map(check_controller).transpose()?;
         if node.addresses.is_empty() && controller.is_none() {
             return Err(field_err(
@@ -449,6 +462,12 @@ impl AgentConfig {
             ));
         }
 
+        let (mesh_interfaces, max_discovered_links_per_interface) = check_discovery(
+            &node.mesh_interfaces,
+            node.max_discovered_links_per_interface,
+            listen,
+            &linux.tun_name,
+        )?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -476,6 +495,9 @@ impl AgentConfig {
             controller,
             gateway,
             public_wifi,
+            state_file,
+            mesh_interfaces,
+            max_discovered_links_per_interface,
         })
     }
 
@@ -487,6 +509,67 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+/// The most mesh interfaces one agent discovers on.
+pub const MAX_MESH_INTERFACES: usize = 16;
+/// The most discovered links per interface an operator may allow.
+pub const MAX_DISCOVERED_LINKS_LIMIT: i64 = 64;
+
+/// Checks `node.mesh_interfaces` and `node.max_discovered_links_per_interface`.
+/// Discovered neighbours are reached at IPv6 link-local addresses, which an
+/// IPv4 underlay socket cannot send to: discovery needs `listen` on `[::]`
+/// (dual-stack on Linux) or an IPv6 address.
+fn check_discovery(
+    names: &[String],
+    max_links: Option<i64>,
+    listen: SocketAddr,
+    tun_name: &str,
+) -> Result<(Vec<String>, usize), ConfigError> {
+    if names.len() > MAX_MESH_INTERFACES {
+        return Err(field_err(
+            "node.mesh_interfaces",
+            format!("{} interfaces; at most {MAX_MESH_INTERFACES}", names.len()),
+        ));
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("node.mesh_interfaces[{i}]");
+        check_ifname(&field, name)?;
+        if name == tun_name {
+            return Err(field_err(
+                field,
+                format!("{name:?} is the mesh TUN device (linux.tun_name)"),
+            ));
+        }
+        if interfaces.contains(name) {
+            return Err(field_err(field, format!("{name:?} is listed twice")));
+        }
+        interfaces.push(name.clone());
+    }
+    if !interfaces.is_empty() && listen.is_ipv4() {
+        return Err(field_err(
+            "node.listen",
+            format!(
+                "{listen} is IPv4; node.mesh_interfaces needs \"[::]:{}\" (neighbours are found at IPv6 link-local addresses)",
+                listen.port()
+            ),
+        ));
+    }
+    let max = match max_links {
+        None => crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS,
+        Some(v) => (1..=MAX_DISCOVERED_LINKS_LIMIT)
+            .contains(&v)
+            .then(|| usize::try_from(v).ok())
+            .flatten()
+            .ok_or_else(|| {
+                field_err(
+                    "node.max_discovered_links_per_interface",
+                    format!("{v} is outside 1..={MAX_DISCOVERED_LINKS_LIMIT}"),
+                )
+            })?,
+    };
+    Ok((interfaces, max))
 }
 
 /// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).
@@ -556,32 +639,6 @@ fn parse_segment(field: &str, text: &str) -> Result<Segment, ConfigError> {
                 format!("unknown segment {text:?}; known: {}", known.join(", ")),
             )
         })
-}
-
-fn check_controller(raw: RawController) -> Result<ControllerConfig, ConfigError> {
-    let endpoint = parse_socket("controller.endpoint", &raw.endpoint)?;
-    let public_key = PublicKeyBytes::from_base64(&raw.public_key)
-        .map_err(|e| field_err("controller.public_key", e.to_string()))?;
-    let join_token = match raw.join_token.map(|t| t.trim().to_owned()) {
-        Some(t) if t.is_empty() => {
-            return Err(field_err(
-                "controller.join_token",
-                "is empty; remove the line or paste the token from `freimesh-controller token create`",
-            ));
-        }
-        Some(t) if t.len() > 256 || t.chars().any(char::is_control) => {
-            return Err(field_err(
-                "controller.join_token",
-                "does not look like a join token (at most 256 printable characters)",
-            ));
-        }
-        other => other,
-    };
-    Ok(ControllerConfig {
-        endpoint,
-        public_key,
-        join_token,
-    })
 }
 
 fn check_links(raw: Vec<RawLink>) -> Result<Vec<LinkConfig>, ConfigError> {
@@ -728,6 +785,8 @@ fn default_kernel_routes(
     out
 }
 
+#[path = "config_controller.rs"]
+mod controller;
 #[path = "config_roles.rs"]
 mod roles;
 #[cfg(test)]

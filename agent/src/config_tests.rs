@@ -169,7 +169,10 @@ join_token = "fmj1-00112233"
 fn controller_section_makes_addresses_links_and_routes_optional() {
     let cfg = AgentConfig::from_toml(CONTROLLED).expect("valid");
     let ctl = cfg.controller.expect("controller");
-    assert_eq!(ctl.endpoint, "192.0.2.10:7700".parse().expect("addr"));
+    assert_eq!(
+        ctl.endpoints,
+        vec!["192.0.2.10:7700".parse().expect("addr")]
+    );
     assert_eq!(ctl.join_token.as_deref(), Some("fmj1-00112233"));
     assert!(cfg.addresses.is_empty() && cfg.links.is_empty() && cfg.routes.is_empty());
     let without = CONTROLLED.replace("join_token = \"fmj1-00112233\"\n", "");
@@ -499,4 +502,166 @@ fn interface_names_that_could_inject_are_refused_with_the_field() {
         ));
         assert!(AgentConfig::from_toml(&text).is_ok(), "{good}");
     }
+}
+
+/// Item 5 of issue 13: a router's whole configuration.
+const MINIMAL: &str = r#"
+[node]
+private_key_file = "/etc/freimesh/private.key"
+generate_key = true
+
+[controller]
+endpoints = ["192.0.2.10:7700", "[2001:db8::10]:7700"]
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+join_token = "fmj1-00112233"
+"#;
+
+#[test]
+fn a_minimal_config_gets_sensible_defaults() {
+    let cfg = AgentConfig::from_toml(MINIMAL).expect("valid");
+    assert_eq!(cfg.listen, DEFAULT_LISTEN.parse().expect("addr"));
+    assert_eq!(cfg.backend, Backend::Linux);
+    assert!(cfg.addresses.is_empty());
+    let ctl = cfg.controller.expect("controller");
+    assert_eq!(
+        ctl.endpoints,
+        vec![
+            "192.0.2.10:7700".parse::<SocketAddr>().expect("addr"),
+            "[2001:db8::10]:7700".parse().expect("addr"),
+        ]
+    );
+    assert_eq!(cfg.state_file, StateFileConfig::default());
+    assert_eq!(
+        cfg.state_file.path,
+        PathBuf::from(crate::statefile::DEFAULT_STATE_FILE)
+    );
+    assert_eq!(cfg.state_file.write_interval, Duration::from_secs(60));
+}
+
+#[test]
+fn state_file_settings_are_read_and_checked() {
+    let with = MINIMAL.replace(
+        "generate_key = true\n",
+        "generate_key = true\nstate_file = \"/tmp/fm/state\"\nstate_write_interval_s = 300\n",
+    );
+    let cfg = AgentConfig::from_toml(&with).expect("valid");
+    assert_eq!(cfg.state_file.path, PathBuf::from("/tmp/fm/state"));
+    assert_eq!(cfg.state_file.write_interval, Duration::from_secs(300));
+    for bad in ["1", "0", "-5", "100000"] {
+        let text = MINIMAL.replace(
+            "generate_key = true\n",
+            &format!("generate_key = true\nstate_write_interval_s = {bad}\n"),
+        );
+        assert!(
+            error_of(&text).starts_with("node.state_write_interval_s:"),
+            "{bad}"
+        );
+    }
+    let empty = MINIMAL.replace("generate_key = true\n", "state_file = \" \"\n");
+    assert!(error_of(&empty).starts_with("node.state_file:"));
+}
+
+#[test]
+fn controller_endpoints_are_one_list_and_checked() {
+    let both = MINIMAL.replace(
+        "endpoints = [",
+        "endpoint = \"192.0.2.9:7700\"\nendpoints = [",
+    );
+    assert!(error_of(&both).contains("either endpoint or endpoints"));
+    let twice = MINIMAL.replace("[2001:db8::10]:7700", "192.0.2.10:7700");
+    assert!(error_of(&twice).starts_with("controller.endpoints[1]:"));
+    let none = MINIMAL.replace(
+        "endpoints = [\"192.0.2.10:7700\", \"[2001:db8::10]:7700\"]",
+        "endpoints = []",
+    );
+    assert!(error_of(&none).starts_with("controller.endpoints:"));
+    let host = MINIMAL.replace("192.0.2.10:7700", "controller.example:7700");
+    assert!(
+        error_of(&host).starts_with("controller.endpoints[0]:"),
+        "host names are not resolved: {}",
+        error_of(&host)
+    );
+    let many: Vec<String> = (0..=MAX_CONTROLLER_ENDPOINTS)
+        .map(|i| format!("\"192.0.2.{}:7700\"", i + 1))
+        .collect();
+    let too_many = MINIMAL.replace(
+        "[\"192.0.2.10:7700\", \"[2001:db8::10]:7700\"]",
+        &format!("[{}]", many.join(", ")),
+    );
+    assert!(error_of(&too_many).contains("more than the"));
+}
+
+fn discovery_node(listen: &str, extra: &str) -> String {
+    format!(
+        r#"
+[node]
+private_key_file = "/k"
+listen = "{listen}"
+addresses = ["10.99.0.1/32"]
+{extra}
+"#
+    )
+}
+
+#[test]
+fn mesh_interfaces_are_checked_and_need_an_ipv6_listen_address() {
+    let config = AgentConfig::from_toml(&discovery_node(
+        "[::]:51820",
+        r#"mesh_interfaces = ["mesh0", "br-lan"]"#,
+    ))
+    .expect("valid");
+    assert_eq!(config.mesh_interfaces, ["mesh0", "br-lan"]);
+    assert_eq!(
+        config.max_discovered_links_per_interface,
+        crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS
+    );
+    let config = AgentConfig::from_toml(&sample()).expect("valid");
+    assert!(config.mesh_interfaces.is_empty(), "off unless configured");
+    for (listen, extra, field, why) in [
+        (
+            "0.0.0.0:51820",
+            r#"mesh_interfaces = ["mesh0"]"#,
+            "node.listen",
+            "[::]:51820",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["mesh0", "mesh0"]"#,
+            "node.mesh_interfaces[1]",
+            "twice",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["fm0"]"#,
+            "node.mesh_interfaces[0]",
+            "TUN",
+        ),
+        (
+            "[::]:51820",
+            r#"mesh_interfaces = ["a b"]"#,
+            "node.mesh_interfaces[0]",
+            "whitespace",
+        ),
+        (
+            "[::]:51820",
+            "max_discovered_links_per_interface = 0",
+            "node.max_discovered_links_per_interface",
+            "1..=64",
+        ),
+    ] {
+        let err = error_of(&discovery_node(listen, extra));
+        assert!(err.starts_with(&format!("{field}: ")), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn a_minimal_config_with_mesh_interfaces_listens_on_ipv6_too() {
+    let with = MINIMAL.replace(
+        "generate_key = true\n",
+        "generate_key = true\nmesh_interfaces = [\"mesh0\"]\n",
+    );
+    let cfg = AgentConfig::from_toml(&with).expect("valid");
+    assert_eq!(cfg.listen, DEFAULT_LISTEN_MESH.parse().expect("addr"));
+    assert_eq!(cfg.mesh_interfaces, vec!["mesh0".to_string()]);
 }

@@ -75,7 +75,14 @@ pub struct AgentStatus {
     pub listen: SocketAddr,
     pub addresses: Vec<IpNet>,
     pub uptime_s: u64,
+    /// Neighbour discovery's totals, with `mesh_interfaces` (absent
+    /// without them and from older agents).
+    #[serde(default)]
+    pub discovery: Option<crate::discovery::DiscoveryCounters>,
     pub engine: EngineStatus,
+    /// State file writes since the agent started (under a controller).
+    #[serde(default)]
+    pub state_writes: Option<u32>,
     /// Credential and revocation list, under a controller (absent in
     /// static mode and from agents before protocol v5).
     #[serde(default)]
@@ -258,6 +265,9 @@ pub fn render_status(status: &AgentStatus) -> String {
     let _ = writeln!(out, "  listening   {}", status.listen);
     let addresses: Vec<String> = status.addresses.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "  addresses   {}", addresses.join(" "));
+    if let Some(writes) = status.state_writes {
+        let _ = writeln!(out, "  state file  {writes} writes since start");
+    }
     if let Some(m) = &status.membership {
         let credential = match (m.credential_expires_unix_s, m.credential_valid_for_s) {
             (Some(at), Some(left)) if left > 0 => {
@@ -350,6 +360,24 @@ pub fn render_status(status: &AgentStatus) -> String {
             out,
             "ignored  {} withdrawals over the per-link cap",
             e.withdrawals_over_cap
+        );
+    }
+    if let Some(d) = &status.discovery {
+        let _ = writeln!(
+            out,
+            "discovery  beacons {} sent ({} bytes), {} heard; links {} up, {} down; refused {}, revoked {}, unenrolled {}, rate-limited {}, table full {}; revocation pages {} in, {} out",
+            d.beacons_sent,
+            d.beacon_bytes_sent,
+            d.beacons_received,
+            d.links_up,
+            d.links_down,
+            d.refused,
+            d.revoked,
+            d.unenrolled,
+            d.rate_limited,
+            d.table_full,
+            d.revocation_pages_received,
+            d.revocation_pages_sent
         );
     }
     out

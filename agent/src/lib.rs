@@ -23,6 +23,9 @@
 //!   thin tokio client.
 //! * [`gateway`] and [`publicwifi`] are the Linux side of gateways (uplink
 //!   checker, NAT) and public Wi-Fi nodes (client interface, dnsmasq).
+//! * [`statefile`] keeps what the controller said (and the membership
+//!   credentials) on disk, so a router restarts into its last mesh while
+//!   the controller is away: a sans-IO core decides when to write.
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]
 //!   serves `freimesh-agent status` over a local socket.
 
@@ -32,10 +35,12 @@ pub mod config;
 pub mod control;
 pub mod controlplane;
 pub mod core;
+pub mod discovery;
 pub mod gateway;
 pub mod identity;
 pub mod linux;
 pub mod membership;
 pub mod publicwifi;
 pub mod run;
+pub mod statefile;
 pub mod userspace;

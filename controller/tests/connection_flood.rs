@@ -152,7 +152,7 @@ async fn three_hundred_idle_connections_neither_stall_the_api_nor_keep_agents_ou
     let (_reports, reports_rx) = mpsc::channel(4);
     let (stop_agent, agent_stopped) = oneshot::channel::<()>();
     let config = ClientConfig {
-        endpoint: agents,
+        controller_endpoints: vec![agents],
         controller_key,
         join_token: Some(join),
         hostname: "honest".into(),

@@ -52,7 +52,7 @@ async fn welcome(
     token: Option<String>,
 ) -> ControllerEvent {
     let cfg = ClientConfig {
-        endpoint: listen,
+        controller_endpoints: vec![listen],
         controller_key: ctl,
         join_token: token,
         hostname: "n".into(),

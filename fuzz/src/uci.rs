@@ -31,10 +31,12 @@ const SCHEMA: [(&str, &[&str]); 6] = [
             "local_prefixes",
             "backend",
             "control_socket",
+            "mesh_interfaces",
+            "state_file",
         ],
     ),
     ("linux", &["tun_name", "mtu", "kernel_routes"]),
-    ("controller", &["endpoint", "public_key", "join_token"]),
+    ("controller", &["endpoint", "endpoints", "public_key", "join_token"]),
     (
         "public_wifi",
         &["interface", "dhcp", "network", "dns", "lease_time"],

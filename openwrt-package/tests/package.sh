@@ -175,6 +175,28 @@ else
 	say "  note: this agent does not accept the [controller] section yet"
 fi
 
+say "== translation: the minimal router (key, join token, controller, mesh interfaces)"
+cat > "$root/etc/config/freimesh" << UCI
+config agent 'agent'
+	option enabled '1'
+	list mesh_interface 'mesh0'
+	list mesh_interface 'br-lan'
+
+config controller 'controller'
+	list endpoint '192.0.2.10:51800'
+	list endpoint '[2001:db8::10]:51800'
+	option public_key '$key_a'
+	option join_token 'fmj1-00112233445566778899aabbccddeeff00112233'
+UCI
+rm -f "$toml"
+check "uci2toml succeeds" in_root "$root" /usr/libexec/freimesh/uci2toml
+for line in 'mesh_interfaces = ["mesh0", "br-lan"]' 'listen = "[::]:51820"' \
+	'state_file = "/etc/freimesh/state"' \
+	'endpoints = ["192.0.2.10:51800", "[2001:db8::10]:51800"]' "public_key = \"$key_a\""; do
+	check "agent.toml: $line" grep -qxF "$line" "$toml"
+done
+check "freimesh-agent check accepts the minimal router (mesh_interfaces, endpoints, state_file)" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+
 say "== translation: a public Wi-Fi node (system dnsmasq/odhcpd via UCI)"
 cat > "$root/etc/config/freimesh" << UCI
 config agent 'agent'
@@ -233,6 +255,42 @@ config controller 'controller'
 
 config public_wifi 'public_wifi'
 	option network 'guest'
+UCI
+bad_config "mesh interface name too long" "agent.mesh_interface: 'mesh0-and-much-more' is not an interface name" << UCI
+config agent 'agent'
+	option enabled '1'
+	list mesh_interface 'mesh0-and-much-more'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "relative state file" "agent.state_file: 'state' is not an absolute path" << UCI
+config agent 'agent'
+	option enabled '1'
+	option state_file 'state'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "a controller endpoint twice" "controller.endpoint: '192.0.2.10:51800' is listed twice" << UCI
+config agent 'agent'
+	option enabled '1'
+
+config controller 'controller'
+	list endpoint '192.0.2.10:51800'
+	list endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "one bad endpoint in a list" "controller.endpoint: '192.0.2.11' has no port" << UCI
+config agent 'agent'
+	option enabled '1'
+
+config controller 'controller'
+	list endpoint '192.0.2.10:51800'
+	list endpoint '192.0.2.11'
+	option public_key '$key_a'
 UCI
 bad_config "public Wi-Fi bad lease time" "public_wifi.lease_time: '1x' is not a lease time" << UCI
 config agent 'agent'

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod control;
 pub mod credential;
+pub mod discovery;
 mod key;
 pub mod mesh;
 pub mod segment;

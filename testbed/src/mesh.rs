@@ -184,6 +184,13 @@ fn write_node_configs(
             }
         );
         let _ = writeln!(toml, "control_socket = \"{}\"", socket.display());
+        // Each node its own state file inside the lab's directory (the
+        // default, /var/lib/freimesh/state, is one per machine).
+        let _ = writeln!(
+            toml,
+            "state_file = \"{}\"",
+            dir.join(format!("{name}.state")).display()
+        );
         for peer in topology.neighbours(index) {
             let _ = writeln!(toml, "\n[[link]]");
             let _ = writeln!(toml, "name = \"{}\"", topology.names[peer]);

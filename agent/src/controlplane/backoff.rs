@@ -1,6 +1,8 @@
 //! Reconnect backoff: exponential with jitter, so a thousand routers that
-//! lost their controller at the same moment do not return in lockstep.
+//! lost their controller at the same moment do not return in lockstep; and
+//! the [`Dialer`] that walks the list of controller endpoints with it.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// First retry after a failure: quick enough for a controller restart.
@@ -43,9 +45,132 @@ impl Backoff {
     }
 }
 
+/// Pause before trying the next endpoint after one failed: a dead
+/// endpoint has already cost its connect time (up to
+/// [`super::CONNECT_TIMEOUT`]); the pause only keeps a list of endpoints
+/// that all refuse at once from spinning.
+pub const NEXT_ENDPOINT_DELAY: Duration = Duration::from_millis(200);
+
+/// Which controller endpoint to dial, and when, as a sans-IO core.
+///
+/// The endpoints are tried in order. A failed attempt moves on to the next
+/// one after [`NEXT_ENDPOINT_DELAY`]; only when every endpoint has failed
+/// in a row does the [`Backoff`] delay apply, so one dead replica does not
+/// slow down reaching the next. An endpoint that welcomed the agent is
+/// tried first again after its session ends (it answered last), and the
+/// backoff starts over.
+///
+/// Contract: dial [`Dialer::endpoint`]; when the attempt or session ends,
+/// call [`Dialer::handle_session_end`] and wait the delay it returns.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    endpoints: Vec<SocketAddr>,
+    current: usize,
+    /// Endpoints that failed in a row since the last welcome or full round.
+    failed_in_round: usize,
+    backoff: Backoff,
+}
+
+impl Dialer {
+    pub fn new(endpoints: Vec<SocketAddr>) -> Self {
+        Self {
+            endpoints,
+            current: 0,
+            failed_in_round: 0,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The endpoint to dial now; `None` with an empty list.
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoints.get(self.current).copied()
+    }
+
+    /// The attempt on [`Dialer::endpoint`] ended (`welcomed`: it got as far
+    /// as a Welcome); how long to wait before the next one. `random` feeds
+    /// the backoff's jitter.
+    pub fn handle_session_end(&mut self, welcomed: bool, random: u64) -> Duration {
+        if welcomed {
+            self.backoff.reset();
+            self.failed_in_round = 0;
+            return self.backoff.next_delay(random);
+        }
+        self.failed_in_round += 1;
+        if !self.endpoints.is_empty() {
+            self.current = (self.current + 1) % self.endpoints.len();
+        }
+        if self.failed_in_round < self.endpoints.len() {
+            return NEXT_ENDPOINT_DELAY;
+        }
+        self.failed_in_round = 0;
+        self.backoff.next_delay(random)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoints(n: u16) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|i| SocketAddr::from(([192, 0, 2, 10], 7700 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn one_endpoint_backs_off_as_before() {
+        let mut dialer = Dialer::new(endpoints(1));
+        let mut reference = Backoff::default();
+        for i in 0..6 {
+            assert_eq!(dialer.endpoint(), Some(endpoints(1)[0]));
+            assert_eq!(dialer.handle_session_end(false, i), reference.next_delay(i));
+        }
+    }
+
+    #[test]
+    fn endpoints_are_tried_in_order_and_backoff_applies_per_round() {
+        let list = endpoints(3);
+        let mut dialer = Dialer::new(list.clone());
+        let mut tried = Vec::new();
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            tried.push(dialer.endpoint().expect("endpoint"));
+            delays.push(dialer.handle_session_end(false, 0));
+        }
+        assert_eq!(tried, [&list[..], &list[..]].concat());
+        assert_eq!(delays[0], NEXT_ENDPOINT_DELAY);
+        assert_eq!(delays[1], NEXT_ENDPOINT_DELAY);
+        assert!(delays[2] >= Duration::from_millis(800), "{:?}", delays[2]);
+        assert!(
+            delays[5] >= Duration::from_millis(1600),
+            "doubled: {:?}",
+            delays[5]
+        );
+    }
+
+    #[test]
+    fn the_endpoint_that_welcomed_is_tried_first_again() {
+        let list = endpoints(3);
+        let mut dialer = Dialer::new(list.clone());
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(list[1]));
+        let delay = dialer.handle_session_end(true, 0);
+        assert!(
+            delay <= Duration::from_millis(1200),
+            "backoff reset: {delay:?}"
+        );
+        assert_eq!(dialer.endpoint(), Some(list[1]));
+        // It fails next: the others get their turn before any backoff.
+        assert_eq!(dialer.handle_session_end(false, 0), NEXT_ENDPOINT_DELAY);
+        assert_eq!(dialer.endpoint(), Some(list[2]));
+    }
+
+    #[test]
+    fn an_empty_list_dials_nothing() {
+        let mut dialer = Dialer::new(Vec::new());
+        assert_eq!(dialer.endpoint(), None);
+        assert!(dialer.handle_session_end(false, 0) >= Duration::from_millis(800));
+    }
 
     #[test]
     fn doubles_to_the_ceiling_with_bounded_jitter() {

@@ -15,7 +15,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use super::{Backoff, ClientConfig, ControllerEvent, IDLE_TIMEOUT, Session, Upstream};
+use super::{ClientConfig, ControllerEvent, Dialer, IDLE_TIMEOUT, Session, Upstream};
 use crate::clock::now;
 use crate::identity::PrivateKey;
 
@@ -36,6 +36,7 @@ pub struct Client {
     events: mpsc::Sender<ControllerEvent>,
     upstream: mpsc::Receiver<Upstream>,
     upstream_open: bool,
+    dialer: Dialer,
 }
 
 /// Why a session ended.
@@ -83,6 +84,7 @@ impl Client {
         upstream: mpsc::Receiver<Upstream>,
     ) -> Self {
         Self {
+            dialer: Dialer::new(cfg.controller_endpoints.clone()),
             session: Session::new(cfg),
             key,
             events,
@@ -94,7 +96,6 @@ impl Client {
     /// Runs until `shutdown` completes or the event receiver is dropped.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Backoff::default();
         loop {
             let end = tokio::select! {
                 () = &mut shutdown => return,
@@ -104,12 +105,14 @@ impl Client {
                 End::Stop => return,
                 End::Retry(reason) => reason,
             };
-            if self.session.session_welcomed() {
-                backoff.reset();
-            }
-            let retry_in = backoff.next_delay(OsRng.next_u64());
-            let controller = self.session.config().endpoint;
-            tracing::info!(%controller, "control session ended: {reason}; retrying in {retry_in:?}");
+            let controller = self.dialer.endpoint();
+            let retry_in = self
+                .dialer
+                .handle_session_end(self.session.session_welcomed(), OsRng.next_u64());
+            let shown = |e: Option<std::net::SocketAddr>| {
+                e.map_or_else(|| "none".to_owned(), |e| e.to_string())
+            };
+            tracing::info!(controller = %shown(controller), next = %shown(self.dialer.endpoint()), "control session ended: {reason}; retrying in {retry_in:?}");
             self.session.handle_disconnected(reason, retry_in);
             if self.forward_events().await.is_err() {
                 return;
@@ -156,7 +159,10 @@ impl Client {
     }
 
     async fn session_inner(&mut self) -> Result<(), End> {
-        let endpoint = self.session.config().endpoint;
+        let endpoint = self
+            .dialer
+            .endpoint()
+            .ok_or_else(|| End::Retry("no controller endpoint configured".into()))?;
         let controller_key = self.session.config().controller_key;
         let (stream, mut transport) = timeout(CONNECT_TIMEOUT, async {
             let stream = TcpStream::connect(endpoint).await?;

@@ -68,7 +68,7 @@ fn welcome() -> ControllerMsg {
 fn feed(membership: &mut Membership, frames: Vec<ControllerMsg>) -> Vec<MembershipUpdate> {
     let now = Instant::now();
     let mut session = Session::new(ClientConfig {
-        endpoint: "127.0.0.1:7700".parse().expect("addr"),
+        controller_endpoints: vec!["127.0.0.1:7700".parse().expect("addr")],
         controller_key: PublicKeyBytes([2; 32]),
         join_token: None,
         hostname: "t".into(),

@@ -31,8 +31,9 @@
 //! * [`ControlPath`]: the three composed for a caller that owns the engine
 //!   and the frames itself (the whole-mesh simulator).
 //! * [`Client`]: the tokio shell: it moves frames between the socket and
-//!   the session and reconnects on its own with exponential backoff
-//!   ([`Backoff`]: 1 s doubling to 30 s, ±20 % jitter).
+//!   the session and reconnects on its own: the [`Dialer`] tries the
+//!   controller endpoints in order, and once all failed in a row waits an
+//!   exponential backoff ([`Backoff`]: 1 s doubling to 30 s, ±20 % jitter).
 //!
 //! While the controller is unreachable the agent keeps its last state: the
 //! mesh keeps forwarding.
@@ -50,7 +51,7 @@ mod path;
 mod report;
 mod session;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, Dialer, NEXT_ENDPOINT_DELAY};
 pub use client::{CONNECT_TIMEOUT, Client};
 pub use freimesh_proto::control::{
     Candidate, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, LinkEvent, LinkMeasurement,
@@ -83,7 +84,7 @@ impl ClientConfig {
             vec![cfg.listen]
         };
         Some(Self {
-            endpoint: ctl.endpoint,
+            controller_endpoints: ctl.endpoints.clone(),
             controller_key: ctl.public_key,
             join_token: ctl.join_token.clone(),
             hostname: cfg.name.clone(),

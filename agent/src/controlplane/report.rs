@@ -63,6 +63,15 @@ impl LinkReporter {
         }
     }
 
+    /// Replaces the candidates (discovered neighbours come and go); the
+    /// next [`Self::handle_link_states`] reports them.
+    pub fn set_candidates(&mut self, candidates: Vec<Candidate>) {
+        if self.candidates != candidates {
+            self.candidates = candidates;
+            self.last_states = None;
+        }
+    }
+
     /// The engine's link states at `now`.
     pub fn handle_link_states(&mut self, current: &[LinkReport], now: Instant) {
         if now >= self.next_traffic {

@@ -54,8 +54,9 @@ pub const MAX_FULL_SET_ENTRIES: usize = 262_144;
 /// What the client needs to know.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The controller's underlay address (`[controller] endpoint`).
-    pub endpoint: SocketAddr,
+    /// Where to reach the controller (`[controller] endpoints`), tried in
+    /// this order by the [`super::Dialer`].
+    pub controller_endpoints: Vec<SocketAddr>,
     /// The pinned controller key (`[controller] public_key`).
     pub controller_key: PublicKeyBytes,
     /// Sent until the first Welcome (`[controller] join_token`).

@@ -112,16 +112,6 @@ impl LinuxError {
     }
 }
 
-/// rtnetlink's errors as `io::Error`: a kernel NACK becomes its errno (so it
-/// prints as "File exists (os error 17)" rather than rtnetlink's wrapper
-/// text), anything else keeps rtnetlink's description.
-pub(crate) fn os_error(error: rtnetlink::Error) -> io::Error {
-    match error {
-        rtnetlink::Error::NetlinkError(message) => message.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,24 +1,20 @@
-//! Building and reading rtnetlink messages: pure functions between the
-//! backend's types ([`Route`], [`IpNet`]) and the kernel's, so the mapping
-//! (which routes count as ours, how a removal must look to hit exactly our
-//! route) is unit-tested without privileges.
+//! Between the backend's types ([`Route`], [`IpNet`]) and the kernel's
+//! messages ([`super::wire`]): pure functions, so the mapping (which routes
+//! count as ours, how a removal must look to hit exactly our route) is
+//! unit-tested without privileges.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use rtnetlink::{
-    AddressMessageBuilder, RouteMessageBuilder,
-    packet_route::{
-        AddressFamily,
-        address::{AddressAttribute, AddressMessage},
-        route::{
-            RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-            RouteType,
-        },
+
+use super::{
+    RTPROT_FREIMESH,
+    reconcile::Route,
+    wire::{
+        AF_INET, AF_INET6, Address, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE,
+        RT_TABLE_MAIN, RTN_UNICAST, RouteMessage,
     },
 };
-
-use super::{RTPROT_FREIMESH, reconcile::Route};
 
 /// Whether a route message is to install or to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,69 +27,31 @@ pub(super) enum RouteOp {
 /// so the kernel never deletes someone else's route of the same prefix, and
 /// the metric, because a delete without one removes the lowest-metric match.
 pub(super) fn route_message(route: &Route, op: RouteOp) -> RouteMessage {
-    let (builder, family_scope) = match route.prefix {
-        IpNet::V4(net) => (
-            RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(net.network(), net.prefix_len())
-                .build(),
-            // What `ip route add … dev X` uses for a route without gateway.
-            RouteScope::Link,
-        ),
-        IpNet::V6(net) => (
-            RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(net.network(), net.prefix_len())
-                .build(),
-            RouteScope::Universe,
-        ),
-    };
-    let mut message = builder;
-    message.header.table = RouteHeader::RT_TABLE_MAIN;
-    message.header.protocol = RouteProtocol::from(RTPROT_FREIMESH);
-    message.header.kind = RouteType::Unicast;
-    message.header.scope = match op {
-        RouteOp::Add => family_scope,
+    let prefix = route.prefix.trunc();
+    let mut message = RouteMessage::new(prefix.network(), prefix.prefix_len());
+    message.protocol = RTPROT_FREIMESH;
+    message.scope = match (op, prefix) {
+        // What `ip route add … dev X` uses for a route without gateway.
+        (RouteOp::Add, IpNet::V4(_)) => RT_SCOPE_LINK,
+        (RouteOp::Add, IpNet::V6(_)) => RT_SCOPE_UNIVERSE,
         // "Any scope", as `ip route del` sends: a stale route may have been
         // added with another scope than we would use.
-        RouteOp::Remove => RouteScope::NoWhere,
+        (RouteOp::Remove, _) => RT_SCOPE_NOWHERE,
     };
-    message.attributes.push(RouteAttribute::Oif(route.ifindex));
+    message.oif = Some(route.ifindex);
+    message.priority = Some(route.metric);
     message
-        .attributes
-        .push(RouteAttribute::Priority(route.metric));
-    message
-}
-
-pub(super) fn address_message(ifindex: u32, address: IpNet) -> AddressMessage {
-    match address {
-        IpNet::V4(net) => AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(ifindex)
-            .address(net.addr(), net.prefix_len())
-            .build(),
-        IpNet::V6(net) => AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(ifindex)
-            .address(net.addr(), net.prefix_len())
-            .build(),
-    }
 }
 
 /// The address of an `RTM_NEWADDR` message. For IPv4, `IFA_LOCAL` is the
 /// interface's own address (`IFA_ADDRESS` is the peer on point-to-point
 /// links); IPv6 only sends `IFA_ADDRESS`.
-pub(super) fn address_of(message: &AddressMessage) -> Option<IpNet> {
-    let mut local = None;
-    let mut address = None;
-    for attribute in &message.attributes {
-        match attribute {
-            AddressAttribute::Local(ip) => local = Some(*ip),
-            AddressAttribute::Address(ip) => address = Some(*ip),
-            _ => {}
-        }
-    }
-    let ip = local.or(address)?;
-    match IpNet::new(ip, message.header.prefix_len) {
+pub(super) fn address_of(message: &Address) -> Option<IpNet> {
+    let ip = message.local.or(message.address)?;
+    match IpNet::new(ip, message.prefix_len) {
         Ok(net) => Some(net),
         Err(_) => {
-            tracing::warn!(%ip, prefix_len = message.header.prefix_len, "kernel reported an impossible prefix length; ignored");
+            tracing::warn!(%ip, prefix_len = message.prefix_len, "kernel reported an impossible prefix length; ignored");
             None
         }
     }
@@ -103,84 +61,31 @@ pub(super) fn address_of(message: &AddressMessage) -> Option<IpNet> {
 /// table, tagged [`RTPROT_FREIMESH`]. Other kinds (blackhole, …) are never
 /// installed by the agent and left alone.
 pub(super) fn our_route(message: &RouteMessage) -> Option<Route> {
-    let header = &message.header;
-    if header.protocol != RouteProtocol::from(RTPROT_FREIMESH)
-        || header.kind != RouteType::Unicast
-        || table_of(message) != u32::from(RouteHeader::RT_TABLE_MAIN)
+    if message.protocol != RTPROT_FREIMESH
+        || message.kind != RTN_UNICAST
+        || message.table != RT_TABLE_MAIN
     {
         return None;
     }
-    let mut destination = None;
-    let mut ifindex = 0;
-    // The kernel omits RTA_PRIORITY for IPv4 metric 0.
-    let mut metric = 0;
-    for attribute in &message.attributes {
-        match attribute {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                destination = Some(IpAddr::V4(*ip));
-            }
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
-                destination = Some(IpAddr::V6(*ip));
-            }
-            RouteAttribute::Oif(index) => ifindex = *index,
-            RouteAttribute::Priority(priority) => metric = *priority,
-            _ => {}
-        }
-    }
     // No RTA_DST means the default route of the family.
-    let destination = destination.or(match header.address_family {
-        AddressFamily::Inet => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        AddressFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    let destination = message.destination.or(match message.family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
         _ => None,
     })?;
-    let prefix = IpNet::new(destination, header.destination_prefix_length).ok()?;
+    let prefix = IpNet::new(destination, message.destination_prefix_len).ok()?;
     Some(Route {
         prefix: prefix.trunc(),
-        ifindex,
-        metric,
+        // The kernel omits RTA_PRIORITY for IPv4 metric 0.
+        ifindex: message.oif.unwrap_or(0),
+        metric: message.priority.unwrap_or(0),
     })
-}
-
-/// An `RTM_GETROUTE` for one address: with a destination set, rtnetlink
-/// sends a lookup, not a dump, and the kernel answers with the one route it
-/// would use (policy rules included).
-pub(super) fn lookup_message(destination: IpAddr) -> RouteMessage {
-    match destination {
-        IpAddr::V4(address) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(address, 32)
-            .build(),
-        IpAddr::V6(address) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(address, 128)
-            .build(),
-    }
-}
-
-/// Tables above 255 only appear in `RTA_TABLE`; the header then says 252
-/// (`RT_TABLE_COMPAT`).
-fn table_of(message: &RouteMessage) -> u32 {
-    message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            RouteAttribute::Table(table) => Some(*table),
-            _ => None,
-        })
-        .unwrap_or(u32::from(message.header.table))
-}
-
-pub(super) fn output_interface(message: &RouteMessage) -> Option<u32> {
-    message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            RouteAttribute::Oif(index) => Some(*index),
-            _ => None,
-        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linux::wire::RTPROT_STATIC;
 
     fn route(prefix: &str, ifindex: u32, metric: u32) -> Route {
         match prefix.parse() {
@@ -193,6 +98,11 @@ mod tests {
         }
     }
 
+    /// Through the bytes, as the kernel would send the route back.
+    fn on_the_wire(message: &RouteMessage) -> Option<RouteMessage> {
+        RouteMessage::parse(&message.payload())
+    }
+
     #[test]
     fn route_messages_round_trip_through_the_dump_parser() {
         for route in [
@@ -201,28 +111,51 @@ mod tests {
             route("0.0.0.0/0", 3, 0),
         ] {
             let message = route_message(&route, RouteOp::Add);
-            assert_eq!(our_route(&message), Some(route));
+            let parsed = on_the_wire(&message);
+            assert_eq!(parsed.and_then(|m| our_route(&m)), Some(route));
         }
+    }
+
+    #[test]
+    fn default_route_without_destination_attribute_is_the_family_default() {
+        let mut message = route_message(&route("::/0", 3, 5), RouteOp::Add);
+        message.destination = None;
+        assert_eq!(our_route(&message), Some(route("::/0", 3, 5)));
     }
 
     #[test]
     fn foreign_routes_are_not_ours() {
         let mut message = route_message(&route("10.99.0.0/16", 7, 1024), RouteOp::Add);
-        message.header.protocol = RouteProtocol::Kernel;
-        assert_eq!(our_route(&message), None);
+        message.protocol = RTPROT_STATIC;
+        assert_eq!(on_the_wire(&message).and_then(|m| our_route(&m)), None);
 
         let mut message = route_message(&route("10.99.0.0/16", 7, 1024), RouteOp::Add);
-        message.attributes.push(RouteAttribute::Table(1000));
-        assert_eq!(our_route(&message), None);
+        message.table = 1000;
+        assert_eq!(on_the_wire(&message).and_then(|m| our_route(&m)), None);
     }
 
     #[test]
     fn removal_matches_any_scope_but_only_our_protocol() {
         let message = route_message(&route("10.99.0.0/16", 7, 1024), RouteOp::Remove);
-        assert_eq!(message.header.scope, RouteScope::NoWhere);
-        assert_eq!(
-            message.header.protocol,
-            RouteProtocol::from(RTPROT_FREIMESH)
-        );
+        assert_eq!(message.scope, RT_SCOPE_NOWHERE);
+        assert_eq!(message.protocol, RTPROT_FREIMESH);
+        assert_eq!(message.priority, Some(1024));
+    }
+
+    #[test]
+    fn ipv4_addresses_prefer_the_local_address() {
+        let address = Address {
+            family: AF_INET,
+            prefix_len: 32,
+            index: 2,
+            local: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+            address: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+        };
+        assert_eq!(address_of(&address), "10.0.0.1/32".parse().ok());
+        let impossible = Address {
+            prefix_len: 33,
+            ..address
+        };
+        assert_eq!(address_of(&impossible), None);
     }
 }

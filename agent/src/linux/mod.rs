@@ -59,6 +59,7 @@ mod policy;
 mod reconcile;
 mod tun;
 mod underlay;
+mod wire;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,67 +1,162 @@
-//! The rtnetlink side of the backend: reading the kernel's addresses and
-//! routes into a [`NetState`] and applying [`Change`]s. The messages
-//! themselves are built and read in [`super::messages`].
+//! The rtnetlink socket of the backend: requests and their answers, reading
+//! the kernel's addresses and routes into a [`NetState`] and applying
+//! [`Change`]s. The messages themselves are built and read in
+//! [`super::wire`] and [`super::messages`].
 //!
-//! rtnetlink's types come through its own re-exports (`rtnetlink::packet_*`)
-//! so the two crates never disagree on a version (see NOTES.md).
+//! One request at a time per socket (a mutex around it), each with its own
+//! sequence number; answers to an earlier request that was given up (its
+//! future dropped) are recognised by their number and skipped.
 
-use std::{
-    collections::BTreeSet,
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::BTreeSet, io, net::IpAddr};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::{
-    Handle, LinkUnspec, RouteMessageBuilder,
-    packet_route::address::{AddressAttribute, AddressFlags},
-};
-use tokio::task::JoinHandle;
+use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
+use tokio::sync::Mutex;
 
 use super::{
-    error::{LinuxError, os_error},
-    messages::{RouteOp, address_message, address_of, our_route, route_message},
+    error::LinuxError,
+    messages::{RouteOp, address_of, our_route, route_message},
     reconcile::{Change, NetState, Route},
+    wire::{
+        self, AF_INET, AF_INET6, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWADDR, RTM_NEWLINK,
+        RTM_NEWROUTE, Request,
+    },
 };
 
-/// The task that drives an rtnetlink socket. Without it running no request
-/// is ever sent or answered, so it is spawned with the socket; it is aborted
-/// when its owner goes, so no socket outlives the backend.
-#[derive(Debug)]
-pub(crate) struct ConnectionTask(JoinHandle<()>);
+/// The netlink multicast group of link changes (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
 
-impl ConnectionTask {
-    pub(crate) fn spawn(connection: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(tokio::spawn(connection))
-    }
+/// Opens a rtnetlink socket bound to a port the kernel picks and connected
+/// to the kernel.
+fn route_socket() -> io::Result<TokioSocket> {
+    let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+    socket.socket_mut().bind_auto()?;
+    socket.socket_mut().connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
 }
 
-impl Drop for ConnectionTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// A rtnetlink socket subscribed to link changes only: it is never sent
+/// requests, so everything it reads is a notification.
+pub(crate) fn link_notifications() -> io::Result<TokioSocket> {
+    let socket = route_socket()?;
+    socket.socket_ref().add_membership(RTNLGRP_LINK)?;
+    Ok(socket)
+}
+
+/// Waits for the next datagram on `socket`.
+pub(crate) async fn receive(socket: &TokioSocket) -> io::Result<Vec<u8>> {
+    socket.recv_from_full().await.map(|(datagram, _)| datagram)
+}
+
+/// The socket and the last sequence number used on it.
+struct Exchange {
+    socket: TokioSocket,
+    seq: u32,
 }
 
 /// An rtnetlink socket in the calling thread's network namespace.
-#[derive(Debug)]
 pub(crate) struct Netlink {
-    handle: Handle,
-    _task: ConnectionTask,
+    exchange: Mutex<Exchange>,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink").finish_non_exhaustive()
+    }
 }
 
 impl Netlink {
     /// Opens the socket. Must be called inside a tokio runtime.
     pub(crate) fn connect() -> Result<Self, LinuxError> {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|cause| LinuxError::NetlinkSocket { cause })?;
+        let socket = route_socket().map_err(|cause| LinuxError::NetlinkSocket { cause })?;
         Ok(Self {
-            handle,
-            _task: ConnectionTask::spawn(connection),
+            exchange: Mutex::new(Exchange { socket, seq: 0 }),
         })
     }
 
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
+    /// Sends `request` and collects the payloads of the answers of type
+    /// `answer` until the kernel says done: after a dump's last part, with
+    /// an acknowledgement, or with the single answer to a plain get. A
+    /// negative acknowledgement becomes its errno.
+    pub(crate) async fn exchange(
+        &self,
+        request: &Request,
+        answer: u16,
+    ) -> io::Result<Vec<Vec<u8>>> {
+        let mut exchange = self.exchange.lock().await;
+        exchange.seq = exchange.seq.wrapping_add(1).max(1);
+        let seq = exchange.seq;
+        exchange.socket.send(&request.encode(seq)).await?;
+        let mut answers = Vec::new();
+        loop {
+            let (datagram, _) = exchange.socket.recv_from_full().await?;
+            for message in wire::messages(&datagram).filter(|message| message.seq == seq) {
+                match message.kind {
+                    NLMSG_ERROR => {
+                        return match message.error_code() {
+                            Some(0) => Ok(answers),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code)),
+                            None => Err(io::Error::other("truncated netlink error message")),
+                        };
+                    }
+                    NLMSG_DONE => {
+                        // A dump that failed half-way says so here.
+                        return match message.error_code() {
+                            Some(code) if code < 0 => Err(io::Error::from_raw_os_error(-code)),
+                            _ => Ok(answers),
+                        };
+                    }
+                    kind if kind == answer => {
+                        answers.push(message.payload.to_vec());
+                        if message.flags & NLM_F_MULTI == 0 {
+                            return Ok(answers);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends a request that the kernel only acknowledges.
+    pub(crate) async fn request(&self, request: &Request) -> io::Result<()> {
+        self.exchange(request, NLMSG_ERROR).await.map(drop)
+    }
+
+    /// The interface called `name`, if there is one.
+    pub(crate) async fn link_by_name(&self, name: &str) -> io::Result<Option<wire::Link>> {
+        match self
+            .exchange(&wire::get_link_by_name(name), RTM_NEWLINK)
+            .await
+        {
+            Ok(answers) => Ok(answers
+                .first()
+                .and_then(|payload| wire::Link::parse(payload))),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every interface.
+    pub(crate) async fn links(&self) -> io::Result<Vec<wire::Link>> {
+        let answers = self.exchange(&wire::dump_links(), RTM_NEWLINK).await?;
+        Ok(answers
+            .iter()
+            .filter_map(|payload| wire::Link::parse(payload))
+            .collect())
+    }
+
+    /// The route the kernel would use to send to `destination`.
+    pub(crate) async fn lookup_route(
+        &self,
+        destination: IpAddr,
+    ) -> io::Result<Option<wire::RouteMessage>> {
+        let answers = self
+            .exchange(&wire::RouteMessage::lookup(destination), RTM_NEWROUTE)
+            .await?;
+        Ok(answers
+            .first()
+            .and_then(|payload| wire::RouteMessage::parse(payload)))
     }
 
     /// Sets the MTU and brings the device up, in one request.
@@ -71,33 +166,24 @@ impl Netlink {
         device: &str,
         mtu: u16,
     ) -> Result<(), LinuxError> {
-        let message = LinkUnspec::new_with_index(ifindex)
-            .mtu(u32::from(mtu))
-            .up()
-            .build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        self.request(&wire::set_link(ifindex, Some(u32::from(mtu)), Some(true)))
             .await
-            .map_err(|e| LinuxError::ConfigureLink {
+            .map_err(|cause| LinuxError::ConfigureLink {
                 device: device.to_owned(),
                 mtu,
-                cause: os_error(e),
+                cause,
             })
     }
 
     /// Deletes the device. Gone already (ENODEV) counts as done.
     pub(crate) async fn delete_link(&self, ifindex: u32, device: &str) -> Result<(), LinuxError> {
-        match self.handle.link().del(ifindex).execute().await {
+        match self.request(&wire::delete_link(ifindex)).await {
             Ok(()) => Ok(()),
-            Err(e) => match os_error(e) {
-                cause if cause.raw_os_error() == Some(libc::ENODEV) => Ok(()),
-                cause => Err(LinuxError::DeleteLink {
-                    device: device.to_owned(),
-                    cause,
-                }),
-            },
+            Err(cause) if cause.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            Err(cause) => Err(LinuxError::DeleteLink {
+                device: device.to_owned(),
+                cause,
+            }),
         }
     }
 
@@ -111,50 +197,75 @@ impl Netlink {
     }
 
     async fn addresses(&self, ifindex: u32, device: &str) -> Result<BTreeSet<IpNet>, LinuxError> {
-        let dump_error = |e| LinuxError::DumpAddresses {
-            device: device.to_owned(),
-            cause: os_error(e),
-        };
-        let mut dump = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(ifindex)
-            .execute();
-        let mut addresses = BTreeSet::new();
-        while let Some(message) = dump.try_next().await.map_err(dump_error)? {
-            if let Some(address) = address_of(&message) {
-                addresses.insert(address);
-            }
-        }
-        Ok(addresses)
+        let answers = self
+            .exchange(&wire::dump_addresses(), RTM_NEWADDR)
+            .await
+            .map_err(|cause| LinuxError::DumpAddresses {
+                device: device.to_owned(),
+                cause,
+            })?;
+        Ok(answers
+            .iter()
+            .filter_map(|payload| wire::Address::parse(payload))
+            .filter(|address| address.index == ifindex)
+            .filter_map(|address| address_of(&address))
+            .collect())
     }
 
     async fn routes(&self) -> Result<BTreeSet<Route>, LinuxError> {
         Ok(self.tagged_routes().await?.into_iter().collect())
     }
 
+    /// The routes of both families as dumped (payloads), for callers that
+    /// pick some and delete them as they are.
+    pub(crate) async fn dump_routes(&self) -> io::Result<Vec<Vec<u8>>> {
+        let mut routes = self
+            .exchange(&wire::RouteMessage::dump(AF_INET), RTM_NEWROUTE)
+            .await?;
+        routes.extend(
+            self.exchange(&wire::RouteMessage::dump(AF_INET6), RTM_NEWROUTE)
+                .await?,
+        );
+        Ok(routes)
+    }
+
     /// Every route tagged with our protocol in the main table, as the kernel
     /// lists them (duplicates included, which the tests look for).
     pub(crate) async fn tagged_routes(&self) -> Result<Vec<Route>, LinuxError> {
-        let mut routes = Vec::new();
-        let requests = [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ];
-        for request in requests {
-            let mut dump = self.handle.route().get(request).execute();
-            while let Some(message) = dump
-                .try_next()
-                .await
-                .map_err(|e| LinuxError::DumpRoutes { cause: os_error(e) })?
-            {
-                if let Some(route) = our_route(&message) {
-                    routes.push(route);
-                }
-            }
-        }
-        Ok(routes)
+        let dumped = self
+            .dump_routes()
+            .await
+            .map_err(|cause| LinuxError::DumpRoutes { cause })?;
+        Ok(dumped
+            .iter()
+            .filter_map(|payload| wire::RouteMessage::parse(payload))
+            .filter_map(|message| our_route(&message))
+            .collect())
+    }
+
+    /// Adds an address; with `no_dad`, an IPv6 address is usable at once.
+    pub(crate) async fn add_address(
+        &self,
+        ifindex: u32,
+        address: IpNet,
+        no_dad: bool,
+    ) -> io::Result<()> {
+        self.request(&wire::add_address(
+            ifindex,
+            address.addr(),
+            address.prefix_len(),
+            no_dad,
+        ))
+        .await
+    }
+
+    pub(crate) async fn remove_address(&self, ifindex: u32, address: IpNet) -> io::Result<()> {
+        self.request(&wire::delete_address(
+            ifindex,
+            address.addr(),
+            address.prefix_len(),
+        ))
+        .await
     }
 
     /// Applies one change. `device` names the TUN device (index `ifindex`)
@@ -173,62 +284,44 @@ impl Netlink {
             }
         };
         match *change {
-            Change::AddAddress(address) => {
-                let mut request =
-                    self.handle
-                        .address()
-                        .add(ifindex, address.addr(), address.prefix_len());
-                if address.addr().is_ipv6() {
-                    // Without NODAD the address stays "tentative" for a
-                    // moment after the add returns (the kernel finishes DAD
-                    // in a work queue, even on a NOARP device), and binding
-                    // to it or choosing it as source fails with
-                    // EADDRNOTAVAIL. The controller assigns overlay
-                    // addresses uniquely, and nobody else is on the TUN
-                    // link to collide with.
-                    request
-                        .message_mut()
-                        .attributes
-                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
-                }
-                request.execute().await.map_err(|e| LinuxError::AddAddress {
-                    address,
-                    device: device.to_owned(),
-                    cause: os_error(e),
-                })
-            }
-            Change::RemoveAddress(address) => self
-                .handle
-                .address()
-                .del(address_message(ifindex, address))
-                .execute()
+            // Without NODAD an IPv6 address stays "tentative" for a moment
+            // after the add returns (the kernel finishes DAD in a work
+            // queue, even on a NOARP device), and binding to it or choosing
+            // it as source fails with EADDRNOTAVAIL. The controller assigns
+            // overlay addresses uniquely, and nobody else is on the TUN link
+            // to collide with.
+            Change::AddAddress(address) => self
+                .add_address(ifindex, address, address.addr().is_ipv6())
                 .await
-                .map_err(|e| LinuxError::RemoveAddress {
+                .map_err(|cause| LinuxError::AddAddress {
                     address,
                     device: device.to_owned(),
-                    cause: os_error(e),
+                    cause,
                 }),
+            Change::RemoveAddress(address) => {
+                self.remove_address(ifindex, address)
+                    .await
+                    .map_err(|cause| LinuxError::RemoveAddress {
+                        address,
+                        device: device.to_owned(),
+                        cause,
+                    })
+            }
             Change::AddRoute(route) => self
-                .handle
-                .route()
-                .add(route_message(&route, RouteOp::Add))
-                .execute()
+                .request(&route_message(&route, RouteOp::Add).add(false))
                 .await
-                .map_err(|e| LinuxError::AddRoute {
+                .map_err(|cause| LinuxError::AddRoute {
                     prefix: route.prefix,
                     device: device_of(route.ifindex),
-                    cause: os_error(e),
+                    cause,
                 }),
             Change::RemoveRoute(route) => self
-                .handle
-                .route()
-                .del(route_message(&route, RouteOp::Remove))
-                .execute()
+                .request(&route_message(&route, RouteOp::Remove).delete())
                 .await
-                .map_err(|e| LinuxError::RemoveRoute {
+                .map_err(|cause| LinuxError::RemoveRoute {
                     prefix: route.prefix,
                     device: device_of(route.ifindex),
-                    cause: os_error(e),
+                    cause,
                 }),
         }
     }

@@ -19,19 +19,15 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use futures::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use rtnetlink::{
-    IpVersion, LinkUnspec, RouteMessageBuilder,
-    packet_route::{
-        address::{AddressAttribute, AddressFlags},
-        route::{RouteMessage, RouteProtocol, RouteScope, RouteType},
-        rule::{RuleAction, RuleAttribute, RuleMessage},
-    },
-};
 
 use super::{
-    LinuxError, RTPROT_FREIMESH, error::os_error, messages::address_message, netlink::Netlink,
+    LinuxError, RTPROT_FREIMESH,
+    netlink::Netlink,
+    wire::{
+        self, AF_INET, AF_INET6, RT_SCOPE_LINK, RTM_DELROUTE, RTM_DELRULE, RTM_NEWRULE,
+        RTN_UNICAST, RouteMessage,
+    },
 };
 
 /// The routing table for traffic from public clients.
@@ -63,45 +59,26 @@ pub fn node_client_addresses(prefixes: &[IpNet]) -> Vec<IpNet> {
 
 /// A route in the client table: `prefix dev <ifindex>`, tagged.
 pub(crate) fn client_table_route(prefix: IpNet, ifindex: u32) -> RouteMessage {
-    let mut message = match prefix.trunc() {
-        IpNet::V4(net) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(net.network(), net.prefix_len())
-            .scope(RouteScope::Link)
-            .table_id(CLIENT_TABLE)
-            .build(),
-        IpNet::V6(net) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(net.network(), net.prefix_len())
-            .table_id(CLIENT_TABLE)
-            .build(),
-    };
-    message.header.protocol = RouteProtocol::from(RTPROT_FREIMESH);
-    message.header.kind = RouteType::Unicast;
-    message
-        .attributes
-        .push(rtnetlink::packet_route::route::RouteAttribute::Oif(ifindex));
+    let prefix = prefix.trunc();
+    let mut message = RouteMessage::new(prefix.network(), prefix.prefix_len());
+    if prefix.addr().is_ipv4() {
+        message.scope = RT_SCOPE_LINK;
+    }
+    message.table = CLIENT_TABLE;
+    message.protocol = RTPROT_FREIMESH;
+    message.kind = RTN_UNICAST;
+    message.oif = Some(ifindex);
     message
 }
 
 /// Whether a dumped route is one of ours in the client table.
 pub(crate) fn is_our_client_route(message: &RouteMessage) -> bool {
-    let table = message
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            rtnetlink::packet_route::route::RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(message.header.table));
-    table == CLIENT_TABLE && message.header.protocol == RouteProtocol::from(RTPROT_FREIMESH)
+    message.table == CLIENT_TABLE && message.protocol == RTPROT_FREIMESH
 }
 
 /// Whether a dumped rule is one of ours.
-pub(crate) fn is_our_rule(message: &RuleMessage) -> bool {
-    message
-        .attributes
-        .contains(&RuleAttribute::Protocol(RouteProtocol::from(
-            RTPROT_FREIMESH,
-        )))
+pub(crate) fn is_our_rule(payload: &[u8]) -> bool {
+    wire::rule_protocol(payload) == Some(RTPROT_FREIMESH)
 }
 
 /// A public Wi-Fi node's client interface while the agent manages it.
@@ -131,15 +108,12 @@ impl ClientInterface {
         };
         this.remove_rules_and_routes().await?;
         this.netlink
-            .handle()
-            .link()
-            .set(LinkUnspec::new_with_index(ifindex).up().build())
-            .execute()
+            .request(&wire::set_link(ifindex, None, Some(true)))
             .await
-            .map_err(|e| LinuxError::ClientInterface {
+            .map_err(|cause| LinuxError::ClientInterface {
                 interface: interface.to_owned(),
                 what: "bringing it up".into(),
-                cause: os_error(e),
+                cause,
             })?;
         for address in &this.addresses {
             this.add_address(*address).await?;
@@ -152,47 +126,30 @@ impl ClientInterface {
             .chain(prefixes.iter().map(|prefix| (prefix.trunc(), ifindex)));
         for (prefix, oif) in routes {
             this.netlink
-                .handle()
-                .route()
-                .add(client_table_route(prefix, oif))
-                .replace()
-                .execute()
+                .request(&client_table_route(prefix, oif).add(true))
                 .await
-                .map_err(|e| LinuxError::AddRoute {
+                .map_err(|cause| LinuxError::AddRoute {
                     prefix,
                     device: format!("interface #{oif} (table {CLIENT_TABLE})"),
-                    cause: os_error(e),
+                    cause,
                 })?;
         }
-        for v6 in [false, true] {
-            let rule = this
-                .netlink
-                .handle()
-                .rule()
-                .add()
-                .input_interface(interface)
-                .table_id(CLIENT_TABLE)
-                .priority(CLIENT_RULE_PRIORITY)
-                .action(RuleAction::ToTable);
-            let result =
-                if v6 {
-                    let mut rule = rule.v6();
-                    rule.message_mut().attributes.push(RuleAttribute::Protocol(
-                        RouteProtocol::from(RTPROT_FREIMESH),
-                    ));
-                    rule.execute().await
-                } else {
-                    let mut rule = rule.v4();
-                    rule.message_mut().attributes.push(RuleAttribute::Protocol(
-                        RouteProtocol::from(RTPROT_FREIMESH),
-                    ));
-                    rule.execute().await
-                };
-            result.map_err(|e| LinuxError::ClientInterface {
-                interface: interface.to_owned(),
-                what: format!("adding rule iif {interface} lookup {CLIENT_TABLE}"),
-                cause: os_error(e),
-            })?;
+        for family in [AF_INET, AF_INET6] {
+            let rule = wire::add_rule(
+                family,
+                interface,
+                CLIENT_TABLE,
+                CLIENT_RULE_PRIORITY,
+                RTPROT_FREIMESH,
+            );
+            this.netlink
+                .request(&rule)
+                .await
+                .map_err(|cause| LinuxError::ClientInterface {
+                    interface: interface.to_owned(),
+                    what: format!("adding rule iif {interface} lookup {CLIENT_TABLE}"),
+                    cause,
+                })?;
         }
         let rp_filter = format!("/proc/sys/net/ipv4/conf/{interface}/rp_filter");
         std::fs::write(&rp_filter, "1").map_err(|cause| LinuxError::ClientInterface {
@@ -218,27 +175,18 @@ impl ClientInterface {
     pub async fn close(self) -> Result<(), LinuxError> {
         self.remove_rules_and_routes().await?;
         for address in &self.addresses {
-            match self
-                .netlink
-                .handle()
-                .address()
-                .del(address_message(self.ifindex, *address))
-                .execute()
-                .await
-            {
+            match self.netlink.remove_address(self.ifindex, *address).await {
                 Ok(()) => {}
-                Err(e) => {
-                    let cause = os_error(e);
-                    // Gone already (the interface went, or someone removed it).
-                    if cause.raw_os_error() != Some(libc::EADDRNOTAVAIL)
-                        && cause.raw_os_error() != Some(libc::ENODEV)
-                    {
-                        return Err(LinuxError::RemoveAddress {
-                            address: *address,
-                            device: self.name.clone(),
-                            cause,
-                        });
-                    }
+                // Gone already (the interface went, or someone removed it).
+                Err(cause)
+                    if cause.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                        || cause.raw_os_error() == Some(libc::ENODEV) => {}
+                Err(cause) => {
+                    return Err(LinuxError::RemoveAddress {
+                        address: *address,
+                        device: self.name.clone(),
+                        cause,
+                    });
                 }
             }
         }
@@ -247,83 +195,58 @@ impl ClientInterface {
     }
 
     async fn add_address(&self, address: IpNet) -> Result<(), LinuxError> {
-        let mut request =
-            self.netlink
-                .handle()
-                .address()
-                .add(self.ifindex, address.addr(), address.prefix_len());
-        if address.addr().is_ipv6() {
-            // dnsmasq binds and advertises from this address at once; a
-            // tentative (DAD) address cannot be bound for a second.
-            request
-                .message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        match request.execute().await {
+        // dnsmasq binds and advertises from an IPv6 address at once; a
+        // tentative (DAD) address cannot be bound for a second.
+        let no_dad = address.addr().is_ipv6();
+        match self
+            .netlink
+            .add_address(self.ifindex, address, no_dad)
+            .await
+        {
             Ok(()) => Ok(()),
-            Err(e) => match os_error(e) {
-                // Left by a crashed agent: it is the address we want.
-                cause if cause.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-                cause => Err(LinuxError::AddAddress {
-                    address,
-                    device: self.name.clone(),
-                    cause,
-                }),
-            },
+            // Left by a crashed agent: it is the address we want.
+            Err(cause) if cause.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(cause) => Err(LinuxError::AddAddress {
+                address,
+                device: self.name.clone(),
+                cause,
+            }),
         }
     }
 
     /// Every tagged rule and every tagged route of the client table.
     async fn remove_rules_and_routes(&self) -> Result<(), LinuxError> {
-        let handle = self.netlink.handle();
-        let dump_error = |e| LinuxError::ClientInterface {
-            interface: self.name.clone(),
-            what: "listing rules and routes".into(),
-            cause: os_error(e),
+        let failed = |what: String| {
+            move |cause| LinuxError::ClientInterface {
+                interface: self.name.clone(),
+                what,
+                cause,
+            }
         };
-        for version in [IpVersion::V4, IpVersion::V6] {
-            let rules: Vec<RuleMessage> = handle
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
+        for family in [AF_INET, AF_INET6] {
+            let rules = self
+                .netlink
+                .exchange(&wire::dump_rules(family), RTM_NEWRULE)
                 .await
-                .map_err(dump_error)?;
-            for rule in rules.into_iter().filter(is_our_rule) {
-                handle.rule().del(rule).execute().await.map_err(|e| {
-                    LinuxError::ClientInterface {
-                        interface: self.name.clone(),
-                        what: "removing a rule".into(),
-                        cause: os_error(e),
-                    }
-                })?;
+                .map_err(failed("listing rules and routes".into()))?;
+            for rule in rules.iter().filter(|rule| is_our_rule(rule)) {
+                self.netlink
+                    .request(&wire::echo(RTM_DELRULE, rule))
+                    .await
+                    .map_err(failed("removing a rule".into()))?;
             }
         }
-        let requests = [
-            RouteMessageBuilder::<Ipv4Addr>::new()
-                .table_id(CLIENT_TABLE)
-                .build(),
-            RouteMessageBuilder::<Ipv6Addr>::new()
-                .table_id(CLIENT_TABLE)
-                .build(),
-        ];
-        for request in requests {
-            let routes: Vec<RouteMessage> = handle
-                .route()
-                .get(request)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(dump_error)?;
-            for route in routes.into_iter().filter(is_our_client_route) {
-                handle.route().del(route).execute().await.map_err(|e| {
-                    LinuxError::ClientInterface {
-                        interface: self.name.clone(),
-                        what: format!("removing a route of table {CLIENT_TABLE}"),
-                        cause: os_error(e),
-                    }
-                })?;
+        let routes = self
+            .netlink
+            .dump_routes()
+            .await
+            .map_err(failed("listing rules and routes".into()))?;
+        for payload in &routes {
+            if RouteMessage::parse(payload).is_some_and(|route| is_our_client_route(&route)) {
+                self.netlink
+                    .request(&wire::echo(RTM_DELROUTE, payload))
+                    .await
+                    .map_err(failed(format!("removing a route of table {CLIENT_TABLE}")))?;
             }
         }
         Ok(())
@@ -331,24 +254,15 @@ impl ClientInterface {
 }
 
 async fn link_index(netlink: &Netlink, name: &str) -> Result<u32, LinuxError> {
-    let mut links = netlink
-        .handle()
-        .link()
-        .get()
-        .match_name(name.to_owned())
-        .execute();
-    match links.try_next().await {
-        Ok(Some(link)) => Ok(link.header.index),
-        Ok(None) => Err(LinuxError::ClientInterface {
-            interface: name.to_owned(),
-            what: "looking it up".into(),
-            cause: std::io::Error::from_raw_os_error(libc::ENODEV),
-        }),
-        Err(e) => Err(LinuxError::ClientInterface {
-            interface: name.to_owned(),
-            what: "looking it up".into(),
-            cause: os_error(e),
-        }),
+    let failed = |cause| LinuxError::ClientInterface {
+        interface: name.to_owned(),
+        what: "looking it up".into(),
+        cause,
+    };
+    match netlink.link_by_name(name).await {
+        Ok(Some(link)) => Ok(link.index),
+        Ok(None) => Err(failed(std::io::Error::from_raw_os_error(libc::ENODEV))),
+        Err(cause) => Err(failed(cause)),
     }
 }
 
@@ -385,22 +299,23 @@ mod tests {
     #[test]
     fn client_routes_are_tagged_in_table_72() {
         let message = client_table_route("10.100.4.0/24".parse().unwrap_or_default(), 5);
-        assert!(is_our_client_route(&message));
-        assert_eq!(message.header.table, 72);
-        assert_eq!(message.header.scope, RouteScope::Link);
+        let sent = RouteMessage::parse(&message.payload());
+        assert!(sent.is_some_and(|route| is_our_client_route(&route)));
+        assert_eq!(message.payload()[4], 72);
+        assert_eq!(message.scope, RT_SCOPE_LINK);
         let mut foreign = client_table_route(IpNet::V6(Ipv6Net::default()), 5);
-        foreign.header.protocol = RouteProtocol::Boot;
+        foreign.protocol = 3; // RTPROT_BOOT
         assert!(!is_our_client_route(&foreign));
     }
 
     #[test]
     fn only_tagged_rules_are_ours() {
-        let mut rule = RuleMessage::default();
-        assert!(!is_our_rule(&rule));
-        rule.attributes
-            .push(RuleAttribute::Protocol(RouteProtocol::from(
-                RTPROT_FREIMESH,
-            )));
-        assert!(is_our_rule(&rule));
+        let ours = wire::add_rule(AF_INET, "wlan1", CLIENT_TABLE, 7200, RTPROT_FREIMESH).encode(1);
+        let payloads: Vec<&[u8]> = wire::messages(&ours).map(|m| m.payload).collect();
+        assert!(payloads.iter().all(|payload| is_our_rule(payload)));
+        let foreign = wire::add_rule(AF_INET, "wlan1", CLIENT_TABLE, 7200, 4).encode(1);
+        assert!(wire::messages(&foreign).all(|m| !is_our_rule(m.payload)));
+        // A rule without protocol attribute (as older tools add them).
+        assert!(!is_our_rule(&[0; 12]));
     }
 }

@@ -12,22 +12,15 @@
 
 use std::{collections::BTreeMap, io, net::IpAddr};
 
-use futures::{StreamExt, TryStreamExt};
-use rtnetlink::{
-    Handle, MulticastGroup,
-    packet_core::NetlinkPayload,
-    packet_route::{
-        RouteNetlinkMessage,
-        link::{LinkAttribute, LinkFlags, LinkMessage, State},
-    },
-};
 use tokio::sync::mpsc::Sender;
 
 use super::{
     LinuxError,
-    error::os_error,
-    messages::{lookup_message, output_interface},
-    netlink::{ConnectionTask, Netlink},
+    netlink::{Netlink, link_notifications, receive},
+    wire::{
+        self, IF_OPER_UNKNOWN, IF_OPER_UP, IFF_LOWER_UP, IFF_UP, Link, NLMSG_OVERRUN, RTM_DELLINK,
+        RTM_NEWLINK,
+    },
 };
 
 /// Maps a UDP underlay peer address to the index of the interface the
@@ -41,19 +34,12 @@ pub async fn underlay_interface(peer: IpAddr) -> Result<u32, LinuxError> {
     let peer = peer.to_canonical();
     let netlink = Netlink::connect()?;
     let lookup_error = |cause| LinuxError::RouteLookup { peer, cause };
-    let mut answer = netlink.handle().route().get(lookup_message(peer)).execute();
-    while let Some(route) = answer
-        .try_next()
-        .await
-        .map_err(|e| lookup_error(os_error(e)))?
-    {
-        if let Some(oif) = output_interface(&route) {
-            return Ok(oif);
-        }
-    }
-    Err(lookup_error(io::Error::other(
-        "the kernel's answer names no output interface",
-    )))
+    let route = netlink.lookup_route(peer).await.map_err(lookup_error)?;
+    route.and_then(|route| route.oif).ok_or_else(|| {
+        lookup_error(io::Error::other(
+            "the kernel's answer names no output interface",
+        ))
+    })
 }
 
 /// An interface whose carrier came or went (or that appeared or vanished).
@@ -87,40 +73,59 @@ pub async fn watch_carrier(events: Sender<CarrierEvent>) -> Result<(), LinuxErro
     // flip already undone by the time of the dump may be replayed (up, then
     // down again), but the last event per interface is always the kernel's
     // latest state.
-    let (connection, handle, mut notifications) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(watch_error)?;
-    let _task = ConnectionTask::spawn(connection);
+    let notifications = link_notifications().map_err(watch_error)?;
+    let netlink = Netlink::connect()?;
     let mut table = LinkTable::default();
 
-    let snapshot = dump_links(&handle).await?;
+    let snapshot = netlink.links().await.map_err(watch_error)?;
     if !send_all(&events, table.resync(&snapshot)).await {
         return Ok(());
     }
     loop {
-        let notification = tokio::select! {
+        let datagram = tokio::select! {
             () = events.closed() => return Ok(()),
-            notification = notifications.next() => notification,
+            datagram = receive(&notifications) => datagram,
         };
-        let Some((message, _)) = notification else {
-            return Err(watch_error(io::Error::other("netlink connection closed")));
-        };
-        let changes = match message.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                table.observe(&link).into_iter().collect()
+        let mut changes = Vec::new();
+        match datagram {
+            Ok(datagram) => {
+                for message in wire::messages(&datagram) {
+                    match message.kind {
+                        RTM_NEWLINK => {
+                            changes.extend(
+                                Link::parse(message.payload).and_then(|link| table.observe(&link)),
+                            );
+                        }
+                        RTM_DELLINK => {
+                            changes.extend(
+                                Link::parse(message.payload)
+                                    .and_then(|link| table.remove(link.index)),
+                            );
+                        }
+                        NLMSG_OVERRUN => changes.extend(resync(&netlink, &mut table).await?),
+                        _ => {}
+                    }
+                }
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                table.remove(link.header.index).into_iter().collect()
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                changes = resync(&netlink, &mut table).await?;
             }
-            NetlinkPayload::Overrun(_) => {
-                tracing::warn!("link notifications lost (socket buffer full); re-reading links");
-                table.resync(&dump_links(&handle).await?)
-            }
-            _ => Vec::new(),
-        };
+            Err(e) => return Err(watch_error(e)),
+        }
         if !send_all(&events, changes).await {
             return Ok(());
         }
     }
+}
+
+/// After lost notifications: what changed meanwhile, from a fresh dump.
+async fn resync(netlink: &Netlink, table: &mut LinkTable) -> Result<Vec<CarrierEvent>, LinuxError> {
+    tracing::warn!("link notifications lost (socket buffer full); re-reading links");
+    let links = netlink
+        .links()
+        .await
+        .map_err(|cause| LinuxError::WatchLinks { cause })?;
+    Ok(table.resync(&links))
 }
 
 /// Sends in order; false once the receiver is gone.
@@ -134,16 +139,6 @@ async fn send_all(events: &Sender<CarrierEvent>, changes: Vec<CarrierEvent>) -> 
     true
 }
 
-async fn dump_links(handle: &Handle) -> Result<Vec<LinkMessage>, LinuxError> {
-    handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| LinuxError::WatchLinks { cause: os_error(e) })
-}
-
 /// The last carrier state reported per interface. A `BTreeMap`, so a resync
 /// reports in a stable order.
 #[derive(Debug, Default)]
@@ -155,11 +150,13 @@ impl LinkTable {
     /// Records an `RTM_NEWLINK`; returns an event if the interface is new or
     /// its carrier state flipped. Most notifications (MTU, statistics,
     /// addresses of the link layer) change nothing and return `None`.
-    pub(crate) fn observe(&mut self, link: &LinkMessage) -> Option<CarrierEvent> {
-        let ifindex = link.header.index;
+    pub(crate) fn observe(&mut self, link: &Link) -> Option<CarrierEvent> {
+        let ifindex = link.index;
         let now = CarrierEvent {
             ifindex,
-            name: name_of(link)
+            name: link
+                .name
+                .clone()
                 .or_else(|| self.links.get(&ifindex).map(|known| known.name.clone()))
                 .unwrap_or_default(),
             carrier_up: carrier_up(link),
@@ -183,8 +180,8 @@ impl LinkTable {
 
     /// Replaces the table with a full dump; returns what differs from what
     /// was reported before (new, flipped, vanished).
-    pub(crate) fn resync(&mut self, dump: &[LinkMessage]) -> Vec<CarrierEvent> {
-        let present: Vec<u32> = dump.iter().map(|link| link.header.index).collect();
+    pub(crate) fn resync(&mut self, dump: &[Link]) -> Vec<CarrierEvent> {
+        let present: Vec<u32> = dump.iter().map(|link| link.index).collect();
         let vanished: Vec<u32> = self
             .links
             .keys()
@@ -200,56 +197,42 @@ impl LinkTable {
     }
 }
 
-fn name_of(link: &LinkMessage) -> Option<String> {
-    link.attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
-}
-
 /// Up means usable: the flags say administratively up with the lower layer
 /// up (`IFF_LOWER_UP`, the carrier), and RFC 2863 operstate, where the
 /// driver reports one, is neither down nor dormant (a Wi-Fi station not yet
 /// authenticated is `dormant` with its carrier on). Loopback and TUN devices
 /// report operstate `unknown`, which does not count against them.
-fn carrier_up(link: &LinkMessage) -> bool {
-    let flags = link.header.flags;
-    if !flags.contains(LinkFlags::Up) || !flags.contains(LinkFlags::LowerUp) {
+fn carrier_up(link: &Link) -> bool {
+    if link.flags & IFF_UP == 0 || link.flags & IFF_LOWER_UP == 0 {
         return false;
     }
-    let operstate = link
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::OperState(state) => Some(*state),
-            _ => None,
-        });
-    matches!(operstate, None | Some(State::Up | State::Unknown))
+    matches!(link.operstate, None | Some(IF_OPER_UP | IF_OPER_UNKNOWN))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn link(ifindex: u32, name: &str, flags: LinkFlags, state: State) -> LinkMessage {
-        let mut message = LinkMessage::default();
-        message.header.index = ifindex;
-        message.header.flags = flags;
-        message.attributes = vec![
-            LinkAttribute::IfName(name.to_owned()),
-            LinkAttribute::OperState(state),
-        ];
-        message
+    use crate::linux::wire::{IF_OPER_DORMANT, IF_OPER_DOWN, IF_OPER_LOWERLAYERDOWN};
+
+    /// A link as the kernel would send it, read back through the parser.
+    fn link(ifindex: u32, name: &str, flags: u32, state: u8) -> Link {
+        let sent = Link {
+            index: ifindex,
+            flags,
+            name: Some(name.to_owned()),
+            operstate: Some(state),
+            mtu: None,
+        };
+        Link::parse(&sent.encode()).unwrap_or_default()
     }
 
-    fn up(ifindex: u32, name: &str) -> LinkMessage {
-        link(ifindex, name, LinkFlags::Up | LinkFlags::LowerUp, State::Up)
+    fn up(ifindex: u32, name: &str) -> Link {
+        link(ifindex, name, IFF_UP | IFF_LOWER_UP, IF_OPER_UP)
     }
 
-    fn no_carrier(ifindex: u32, name: &str) -> LinkMessage {
-        link(ifindex, name, LinkFlags::Up, State::LowerLayerDown)
+    fn no_carrier(ifindex: u32, name: &str) -> Link {
+        link(ifindex, name, IFF_UP, IF_OPER_LOWERLAYERDOWN)
     }
 
     fn event(ifindex: u32, name: &str, carrier_up: bool) -> CarrierEvent {
@@ -264,20 +247,10 @@ mod tests {
     fn carrier_needs_up_lower_up_and_a_live_operstate() {
         assert!(carrier_up(&up(2, "eth0")));
         assert!(!carrier_up(&no_carrier(2, "eth0")));
-        assert!(!carrier_up(&link(
-            2,
-            "eth0",
-            LinkFlags::empty(),
-            State::Down
-        )));
-        let dormant = link(
-            3,
-            "wlan0",
-            LinkFlags::Up | LinkFlags::LowerUp,
-            State::Dormant,
-        );
+        assert!(!carrier_up(&link(2, "eth0", 0, IF_OPER_DOWN)));
+        let dormant = link(3, "wlan0", IFF_UP | IFF_LOWER_UP, IF_OPER_DORMANT);
         assert!(!carrier_up(&dormant));
-        let tun = link(4, "fm0", LinkFlags::Up | LinkFlags::LowerUp, State::Unknown);
+        let tun = link(4, "fm0", IFF_UP | IFF_LOWER_UP, IF_OPER_UNKNOWN);
         assert!(carrier_up(&tun));
     }
 

@@ -11,17 +11,28 @@ use std::sync::Arc;
 
 use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use super::state::StateKeeper;
 use crate::clock;
 use crate::config::AgentConfig;
 pub(super) use crate::controlplane::link_event;
 use crate::controlplane::{
-    Candidate, ControlCore, ControllerEvent, KernelRouteRule, LinkReporter, MembershipUpdate,
-    REPORT_TICK, Upstream, Welcome, apply_to_membership,
+    Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter,
+    MembershipUpdate, REPORT_TICK, Upstream, Welcome, apply_to_membership,
 };
 use crate::core::{EngineChange, Output};
+
+/// Brings a fresh `core` to the state the state file kept: the Welcome and
+/// full sets it replays go through the same path as the controller's, so
+/// the engine comes up exactly as after a Welcome, and the controller's
+/// own Welcome later is an ordinary full reconcile.
+pub(super) fn replay_saved(core: &mut ControlCore, replay: Vec<ControllerEvent>) {
+    for event in &replay {
+        core.handle_event(event, clock::now());
+    }
+}
 
 /// Waits for the first `Welcome` (for a node whose addresses come from the
 /// controller), folding every event before it into `core`.
@@ -137,7 +148,12 @@ async fn apply_changes(
     kernel: Option<&KernelRoutes>,
     outputs: &mut Vec<Output>,
 ) {
-    let changes: Vec<EngineChange> = std::iter::from_fn(|| core.poll_change()).collect();
+    let changes: Vec<EngineChange> = {
+        let discovered = shared.discovered();
+        std::iter::from_fn(|| core.poll_change())
+            .map(|change| super::discovery::scope_endpoint(change, &discovered))
+            .collect()
+    };
     if !changes.is_empty() {
         shared
             .with_engine(outputs, |engine| {
@@ -149,6 +165,17 @@ async fn apply_changes(
                 }
             })
             .await;
+    }
+    if core.welcome().is_some() {
+        // Discovery's dense-cell policy defers to these.
+        let assigned: std::collections::BTreeSet<_> = core.links().keys().copied().collect();
+        shared.controller_links.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&assigned);
+            if changed {
+                *current = Some(assigned);
+            }
+            changed
+        });
     }
     if let (Some(kernel), Some(wanted)) = (kernel, core.poll_kernel_routes()) {
         kernel.tx.send_if_modified(|current| {
@@ -162,27 +189,45 @@ async fn apply_changes(
     }
 }
 
+/// This node as the control path sees it.
+#[derive(Debug)]
+pub(super) struct OwnNode {
+    /// Its public key: its credential must name it.
+    pub key: PublicKeyBytes,
+    /// Its own host addresses: routes for them are never applied.
+    pub prefixes: Vec<IpNet>,
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Applies controller events to the engine and the membership as they
-/// arrive. `own_key` is this node's public key (its credential must name
-/// it).
+/// arrive, and keeps the state file in step; writes it a last time when
+/// `stop` fires.
 pub(super) async fn apply_events(
     shared: Arc<Shared>,
     mut events: mpsc::Receiver<ControllerEvent>,
     mut core: ControlCore,
-    own_key: PublicKeyBytes,
-    own: Vec<IpNet>,
+    own: OwnNode,
     kernel: Option<KernelRoutes>,
+    mut keeper: StateKeeper,
+    mut stop: oneshot::Receiver<()>,
 ) {
     // A Welcome awaited at start-up (`first_welcome`) went to the core
     // before the membership existed: its signing key is taken now.
     if let Some(welcome) = core.welcome() {
         apply_membership(
             &shared,
-            &own_key,
+            &own.key,
             &ControllerEvent::Welcome(welcome.clone()),
         );
     }
-    core.set_own_prefixes(own.clone());
+    core.set_own_prefixes(own.prefixes.clone());
     if let Some(kernel) = &kernel {
         core.set_kernel_rule(KernelRouteRule {
             base: kernel.base.clone(),
@@ -191,17 +236,37 @@ pub(super) async fn apply_events(
     }
     let mut outputs = Vec::new();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
-    while let Some(event) = events.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = shared.state_changed.notified() => {
+                keeper.handle_change(clock::now());
+                continue;
+            }
+            () = sleep_until(keeper.poll_timeout()) => {
+                keeper.save(&shared, &core).await;
+                continue;
+            }
+            _ = &mut stop => break,
+        };
+        let Some(event) = event else { break };
         log_event(&event);
         if let ControllerEvent::Welcome(w) = &event
-            && !w.addresses.iter().all(|a| own.contains(a))
+            && !w.addresses.iter().all(|a| own.prefixes.contains(a))
         {
-            tracing::warn!(assigned = ?w.addresses, current = ?own, "the controller assigned new addresses; restart the agent to use them");
+            tracing::warn!(assigned = ?w.addresses, current = ?own.prefixes, "the controller assigned new addresses; restart the agent to use them");
         }
-        apply_membership(&shared, &own_key, &event);
+        apply_membership(&shared, &own.key, &event);
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+        if let ControllerEvent::Refused(err) = &event
+            && err.code == ErrorCode::Revoked
+        {
+            keeper.forget().await;
+        }
+        keeper.handle_change(clock::now());
     }
+    keeper.save_at_shutdown(&shared, &core).await;
 }
 
 /// Samples link states for the [`LinkReporter`] and sends what it reports
@@ -219,10 +284,27 @@ pub(super) async fn report(
             endpoint: l.endpoint,
         })
         .collect();
-    let mut reporter = LinkReporter::new(candidates, clock::now());
+    let mut reporter = LinkReporter::new(candidates.clone(), clock::now());
     let mut ticks = tokio::time::interval(REPORT_TICK);
+    let mut discovered_before = Vec::new();
     loop {
         ticks.tick().await;
+        // Discovered neighbours are candidates too, with the endpoint
+        // they were found at.
+        let discovered: Vec<Candidate> = shared
+            .discovered()
+            .iter()
+            .map(|(peer, link)| Candidate {
+                peer: *peer,
+                endpoint: Some(std::net::SocketAddr::V6(link.endpoint)),
+            })
+            .collect();
+        if discovered != discovered_before {
+            let mut all = candidates.clone();
+            all.extend(discovered.iter().cloned());
+            reporter.set_candidates(all);
+            discovered_before = discovered;
+        }
         let current = shared.engine().link_states();
         reporter.handle_link_states(&current, clock::now());
         while let Some(item) = reporter.poll_upstream() {

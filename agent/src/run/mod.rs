@@ -21,8 +21,10 @@
 
 pub mod backend;
 mod controller;
+mod discovery;
 mod roles;
 mod shell;
+mod state;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -40,6 +42,7 @@ use tokio::task::JoinSet;
 use self::backend::{BackendError, LocalBackend};
 use self::roles::Roles;
 use self::shell::Shared;
+use self::state::StateKeeper;
 use self::status::StatusContext;
 use crate::clock;
 use crate::config::{AgentConfig, NextHop};
@@ -57,6 +60,9 @@ const CONTROLLER_EVENT_QUEUE: usize = 64;
 /// Reports, failovers and counters waiting for the controller client (it
 /// keeps taking them while disconnected, so this only absorbs bursts).
 const UPSTREAM_QUEUE: usize = 64;
+/// The last state file write at shutdown: an fsync on slow flash takes a
+/// moment, but a stuck disk must not keep the agent from stopping.
+const FINAL_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -87,6 +93,8 @@ pub enum RunError {
     NeedsLinux { section: &'static str },
     #[error("[public_wifi] needs a [controller]: it assigns the client prefixes")]
     PublicWifiNeedsController,
+    #[error("opening the discovery socket (UDP port {port}) for node.mesh_interfaces: {cause}")]
+    Discovery { port: u16, cause: std::io::Error },
 }
 
 /// Builds the engine from a checked configuration; `now` starts its clock.
@@ -155,7 +163,7 @@ where
     };
     roles::check_roles(&config)?;
     let mut background = JoinSet::new();
-    let (controlled, client_prefixes) =
+    let (mut controlled, client_prefixes) =
         connect_controller(&mut config, &key, &mut background).await?;
     let mut engine = if controlled.is_some() {
         // Under a controller, `[[link]]`s are only candidates to report: the
@@ -176,6 +184,15 @@ where
     let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
     let listen = udp.local_addr().map_err(bind_error)?;
     let control = ControlServer::bind(&config.control_socket).await?;
+    let discovery_socket = if config.mesh_interfaces.is_empty() {
+        None
+    } else {
+        let port = freimesh_proto::discovery::DISCOVERY_PORT;
+        Some(
+            crate::discovery::shell::DiscoverySocket::open(port)
+                .map_err(|cause| RunError::Discovery { port, cause })?,
+        )
+    };
     tracing::info!(
         node = %config.name, public_key = %key.public(), %listen,
         links = config.links.len(), routes = engine.table().len(), "agent starting"
@@ -194,13 +211,16 @@ where
     engine.start(clock::now());
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
     let shared = Arc::new(Shared::new(engine, udp, local, upstream));
+    if let Some(membership) = controlled.as_mut().and_then(|c| c.membership.take()) {
+        *shared.membership() = membership;
+    }
     shared.with_engine(&mut Vec::new(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
-    if let Some(controlled) = controlled {
+    let applier = controlled.map(|controlled| {
         let follow_kernel = kernel_device.is_some();
-        spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background);
-    }
+        spawn_controller_tasks(controlled, &config, &shared, follow_kernel, &mut background)
+    });
     let control_shared = shared.clone();
     let control_path = control.path().to_owned();
     tasks.spawn(control.serve(move |request| {
@@ -208,6 +228,17 @@ where
         let context = status_context.clone();
         async move { status::answer(&shared, &context, request).await }
     }));
+    // Neighbour discovery reads the membership the controller (or the
+    // state file) set.
+    if let Some(socket) = discovery_socket {
+        tasks.spawn(discovery::run(
+            shared.clone(),
+            socket,
+            config.mesh_interfaces.clone(),
+            listen.port(),
+            config.max_discovered_links_per_interface,
+        ));
+    }
     let roles = match &kernel_device {
         Some(device) => {
             roles::start_roles(&config, device, &client_prefixes, &shared, &mut tasks).await?
@@ -222,6 +253,9 @@ where
         }
     }
     tasks.shutdown().await;
+    if let Some(applier) = applier {
+        applier.finish().await;
+    }
     background.shutdown().await;
     let _ = std::fs::remove_file(&control_path);
     roles.stop().await;
@@ -232,14 +266,15 @@ where
 /// Under a controller: applies what it assigns to the engine, reports link
 /// states back and, with `follow_kernel`, keeps the kernel's routes into the
 /// local device in step with the intranet routes it pushes (buildings,
-/// sites).
+/// sites). The task applying the controller's events also keeps the state
+/// file: it is returned, to be stopped last.
 fn spawn_controller_tasks(
     controlled: Controlled,
     config: &AgentConfig,
     shared: &Arc<Shared>,
     follow_kernel: bool,
     background: &mut JoinSet<()>,
-) {
+) -> Applier {
     let (kernel_tx, kernel_rx) = tokio::sync::watch::channel(config.linux.kernel_routes.clone());
     let kernel = follow_kernel.then(|| controller::KernelRoutes {
         base: config.linux.kernel_routes.clone(),
@@ -253,19 +288,46 @@ fn spawn_controller_tasks(
             kernel_rx,
         ));
     }
-    background.spawn(controller::apply_events(
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(controller::apply_events(
         shared.clone(),
         controlled.events,
         controlled.state,
-        controlled.own_key,
-        config.host_addresses(),
+        controller::OwnNode {
+            key: controlled.own_key,
+            prefixes: config.host_addresses(),
+        },
         kernel,
+        controlled.keeper,
+        stopped,
     ));
     background.spawn(controller::report(
         shared.clone(),
         Arc::new(config.clone()),
         controlled.reports,
     ));
+    Applier { stop, task }
+}
+
+/// The task applying the controller's events (and keeping the state file).
+struct Applier {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Applier {
+    /// Stops it after its last state file write (bounded in time).
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(FINAL_SAVE_TIMEOUT, self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("state file not saved at shutdown: the write did not finish in time");
+            abort.abort();
+        }
+    }
 }
 
 /// The controller client and what it has said so far.
@@ -273,6 +335,9 @@ struct Controlled {
     events: mpsc::Receiver<ControllerEvent>,
     reports: mpsc::Sender<Upstream>,
     state: ControlCore,
+    /// The membership the state file held, for `Shared`.
+    membership: Option<crate::membership::Membership>,
+    keeper: StateKeeper,
     /// This node's public key: its credential must name it.
     own_key: freimesh_proto::PublicKeyBytes,
 }
@@ -280,17 +345,33 @@ struct Controlled {
 /// Starts the controller client if the configuration names a controller.
 /// The controller knows the addresses (unless configured), the mesh
 /// prefixes the kernel must send into the TUN device (unless configured)
-/// and a public Wi-Fi node's client prefixes: on the first start, wait for
-/// it and fill them into `config`. Returns the client and the client
-/// prefixes.
+/// and a public Wi-Fi node's client prefixes: they come from the state
+/// file when it holds a Welcome (the controller may be unreachable after a
+/// power cut); on the first start, wait for the controller. Either fills
+/// them into `config`. Returns the client and the client prefixes.
 async fn connect_controller(
     config: &mut AgentConfig,
     key: &PrivateKey,
     background: &mut JoinSet<()>,
 ) -> Result<(Option<Controlled>, Vec<ipnet::IpNet>), RunError> {
-    let Some(client_config) = ClientConfig::from_agent_config(config) else {
+    let Some(mut client_config) = ClientConfig::from_agent_config(config) else {
         return Ok((None, Vec::new()));
     };
+    let controller_key = client_config.controller_key;
+    let mut restored = state::restore(&config.state_file, &key.public(), &controller_key);
+    if let Some(saved) = &restored.state {
+        client_config.controller_endpoints = state::merge_endpoints(
+            &client_config.controller_endpoints,
+            &saved.controller_endpoints,
+        );
+    }
+    let keeper = StateKeeper::new(
+        &config.state_file,
+        restored.on_disk,
+        key.public(),
+        controller_key,
+        client_config.controller_endpoints.clone(),
+    );
     let (event_tx, mut events) = mpsc::channel(CONTROLLER_EVENT_QUEUE);
     let (reports, report_rx) = mpsc::channel(UPSTREAM_QUEUE);
     background.spawn(
@@ -298,13 +379,22 @@ async fn connect_controller(
     );
     let mut state = ControlCore::default();
     let mut client_prefixes = Vec::new();
-    if config.addresses.is_empty()
+    let saved_welcome = restored.state.as_ref().and_then(|s| s.welcome.clone());
+    let welcome = if let Some(welcome) = saved_welcome {
+        tracing::info!(node_id = %welcome.node_id, addresses = ?welcome.addresses, "addresses from the state file: not waiting for the controller");
+        Some(welcome)
+    } else if config.addresses.is_empty()
         || config.linux.kernel_routes.is_empty()
         || config.public_wifi.is_some()
     {
         let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
             return Err(RunError::ControllerGone);
         };
+        Some(welcome)
+    } else {
+        None
+    };
+    if let Some(welcome) = welcome {
         client_prefixes = welcome.client_prefixes.clone();
         if config.addresses.is_empty() {
             config.addresses = welcome.addresses.clone();
@@ -313,11 +403,19 @@ async fn connect_controller(
             config.linux.kernel_routes = welcome.mesh_prefixes.clone();
         }
     }
+    if let Some(saved) = restored.state.take() {
+        // Own prefixes first, as `apply_events` sets them: routes for them
+        // are never applied.
+        state.set_own_prefixes(config.host_addresses());
+        controller::replay_saved(&mut state, saved.replay());
+    }
     Ok((
         Some(Controlled {
             events,
             reports,
             state,
+            membership: restored.membership,
+            keeper,
             own_key: key.public(),
         }),
         client_prefixes,

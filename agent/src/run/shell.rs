@@ -2,22 +2,25 @@
 //! underlay socket, the local backend) and the tasks that feed the engine
 //! and carry out what it asks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::backend::LocalBackend;
 use super::controller;
+use super::discovery::DiscoveredLink;
 use crate::clock;
 use crate::controlplane::Upstream;
 use crate::core::{Engine, Failover, Output};
+use crate::discovery::DiscoveryCounters;
 use crate::linux::CarrierEvent;
 use crate::membership::Membership;
 
@@ -42,8 +45,24 @@ pub(super) struct Shared {
     unreported_failovers: AtomicU64,
     /// The controller's signing key, this node's credential and the
     /// revocation list (`crate::membership`): set by the control path,
-    /// read by discovery, saved by the state file.
+    /// read by discovery, saved by the state file. Whoever changes it
+    /// calls `state_changed.notify_one()` so the state file follows.
     pub(super) membership: Mutex<Membership>,
+    /// Wakes the state file's keeper: something it holds (the membership)
+    /// changed outside the controller event path.
+    pub(super) state_changed: tokio::sync::Notify,
+    /// State file writes by this process (`state_writes` in the status).
+    /// 32 bits: MIPS routers have no 64-bit atomics, and at the default
+    /// interval it takes 8,000 years to wrap.
+    pub(super) state_writes: AtomicU32,
+    /// Discovered links: where each neighbour is (with the scope id a
+    /// controller assignment lacks) and the host routes set for it.
+    discovered: Mutex<BTreeMap<PublicKeyBytes, DiscoveredLink>>,
+    /// Discovery's totals for `status` (`None`: no mesh interfaces).
+    discovery_counters: Mutex<Option<DiscoveryCounters>>,
+    /// The neighbours the controller assigns links to (`None` until it
+    /// has been heard), for discovery's dense-cell policy.
+    pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
 }
 
 /// Hands the failovers of one engine step to the controller client as one
@@ -81,7 +100,32 @@ impl Shared {
             upstream,
             unreported_failovers: AtomicU64::new(0),
             membership: Mutex::new(Membership::new()),
+            state_changed: tokio::sync::Notify::new(),
+            state_writes: AtomicU32::new(0),
+            discovered: Mutex::new(BTreeMap::new()),
+            discovery_counters: Mutex::new(None),
+            controller_links: watch::Sender::new(None),
         }
+    }
+
+    pub(super) fn membership(&self) -> MutexGuard<'_, Membership> {
+        // Membership is plain data checked on every update; what a panicking
+        // holder left is still the best we have.
+        self.membership
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn discovery_counters(&self) -> MutexGuard<'_, Option<DiscoveryCounters>> {
+        self.discovery_counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn discovered(&self) -> MutexGuard<'_, BTreeMap<PublicKeyBytes, DiscoveredLink>> {
+        self.discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends one datagram to the underlay. A full socket buffer gets a

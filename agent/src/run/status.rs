@@ -54,7 +54,13 @@ pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Re
                 uptime_s: clock::now()
                     .saturating_duration_since(context.started)
                     .as_secs(),
+                discovery: *shared.discovery_counters(),
                 engine,
+                state_writes: shared.upstream.is_some().then(|| {
+                    shared
+                        .state_writes
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
                 membership: if context.controlled {
                     membership_status(shared)
                 } else {

@@ -19,6 +19,8 @@ use crate::core::packet::tests::ipv4_packet;
 use crate::core::{Hop, LinkSpec, Output};
 use crate::linux::CarrierEvent;
 
+mod cold_start;
+
 /// Long enough for a handshake and the first heartbeats on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// How often a test re-sends a packet while waiting for a path.

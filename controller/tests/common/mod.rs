@@ -78,7 +78,7 @@ impl Mesh {
     ) -> Agent {
         let public = key.public();
         let cfg = ClientConfig {
-            endpoint: self.addr,
+            controller_endpoints: vec![self.addr],
             controller_key: self.controller_key,
             join_token: token,
             hostname: name.to_owned(),

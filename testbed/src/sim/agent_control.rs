@@ -48,7 +48,7 @@ impl AgentControl {
     ) -> Self {
         let cfg = ClientConfig {
             // The simulator carries frames itself; no socket is opened.
-            endpoint: SocketAddr::from(([192, 0, 2, 1], 7700)),
+            controller_endpoints: vec![SocketAddr::from(([192, 0, 2, 1], 7700))],
             controller_key: PublicKeyBytes([9; 32]),
             join_token: Some(token),
             hostname,

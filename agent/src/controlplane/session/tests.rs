@@ -10,7 +10,7 @@ use crate::controlplane::{ControlPath, EngineChange};
 
 fn config(token: Option<&str>) -> ClientConfig {
     ClientConfig {
-        endpoint: "127.0.0.1:7700".parse().expect("addr"),
+        controller_endpoints: vec!["127.0.0.1:7700".parse().expect("addr")],
         controller_key: PublicKeyBytes([1; 32]),
         join_token: token.map(str::to_owned),
         hostname: "t".into(),

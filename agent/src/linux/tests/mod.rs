@@ -9,15 +9,14 @@
 //! must run them, so there they fail.
 
 mod backend;
+mod policy;
 mod underlay;
 
 use std::{error::Error, io, io::Write as _, time::Duration};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::LinkUnspec;
 
-use super::{DEFAULT_MTU, LinuxSettings, ROUTE_METRIC, error, netlink::Netlink, reconcile::Route};
+use super::{DEFAULT_MTU, LinuxSettings, ROUTE_METRIC, netlink::Netlink, reconcile::Route, wire};
 
 pub(crate) type TestResult = Result<(), Box<dyn Error>>;
 
@@ -112,33 +111,22 @@ pub(super) fn our(prefix: &str, ifindex: u32) -> Route {
 }
 
 pub(crate) async fn ifindex(netlink: &Netlink, name: &str) -> Result<Option<u32>, Box<dyn Error>> {
-    let mut links = netlink
-        .handle()
-        .link()
-        .get()
-        .match_name(name.to_owned())
-        .execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|link| link.header.index)),
-        // The kernel answers a lookup of a missing name with ENODEV.
-        Err(e) if error::os_error(e.clone()).raw_os_error() == Some(libc::ENODEV) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(netlink.link_by_name(name).await?.map(|link| link.index))
 }
 
 pub(super) async fn set_up(netlink: &Netlink, name: &str, up: bool) -> TestResult {
     let index = ifindex(netlink, name)
         .await?
         .ok_or_else(|| format!("no interface {name}"))?;
-    let builder = LinkUnspec::new_with_index(index);
-    let builder = if up { builder.up() } else { builder.down() };
     netlink
-        .handle()
-        .link()
-        .set(builder.build())
-        .execute()
+        .request(&wire::set_link(index, None, Some(up)))
         .await?;
     Ok(())
+}
+
+/// A veth pair `a`–`b`, both down.
+pub(super) async fn add_veth(a: &str, b: &str) -> TestResult {
+    sh("ip", &["link", "add", a, "type", "veth", "peer", "name", b]).await
 }
 
 /// Tagged routes, sorted, duplicates kept.

@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use rtnetlink::LinkVeth;
 use tokio::{sync::mpsc, time::timeout};
 
 use super::*;
@@ -13,8 +12,7 @@ use crate::linux::{CarrierEvent, Change, underlay_interface, watch_carrier};
 fn carrier_events_follow_a_veth_pair() {
     in_netns("carrier_events_follow_a_veth_pair", || async {
         let netlink = Netlink::connect()?;
-        let veth = LinkVeth::new("va", "vb").build();
-        netlink.handle().link().add(veth).execute().await?;
+        add_veth("va", "vb").await?;
         let va = ifindex(&netlink, "va").await?.ok_or("no va")?;
 
         let (tx, mut rx) = mpsc::channel(64);
@@ -31,7 +29,7 @@ fn carrier_events_follow_a_veth_pair() {
         set_up(&netlink, "vb", true).await?;
         expect(&mut rx, va, true).await?;
 
-        netlink.handle().link().del(va).execute().await?;
+        netlink.request(&wire::delete_link(va)).await?;
         expect(&mut rx, va, false).await?;
 
         // The watcher ends cleanly when nobody listens any more.
@@ -45,12 +43,7 @@ fn carrier_events_follow_a_veth_pair() {
 fn underlay_peer_maps_to_its_interface() {
     in_netns("underlay_peer_maps_to_its_interface", || async {
         let netlink = Netlink::connect()?;
-        netlink
-            .handle()
-            .link()
-            .add(LinkVeth::new("va", "vb").build())
-            .execute()
-            .await?;
+        add_veth("va", "vb").await?;
         set_up(&netlink, "va", true).await?;
         set_up(&netlink, "vb", true).await?;
         let va = ifindex(&netlink, "va").await?.ok_or("no va")?;

@@ -1,0 +1,264 @@
+//! The agent shell around the discovery core ([`crate::discovery`]): feeds
+//! it what the discovery socket hears, the interfaces' carrier, the time
+//! and the controller's link assignments; sends what it asks; and carries
+//! out its actions on the engine: a discovered neighbour gets a link at its
+//! link-local endpoint (default profile) and host routes to the overlay
+//! addresses in its credential, so traffic to it flows before any
+//! controller route exists.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::sync::Arc;
+
+use freimesh_proto::control::Route;
+use freimesh_proto::segment::Segment;
+use freimesh_proto::{NodeId, PublicKeyBytes};
+use ipnet::IpNet;
+
+use super::Shared;
+use crate::clock;
+use crate::core::{EngineChange, Hop, LinkSpec};
+use crate::discovery::shell::{
+    DiscoverySocket, INTERFACE_POLL, InterfaceChange, MeshInterfaces, is_link_local,
+};
+use crate::discovery::{Discovery, DiscoveryAction};
+
+/// What the shell remembers of one discovered link: where the neighbour
+/// is (with the scope the controller cannot carry) and the host routes
+/// installed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DiscoveredLink {
+    pub endpoint: SocketAddrV6,
+    pub host_routes: Vec<IpNet>,
+}
+
+/// The current Unix time for credential expiry (the cores never read it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A controller link assignment for a discovered neighbour comes back
+/// without the scope id of its link-local endpoint (serde does not carry
+/// it): the discovered endpoint wins. An unscoped link-local endpoint we
+/// know nothing about is left out (the engine keeps what it has).
+pub(super) fn scope_endpoint(
+    change: EngineChange,
+    discovered: &BTreeMap<PublicKeyBytes, DiscoveredLink>,
+) -> EngineChange {
+    let EngineChange::UpsertLink(mut spec) = change else {
+        return change;
+    };
+    if let Some(SocketAddr::V6(endpoint)) = spec.endpoint
+        && is_link_local(endpoint.ip())
+        && endpoint.scope_id() == 0
+    {
+        spec.endpoint = discovered
+            .get(&spec.peer)
+            .map(|d| SocketAddr::V6(d.endpoint));
+    }
+    EngineChange::UpsertLink(spec)
+}
+
+/// Runs discovery on the configured mesh interfaces until the agent stops.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    socket: DiscoverySocket,
+    names: Vec<String>,
+    wg_port: u16,
+    max_links: usize,
+) {
+    let own_key = shared.engine().public_key();
+    let mut core = Discovery::new(own_key, wg_port, max_links, &names, clock::now());
+    let mut interfaces = MeshInterfaces::new(&names);
+    // Until an interface shows up with carrier, it gets no beacons.
+    {
+        let membership = shared.membership();
+        for name in &names {
+            core.handle_carrier(&membership, name, false, clock::now());
+        }
+    }
+    let mut controller_links = shared.controller_links.subscribe();
+    let mut poll = tokio::time::interval(INTERFACE_POLL);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let deadline = tokio::time::Instant::from_std(core.poll_timeout(clock::now()));
+        tokio::select! {
+            received = socket.recv(&interfaces, &mut buf) => {
+                let datagram = &buf[..received.len];
+                let mut membership = shared.membership();
+                let serial_before = membership.revocation_serial();
+                core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), unix_now());
+                if membership.revocation_serial() != serial_before {
+                    // Pages learnt from a neighbour: the state file keeps
+                    // the list, so a reboot while headless still knows it.
+                    shared.state_changed.notify_one();
+                }
+            }
+            _ = poll.tick() => {
+                for change in interfaces.refresh() {
+                    match change {
+                        InterfaceChange::Appeared { name, ifindex } => {
+                            match socket.join(ifindex) {
+                                Ok(()) => tracing::info!(interface = %name, ifindex, "discovery on"),
+                                Err(err) => tracing::warn!(interface = %name, %err, "joining the discovery group failed"),
+                            }
+                        }
+                        InterfaceChange::Carrier { name, up } => {
+                            tracing::debug!(interface = %name, up, "mesh interface carrier");
+                            let membership = shared.membership();
+                            core.handle_carrier(&membership, &name, up, clock::now());
+                        }
+                    }
+                }
+            }
+            Ok(()) = controller_links.changed() => {
+                let assigned = controller_links.borrow_and_update().clone();
+                if let Some(assigned) = assigned {
+                    core.handle_controller_links(assigned);
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let membership = shared.membership();
+                core.handle_tick(&membership, clock::now(), Some(unix_now()));
+            }
+        }
+        while let Some(transmit) = core.poll_transmit() {
+            socket.send(&interfaces, &transmit).await;
+        }
+        while let Some(action) = core.poll_action() {
+            carry_out(&shared, action).await;
+        }
+        *shared.discovery_counters() = Some(core.counters());
+    }
+}
+
+async fn carry_out(shared: &Shared, action: DiscoveryAction) {
+    let mut outputs = Vec::new();
+    match action {
+        DiscoveryAction::LinkUp {
+            interface,
+            key,
+            endpoint,
+            credential,
+        } => {
+            let host_routes: Vec<IpNet> = credential
+                .addresses
+                .iter()
+                .map(|a| IpNet::from(a.addr()))
+                .collect();
+            tracing::info!(neighbour = %key, %interface, %endpoint, addresses = ?host_routes, "discovered link up");
+            shared.discovered().insert(
+                key,
+                DiscoveredLink {
+                    endpoint,
+                    host_routes: host_routes.clone(),
+                },
+            );
+            let spec = LinkSpec {
+                name: NodeId::of(&key).to_string(),
+                peer: key,
+                endpoint: Some(SocketAddr::V6(endpoint)),
+                keepalive: None,
+                allowed_sources: Vec::new(),
+                profile: "default".to_owned(),
+            };
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    let now = clock::now();
+                    if let Err(err) = engine.apply(&EngineChange::UpsertLink(spec), now) {
+                        tracing::warn!(neighbour = %key, %err, "discovered link not added");
+                        return;
+                    }
+                    for prefix in host_routes {
+                        // A route the controller (or the operator) set wins.
+                        if engine.table().route(prefix).is_some() {
+                            continue;
+                        }
+                        let route = Route {
+                            prefix,
+                            via: vec![key],
+                            segment: Segment::Infrastructure,
+                        };
+                        if let Err(err) = engine.apply(&EngineChange::SetRoute(route), now) {
+                            tracing::warn!(%prefix, %err, "host route to a discovered neighbour not set");
+                        }
+                    }
+                })
+                .await;
+        }
+        DiscoveryAction::LinkDown { key, reason } => {
+            tracing::info!(neighbour = %key, ?reason, "discovered link down");
+            let known = shared.discovered().remove(&key);
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    let now = clock::now();
+                    let link = engine.link_by_peer(&key);
+                    for prefix in known.map(|k| k.host_routes).unwrap_or_default() {
+                        // Only the route discovery set (through this link
+                        // alone) goes; a controller route stays.
+                        let ours = link.is_some_and(|l| {
+                            engine
+                                .table()
+                                .route(prefix)
+                                .is_some_and(|r| r.hops() == [Hop::Link(l)])
+                        });
+                        if ours {
+                            let _ = engine.apply(&EngineChange::RemoveRoute(prefix), now);
+                        }
+                    }
+                    let _ = engine.apply(&EngineChange::RetireLink(key), now);
+                })
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_local_assignment_without_scope_takes_the_discovered_endpoint() {
+        let peer = PublicKeyBytes([5; 32]);
+        let scoped: SocketAddrV6 = "[fe80::5%3]:51820".parse().expect("addr");
+        let discovered = BTreeMap::from([(
+            peer,
+            DiscoveredLink {
+                endpoint: scoped,
+                host_routes: Vec::new(),
+            },
+        )]);
+        let spec = |endpoint: &str| {
+            EngineChange::UpsertLink(LinkSpec {
+                name: "n".into(),
+                peer,
+                endpoint: Some(endpoint.parse().expect("addr")),
+                keepalive: None,
+                allowed_sources: Vec::new(),
+                profile: "default".into(),
+            })
+        };
+        let EngineChange::UpsertLink(fixed) = scope_endpoint(spec("[fe80::5]:51820"), &discovered)
+        else {
+            panic!("upsert");
+        };
+        assert_eq!(fixed.endpoint, Some(SocketAddr::V6(scoped)));
+        // Global addresses and scoped ones pass unchanged.
+        for other in [
+            "[2001:db8::5]:51820",
+            "192.0.2.5:51820",
+            "[fe80::5%9]:51820",
+        ] {
+            assert_eq!(scope_endpoint(spec(other), &discovered), spec(other));
+        }
+        // Unscoped link-local for a neighbour we did not discover: left out.
+        let EngineChange::UpsertLink(unknown) =
+            scope_endpoint(spec("[fe80::5]:51820"), &BTreeMap::new())
+        else {
+            panic!("upsert");
+        };
+        assert_eq!(unknown.endpoint, None);
+    }
+}
