@@ -83,6 +83,24 @@ pub struct AgentStatus {
     /// State file writes since the agent started (under a controller).
     #[serde(default)]
     pub state_writes: Option<u32>,
+    /// Credential and revocation list, under a controller (absent in
+    /// static mode and from agents before protocol v5).
+    #[serde(default)]
+    pub membership: Option<MembershipStatus>,
+}
+
+/// This node's membership as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipStatus {
+    /// When this node's credential expires (Unix seconds); `None` before
+    /// the controller sent one.
+    pub credential_expires_unix_s: Option<u64>,
+    /// Seconds until then by this router's clock (negative: expired).
+    pub credential_valid_for_s: Option<i64>,
+    /// The serial of the newest complete revocation list (0: none).
+    pub revocation_serial: u64,
+    /// Keys revoked.
+    pub revoked: usize,
 }
 
 /// A bound control socket.
@@ -249,6 +267,21 @@ pub fn render_status(status: &AgentStatus) -> String {
     let _ = writeln!(out, "  addresses   {}", addresses.join(" "));
     if let Some(writes) = status.state_writes {
         let _ = writeln!(out, "  state file  {writes} writes since start");
+    }
+    if let Some(m) = &status.membership {
+        let credential = match (m.credential_expires_unix_s, m.credential_valid_for_s) {
+            (Some(at), Some(left)) if left > 0 => {
+                format!("expires at {at} (in {}h)", left / 3_600)
+            }
+            (Some(at), _) => format!("EXPIRED at {at}"),
+            (None, _) => "none yet".to_owned(),
+        };
+        let _ = writeln!(out, "  credential  {credential}");
+        let _ = writeln!(
+            out,
+            "  revocations serial {}, {} revoked",
+            m.revocation_serial, m.revoked
+        );
     }
     let _ = writeln!(out, "\nlinks");
     let _ = writeln!(

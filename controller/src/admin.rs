@@ -163,6 +163,25 @@ pub fn role_approve(
     Ok(Store::open(db)?.set_role_approval(id, role, approved)?)
 }
 
+/// The controller's public keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerKeys {
+    /// The Noise key agents pin (`[controller] public_key`).
+    pub control: PublicKeyBytes,
+    /// The Ed25519 key credentials and revocation pages verify against.
+    pub signing: freimesh_proto::credential::SigningKeyBytes,
+}
+
+/// The controller's public keys (`keys`); creates the signing key if no
+/// controller has run on this database yet, so it can be pinned before
+/// the first start.
+pub fn keys(db: &Path) -> Result<ControllerKeys, AdminError> {
+    let mut store = Store::open(db)?;
+    let control = store.settings()?.controller_public_key;
+    let signing = freimesh_proto::credential::SigningKeyBytes::of(&store.signing_key(unix_now())?);
+    Ok(ControllerKeys { control, signing })
+}
+
 pub fn node_list(db: &Path) -> Result<Vec<NodeRecord>, AdminError> {
     Ok(Store::open(db)?.nodes()?)
 }

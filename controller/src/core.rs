@@ -43,6 +43,7 @@ use std::net::SocketAddr;
 use freimesh_proto::control::{
     Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, Report, Route, Welcome,
 };
+use freimesh_proto::credential::SigningKeyBytes;
 use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
@@ -109,6 +110,9 @@ pub struct Controller {
     uplinks: BTreeMap<u32, bool>,
     sessions: BTreeMap<u32, Sent>,
     outbox: VecDeque<(u32, Outgoing)>,
+    /// The public half of the controller's signing key, named in every
+    /// Welcome (the hub sets it from the store before the first one).
+    signing_key: SigningKeyBytes,
 }
 
 /// One route of a node toward another node, as the router computed it.
@@ -170,6 +174,7 @@ impl Controller {
             uplinks: BTreeMap::new(),
             sessions: BTreeMap::new(),
             outbox: VecDeque::new(),
+            signing_key: SigningKeyBytes([0; 32]),
         };
         core.load(nodes, prefixes, links);
         core.router.compute_all();
@@ -244,6 +249,11 @@ impl Controller {
 
     pub fn settings(&self) -> &MeshSettings {
         &self.settings
+    }
+
+    /// The signing key every Welcome names from now on.
+    pub fn set_signing_key(&mut self, key: SigningKeyBytes) {
+        self.signing_key = key;
     }
 
     pub fn lookup(&self, key: &PublicKeyBytes) -> KeyStatus {
@@ -424,6 +434,7 @@ impl Controller {
             } else {
                 Vec::new()
             },
+            signing_key: self.signing_key,
         });
         let sent = Sent {
             links: self.desired_links(id),

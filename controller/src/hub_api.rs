@@ -67,6 +67,20 @@ pub enum AdminRequest {
     CreateToken { req: api::CreateToken, by: String },
 }
 
+impl AdminRequest {
+    /// Whether this action may change a node's state, roles or prefixes
+    /// (and so its credential or the revocation list).
+    pub fn changes_nodes(&self) -> bool {
+        matches!(
+            self,
+            Self::Drain { .. }
+                | Self::Approve { .. }
+                | Self::Revoke { .. }
+                | Self::SetRoleApproval { .. }
+        )
+    }
+}
+
 /// The answer to one [`AdminRequest`] (each request's doc names its variant).
 #[derive(Debug, Clone)]
 pub enum AdminReply {

@@ -67,6 +67,18 @@ enum Command {
         /// address (operator tokens then cross the network in clear text).
         #[arg(long)]
         insecure_plain_http: bool,
+        /// How long a node's membership credential is valid (renewed when
+        /// half is left): the longest a revoked node that no agent heard
+        /// of can still link while the controller is away.
+        #[arg(long, default_value = "7d", value_parser = admin::parse_duration)]
+        credential_lifetime: std::time::Duration,
+    },
+    /// Print the controller's public keys: the control key agents pin
+    /// (`[controller] public_key`) and the signing key credentials verify
+    /// against.
+    Keys {
+        #[arg(long)]
+        db: PathBuf,
     },
     /// Operators of the admin API and their tokens.
     Operator {
@@ -330,6 +342,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             });
             let public = admin::init_with_clients(&db, ula, ipv4, approval, clients)
                 .with_context(|| format!("initialising {}", db.display()))?;
+            // Created now, so it can be pinned before the first start;
+            // stdout stays the one key agents must pin.
+            let keys = admin::keys(&db).with_context(|| format!("reading {}", db.display()))?;
+            eprintln!("credential signing key: {}", keys.signing.to_base64());
             println!("{public}");
         }
         Command::Run {
@@ -340,6 +356,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             api_tls_cert,
             api_tls_key,
             insecure_plain_http,
+            credential_lifetime,
         } => {
             // Every session holds a descriptor: take what the system allows.
             let descriptors = match server::limits::raise_descriptor_limit() {
@@ -386,7 +403,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 require_approval,
             };
             rt.block_on(async {
-                let mut server = server::Server::bind(&opts).await?;
+                let mut server =
+                    server::Server::bind_with_lifetime(&opts, credential_lifetime).await?;
                 server.set_limits(limits);
                 if let Some(api) = &api {
                     match server.bind_api(api) {
@@ -408,6 +426,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     .await
             })
             .context("controller server")?;
+        }
+        Command::Keys { db } => {
+            let keys = admin::keys(&db).with_context(|| format!("reading {}", db.display()))?;
+            println!("control {}", keys.control);
+            println!("signing {}", keys.signing.to_base64());
         }
         Command::Operator { command } => match command {
             OperatorCommand::Add {

@@ -19,6 +19,7 @@ use freimesh_proto::control::{
     LinkAssignment, LinkChange, LinkEvent, LinkMeasurement, LinkTraffic, Report, Roles, Route,
     RouteChange, Welcome,
 };
+use freimesh_proto::credential::{SignedCredential, SignedRevocationPage, SigningKeyBytes};
 use freimesh_proto::mesh::{MeshMessage, MeshPacket, Timing, WirePrefix};
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
@@ -102,7 +103,21 @@ fn controller_messages() -> Vec<ControllerMsg> {
             addresses: vec![prefix("10.99.0.5/32"), prefix("fd99::5/128")],
             mesh_prefixes: vec![prefix("10.99.0.0/16")],
             client_prefixes: vec![prefix("10.77.1.0/24")],
+            signing_key: SigningKeyBytes([7; 32]),
         }),
+        // The decoder does not check signatures (the membership does), so
+        // any bytes make a seed; real shapes keep the fuzzer near them.
+        ControllerMsg::Credential(SignedCredential {
+            body: vec![1; 120],
+            signature: vec![2; 64],
+        }),
+        ControllerMsg::Revocations(vec![
+            SignedRevocationPage {
+                body: vec![3; 60],
+                signature: vec![4; 64],
+            };
+            2
+        ]),
         ControllerMsg::Pending {
             node_id: NodeId([2; 8]),
         },

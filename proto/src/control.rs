@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::api::DownCause;
 pub use crate::segment::Segment;
 
+use crate::credential::{SignedCredential, SignedRevocationPage, SigningKeyBytes};
 use crate::{NodeId, PublicKeyBytes};
 
 /// The Noise pattern of the control channel.
@@ -232,7 +233,24 @@ pub enum ControllerMsg {
     Error(ErrorMsg),
     Ping(u64),
     Pong(u64),
+    /// This node's membership credential, signed with the key the Welcome
+    /// named (v5): after every Welcome, and again whenever it is renewed
+    /// (its addresses, roles or prefixes changed, or less than half its
+    /// lifetime is left).
+    Credential(SignedCredential),
+    /// Revocation pages of the controller's current list (v5): the whole
+    /// list after every Welcome and whenever it changes, at most
+    /// [`MAX_REVOCATION_PAGES_PER_FRAME`] pages per frame (a longer list
+    /// takes several frames; every page names its serial and page count,
+    /// so no `last` flag is needed).
+    Revocations(Vec<SignedRevocationPage>),
 }
+
+/// Revocation pages one [`ControllerMsg::Revocations`] frame may carry:
+/// 16 signed pages of at most ~1,070 bytes stay far below [`MAX_FRAME`],
+/// and the agent refuses a frame with more, so a broken controller cannot
+/// make it hold more than this per frame.
+pub const MAX_REVOCATION_PAGES_PER_FRAME: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
@@ -246,6 +264,11 @@ pub struct Welcome {
     /// (v4); empty for other nodes. They stay the node's for good, so
     /// clients keep their addresses whichever gateway they use.
     pub client_prefixes: Vec<IpNet>,
+    /// The controller's Ed25519 signing key (v5): credentials and
+    /// revocation pages verify against it. It arrives over the channel the
+    /// pinned controller key authenticates, so the agent trusts it as
+    /// much as the pinned key.
+    pub signing_key: SigningKeyBytes,
 }
 
 /// A link the node should hold: the neighbour, where to reach it, and the
@@ -366,7 +389,8 @@ pub fn hello_version(bytes: &[u8]) -> Option<u16> {
 
 /// The frames one controller message becomes on the wire: full state and
 /// deltas that do not fit one transport message are split with
-/// [`chunked`]; everything else is one frame. The server writes these, and
+/// [`chunked`], revocation lists into frames of at most
+/// [`MAX_REVOCATION_PAGES_PER_FRAME`] pages; everything else is one frame. The server writes these, and
 /// the whole-mesh simulator sends the same frames.
 pub fn encode_controller_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, FrameError> {
     match msg {
@@ -378,6 +402,10 @@ pub fn encode_controller_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, Fra
         }),
         ControllerMsg::LinksDelta(c) => chunked(c, &|c, _| ControllerMsg::LinksDelta(c)),
         ControllerMsg::RoutesDelta(c) => chunked(c, &|c, _| ControllerMsg::RoutesDelta(c)),
+        ControllerMsg::Revocations(pages) if pages.len() > MAX_REVOCATION_PAGES_PER_FRAME => pages
+            .chunks(MAX_REVOCATION_PAGES_PER_FRAME)
+            .map(|chunk| encode(&ControllerMsg::Revocations(chunk.to_vec())))
+            .collect(),
         other => encode(other).map(|f| vec![f]),
     }
 }

@@ -152,3 +152,99 @@ fn messages_travel_behind_a_big_endian_length() {
         Err(FrameError::TooLarge(65_536))
     ));
 }
+
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+}
+
+fn signed_credential() -> SignedCredential {
+    let node_key = key(7);
+    crate::credential::Credential {
+        node_key,
+        node_id: NodeId::of(&node_key),
+        addresses: vec!["fd00::7/128".parse().expect("net")],
+        roles: Roles::default(),
+        prefixes: vec![],
+        issued_unix_s: 1_000,
+        expires_unix_s: 2_000,
+    }
+    .sign(&signing_key())
+    .expect("sign")
+}
+
+/// A list of `pages` signed pages (20 entries each, the page maximum).
+fn revocation_pages(pages: usize) -> Vec<SignedRevocationPage> {
+    let revoked: Vec<crate::credential::Revoked> = (0..pages * crate::credential::MAX_PAGE_ENTRIES)
+        .map(|i| crate::credential::Revoked {
+            node_key: PublicKeyBytes([u8::try_from(i % 251).expect("small"); 32]),
+            until_unix_s: u64::try_from(i).expect("small"),
+        })
+        .collect();
+    crate::credential::RevocationPage::paginate(9, 1_000, &revoked)
+        .expect("paginate")
+        .iter()
+        .map(|p| p.sign(&signing_key()).expect("sign"))
+        .collect()
+}
+
+#[test]
+fn v5_frames_round_trip() {
+    let welcome = ControllerMsg::Welcome(Welcome {
+        node_id: NodeId::of(&key(7)),
+        addresses: vec!["fd00::7/128".parse().expect("net")],
+        mesh_prefixes: vec!["fd00::/48".parse().expect("net")],
+        client_prefixes: vec![],
+        signing_key: SigningKeyBytes::of(&signing_key()),
+    });
+    let credential = ControllerMsg::Credential(signed_credential());
+    let revocations = ControllerMsg::Revocations(revocation_pages(3));
+    for msg in [welcome, credential, revocations] {
+        let bytes = encode(&msg).expect("enc");
+        assert_eq!(decode::<ControllerMsg>(&bytes), Ok(msg.clone()));
+        for cut in 0..bytes.len() {
+            assert!(
+                decode::<ControllerMsg>(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(decode::<ControllerMsg>(&long), Err(FrameError::Trailing(1)));
+    }
+}
+
+#[test]
+fn a_forged_credential_decodes_as_a_frame_but_does_not_verify() {
+    let mut forged = signed_credential();
+    forged.body[3] ^= 0x40;
+    let bytes = encode(&ControllerMsg::Credential(forged)).expect("enc");
+    let Ok(ControllerMsg::Credential(back)) = decode::<ControllerMsg>(&bytes) else {
+        panic!("not a credential frame");
+    };
+    assert!(
+        back.verify(&SigningKeyBytes::of(&signing_key()), 1_500)
+            .is_err()
+    );
+}
+
+#[test]
+fn the_longest_revocation_list_goes_in_frames_of_at_most_16_pages() {
+    let pages = revocation_pages(usize::from(crate::credential::MAX_PAGES));
+    let frames =
+        encode_controller_frames(&ControllerMsg::Revocations(pages.clone())).expect("frames");
+    assert_eq!(frames.len(), 4);
+    let mut got = Vec::new();
+    for frame in &frames {
+        assert!(frame.len() <= MAX_FRAME);
+        let Ok(ControllerMsg::Revocations(chunk)) = decode::<ControllerMsg>(frame) else {
+            panic!("not revocations");
+        };
+        assert!(chunk.len() <= MAX_REVOCATION_PAGES_PER_FRAME);
+        got.extend(chunk);
+    }
+    assert_eq!(got, pages);
+    // A short list is one frame.
+    let one =
+        encode_controller_frames(&ControllerMsg::Revocations(revocation_pages(1))).expect("frames");
+    assert_eq!(one.len(), 1);
+}

@@ -48,6 +48,16 @@ fn five_agents_enrol_route_and_repair_locally_then_globally() -> anyhow::Result<
             )
         })?;
     assert_eq!(mesh.ping(0, e, 5)?, 5, "a reaches e across three hops");
+    // Every agent holds a membership credential from the controller, a
+    // week from expiry (protocol v5).
+    for node in &mesh.nodes {
+        let membership = status(&node.socket)?.membership;
+        let valid_for = membership
+            .as_ref()
+            .and_then(|m| m.credential_valid_for_s)
+            .with_context(|| format!("{}: no credential: {membership:?}", node.name))?;
+        assert!(valid_for > 6 * 24 * 3_600, "{}: {valid_for} s", node.name);
+    }
     let controller = mesh.controller.as_ref().context("controller")?;
     let nodes = controller.node_list()?;
     assert_eq!(

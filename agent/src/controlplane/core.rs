@@ -244,7 +244,11 @@ impl ControlCore {
             // A half-received full state is useless: the next Welcome
             // brings a new one. What was applied stays (headless mode).
             ControllerEvent::Disconnected { .. } => self.resync = None,
-            ControllerEvent::Pending { .. } | ControllerEvent::Refused(_) => {}
+            // Membership is folded beside this core (`apply_to_membership`).
+            ControllerEvent::Pending { .. }
+            | ControllerEvent::Refused(_)
+            | ControllerEvent::Credential(_)
+            | ControllerEvent::Revocations(_) => {}
         }
     }
 

@@ -25,6 +25,9 @@
 //!   full reconcile (start-up and reconnect only).
 //! * [`LinkReporter`]: link reports when states or measurements change,
 //!   byte counters every [`TRAFFIC_INTERVAL`].
+//! * [`apply_to_membership`]: the signing key, this node's credential and
+//!   revocation pages into the agent's [`crate::membership::Membership`]
+//!   (beside the `ControlCore`, which keeps links and routes).
 //! * [`ControlPath`]: the three composed for a caller that owns the engine
 //!   and the frames itself (the whole-mesh simulator).
 //! * [`Client`]: the tokio shell: it moves frames between the socket and
@@ -43,6 +46,7 @@
 mod backoff;
 mod client;
 mod core;
+mod membership;
 mod path;
 mod report;
 mod session;
@@ -56,6 +60,7 @@ pub use freimesh_proto::control::{
 
 pub use self::core::{ControlCore, KernelRouteRule, link_event};
 pub use crate::core::EngineChange;
+pub use membership::{MembershipUpdate, apply_to_membership};
 pub use path::ControlPath;
 pub use report::{LinkReporter, NOMINAL_RTT_US, REPORT_INTERVAL, REPORT_TICK, TRAFFIC_INTERVAL};
 pub use session::{

@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use freimesh_proto::control::{
     AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, LinkEvent, LinkTraffic,
-    Report, Route, RouteChange, Welcome,
+    MAX_REVOCATION_PAGES_PER_FRAME, Report, Route, RouteChange, Welcome,
 };
+use freimesh_proto::credential::{SignedCredential, SignedRevocationPage};
 use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
 use ipnet::IpNet;
 
@@ -89,6 +90,13 @@ pub enum ControllerEvent {
     Routes(Vec<Route>),
     LinksDelta(Vec<LinkChange>),
     RoutesDelta(Vec<RouteChange>),
+    /// This node's membership credential, new or renewed (v5); checked
+    /// against the Welcome's signing key where it is applied
+    /// ([`super::apply_to_membership`]).
+    Credential(SignedCredential),
+    /// Pages of the controller's revocation list (v5), at most
+    /// [`MAX_REVOCATION_PAGES_PER_FRAME`].
+    Revocations(Vec<SignedRevocationPage>),
     /// The controller refused us (revoked, token expired, prefix not
     /// approved, …); the client retries with backoff.
     Refused(ErrorMsg),
@@ -133,6 +141,10 @@ pub enum SessionEnded {
     IdleTimeout,
     #[error("full set from the controller past {MAX_FULL_SET_ENTRIES} entries")]
     FullSetTooLarge,
+    #[error(
+        "{0} revocation pages in one frame from the controller; at most {MAX_REVOCATION_PAGES_PER_FRAME} are allowed"
+    )]
+    TooManyRevocationPages(usize),
 }
 
 /// State of the connection in progress.
@@ -268,6 +280,13 @@ impl Session {
             }
             ControllerMsg::LinksDelta(c) => self.events.push_back(ControllerEvent::LinksDelta(c)),
             ControllerMsg::RoutesDelta(c) => self.events.push_back(ControllerEvent::RoutesDelta(c)),
+            ControllerMsg::Credential(c) => self.events.push_back(ControllerEvent::Credential(c)),
+            ControllerMsg::Revocations(pages) => {
+                if pages.len() > MAX_REVOCATION_PAGES_PER_FRAME {
+                    return Err(SessionEnded::TooManyRevocationPages(pages.len()));
+                }
+                self.events.push_back(ControllerEvent::Revocations(pages));
+            }
             ControllerMsg::Error(err) => {
                 tracing::warn!(code = ?err.code, "controller refused: {}", err.message);
                 self.events.push_back(ControllerEvent::Refused(err.clone()));

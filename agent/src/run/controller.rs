@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,8 +19,8 @@ use crate::clock;
 use crate::config::AgentConfig;
 pub(super) use crate::controlplane::link_event;
 use crate::controlplane::{
-    Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter, REPORT_TICK,
-    Upstream, Welcome,
+    Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter,
+    MembershipUpdate, REPORT_TICK, Upstream, Welcome, apply_to_membership,
 };
 use crate::core::{EngineChange, Output};
 
@@ -73,6 +74,58 @@ fn log_event(event: &ControllerEvent) {
         }
         ControllerEvent::RoutesDelta(d) => {
             tracing::debug!(changes = d.len(), "route changes from the controller")
+        }
+        ControllerEvent::Credential(_) => {
+            tracing::debug!("membership credential from the controller")
+        }
+        ControllerEvent::Revocations(pages) => {
+            tracing::debug!(pages = pages.len(), "revocation pages from the controller")
+        }
+    }
+}
+
+/// Folds `event` into the shared membership (`crate::membership`) and
+/// logs what it changed: what discovery checks neighbours against and
+/// the state file keeps.
+fn apply_membership(shared: &Shared, own_key: &PublicKeyBytes, event: &ControllerEvent) {
+    let updates = match shared.membership.lock() {
+        Ok(mut membership) => apply_to_membership(&mut membership, own_key, event),
+        Err(_) => return tracing::error!("membership lock poisoned; controller update dropped"),
+    };
+    for update in updates {
+        log_membership_update(&update);
+    }
+}
+
+fn log_membership_update(update: &MembershipUpdate) {
+    match update {
+        MembershipUpdate::SigningKey {
+            key,
+            replaced: true,
+        } => {
+            tracing::warn!(signing_key = %key.to_base64(), "the controller's signing key changed; the old credential and revocation list are dropped")
+        }
+        MembershipUpdate::SigningKey {
+            key,
+            replaced: false,
+        } => {
+            tracing::debug!(signing_key = %key.to_base64(), "controller signing key")
+        }
+        MembershipUpdate::Credential { expires_unix_s } => {
+            tracing::info!(expires_unix_s, "membership credential from the controller")
+        }
+        MembershipUpdate::CredentialRefused(err) => {
+            tracing::warn!(%err, "membership credential from the controller refused; keeping the previous one")
+        }
+        MembershipUpdate::Revocations {
+            serial,
+            revoked,
+            newly_revoked,
+        } => {
+            tracing::info!(serial, revoked, newly_revoked = ?newly_revoked, "revocation list from the controller")
+        }
+        MembershipUpdate::PageRefused(err) => {
+            tracing::warn!(%err, "revocation page from the controller refused")
         }
     }
 }
@@ -136,6 +189,15 @@ async fn apply_changes(
     }
 }
 
+/// This node as the control path sees it.
+#[derive(Debug)]
+pub(super) struct OwnNode {
+    /// Its public key: its credential must name it.
+    pub key: PublicKeyBytes,
+    /// Its own host addresses: routes for them are never applied.
+    pub prefixes: Vec<IpNet>,
+}
+
 /// Sleeps until `deadline`, or for ever without one.
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
@@ -144,18 +206,28 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-/// Applies controller events to the engine as they arrive, and keeps the
-/// state file in step; writes it a last time when `stop` fires.
+/// Applies controller events to the engine and the membership as they
+/// arrive, and keeps the state file in step; writes it a last time when
+/// `stop` fires.
 pub(super) async fn apply_events(
     shared: Arc<Shared>,
     mut events: mpsc::Receiver<ControllerEvent>,
     mut core: ControlCore,
-    own: Vec<IpNet>,
+    own: OwnNode,
     kernel: Option<KernelRoutes>,
     mut keeper: StateKeeper,
     mut stop: oneshot::Receiver<()>,
 ) {
-    core.set_own_prefixes(own.clone());
+    // A Welcome awaited at start-up (`first_welcome`) went to the core
+    // before the membership existed: its signing key is taken now.
+    if let Some(welcome) = core.welcome() {
+        apply_membership(
+            &shared,
+            &own.key,
+            &ControllerEvent::Welcome(welcome.clone()),
+        );
+    }
+    core.set_own_prefixes(own.prefixes.clone());
     if let Some(kernel) = &kernel {
         core.set_kernel_rule(KernelRouteRule {
             base: kernel.base.clone(),
@@ -180,10 +252,11 @@ pub(super) async fn apply_events(
         let Some(event) = event else { break };
         log_event(&event);
         if let ControllerEvent::Welcome(w) = &event
-            && !w.addresses.iter().all(|a| own.contains(a))
+            && !w.addresses.iter().all(|a| own.prefixes.contains(a))
         {
-            tracing::warn!(assigned = ?w.addresses, current = ?own, "the controller assigned new addresses; restart the agent to use them");
+            tracing::warn!(assigned = ?w.addresses, current = ?own.prefixes, "the controller assigned new addresses; restart the agent to use them");
         }
+        apply_membership(&shared, &own.key, &event);
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
         if let ControllerEvent::Refused(err) = &event

@@ -205,6 +205,7 @@ where
         listen,
         addresses: config.addresses.clone(),
         started,
+        controlled: controlled.is_some(),
     });
 
     engine.start(clock::now());
@@ -292,7 +293,10 @@ fn spawn_controller_tasks(
         shared.clone(),
         controlled.events,
         controlled.state,
-        config.host_addresses(),
+        controller::OwnNode {
+            key: controlled.own_key,
+            prefixes: config.host_addresses(),
+        },
         kernel,
         controlled.keeper,
         stopped,
@@ -334,6 +338,8 @@ struct Controlled {
     /// The membership the state file held, for `Shared`.
     membership: Option<crate::membership::Membership>,
     keeper: StateKeeper,
+    /// This node's public key: its credential must name it.
+    own_key: freimesh_proto::PublicKeyBytes,
 }
 
 /// Starts the controller client if the configuration names a controller.
@@ -410,6 +416,7 @@ async fn connect_controller(
             state,
             membership: restored.membership,
             keeper,
+            own_key: key.public(),
         }),
         client_prefixes,
     ))

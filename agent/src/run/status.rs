@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::shell::Shared;
 use crate::clock;
-use crate::control::{AgentStatus, PingSummary, Request, Response};
+use crate::control::{AgentStatus, MembershipStatus, PingSummary, Request, Response};
 
 /// What `status` shows beside the engine's own state.
 pub(super) struct StatusContext {
@@ -14,6 +14,31 @@ pub(super) struct StatusContext {
     pub listen: SocketAddr,
     pub addresses: Vec<ipnet::IpNet>,
     pub started: Instant,
+    /// Under a controller: show the membership credential and the
+    /// revocation list.
+    pub controlled: bool,
+}
+
+/// The membership part of `status`, by the wall clock (credentials
+/// expire in Unix time).
+fn membership_status(shared: &Shared) -> Option<MembershipStatus> {
+    let membership = shared.membership.lock().ok()?;
+    let now_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expires = membership
+        .own_credential_decoded()
+        .map(|c| c.expires_unix_s);
+    Some(MembershipStatus {
+        credential_expires_unix_s: expires,
+        credential_valid_for_s: expires.map(|at| {
+            i64::try_from(at)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(now_unix_s).unwrap_or(i64::MAX))
+        }),
+        revocation_serial: membership.revocation_serial(),
+        revoked: membership.revoked_keys().count(),
+    })
 }
 
 pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> Response {
@@ -36,6 +61,11 @@ pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Re
                         .state_writes
                         .load(std::sync::atomic::Ordering::Relaxed)
                 }),
+                membership: if context.controlled {
+                    membership_status(shared)
+                } else {
+                    None
+                },
             }))
         }
         Request::Ping { target, count } => match shared.local.ping(target, count).await {

@@ -161,6 +161,7 @@ pub(crate) mod tests {
                 addresses: vec!["fd00::1/128".parse().expect("net")],
                 mesh_prefixes: vec!["fd00::/48".parse().expect("net")],
                 client_prefixes: Vec::new(),
+                signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
             }),
             links: vec![LinkAssignment {
                 peer,

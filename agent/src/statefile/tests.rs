@@ -27,6 +27,7 @@ fn welcome() -> Welcome {
         addresses: vec![net("10.99.0.1/32"), net("fd99::1/128")],
         mesh_prefixes: vec![net("10.99.0.0/16"), net("fd99::/48")],
         client_prefixes: vec![net("10.100.1.0/24")],
+        signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
     }
 }
 

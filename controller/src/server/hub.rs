@@ -41,6 +41,7 @@ use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::{AgentMsg, ControllerMsg, ErrorCode, Hello};
 
 use super::ServerError;
+use super::credentials::{Credentials, DEFAULT_CREDENTIAL_LIFETIME, unix_seconds};
 use super::events::EventLog;
 use super::telemetry::Telemetry;
 use crate::core::quota::{EventQuota, PendingGate};
@@ -53,11 +54,25 @@ use crate::store::Store;
 pub const CLI_OPERATOR: &str = "cli";
 
 /// How the hub is set up beyond what the database says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubConfig {
     /// Nodes without a token wait for approval (also when `init` did not
     /// set `--approval`).
     pub require_approval: bool,
+    /// How long a membership credential is valid
+    /// ([`DEFAULT_CREDENTIAL_LIFETIME`]; at least
+    /// [`super::credentials::MIN_CREDENTIAL_LIFETIME`]); it is renewed
+    /// when half of it is left.
+    pub credential_lifetime: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            require_approval: false,
+            credential_lifetime: DEFAULT_CREDENTIAL_LIFETIME,
+        }
+    }
 }
 
 /// What the shell does next for a session.
@@ -99,6 +114,8 @@ pub struct HubCore {
     /// Hellos refused by the hostname rule and the pending gate, for
     /// `/metrics` (the event counts come from `event_quota`).
     pub(super) refused: BoundedCounts,
+    /// Membership credentials and the revocation list (`credentials.rs`).
+    pub(super) credentials: Credentials,
 }
 
 impl std::fmt::Debug for HubCore {
@@ -114,13 +131,34 @@ impl std::fmt::Debug for HubCore {
 impl HubCore {
     /// Loads the registry from `store` and computes every route (the first
     /// step: time it and pass the duration to [`Self::handle_step_time`]).
-    pub fn new(store: Store, config: HubConfig, now_ms: i64) -> Result<Self, ServerError> {
+    pub fn new(mut store: Store, config: HubConfig, now_ms: i64) -> Result<Self, ServerError> {
         let mut settings = store.settings()?;
         settings.approval |= config.require_approval;
         let mut core = Controller::new(settings, store.nodes()?, store.prefixes()?, store.links()?);
         // Sites present at start are no news: no events for them.
         core.load_sites(store.sites()?);
+        // Credentials kept from before count only if signed with the key
+        // that exists now (a new key, e.g. after its row was deleted to
+        // replace it, means every node needs a new credential).
+        let key_existed = store.signing_key_public()?.is_some();
+        let signing_key = store.signing_key(now_ms.div_euclid(super::agent_msgs::MS_PER_S))?;
+        let issued = if key_existed {
+            store.credentials()?
+        } else {
+            Vec::new()
+        };
+        core.set_signing_key(freimesh_proto::credential::SigningKeyBytes::of(
+            &signing_key,
+        ));
+        let credentials = Credentials::new(
+            signing_key,
+            config.credential_lifetime,
+            issued,
+            store.revocations()?,
+            unix_seconds(now_ms),
+        );
         Ok(Self {
+            credentials,
             data_version: store.data_version()?,
             events: EventLog::new(&store)?,
             operators: Arc::new(RwLock::new(store.operator_credentials()?)),
@@ -225,6 +263,7 @@ impl HubCore {
             self.conns.remove(&id);
             self.core.handle_disconnect(id);
             self.disconnected(id);
+            self.credential_gone(id);
             tracing::info!(node = id, "node disconnected");
         }
         self.finish_step();
@@ -234,6 +273,8 @@ impl HubCore {
     pub fn handle_tick(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
         self.poll_registry();
+        // Renewals come due with time alone.
+        self.credentials_due_check();
         self.finish_step();
     }
 
@@ -245,6 +286,9 @@ impl HubCore {
         now_ms: i64,
     ) -> Result<AdminReply, OpError> {
         self.now_ms = now_ms;
+        if request.changes_nodes() {
+            self.credentials_may_have_changed();
+        }
         let reply = self.admin(request);
         self.finish_step();
         reply
@@ -330,6 +374,11 @@ impl HubCore {
         self.outputs.push_back(HubOutput::Close { session });
     }
 
+    /// Queues an output for the shell.
+    pub(super) fn push_output(&mut self, output: HubOutput) {
+        self.outputs.push_back(output);
+    }
+
     /// Queues a frame for a session that was not welcomed, then its close.
     pub(super) fn send_and_close(&mut self, session: u64, msg: ControllerMsg) {
         self.outputs.push_back(HubOutput::Transmit { session, msg });
@@ -347,6 +396,7 @@ impl HubCore {
         self.sessions.insert(session, id);
         tracing::info!(node = id, %key, "node connected");
         self.core.handle_connect(id);
+        self.credential_welcomed(id);
         let now = self.now_ms;
         let earliest =
             EventQuota::earliest_for_session(self.telemetry.last_seen.get(&id).copied(), now);
@@ -377,9 +427,11 @@ impl HubCore {
                     self.conns.remove(&id);
                     self.core.handle_disconnect(id);
                     self.disconnected(id);
+                    self.credential_gone(id);
                 }
             }
         }
+        self.credentials_step();
         self.live.extend(self.events.commit(&mut self.store));
     }
 }

@@ -298,6 +298,7 @@ fn approval_mode_registers_a_pending_node_that_an_admin_request_approves() {
     store.init(&settings()).expect("init");
     let config = HubConfig {
         require_approval: true,
+        ..HubConfig::default()
     };
     let mut hub = HubCore::new(store, config, T0_MS).expect("hub");
     hub.handle_hello(1, source(), key(1), hello(None), T0_MS);
@@ -404,4 +405,266 @@ fn a_thousand_nodes_with_a_failure_every_second_for_ten_minutes() {
         "{NODES} nodes: enrolment and first reports {enrolled:?}, {VIRTUAL_SECONDS} link changes {:?} ({frames} frames)",
         start.elapsed() - enrolled
     );
+}
+
+// Membership credentials and the revocation list (issue 13).
+
+use crate::server::credentials;
+
+const LIFETIME_MS: i64 = 7 * 24 * 3_600 * 1_000;
+
+fn credentials_in(frames: &[&ControllerMsg]) -> Vec<freimesh_proto::credential::SignedCredential> {
+    frames
+        .iter()
+        .filter_map(|m| match m {
+            ControllerMsg::Credential(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The revocation list `frames` carry: serial and revoked keys, every
+/// page checked against the hub's signing key.
+fn revocations_in(
+    hub: &HubCore,
+    frames: &[&ControllerMsg],
+) -> Option<(u64, Vec<freimesh_proto::credential::Revoked>)> {
+    let mut found = None;
+    for m in frames {
+        if let ControllerMsg::Revocations(pages) = m {
+            let mut entries = Vec::new();
+            let mut serial = 0;
+            for page in pages {
+                let page = page.verify(&hub.signing_key()).expect("page verifies");
+                serial = page.serial;
+                entries.extend(page.entries);
+            }
+            found = Some((serial, entries));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_credential_issued_at_enrolment_verifies_and_names_the_node() {
+    let prefix: ipnet::IpNet = "10.20.0.0/24".parse().expect("net");
+    let mut store = Store::open_in_memory().expect("store");
+    store.init(&settings()).expect("init");
+    let gateway = Roles {
+        gateway: true,
+        public_wifi: false,
+    };
+    let token = store
+        .create_token_with_roles(T0_S + HOUR_S, &[prefix], gateway, T0_S)
+        .expect("token");
+    let mut hub = HubCore::new(store, HubConfig::default(), T0_MS).expect("hub");
+    let mut h = hello(Some(&token));
+    h.prefixes = vec![prefix];
+    h.roles = gateway;
+    hub.handle_hello(1, source(), key(1), h.clone(), T0_MS);
+    let out = drain(&mut hub);
+    let frames = frames_to(&out, 1);
+    let Some(ControllerMsg::Welcome(welcome)) = frames.first() else {
+        panic!("no Welcome first: {frames:?}");
+    };
+    assert_eq!(welcome.signing_key, hub.signing_key());
+    let credentials = credentials_in(&frames);
+    assert_eq!(credentials.len(), 1, "{frames:?}");
+    let credential = credentials[0]
+        .verify(&welcome.signing_key, credentials::unix_seconds(T0_MS))
+        .expect("verifies");
+    assert_eq!(credential.node_key, key(1));
+    assert_eq!(credential.addresses, welcome.addresses);
+    assert_eq!(credential.roles, gateway);
+    assert_eq!(credential.prefixes, vec![prefix]);
+    assert_eq!(
+        credential.expires_unix_s,
+        credentials::unix_seconds(T0_MS + LIFETIME_MS)
+    );
+    // The (empty) revocation list follows, after the credential.
+    let at = |f: fn(&ControllerMsg) -> bool| frames.iter().position(|m| f(m));
+    assert!(
+        at(|m| matches!(m, ControllerMsg::Credential(_)))
+            < at(|m| matches!(m, ControllerMsg::Revocations(_)))
+    );
+    assert_eq!(revocations_in(&hub, &frames), Some((0, vec![])));
+    // A reconnect brings the same credential again (no renewal due): no
+    // signature, no store write.
+    hub.handle_gone(1, T0_MS + 5_000);
+    h.join_token = None;
+    hub.handle_hello(2, source(), key(1), h, T0_MS + 6_000);
+    let out = drain(&mut hub);
+    assert_eq!(credentials_in(&frames_to(&out, 2)), credentials);
+    // One that no longer asks for the gateway role gets a new one at once.
+    hub.handle_gone(2, T0_MS + 7_000);
+    hub.handle_hello(3, source(), key(1), hello(None), T0_MS + 8_000);
+    let out = drain(&mut hub);
+    let renewed = credentials_in(&frames_to(&out, 3));
+    assert_eq!(renewed.len(), 1);
+    let renewed = renewed[0].verify(&hub.signing_key(), 0).expect("verifies");
+    assert_eq!(renewed.roles, Roles::default());
+    assert_eq!(
+        renewed.issued_unix_s,
+        credentials::unix_seconds(T0_MS + 8_000)
+    );
+}
+
+#[test]
+fn a_credential_is_renewed_at_half_its_lifetime_and_when_roles_change() {
+    let (mut hub, tokens) = hub(1);
+    let mut h = hello(Some(&tokens[0]));
+    h.roles.gateway = true;
+    hub.handle_hello(1, source(), key(1), h, T0_MS);
+    drain(&mut hub);
+    let half = T0_MS + LIFETIME_MS / 2;
+    hub.handle_tick(half - 1_000);
+    assert!(credentials_in(&frames_to(&drain(&mut hub), 1)).is_empty());
+    hub.handle_tick(half);
+    let renewed = credentials_in(&frames_to(&drain(&mut hub), 1));
+    assert_eq!(renewed.len(), 1, "renewed with half the lifetime left");
+    let renewed = renewed[0].verify(&hub.signing_key(), 0).expect("verifies");
+    assert_eq!(renewed.issued_unix_s, credentials::unix_seconds(half));
+    assert!(!renewed.roles.gateway, "requested, not approved");
+    hub.handle_tick(half + 1_000);
+    assert!(credentials_in(&frames_to(&drain(&mut hub), 1)).is_empty());
+    // The operator approves the gateway role: a new credential says so.
+    let approve = AdminRequest::SetRoleApproval {
+        id: 1,
+        role: freimesh_proto::api::Role::Gateway,
+        approved: true,
+        by: "op".into(),
+    };
+    hub.handle_admin(approve, half + 2_000).expect("approve");
+    let changed = credentials_in(&frames_to(&drain(&mut hub), 1));
+    assert_eq!(changed.len(), 1);
+    assert!(
+        changed[0]
+            .verify(&hub.signing_key(), 0)
+            .expect("verifies")
+            .roles
+            .gateway
+    );
+}
+
+#[test]
+fn a_revoked_node_is_in_the_next_list_every_connected_node_gets() {
+    let (mut hub, tokens) = hub(3);
+    for n in 1..=3u8 {
+        hub.handle_hello(
+            u64::from(n),
+            source(),
+            key(n),
+            hello(Some(&tokens[usize::from(n) - 1])),
+            T0_MS,
+        );
+    }
+    drain(&mut hub);
+    let revoke = AdminRequest::Revoke {
+        id: 3,
+        by: "op".into(),
+    };
+    hub.handle_admin(revoke, T0_MS + 1_000).expect("revoke");
+    let out = drain(&mut hub);
+    for n in 1..=2u64 {
+        let (serial, entries) = revocations_in(&hub, &frames_to(&out, n)).expect("list");
+        assert_eq!(serial, 1);
+        assert_eq!(
+            entries,
+            vec![freimesh_proto::credential::Revoked {
+                node_key: key(3),
+                until_unix_s: credentials::unix_seconds(T0_MS + LIFETIME_MS),
+            }]
+        );
+    }
+    // A node that connects later gets it too.
+    hub.handle_gone(1, T0_MS + 2_000);
+    hub.handle_hello(4, source(), key(1), hello(None), T0_MS + 3_000);
+    let out = drain(&mut hub);
+    assert_eq!(
+        revocations_in(&hub, &frames_to(&out, 4)).map(|(s, e)| (s, e.len())),
+        Some((1, 1))
+    );
+}
+
+#[test]
+fn the_signing_key_and_the_serial_survive_a_restart_and_expired_entries_go() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("mesh.db");
+    let mut store = Store::open(&path).expect("store");
+    store.init(&settings()).expect("init");
+    let tokens: Vec<String> = (0..2)
+        .map(|_| store.create_token(T0_S + HOUR_S, &[], T0_S).expect("token"))
+        .collect();
+    let mut hub = HubCore::new(store, HubConfig::default(), T0_MS).expect("hub");
+    for n in 1..=2u8 {
+        let session = u64::from(n);
+        hub.handle_hello(
+            session,
+            source(),
+            key(n),
+            hello(Some(&tokens[usize::from(n) - 1])),
+            T0_MS,
+        );
+    }
+    drain(&mut hub);
+    // The command line revokes node 2; the hub notices at its next tick.
+    Store::open(&path).expect("cli").revoke(2).expect("revoke");
+    hub.handle_tick(T0_MS + 1_000);
+    let out = drain(&mut hub);
+    let (serial, entries) = revocations_in(&hub, &frames_to(&out, 1)).expect("list");
+    assert_eq!((serial, entries.len()), (1, 1));
+    let signing_key = hub.signing_key();
+    drop(hub.into_store());
+
+    let store = Store::open(&path).expect("reopen");
+    let mut hub = HubCore::new(store, HubConfig::default(), T0_MS + 2_000).expect("hub");
+    assert_eq!(hub.signing_key(), signing_key);
+    assert_eq!(hub.revocation_list().serial, 1);
+    hub.handle_hello(3, source(), key(1), hello(None), T0_MS + 3_000);
+    let out = drain(&mut hub);
+    // Node 1's credential from before the restart is still good: sent
+    // again as it was.
+    let again = credentials_in(&frames_to(&out, 3));
+    assert_eq!(again.len(), 1);
+    let again = again[0].verify(&signing_key, 0).expect("verifies");
+    assert_eq!(again.issued_unix_s, credentials::unix_seconds(T0_MS));
+    assert_eq!(
+        revocations_in(&hub, &frames_to(&out, 3)).map(|(s, e)| (s, e.len())),
+        Some((1, 1))
+    );
+    // Once node 2's last credential has expired its entry goes, and the
+    // serial grows again.
+    let expired = T0_MS + LIFETIME_MS;
+    hub.handle_tick(expired);
+    let out = drain(&mut hub);
+    assert_eq!(revocations_in(&hub, &frames_to(&out, 3)), Some((2, vec![])));
+    assert_eq!(
+        Store::open(&path)
+            .expect("cli")
+            .revocations()
+            .expect("list")
+            .serial,
+        2
+    );
+}
+
+#[test]
+fn renewal_is_due_when_at_most_half_the_lifetime_is_left() {
+    let base = freimesh_proto::credential::Credential {
+        node_key: key(1),
+        node_id: freimesh_proto::NodeId::of(&key(1)),
+        addresses: vec![],
+        roles: Roles::default(),
+        prefixes: vec![],
+        issued_unix_s: 1_000,
+        expires_unix_s: 2_000,
+    };
+    assert!(credentials::needs_renewal(None, &base, 1_000));
+    assert!(!credentials::needs_renewal(Some(&base), &base, 1_499));
+    assert!(credentials::needs_renewal(Some(&base), &base, 1_500));
+    let mut moved = base.clone();
+    moved.prefixes = vec!["10.1.0.0/24".parse().expect("net")];
+    assert!(credentials::needs_renewal(Some(&base), &moved, 1_001));
+    assert_eq!(credentials::unix_seconds(1_999), 1);
+    assert_eq!(credentials::unix_seconds(-5), 0);
 }

@@ -50,7 +50,7 @@ pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
 
 /// How many messages the hub may queue for one session before the session
 /// ends. A full state sync is a handful of messages (Welcome, Links, Routes,
-/// each split into frames only when written), and a registry change or a
+/// Credential, Revocations, each split into frames only when written), and a registry change or a
 /// report queues a few per node; an agent 1024 messages behind is minutes of
 /// churn behind and is better served by reconnecting and resynchronising.
 pub const OUT_QUEUE_MESSAGES: usize = 1024;

@@ -18,6 +18,7 @@ mod actions;
 mod admission;
 mod agent_msgs;
 mod conn;
+pub mod credentials;
 mod events;
 mod hello;
 pub mod hub;
@@ -109,10 +110,20 @@ pub struct Server {
 impl Server {
     /// Opens the database, loads the registry and binds the listener.
     pub async fn bind(opts: &Options) -> Result<Self, ServerError> {
+        Self::bind_with_lifetime(opts, credentials::DEFAULT_CREDENTIAL_LIFETIME).await
+    }
+
+    /// [`Self::bind`] with membership credentials valid for
+    /// `credential_lifetime` (`run --credential-lifetime`).
+    pub async fn bind_with_lifetime(
+        opts: &Options,
+        credential_lifetime: Duration,
+    ) -> Result<Self, ServerError> {
         let private_key = keyfile::load_key(&opts.db)?;
         let store = Store::open(&opts.db)?;
         let config = HubConfig {
             require_approval: opts.require_approval,
+            credential_lifetime,
         };
         let start = Instant::now();
         let mut core = HubCore::new(store, config, unix_now_ms())?;
@@ -165,6 +176,7 @@ impl Server {
             self.hub.live_events(),
             self.hub.core().operators(),
         );
+        let signing_key = self.hub.core().signing_key().to_base64();
         let hub = tokio::spawn(self.hub.run(hub_rx, admin_rx));
         let api = self.api.map(|api| {
             tracing::info!(listen = ?api.local_addr(), tls = api.is_tls(), "admin API serving");
@@ -174,7 +186,7 @@ impl Server {
                 }
             })
         });
-        tracing::info!(listen = ?self.listener.local_addr().ok(), "controller serving");
+        tracing::info!(listen = ?self.listener.local_addr().ok(), %signing_key, "controller serving");
         tokio::pin!(shutdown);
         let gate = admission::Gate::new(admission::Admission::new(
             self.limits.max_unauthenticated,

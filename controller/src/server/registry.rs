@@ -47,6 +47,8 @@ impl HubCore {
             return;
         }
         self.data_version = version;
+        // The CLI may have revoked a node or changed what credentials name.
+        self.credentials_may_have_changed();
         let snapshot = (|| {
             Ok::<_, StoreError>((
                 self.store.nodes()?,

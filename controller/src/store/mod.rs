@@ -15,6 +15,7 @@ mod clients;
 mod events;
 mod hub_rows;
 mod ipam;
+mod membership;
 mod operators;
 mod roles;
 mod schema;
@@ -37,6 +38,7 @@ pub use crate::records::{
 pub use clients::{client_v4, client_v6};
 pub use events::{kind_name, token_id};
 pub use ipam::Pool;
+pub use membership::RevocationList;
 pub use operators::{
     MAX_OPERATOR_NAME, OperatorCredential, OperatorRecord, OperatorScope, operator_hash,
 };
@@ -521,7 +523,8 @@ impl Store {
         self.node(id)
     }
 
-    /// Revokes a node: its key is refused from now on and its links go. Its
+    /// Revokes a node: its key is refused from now on, its links go, and it
+    /// joins the revocation list until its last credential expires. Its
     /// addresses stay reserved so that no other node inherits stale routes.
     pub fn revoke(&mut self, id: u32) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -533,6 +536,7 @@ impl Store {
             return Err(StoreError::NoSuchNode(id));
         }
         tx.execute("DELETE FROM links WHERE a = ?1 OR b = ?1", params![id])?;
+        membership::list_revoked_in(&tx, id)?;
         tx.commit()?;
         Ok(())
     }

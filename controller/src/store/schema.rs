@@ -115,6 +115,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN approved_public_wifi INTEGER NOT NULL DEFAULT 0;
     UPDATE nodes SET approved_gateway = gateway, approved_public_wifi = public_wifi;
     ALTER TABLE tokens ADD COLUMN roles TEXT NOT NULL DEFAULT '';",
+    // 6 (issue 13, credentials): the controller's Ed25519 signing key
+    // (created at the first start that needs it, `membership.rs`), each
+    // node's last credential and the latest expiry it was ever given, and
+    // the revocation list with a serial that only grows.
+    "CREATE TABLE signing_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        secret BLOB NOT NULL CHECK (length(secret) = 32),
+        created_at INTEGER NOT NULL
+    );
+    ALTER TABLE nodes ADD COLUMN credential_expires INTEGER;
+    ALTER TABLE nodes ADD COLUMN credential BLOB;
+    CREATE TABLE revocations (
+        node_key TEXT PRIMARY KEY,
+        until_unix_s INTEGER NOT NULL
+    );
+    CREATE TABLE revocation_serial (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        serial INTEGER NOT NULL
+    );
+    INSERT INTO revocation_serial (id, serial) VALUES (1, 0);",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

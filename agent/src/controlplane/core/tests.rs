@@ -46,6 +46,7 @@ fn welcome(clients: &[&str]) -> ControllerEvent {
         addresses: vec![net("10.99.0.1/32")],
         mesh_prefixes: vec![net("10.99.0.0/16")],
         client_prefixes: clients.iter().map(|c| net(c)).collect(),
+        signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
     })
 }
 

@@ -27,6 +27,7 @@ fn welcome() -> ControllerMsg {
         addresses: vec!["10.99.0.9/32".parse().expect("net")],
         mesh_prefixes: Vec::new(),
         client_prefixes: Vec::new(),
+        signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
     })
 }
 
@@ -293,4 +294,52 @@ fn a_full_set_past_the_bound_ends_the_session() {
         }
     }
     assert_eq!(ended, Some(SessionEnded::FullSetTooLarge));
+}
+
+#[test]
+fn credentials_and_revocation_pages_are_handed_on_in_order() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    let credential = freimesh_proto::credential::SignedCredential {
+        body: vec![1, 2, 3],
+        signature: vec![0; 64],
+    };
+    let page = freimesh_proto::credential::SignedRevocationPage {
+        body: vec![4],
+        signature: vec![0; 64],
+    };
+    s.handle_message(ControllerMsg::Credential(credential.clone()), t0)
+        .expect("credential");
+    let pages = vec![page; MAX_REVOCATION_PAGES_PER_FRAME];
+    s.handle_message(ControllerMsg::Revocations(pages.clone()), t0)
+        .expect("revocations");
+    let events = heard(&mut s);
+    assert!(matches!(&events[..], [
+        ControllerEvent::Welcome(_),
+        ControllerEvent::Credential(c),
+        ControllerEvent::Revocations(p),
+    ] if *c == credential && *p == pages));
+}
+
+#[test]
+fn a_frame_with_more_than_16_revocation_pages_ends_the_session() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    heard(&mut s);
+    let page = freimesh_proto::credential::SignedRevocationPage {
+        body: vec![4],
+        signature: vec![0; 64],
+    };
+    let too_many = vec![page; MAX_REVOCATION_PAGES_PER_FRAME + 1];
+    assert_eq!(
+        s.handle_message(ControllerMsg::Revocations(too_many), t0),
+        Err(SessionEnded::TooManyRevocationPages(
+            MAX_REVOCATION_PAGES_PER_FRAME + 1
+        ))
+    );
+    assert!(heard(&mut s).is_empty(), "nothing of it is handed on");
 }

@@ -27,6 +27,7 @@ fn saved_state(key: &PrivateKey, controller: &PrivateKey, neighbour: &Neighbour)
             addresses: vec![host_route(agent_overlay())],
             mesh_prefixes: vec!["10.99.0.0/16".parse().expect("net")],
             client_prefixes: Vec::new(),
+            signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
         }),
         links: vec![LinkAssignment {
             peer: neighbour.key.public(),
@@ -332,6 +333,7 @@ async fn a_dead_first_endpoint_passes_the_agent_on_to_the_next() {
         addresses: vec![host_route(agent_overlay())],
         mesh_prefixes: vec!["10.99.0.0/16".parse().expect("net")],
         client_prefixes: Vec::new(),
+        signing_key: freimesh_proto::credential::SigningKeyBytes([5; 32]),
     };
     send(
         &mut stream,
