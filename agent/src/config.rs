@@ -145,6 +145,10 @@ pub struct AgentConfig {
     pub controller: Option<ControllerConfig>,
     pub gateway: Option<GatewayConfig>,
     pub public_wifi: Option<PublicWifiConfig>,
+    /// Location, contact and the rest the owner configured for fleet
+    /// telemetry (`[node] latitude`, `longitude`, `share_location`,
+    /// `contact`, `share_contact`, `autoupdater_branch`, `domain`).
+    pub node_info: crate::nodeinfo::NodeInfoConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +190,17 @@ struct RawNode {
     local_prefixes: Vec<String>,
     backend: Option<String>,
     control_socket: Option<String>,
+    // What the owner tells the fleet about the node (issue 15,
+    // `crate::nodeinfo`).
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    #[serde(default)]
+    share_location: bool,
+    contact: Option<String>,
+    #[serde(default)]
+    share_contact: bool,
+    autoupdater_branch: Option<String>,
+    domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -449,6 +464,7 @@ impl AgentConfig {
             ));
         }
 
+        let node_info = node_info_config(&node)?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -476,6 +492,7 @@ impl AgentConfig {
             controller,
             gateway,
             public_wifi,
+            node_info,
         })
     }
 
@@ -487,6 +504,45 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
+}
+
+/// The `[node]` keys for fleet telemetry: a location needs both
+/// coordinates in range; texts are bounded like everything in the report.
+fn node_info_config(node: &RawNode) -> Result<crate::nodeinfo::NodeInfoConfig, ConfigError> {
+    use freimesh_proto::telemetry::{Location, MAX_TEXT, bounded_text};
+    let location = match (node.latitude, node.longitude) {
+        (None, None) => None,
+        (Some(lat), Some(lon)) => Some(Location::from_degrees(lat, lon).ok_or_else(|| {
+            field_err(
+                "node.latitude",
+                "latitude must lie within ±90 and longitude within ±180 degrees",
+            )
+        })?),
+        _ => {
+            return Err(field_err(
+                "node.latitude",
+                "latitude and longitude go together: set both or neither",
+            ));
+        }
+    };
+    let text = |field: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+        match v {
+            Some(v) if v.len() > MAX_TEXT => Err(field_err(
+                format!("node.{field}"),
+                format!("at most {MAX_TEXT} bytes"),
+            )),
+            Some(v) => Ok(bounded_text(v, MAX_TEXT)),
+            None => Ok(None),
+        }
+    };
+    Ok(crate::nodeinfo::NodeInfoConfig {
+        location,
+        share_location: node.share_location,
+        contact: text("contact", &node.contact)?,
+        share_contact: node.share_contact,
+        autoupdater_branch: text("autoupdater_branch", &node.autoupdater_branch)?,
+        domain: text("domain", &node.domain)?,
+    })
 }
 
 /// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).
