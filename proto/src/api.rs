@@ -133,9 +133,10 @@ pub struct Node {
     /// token's `roles`); they take effect once the node requests them.
     #[serde(default)]
     pub roles_approved: Vec<Role>,
-    /// What the node reported about itself (issue 15), and when.
+    /// What the node reported about itself (issue 15), and when (boxed:
+    /// most code handling nodes never looks at it).
     #[serde(default)]
-    pub telemetry: NodeTelemetry,
+    pub telemetry: Box<NodeTelemetry>,
 }
 
 /// A node's fleet telemetry as the controller keeps it: the newest

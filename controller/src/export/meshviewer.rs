@@ -24,18 +24,23 @@
 //! * Nodes: only **active** ones (pending nodes are not in the mesh yet,
 //!   revoked ones no more). `node_id` is our `node_id`, `is_online` means
 //!   connected to the controller, `is_gateway` our gateway flag, `addresses`
-//!   the overlay addresses. `lastseen` is `last_seen_ms`. `firstseen` is not
-//!   known to the admin API (no enrolment time in `api::Node`), so it is the
-//!   zero time, which keeps the node out of meshviewer's "new nodes" list
-//!   rather than putting every node there.
-//! * Privacy: no MAC addresses and nothing about clients: the client counts
-//!   are there because meshviewer sums them, and are 0 (the project never
-//!   exports client identifiers; if it ever counts clients, only counts).
+//!   the overlay addresses. `lastseen` is `last_seen_ms`, `firstseen` the
+//!   enrolment time (`api::NodeTelemetry::first_seen_ms`).
+//! * Fleet telemetry (issue 15): `uptime` is the boot time, `loadavg`,
+//!   `nproc`, `memory_usage`, `rootfs_usage`, `model`, `firmware`,
+//!   `autoupdater`, `domain` come from the node's `NodeInfo`/`Statistics`;
+//!   `gateway`/`gateway_nexthop` from the controller's routes
+//!   ([`DefaultGateway`]). `docs/api.md` names the meshviewer code each
+//!   field serves.
+//! * Consent: `location` only with `share_location`, `owner` (the contact)
+//!   only with `share_contact`; both keys are left out otherwise, never
+//!   `null` (meshviewer reads `.latitude` of whatever is there).
+//! * Privacy: no MAC addresses and nothing about clients beyond the count
+//!   of public Wi-Fi leases (meshviewer sums `clients`).
 //! * Fields meshviewer formats without checking (`loadavg`, `rootfs_usage`,
-//!   `nproc`, `firmware`, `autoupdater`) get yanic's values for a node that
-//!   sent no statistics (zeros, empty objects) so the map does not break;
-//!   optional ones we do not know (`memory_usage`, `uptime`, `location`,
-//!   `model`, `owner`, `domain`, gateways) are left out.
+//!   `firmware`, `autoupdater`) are always there (zeros, empty objects for
+//!   a node that sent nothing) so the map does not break; optional ones we
+//!   do not know are left out (`nproc` too: 0 would draw a red load bar).
 //! * Links: only links that are **up** between two exported nodes (yanic
 //!   exports the neighbours online nodes report, i.e. live links).
 //!   `source` is the link's `a`, `target` its `b`. Both TQs are `1 − loss`

@@ -249,7 +249,7 @@ fn link_quality_is_one_minus_loss_clamped() {
 fn telemetry_sample() -> Meshviewer {
     use freimesh_proto::telemetry::{Location, NodeInfo, Statistics};
     let mut n1 = node(1, api::NodeState::Active, true);
-    n1.telemetry = api::NodeTelemetry {
+    *n1.telemetry = api::NodeTelemetry {
         first_seen_ms: Some(1_690_000_000_000),
         info: Some(NodeInfo {
             agent_version: "0.3.0".into(),
@@ -277,7 +277,7 @@ fn telemetry_sample() -> Meshviewer {
     };
     n1.clients = Some(3);
     let mut n2 = node(2, api::NodeState::Active, true);
-    n2.telemetry = api::NodeTelemetry {
+    *n2.telemetry = api::NodeTelemetry {
         first_seen_ms: Some(1_699_900_000_000),
         info: Some(NodeInfo {
             agent_version: "0.2.9".into(),

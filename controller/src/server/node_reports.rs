@@ -159,7 +159,7 @@ mod tests {
 
     fn telemetry(hub: &mut HubCore) -> freimesh_proto::api::NodeTelemetry {
         match hub.handle_admin(AdminRequest::NodeDetail(1), T0_MS) {
-            Ok(AdminReply::NodeDetail(d)) => d.node.telemetry,
+            Ok(AdminReply::NodeDetail(d)) => *d.node.telemetry,
             other => panic!("{other:?}"),
         }
     }

@@ -79,7 +79,7 @@ impl HubCore {
             clients: self.telemetry.clients.get(&n.id).copied(),
             roles_requested: api::Role::list(&n.requested_roles),
             roles_approved: api::Role::list(&n.approved_roles),
-            telemetry: self.telemetry.nodes.get(&n.id).cloned().unwrap_or_default(),
+            telemetry: Box::new(self.telemetry.nodes.get(&n.id).cloned().unwrap_or_default()),
         }
     }
 

@@ -87,7 +87,7 @@ fn sample_page() -> String {
         node(4, api::NodeState::Pending, false, false),
         node(5, api::NodeState::Revoked, false, false),
     ];
-    nodes[0].telemetry = reported();
+    *nodes[0].telemetry = reported();
     let links = vec![
         link(2, 3, "host-2", false, None, None),
         link(
