@@ -173,3 +173,22 @@ fn cpu_lists() {
     assert_eq!(parse_cpu_list("3-1"), None);
     assert_eq!(parse_cpu_list(""), None);
 }
+
+#[test]
+fn the_running_system_is_readable() {
+    // Whatever Linux this runs on: the kernel files are there.
+    let collector = Collector::new("/", NodeInfoConfig::default());
+    let stats = collector.statistics();
+    assert!(
+        stats.uptime_s.is_some() && stats.load_centi.is_some(),
+        "{stats:?}"
+    );
+    assert!(
+        stats.memory_total_kib.is_some() && stats.rootfs_used_ppm.is_some(),
+        "{stats:?}"
+    );
+    assert_eq!(stats.validate(), Ok(()));
+    let info = collector.node_info();
+    assert!(info.nproc.is_some(), "{info:?}");
+    assert_eq!(info.validate(), Ok(()));
+}
