@@ -69,7 +69,7 @@ impl HubCore {
         let (boot_time_ms, rebooted) = match (entry.boot_time_ms, reported_boot) {
             // Within the tolerance the first estimate stays: the boot
             // time does not wobble with report delays.
-            (Some(old), Some(new)) if (new - old).abs() <= REBOOT_TOLERANCE_MS => {
+            (Some(old), Some(new)) if new.abs_diff(old) <= REBOOT_TOLERANCE_MS.unsigned_abs() => {
                 (Some(old), false)
             }
             (Some(old), Some(new)) => (Some(new), new > old),
