@@ -33,6 +33,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:51820";
 pub const DEFAULT_LISTEN_MESH: &str = "[::]:51820";
 pub use controller::{ControllerConfig, MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
 use controller::{RawController, check_controller, check_state_file};
+pub use node::{MAX_DISCOVERED_LINKS_LIMIT, MAX_MESH_INTERFACES};
+use node::{check_discovery, node_info_config};
 pub use roles::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_MISSES, DEFAULT_DNSMASQ, DEFAULT_LEASE_TIME,
     GatewayConfig, PublicWifiConfig,
@@ -151,6 +153,11 @@ pub struct AgentConfig {
     /// At most this many discovered links per mesh interface
     /// (`node.max_discovered_links_per_interface`).
     pub max_discovered_links_per_interface: usize,
+
+    /// Location, contact and the rest the owner configured for fleet
+    /// telemetry (`[node] latitude`, `longitude`, `share_location`,
+    /// `contact`, `share_contact`, `autoupdater_branch`, `domain`).
+    pub node_info: crate::nodeinfo::NodeInfoConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +196,18 @@ struct RawNode {
     #[serde(default)]
     mesh_interfaces: Vec<String>,
     max_discovered_links_per_interface: Option<i64>,
+
+    // What the owner tells the fleet about the node (issue 15,
+    // `crate::nodeinfo`).
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    #[serde(default)]
+    share_location: bool,
+    contact: Option<String>,
+    #[serde(default)]
+    share_contact: bool,
+    autoupdater_branch: Option<String>,
+    domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,7 +332,7 @@ impl AgentConfig {
                     DEFAULT_LISTEN_MESH
                 }),
         )?;
-        let state_file = check_state_file(node.state_file, node.state_write_interval_s)?;
+        let state_file = check_state_file(node.state_file.clone(), node.state_write_interval_s)?;
         let controller = raw.controller.map(check_controller).transpose()?;
         if node.addresses.is_empty() && controller.is_none() {
             return Err(field_err(
@@ -468,6 +487,8 @@ impl AgentConfig {
             listen,
             &linux.tun_name,
         )?;
+
+        let node_info = node_info_config(&node)?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -498,6 +519,8 @@ impl AgentConfig {
             state_file,
             mesh_interfaces,
             max_discovered_links_per_interface,
+
+            node_info,
         })
     }
 
@@ -509,67 +532,6 @@ impl AgentConfig {
             .map(|a| IpNet::from(a.addr()))
             .collect()
     }
-}
-
-/// The most mesh interfaces one agent discovers on.
-pub const MAX_MESH_INTERFACES: usize = 16;
-/// The most discovered links per interface an operator may allow.
-pub const MAX_DISCOVERED_LINKS_LIMIT: i64 = 64;
-
-/// Checks `node.mesh_interfaces` and `node.max_discovered_links_per_interface`.
-/// Discovered neighbours are reached at IPv6 link-local addresses, which an
-/// IPv4 underlay socket cannot send to: discovery needs `listen` on `[::]`
-/// (dual-stack on Linux) or an IPv6 address.
-fn check_discovery(
-    names: &[String],
-    max_links: Option<i64>,
-    listen: SocketAddr,
-    tun_name: &str,
-) -> Result<(Vec<String>, usize), ConfigError> {
-    if names.len() > MAX_MESH_INTERFACES {
-        return Err(field_err(
-            "node.mesh_interfaces",
-            format!("{} interfaces; at most {MAX_MESH_INTERFACES}", names.len()),
-        ));
-    }
-    let mut interfaces: Vec<String> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let field = format!("node.mesh_interfaces[{i}]");
-        check_ifname(&field, name)?;
-        if name == tun_name {
-            return Err(field_err(
-                field,
-                format!("{name:?} is the mesh TUN device (linux.tun_name)"),
-            ));
-        }
-        if interfaces.contains(name) {
-            return Err(field_err(field, format!("{name:?} is listed twice")));
-        }
-        interfaces.push(name.clone());
-    }
-    if !interfaces.is_empty() && listen.is_ipv4() {
-        return Err(field_err(
-            "node.listen",
-            format!(
-                "{listen} is IPv4; node.mesh_interfaces needs \"[::]:{}\" (neighbours are found at IPv6 link-local addresses)",
-                listen.port()
-            ),
-        ));
-    }
-    let max = match max_links {
-        None => crate::discovery::DEFAULT_MAX_DISCOVERED_LINKS,
-        Some(v) => (1..=MAX_DISCOVERED_LINKS_LIMIT)
-            .contains(&v)
-            .then(|| usize::try_from(v).ok())
-            .flatten()
-            .ok_or_else(|| {
-                field_err(
-                    "node.max_discovered_links_per_interface",
-                    format!("{v} is outside 1..={MAX_DISCOVERED_LINKS_LIMIT}"),
-                )
-            })?,
-    };
-    Ok((interfaces, max))
 }
 
 /// The longest interface name Linux accepts (`IFNAMSIZ` − 1 bytes).
@@ -787,6 +749,8 @@ fn default_kernel_routes(
 
 #[path = "config_controller.rs"]
 mod controller;
+#[path = "config_node.rs"]
+mod node;
 #[path = "config_roles.rs"]
 mod roles;
 #[cfg(test)]

@@ -665,3 +665,51 @@ fn a_minimal_config_with_mesh_interfaces_listens_on_ipv6_too() {
     assert_eq!(cfg.listen, DEFAULT_LISTEN_MESH.parse().expect("addr"));
     assert_eq!(cfg.mesh_interfaces, vec!["mesh0".to_string()]);
 }
+
+#[test]
+fn node_info_keys_are_optional_bounded_and_checked() {
+    let plain = AgentConfig::from_toml(&sample()).expect("config");
+    assert_eq!(plain.node_info, crate::nodeinfo::NodeInfoConfig::default());
+
+    let with = sample().replace(
+        "listen = \"0.0.0.0:51820\"",
+        "listen = \"0.0.0.0:51820\"\nlatitude = 52.520008\nlongitude = 13\nshare_location = true\ncontact = \"  owner@example.org \"\nautoupdater_branch = \"stable\"\ndomain = \"city\"",
+    );
+    let cfg = AgentConfig::from_toml(&with).expect("config");
+    let info = &cfg.node_info;
+    assert_eq!(
+        info.location,
+        freimesh_proto::telemetry::Location::from_degrees(52.520_008, 13.0)
+    );
+    assert!(info.share_location && !info.share_contact);
+    assert_eq!(info.contact.as_deref(), Some("owner@example.org"));
+    assert_eq!(info.autoupdater_branch.as_deref(), Some("stable"));
+    assert_eq!(info.domain.as_deref(), Some("city"));
+
+    let one = sample().replace(
+        "listen = \"0.0.0.0:51820\"",
+        "listen = \"0.0.0.0:51820\"\nlatitude = 52.5",
+    );
+    assert!(
+        error_of(&one).contains("node.latitude"),
+        "{}",
+        error_of(&one)
+    );
+    let far = sample().replace(
+        "listen = \"0.0.0.0:51820\"",
+        "listen = \"0.0.0.0:51820\"\nlatitude = 95.0\nlongitude = 13.4",
+    );
+    assert!(error_of(&far).contains("±90"), "{}", error_of(&far));
+    let long = sample().replace(
+        "listen = \"0.0.0.0:51820\"",
+        &format!(
+            "listen = \"0.0.0.0:51820\"\ncontact = \"{}\"",
+            "x".repeat(200)
+        ),
+    );
+    assert!(
+        error_of(&long).contains("node.contact"),
+        "{}",
+        error_of(&long)
+    );
+}

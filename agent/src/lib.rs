@@ -40,6 +40,7 @@ pub mod gateway;
 pub mod identity;
 pub mod linux;
 pub mod membership;
+pub mod nodeinfo;
 pub mod publicwifi;
 pub mod run;
 pub mod statefile;

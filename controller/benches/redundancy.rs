@@ -47,6 +47,7 @@ fn node(id: u32) -> api::Node {
         clients: None,
         roles_requested: vec![],
         roles_approved: vec![],
+        telemetry: Default::default(),
     }
 }
 

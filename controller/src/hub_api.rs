@@ -36,6 +36,9 @@ pub enum AdminRequest {
     Links,
     /// Nodes and links from one instant: [`AdminReply::Graph`].
     Graph,
+    /// Nodes, links and default routes from one instant, for the
+    /// meshviewer export: [`AdminReply::Map`].
+    Map,
     /// [`AdminReply::Gateways`].
     Gateways,
     /// [`AdminReply::Sites`].
@@ -81,6 +84,15 @@ impl AdminRequest {
     }
 }
 
+/// What the meshviewer export needs, from one instant.
+#[derive(Debug, Clone)]
+pub struct MapSnapshot {
+    pub nodes: Vec<api::Node>,
+    pub links: Vec<api::Link>,
+    /// Node id → its current default route.
+    pub gateways: std::collections::BTreeMap<u32, crate::export::meshviewer::DefaultGateway>,
+}
+
 /// The answer to one [`AdminRequest`] (each request's doc names its variant).
 #[derive(Debug, Clone)]
 pub enum AdminReply {
@@ -91,6 +103,7 @@ pub enum AdminReply {
     Routes(Vec<api::Route>),
     Links(Vec<api::Link>),
     Graph(Vec<api::Node>, Vec<api::Link>),
+    Map(Box<MapSnapshot>),
     Gateways(Vec<api::Gateway>),
     Sites(Vec<api::Site>),
     Tokens(Vec<api::Token>),
@@ -269,6 +282,14 @@ impl AdminHandle {
         match self.call(AdminRequest::Links).await? {
             AdminReply::Links(l) => Ok(l),
             _ => Err(OpError::WrongReply("links")),
+        }
+    }
+
+    /// Nodes, links and default routes together, from one instant.
+    pub async fn map(&self) -> Result<MapSnapshot, OpError> {
+        match self.call(AdminRequest::Map).await? {
+            AdminReply::Map(m) => Ok(*m),
+            _ => Err(OpError::WrongReply("map")),
         }
     }
 

@@ -148,6 +148,7 @@ fn node(id: u32, state: NodeState, prefixes: &[usize]) -> api::Node {
         clients: None,
         roles_requested: vec![],
         roles_approved: vec![],
+        telemetry: Default::default(),
     }
 }
 

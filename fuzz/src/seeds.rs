@@ -82,6 +82,26 @@ fn agent_messages() -> Vec<AgentMsg> {
         }]),
         AgentMsg::Uplink { up: true },
         AgentMsg::Clients { count: 12 },
+        AgentMsg::NodeInfo(freimesh_proto::telemetry::NodeInfo {
+            agent_version: "0.3.0".into(),
+            firmware_base: Some("OpenWrt".into()),
+            firmware_release: Some("23.05.3".into()),
+            model: Some("TP-Link Archer C7 v5".into()),
+            nproc: Some(2),
+            location: freimesh_proto::telemetry::Location::from_degrees(52.52, 13.405),
+            share_location: true,
+            contact: Some("owner@example.org".into()),
+            share_contact: false,
+            autoupdater_branch: Some("stable".into()),
+            domain: Some("city".into()),
+        }),
+        AgentMsg::Statistics(freimesh_proto::telemetry::Statistics {
+            uptime_s: Some(3_600),
+            load_centi: Some(42),
+            memory_total_kib: Some(124_680),
+            memory_available_kib: Some(61_234),
+            rootfs_used_ppm: Some(250_000),
+        }),
     ]
 }
 

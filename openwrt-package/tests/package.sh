@@ -197,6 +197,32 @@ for line in 'mesh_interfaces = ["mesh0", "br-lan"]' 'listen = "[::]:51820"' \
 done
 check "freimesh-agent check accepts the minimal router (mesh_interfaces, endpoints, state_file)" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
 
+
+say "== translation: location, contact and consent flags (fleet telemetry)"
+cat > "$root/etc/config/freimesh" << UCI
+config agent 'agent'
+	option enabled '1'
+	option name 'kita'
+	option latitude '52.520008'
+	option longitude '13.404954'
+	option share_location '1'
+	option contact 'Kita Sonnenschein, owner@example.org'
+	option share_contact '0'
+	option autoupdater_branch 'stable'
+	option domain 'city'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+rm -f "$toml"
+check "uci2toml succeeds" in_root "$root" /usr/libexec/freimesh/uci2toml
+for line in 'latitude = 52.520008' 'longitude = 13.404954' 'share_location = true' \
+	'contact = "Kita Sonnenschein, owner@example.org"' 'autoupdater_branch = "stable"' 'domain = "city"'; do
+	check "agent.toml: $line" grep -qxF "$line" "$toml"
+done
+check "agent.toml: share_contact stays off" sh -c "! grep -q '^share_contact' '$toml'"
+check "freimesh-agent check accepts it" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
 say "== translation: a public Wi-Fi node (system dnsmasq/odhcpd via UCI)"
 cat > "$root/etc/config/freimesh" << UCI
 config agent 'agent'
@@ -445,6 +471,23 @@ config controller 'controller'
 	option public_key 'x"
 generate_key = false
 $key_a'
+UCI
+bad_config "a longitude that is no number" "agent.latitude/longitude" << UCI
+config agent 'agent'
+	option enabled '1'
+	option latitude '52.52'
+	option longitude 'east'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "a contact with a quote" "agent.contact" << UCI
+config agent 'agent'
+	option enabled '1'
+	option contact 'x" share_contact = true'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
 UCI
 # Passes uci2toml's checks, fails the agent's own: still no start.
 bad_config "agent check catches the rest" "does not pass freimesh-agent check" << UCI

@@ -133,6 +133,36 @@ pub struct Node {
     /// token's `roles`); they take effect once the node requests them.
     #[serde(default)]
     pub roles_approved: Vec<Role>,
+    /// What the node reported about itself (issue 15), and when (boxed:
+    /// most code handling nodes never looks at it).
+    #[serde(default)]
+    pub telemetry: Box<NodeTelemetry>,
+}
+
+/// A node's fleet telemetry as the controller keeps it: the newest
+/// `NodeInfo` and `Statistics` the node sent (`docs/protocol.md`), its
+/// enrolment time and its boot time by the controller's clock. The
+/// contact is in here even when not shared: the admin API is for
+/// operators; only public exports honour `share_contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeTelemetry {
+    /// When the node enrolled (its first Hello with a join token).
+    #[serde(default)]
+    pub first_seen_ms: Option<i64>,
+    #[serde(default)]
+    pub info: Option<crate::telemetry::NodeInfo>,
+    /// When the node last sent `info`.
+    #[serde(default)]
+    pub info_at_ms: Option<i64>,
+    #[serde(default)]
+    pub stats: Option<crate::telemetry::Statistics>,
+    /// When the node last sent `stats`.
+    #[serde(default)]
+    pub stats_at_ms: Option<i64>,
+    /// `stats_at_ms − uptime`: when the node booted, by the controller's
+    /// clock (a router's own clock may be wrong before NTP).
+    #[serde(default)]
+    pub boot_time_ms: Option<i64>,
 }
 
 /// A role a node can ask for and an operator approves.
@@ -467,6 +497,17 @@ pub enum EventKind {
     OperatorRemoved {
         name: String,
     },
+    /// A node reported another agent version than before (issue 15).
+    AgentVersionChanged {
+        node: u32,
+        from: String,
+        to: String,
+    },
+    /// A node's boot time moved: it rebooted (issue 15).
+    Rebooted {
+        node: u32,
+        boot_time_ms: i64,
+    },
 }
 
 impl EventKind {
@@ -496,7 +537,9 @@ impl EventKind {
             | Self::UplinkDown { .. }
             | Self::SiteAdded { .. }
             | Self::SiteRemoved { .. }
-            | Self::LinkDisputed { .. } => false,
+            | Self::LinkDisputed { .. }
+            | Self::AgentVersionChanged { .. }
+            | Self::Rebooted { .. } => false,
         }
     }
 }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::api::DownCause;
 pub use crate::segment::Segment;
+pub use crate::telemetry::{Location, NodeInfo, STATISTICS_INTERVAL_S, Statistics};
 
 use crate::credential::{SignedCredential, SignedRevocationPage, SigningKeyBytes};
 use crate::{NodeId, PublicKeyBytes};
@@ -89,6 +90,11 @@ pub enum AgentMsg {
     Clients {
         count: u32,
     },
+    /// What the router is and where it stands: after every Welcome and
+    /// whenever it changes (v5).
+    NodeInfo(NodeInfo),
+    /// How the router is doing, every [`STATISTICS_INTERVAL_S`] (v5).
+    Statistics(Statistics),
 }
 
 /// What a node is for, besides forwarding (v4).

@@ -21,7 +21,7 @@
 //! | 2 | 2026-11-22 | control channel (`control`): Noise IK over TCP, Hello/Welcome, full links and routes, deltas, reports, errors, keepalive |
 //! | 3 | 2026-11-23 | agent → controller `Events` (failovers with detection and switch time) and `Traffic` (bytes per link); admin API types (`api`) |
 //! | 4 | 2026-11-23 | gateways and public Wi-Fi: `Hello.roles`, `Welcome.client_prefixes`, `Route.segment` (`segment::Segment`), `LinkAssignment.allowed_sources` (standard WireGuard sites), `Uplink` and `Clients` reports; a node's own key in `Route.via` means "deliver here" |
-//! | 5 | 2026-12-06 | membership credentials (`credential`): `Welcome.signing_key` (the controller's Ed25519 key), `Credential` (this node's signed credential, after every Welcome and on renewal), `Revocations` (signed revocation pages, the whole list after every Welcome and on change, ≤ 16 pages per frame) |
+//! | 5 | 2026-12-06 | membership credentials (`credential`): `Welcome.signing_key` (the controller's Ed25519 key), `Credential` (this node's signed credential, after every Welcome and on renewal), `Revocations` (signed revocation pages, the whole list after every Welcome and on change, ≤ 16 pages per frame); fleet telemetry (`telemetry`): agent → controller `NodeInfo` (version, firmware, model, CPUs, location and contact with consent flags, autoupdater branch, domain; after every Welcome and on change) and `Statistics` (uptime, load, memory, root filesystem; every 60 s) |
 
 pub mod api;
 pub mod control;
@@ -30,6 +30,7 @@ pub mod discovery;
 mod key;
 pub mod mesh;
 pub mod segment;
+pub mod telemetry;
 
 pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key};
 

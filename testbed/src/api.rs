@@ -238,6 +238,10 @@ pub fn describe(event: &Event, name: &dyn Fn(u32) -> String) -> String {
             )
         }
         K::RoleApproved { node, role } => format!("{role} role approved for {}", name(*node)),
+        K::AgentVersionChanged { node, from, to } => {
+            format!("{} runs agent {to} (was {from})", name(*node))
+        }
+        K::Rebooted { node, .. } => format!("{} rebooted", name(*node)),
         K::RoleRevoked { node, role } => format!("{role} role withdrawn from {}", name(*node)),
         K::LinkDisputed {
             a,

@@ -50,6 +50,7 @@ fn node(id: u32, hostname: &str, state: NodeState, online: bool, links: (u32, u3
         clients: None,
         roles_requested: vec![],
         roles_approved: vec![],
+        telemetry: Default::default(),
     }
 }
 

@@ -65,7 +65,7 @@ pub use path::ControlPath;
 pub use report::{LinkReporter, NOMINAL_RTT_US, REPORT_INTERVAL, REPORT_TICK, TRAFFIC_INTERVAL};
 pub use session::{
     ClientConfig, ControllerEvent, IDLE_TIMEOUT, KEEPALIVE, MAX_FULL_SET_ENTRIES,
-    PENDING_FAILOVERS, Session, SessionEnded, Upstream,
+    MIN_STATISTICS_SPACING, PENDING_FAILOVERS, Session, SessionEnded, Upstream,
 };
 
 impl ClientConfig {

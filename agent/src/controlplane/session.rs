@@ -24,7 +24,10 @@
 //! After a Welcome: the latest uplink state first (so the controller stops
 //! routing through a dead uplink before anything else), the client count,
 //! the latest link report, then the failovers kept while the controller
-//! was away, each with its age.
+//! was away, each with its age, then the node information and the latest
+//! statistics. Node information goes out only when it changed; statistics
+//! at most once per [`MIN_STATISTICS_SPACING`], so a shell that collects
+//! too often cannot flood the controller.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use freimesh_proto::control::{
     AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, LinkEvent, LinkTraffic,
-    MAX_REVOCATION_PAGES_PER_FRAME, Report, Route, RouteChange, Welcome,
+    MAX_REVOCATION_PAGES_PER_FRAME, NodeInfo, Report, Route, RouteChange, STATISTICS_INTERVAL_S,
+    Statistics, Welcome,
 };
 use freimesh_proto::credential::{SignedCredential, SignedRevocationPage};
 use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
@@ -50,6 +54,9 @@ pub const PENDING_FAILOVERS: usize = 256;
 /// each this bound (about 25 MB) still fits a 128 MB router. A controller
 /// that sends more is broken, and the agent keeps its last state.
 pub const MAX_FULL_SET_ENTRIES: usize = 262_144;
+/// The least time between two `Statistics` frames: half the protocol's
+/// interval, so a shell tick that comes a little early is not dropped.
+pub const MIN_STATISTICS_SPACING: Duration = Duration::from_secs(STATISTICS_INTERVAL_S / 2);
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
@@ -128,6 +135,12 @@ pub enum Upstream {
     /// How many public Wi-Fi clients hold a lease here (a count only, never
     /// who); the latest value is sent after every Welcome.
     Clients(u32),
+    /// What the router is: sent when it differs from the last one, and
+    /// again after every Welcome.
+    NodeInfo(NodeInfo),
+    /// How the router is doing: sent at most once per
+    /// [`MIN_STATISTICS_SPACING`]; the latest again after every Welcome.
+    Statistics(Statistics),
 }
 
 /// Why a session must close; the shell reconnects with backoff.
@@ -170,6 +183,10 @@ pub struct Session {
     last_report: Option<Report>,
     last_uplink: Option<bool>,
     last_clients: Option<u32>,
+    last_node_info: Option<NodeInfo>,
+    last_statistics: Option<Statistics>,
+    /// When the last `Statistics` frame was queued.
+    statistics_sent: Option<Instant>,
     pending_failovers: VecDeque<(LinkEvent, Instant)>,
     outbox: VecDeque<AgentMsg>,
     events: VecDeque<ControllerEvent>,
@@ -184,6 +201,9 @@ impl Session {
             last_report: None,
             last_uplink: None,
             last_clients: None,
+            last_node_info: None,
+            last_statistics: None,
+            statistics_sent: None,
             pending_failovers: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -252,6 +272,12 @@ impl Session {
                 self.outbox
                     .extend(uplink.into_iter().chain(clients).chain(report));
                 self.flush_failovers(now);
+                self.outbox
+                    .extend(self.last_node_info.clone().map(AgentMsg::NodeInfo));
+                if let Some(stats) = self.last_statistics {
+                    self.outbox.push_back(AgentMsg::Statistics(stats));
+                    self.statistics_sent = Some(now);
+                }
             }
             ControllerMsg::Pending { node_id } => {
                 tracing::info!(%node_id, "waiting for the operator's approval");
@@ -306,6 +332,18 @@ impl Session {
             Upstream::Traffic(counters) => Some(AgentMsg::Traffic(counters.clone())),
             Upstream::Uplink(up) => Some(AgentMsg::Uplink { up: *up }),
             Upstream::Clients(count) => Some(AgentMsg::Clients { count: *count }),
+            Upstream::NodeInfo(info) => {
+                if self.last_node_info.as_ref() == Some(info) {
+                    return;
+                }
+                Some(AgentMsg::NodeInfo(info.clone()))
+            }
+            Upstream::Statistics(stats) => {
+                let spaced = self
+                    .statistics_sent
+                    .is_none_or(|at| now.saturating_duration_since(at) >= MIN_STATISTICS_SPACING);
+                (spaced && self.session_welcomed()).then_some(AgentMsg::Statistics(*stats))
+            }
             Upstream::Failovers(..) => None,
         };
         match item {
@@ -321,6 +359,13 @@ impl Session {
             Upstream::Traffic(_) => {}
             Upstream::Uplink(up) => self.last_uplink = Some(up),
             Upstream::Clients(count) => self.last_clients = Some(count),
+            Upstream::NodeInfo(info) => self.last_node_info = Some(info),
+            Upstream::Statistics(stats) => {
+                self.last_statistics = Some(stats);
+                if now_msg.is_some() {
+                    self.statistics_sent = Some(now);
+                }
+            }
         }
         if !self.session_welcomed() {
             return;

@@ -301,6 +301,10 @@ fn spawn_controller_tasks(
         controlled.keeper,
         stopped,
     ));
+    background.spawn(crate::nodeinfo::report_task(
+        crate::nodeinfo::Collector::new("/", config.node_info.clone()),
+        controlled.reports.clone(),
+    ));
     background.spawn(controller::report(
         shared.clone(),
         Arc::new(config.clone()),

@@ -231,8 +231,13 @@ pub async fn redundancy(State(h): State<AdminHandle>) -> Answer<api::Redundancy>
 }
 
 pub async fn meshviewer(State(h): State<AdminHandle>) -> Answer<meshviewer::Meshviewer> {
-    let (nodes, links) = h.graph().await?;
-    Ok(Json(meshviewer::meshviewer(&nodes, &links, unix_now_ms())))
+    let map = h.map().await?;
+    Ok(Json(meshviewer::meshviewer(
+        &map.nodes,
+        &map.links,
+        &map.gateways,
+        unix_now_ms(),
+    )))
 }
 
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.

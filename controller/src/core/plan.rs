@@ -141,6 +141,26 @@ impl Controller {
     }
 
     /// The gateway where `src`'s primary path to the internet ends.
+    /// Node `id`'s current default route: the gateway it leaves the mesh
+    /// through and its first hop there (itself on a gateway); `None`
+    /// without one.
+    pub fn default_gateway(&self, id: u32) -> Option<(u32, u32)> {
+        if self
+            .nodes
+            .get(&id)
+            .is_none_or(|n| n.state != NodeState::Active)
+        {
+            return None;
+        }
+        let hops = self.router.next_hops(id, INTERNET)?;
+        let nexthop = if hops.primary == INTERNET {
+            id
+        } else {
+            hops.primary
+        };
+        Some((self.exit_gateway(id)?, nexthop))
+    }
+
     fn exit_gateway(&self, src: u32) -> Option<u32> {
         let mut at = src;
         for _ in 0..=self.nodes.len() {

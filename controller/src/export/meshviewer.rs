@@ -24,18 +24,23 @@
 //! * Nodes: only **active** ones (pending nodes are not in the mesh yet,
 //!   revoked ones no more). `node_id` is our `node_id`, `is_online` means
 //!   connected to the controller, `is_gateway` our gateway flag, `addresses`
-//!   the overlay addresses. `lastseen` is `last_seen_ms`. `firstseen` is not
-//!   known to the admin API (no enrolment time in `api::Node`), so it is the
-//!   zero time, which keeps the node out of meshviewer's "new nodes" list
-//!   rather than putting every node there.
-//! * Privacy: no MAC addresses and nothing about clients: the client counts
-//!   are there because meshviewer sums them, and are 0 (the project never
-//!   exports client identifiers; if it ever counts clients, only counts).
+//!   the overlay addresses. `lastseen` is `last_seen_ms`, `firstseen` the
+//!   enrolment time (`api::NodeTelemetry::first_seen_ms`).
+//! * Fleet telemetry (issue 15): `uptime` is the boot time, `loadavg`,
+//!   `nproc`, `memory_usage`, `rootfs_usage`, `model`, `firmware`,
+//!   `autoupdater`, `domain` come from the node's `NodeInfo`/`Statistics`;
+//!   `gateway`/`gateway_nexthop` from the controller's routes
+//!   ([`DefaultGateway`]). `docs/api.md` names the meshviewer code each
+//!   field serves.
+//! * Consent: `location` only with `share_location`, `owner` (the contact)
+//!   only with `share_contact`; both keys are left out otherwise, never
+//!   `null` (meshviewer reads `.latitude` of whatever is there).
+//! * Privacy: no MAC addresses and nothing about clients beyond the count
+//!   of public Wi-Fi leases (meshviewer sums `clients`).
 //! * Fields meshviewer formats without checking (`loadavg`, `rootfs_usage`,
-//!   `nproc`, `firmware`, `autoupdater`) get yanic's values for a node that
-//!   sent no statistics (zeros, empty objects) so the map does not break;
-//!   optional ones we do not know (`memory_usage`, `uptime`, `location`,
-//!   `model`, `owner`, `domain`, gateways) are left out.
+//!   `firmware`, `autoupdater`) are always there (zeros, empty objects for
+//!   a node that sent nothing) so the map does not break; optional ones we
+//!   do not know are left out (`nproc` too: 0 would draw a red load bar).
 //! * Links: only links that are **up** between two exported nodes (yanic
 //!   exports the neighbours online nodes report, i.e. live links).
 //!   `source` is the link's `a`, `target` its `b`. Both TQs are `1 − loss`
@@ -46,9 +51,11 @@
 //!   `target_addr` (MACs in batman-adv meshes) carry each end's first
 //!   overlay address instead.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use freimesh_proto::api;
+use freimesh_proto::telemetry::{PPM, Statistics};
 use serde::{Serialize, Serializer};
 
 /// Go's zero `time.Time` in Unix milliseconds: what yanic writes for a
@@ -65,7 +72,8 @@ pub struct Meshviewer {
     pub links: Vec<Link>,
 }
 
-/// One node, field names as meshviewer reads them.
+/// One node, field names as meshviewer reads them (`docs/api.md` names
+/// the meshviewer code each one serves).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {
     pub firstseen: JsonTime,
@@ -78,21 +86,65 @@ pub struct Node {
     pub clients_other: u32,
     pub rootfs_usage: f64,
     pub loadavg: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_usage: Option<f64>,
+    /// Boot time (meshviewer shows `now − uptime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<JsonTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_nexthop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
     pub node_id: String,
     pub addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub hostname: String,
+    /// The owner's contact, only with their consent (`share_contact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Only with the owner's consent (`share_location`); never `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<MapLocation>,
     pub firmware: Firmware,
     pub autoupdater: Autoupdater,
-    pub nproc: u32,
+    /// Left out when unknown: meshviewer warns at `loadavg >= nproc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nproc: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
-/// Always empty here (yanic omits empty strings).
+/// The firmware name and release, each left out when unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Firmware {}
+pub struct Firmware {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
 
+/// Always present (meshviewer v13.1.0 dereferences it unchecked).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Autoupdater {
     pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// A position in degrees, as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MapLocation {
+    pub longitude: f64,
+    pub latitude: f64,
+}
+
+/// A node's current default route: the gateway it leaves the mesh
+/// through and its first hop toward it (the node itself on a gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultGateway {
+    pub gateway: u32,
+    pub nexthop: u32,
 }
 
 /// One link between two nodes.
@@ -172,10 +224,101 @@ fn tq(loss_ppm: Option<u32>) -> f64 {
     (1.0 - loss).clamp(0.0, 1.0)
 }
 
-/// The meshviewer document for these nodes and links at `now_ms` (see the
-/// module docs for what is exported and how it is mapped). Nodes come in
-/// id order, links in `(a, b)` order.
-pub fn meshviewer(nodes: &[api::Node], links: &[api::Link], now_ms: i64) -> Meshviewer {
+/// Memory usage 0–1 and the rest of the statistics as meshviewer wants
+/// them; zeros where meshviewer needs a number and we know none.
+fn load(stats: Option<&Statistics>) -> (f64, f64, Option<f64>) {
+    let Some(s) = stats else {
+        return (0.0, 0.0, None);
+    };
+    (
+        s.load_centi.map_or(0.0, |l| f64::from(l) / 100.0),
+        s.rootfs_used_ppm
+            .map_or(0.0, |r| f64::from(r) / f64::from(PPM)),
+        s.memory_usage(),
+    )
+}
+
+/// One exported node; `node_id_of` gives the exported id of another node
+/// (`None` if it is not exported).
+fn map_node(
+    n: &api::Node,
+    gateway: Option<&DefaultGateway>,
+    node_id_of: &dyn Fn(u32) -> Option<String>,
+) -> Node {
+    let t = &n.telemetry;
+    let info = t.info.as_ref();
+    let (loadavg, rootfs_usage, memory_usage) = load(t.stats.as_ref());
+    let lastseen = n.last_seen_ms;
+    // The gateway row needs both ends among the nodes, else it would show
+    // a raw id.
+    let (gateway_id, nexthop_id) = match gateway {
+        Some(g) if n.online => match (node_id_of(g.gateway), node_id_of(g.nexthop)) {
+            (Some(gw), Some(hop)) => (Some(gw), Some(hop)),
+            _ => (None, None),
+        },
+        _ => (None, None),
+    };
+    let clients = if n.online { n.clients.unwrap_or(0) } else { 0 };
+    Node {
+        firstseen: t
+            .first_seen_ms
+            .or(lastseen)
+            .map_or_else(JsonTime::unknown, JsonTime::from_unix_ms),
+        lastseen: lastseen.map_or_else(JsonTime::unknown, JsonTime::from_unix_ms),
+        is_online: n.online,
+        is_gateway: n.gateway,
+        // Public Wi-Fi clients: the band is not known, so all are "other".
+        clients,
+        clients_wifi24: 0,
+        clients_wifi5: 0,
+        clients_other: clients,
+        rootfs_usage,
+        loadavg,
+        memory_usage,
+        uptime: t.boot_time_ms.map(JsonTime::from_unix_ms),
+        gateway_nexthop: nexthop_id,
+        gateway: gateway_id,
+        node_id: n.node_id.clone(),
+        addresses: n.addresses.iter().map(|a| a.addr().to_string()).collect(),
+        domain: info.and_then(|i| i.domain.clone()),
+        hostname: n.hostname.clone(),
+        owner: info
+            .filter(|i| i.share_contact)
+            .and_then(|i| i.contact.clone()),
+        location: info
+            .filter(|i| i.share_location)
+            .and_then(|i| i.location)
+            .filter(|l| l.is_valid())
+            .map(|l| MapLocation {
+                longitude: l.longitude(),
+                latitude: l.latitude(),
+            }),
+        firmware: Firmware {
+            base: info.and_then(|i| i.firmware_base.clone()),
+            release: info.and_then(|i| i.firmware_release.clone()),
+        },
+        autoupdater: {
+            let branch = info.and_then(|i| i.autoupdater_branch.clone());
+            Autoupdater {
+                enabled: branch.is_some(),
+                branch,
+            }
+        },
+        nproc: info.and_then(|i| i.nproc).filter(|n| *n > 0),
+        model: info.and_then(|i| i.model.clone()),
+    }
+}
+
+/// The meshviewer document for these nodes and links at `now_ms`, with
+/// each node's default route from `gateways` (see the module docs for
+/// what is exported and how it is mapped). Nodes come in id order, links
+/// in `(a, b)` order.
+pub fn meshviewer(
+    nodes: &[api::Node],
+    links: &[api::Link],
+    gateways: &BTreeMap<u32, DefaultGateway>,
+    now_ms: i64,
+) -> Meshviewer {
     let mut exported: Vec<&api::Node> = nodes
         .iter()
         .filter(|n| n.state == api::NodeState::Active)
@@ -218,271 +361,17 @@ pub fn meshviewer(nodes: &[api::Node], links: &[api::Link], now_ms: i64) -> Mesh
         .collect();
     mv_links.sort_by_key(|(a, b, _)| (*a, *b));
 
+    let node_id_of = |id: u32| find(id).map(|n| n.node_id.clone());
     Meshviewer {
         timestamp: JsonTime::from_unix_ms(now_ms),
         nodes: exported
             .iter()
-            .map(|n| Node {
-                firstseen: JsonTime::unknown(),
-                lastseen: n
-                    .last_seen_ms
-                    .map_or_else(JsonTime::unknown, JsonTime::from_unix_ms),
-                is_online: n.online,
-                is_gateway: n.gateway,
-                clients: 0,
-                clients_wifi24: 0,
-                clients_wifi5: 0,
-                clients_other: 0,
-                rootfs_usage: 0.0,
-                loadavg: 0.0,
-                node_id: n.node_id.clone(),
-                addresses: n.addresses.iter().map(|a| a.addr().to_string()).collect(),
-                hostname: n.hostname.clone(),
-                firmware: Firmware::default(),
-                autoupdater: Autoupdater::default(),
-                nproc: 0,
-            })
+            .map(|n| map_node(n, gateways.get(&n.id), &node_id_of))
             .collect(),
         links: mv_links.into_iter().map(|(_, _, l)| l).collect(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::{Value, json};
-
-    use super::*;
-
-    fn node(id: u32, state: api::NodeState, online: bool) -> api::Node {
-        api::Node {
-            id,
-            node_id: format!("{id:012x}"),
-            public_key: "key".into(),
-            hostname: format!("host-{id}"),
-            state,
-            online,
-            drained: false,
-            gateway: id == 1,
-            addresses: vec![
-                format!("fd12:3456:789a::{id}/128").parse().expect("addr"),
-                format!("10.99.0.{id}/32").parse().expect("addr"),
-            ],
-            prefixes: vec!["192.168.7.0/24".parse().expect("prefix")],
-            endpoints: vec!["198.51.100.7:7700".parse().expect("endpoint")],
-            links_up: 1,
-            links_total: 1,
-            last_seen_ms: online.then_some(1_700_000_000_000),
-            public_wifi: false,
-            client_prefixes: Vec::new(),
-            clients: None,
-            roles_requested: vec![],
-            roles_approved: vec![],
-        }
-    }
-
-    fn link(a: u32, b: u32, up: bool, loss_ppm: Option<u32>) -> api::Link {
-        api::Link {
-            a,
-            b,
-            a_hostname: format!("host-{a}"),
-            b_hostname: format!("host-{b}"),
-            up,
-            rtt_us: Some(2_000),
-            loss_ppm,
-            metric: 2_000,
-            override_cost: None,
-            rtt_history_us: vec![],
-            loss_history_ppm: vec![],
-        }
-    }
-
-    fn sample() -> Value {
-        let nodes = vec![
-            node(3, api::NodeState::Active, false),
-            node(1, api::NodeState::Active, true),
-            node(2, api::NodeState::Active, true),
-            node(4, api::NodeState::Pending, true),
-            node(5, api::NodeState::Revoked, false),
-        ];
-        let links = vec![
-            link(2, 3, true, None),
-            link(1, 2, true, Some(20_000)),
-            link(1, 3, false, Some(0)),
-            link(1, 4, true, Some(0)),
-            link(2, 99, true, Some(0)),
-        ];
-        serde_json::to_value(meshviewer(&nodes, &links, 1_700_000_060_000)).expect("serialises")
-    }
-
-    fn keys(v: &Value) -> Vec<&str> {
-        let mut k: Vec<&str> = v
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        k.sort_unstable();
-        k
-    }
-
-    #[test]
-    fn times_use_yanics_layout_in_utc() {
-        let t = |ms| JsonTime::from_unix_ms(ms).to_string();
-        assert_eq!(t(0), "1970-01-01T00:00:00+0000");
-        assert_eq!(t(1_700_000_000_999), "2023-11-14T22:13:20+0000");
-        assert_eq!(t(951_782_400_000), "2000-02-29T00:00:00+0000");
-        assert_eq!(t(1_709_251_199_000), "2024-02-29T23:59:59+0000");
-        assert_eq!(t(-1), "1969-12-31T23:59:59+0000");
-        assert_eq!(JsonTime::unknown().to_string(), "0001-01-01T00:00:00+0000");
-        assert_eq!(t(i64::MIN), "0001-01-01T00:00:00+0000");
-        assert_eq!(t(i64::MAX), "9999-12-31T23:59:59+0000");
-    }
-
-    #[test]
-    fn civil_dates_agree_with_counting_days() {
-        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let (mut y, mut m, mut d) = (1900, 1, 1);
-        let mut days = -25_567; // 1900-01-01
-        while y < 2101 {
-            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
-            let month_len = match m {
-                2 if leap(y) => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            days += 1;
-            d += 1;
-            if d > month_len {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn document_has_meshviewers_top_level_shape() {
-        let doc = sample();
-        assert_eq!(keys(&doc), vec!["links", "nodes", "timestamp"]);
-        assert_eq!(doc["timestamp"], "2023-11-14T22:14:20+0000");
-    }
-
-    #[test]
-    fn nodes_are_the_active_ones_with_meshviewer_fields() {
-        let doc = sample();
-        let nodes = doc["nodes"].as_array().expect("nodes array");
-        let ids: Vec<&str> = nodes
-            .iter()
-            .map(|n| n["node_id"].as_str().expect("id"))
-            .collect();
-        assert_eq!(ids, vec!["000000000001", "000000000002", "000000000003"]);
-        let first = &nodes[0];
-        assert_eq!(
-            keys(first),
-            vec![
-                "addresses",
-                "autoupdater",
-                "clients",
-                "clients_other",
-                "clients_wifi24",
-                "clients_wifi5",
-                "firmware",
-                "firstseen",
-                "hostname",
-                "is_gateway",
-                "is_online",
-                "lastseen",
-                "loadavg",
-                "node_id",
-                "nproc",
-                "rootfs_usage",
-            ]
-        );
-        assert_eq!(first["hostname"], "host-1");
-        assert_eq!(first["is_online"], true);
-        assert_eq!(first["is_gateway"], true);
-        assert_eq!(
-            first["addresses"],
-            json!(["fd12:3456:789a::1", "10.99.0.1"])
-        );
-        assert_eq!(first["lastseen"], "2023-11-14T22:13:20+0000");
-        assert_eq!(first["firstseen"], "0001-01-01T00:00:00+0000");
-        assert_eq!(first["clients"], 0);
-        assert_eq!(first["autoupdater"], json!({"enabled": false}));
-        assert_eq!(first["firmware"], json!({}));
-        assert!(first["loadavg"].is_f64() && first["rootfs_usage"].is_f64());
-        // Never seen: unknown last-seen time, offline.
-        assert_eq!(nodes[2]["is_online"], false);
-        assert_eq!(nodes[2]["lastseen"], "0001-01-01T00:00:00+0000");
-        // Nothing that identifies hardware or clients, no keys or endpoints.
-        let text = doc.to_string();
-        for absent in [
-            "mac",
-            "public_key",
-            "198.51.100.7",
-            "192.168.7.0",
-            "\"key\"",
-        ] {
-            assert!(!text.contains(absent), "{absent} leaked: {text}");
-        }
-    }
-
-    #[test]
-    fn links_are_the_live_ones_between_exported_nodes() {
-        let doc = sample();
-        let links = doc["links"].as_array().expect("links array");
-        assert_eq!(
-            links.len(),
-            2,
-            "down, pending-end and unknown-end links are left out"
-        );
-        assert_eq!(
-            keys(&links[0]),
-            vec![
-                "source",
-                "source_addr",
-                "source_tq",
-                "target",
-                "target_addr",
-                "target_tq",
-                "type"
-            ]
-        );
-        assert_eq!(links[0]["source"], "000000000001");
-        assert_eq!(links[0]["target"], "000000000002");
-        assert_eq!(links[0]["type"], "other");
-        assert_eq!(links[0]["source_addr"], "fd12:3456:789a::1");
-        assert_eq!(links[0]["target_addr"], "fd12:3456:789a::2");
-        for side in ["source_tq", "target_tq"] {
-            let tq = links[0][side].as_f64().expect("tq number");
-            assert!((tq - 0.98).abs() < 1e-12, "{side} = {tq}");
-            assert_eq!(
-                links[1][side], 1.0,
-                "unmeasured loss counts as a perfect link"
-            );
-        }
-        // meshviewer drops links whose ends it cannot find among the nodes.
-        let ids: Vec<&Value> = doc["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .map(|n| &n["node_id"])
-            .collect();
-        for l in links {
-            assert!(ids.contains(&&l["source"]) && ids.contains(&&l["target"]));
-        }
-    }
-
-    #[test]
-    fn link_quality_is_one_minus_loss_clamped() {
-        assert_eq!(tq(None), 1.0);
-        assert_eq!(tq(Some(0)), 1.0);
-        assert!((tq(Some(250_000)) - 0.75).abs() < 1e-12);
-        assert_eq!(tq(Some(1_000_000)), 0.0);
-        assert_eq!(tq(Some(u32::MAX)), 0.0);
-    }
-}
+#[path = "meshviewer_tests.rs"]
+mod tests;

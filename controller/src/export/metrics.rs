@@ -24,6 +24,11 @@
 //! | `freimesh_link_loss_ratio{…}` | gauge | probe loss 0–1 (measured links) |
 //! | `freimesh_gateways`, `freimesh_gateways_up` | gauge | see [`gateway_is_up`] |
 //! | `freimesh_public_clients` | gauge | public Wi-Fi clients with a lease, all nodes (a count only) |
+//! | `freimesh_node_info{node,hostname,agent_version,firmware,firmware_release,model}` | gauge | 1 per node that reported its information ([`nodes`]) |
+//! | `freimesh_node_uptime_seconds{node,hostname}` | gauge | seconds since boot |
+//! | `freimesh_node_load1{…}` | gauge | 1-minute load average |
+//! | `freimesh_node_memory_total_bytes{…}`, `…_available_bytes`, `freimesh_node_memory_used_ratio` | gauge | memory |
+//! | `freimesh_node_rootfs_used_ratio{…}` | gauge | root file system usage 0–1 |
 //! | `freimesh_failovers_total{cause}` | counter | agent failovers by cause |
 //! | `freimesh_failover_detection_seconds` | histogram | last sign of life → decision |
 //! | `freimesh_failover_switch_seconds` | histogram | forwarding table switch |
@@ -342,6 +347,8 @@ pub fn render(input: &MetricsInput<'_>) -> String {
             .sum::<u64>(),
     );
 
+    nodes::render_nodes(&mut out, input.nodes);
+
     out.family(
         "freimesh_failovers_total",
         "counter",
@@ -523,5 +530,6 @@ impl Exposition {
     }
 }
 
+mod nodes;
 #[cfg(test)]
 mod tests;

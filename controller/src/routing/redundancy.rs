@@ -404,6 +404,7 @@ mod tests {
             clients: None,
             roles_requested: vec![],
             roles_approved: vec![],
+            telemetry: Default::default(),
         }
     }
 

@@ -48,6 +48,8 @@ impl HubCore {
             AgentMsg::Clients { count } => {
                 self.telemetry.clients.insert(id, count);
             }
+            AgentMsg::NodeInfo(info) => self.node_info(id, info),
+            AgentMsg::Statistics(stats) => self.statistics(id, stats),
         }
     }
 

@@ -75,6 +75,8 @@ impl HubCore {
                     Ok((prefixes, rec)) => {
                         tracing::info!(node = rec.id, %key, hostname = %rec.hostname, addresses = ?rec.addresses, "node enrolled");
                         let id = rec.id;
+                        self.telemetry.nodes.entry(id).or_default().first_seen_ms =
+                            Some(now_s.saturating_mul(MS_PER_S));
                         self.emit(EventKind::Enrolled {
                             node: id,
                             hostname: rec.hostname.clone(),

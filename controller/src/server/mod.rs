@@ -23,6 +23,7 @@ mod events;
 mod hello;
 pub mod hub;
 pub mod limits;
+mod node_reports;
 mod queue;
 mod registry;
 mod shell;

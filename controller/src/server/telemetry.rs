@@ -43,9 +43,24 @@ pub struct Telemetry {
     /// Public node id → clients holding a lease, as it last reported (a
     /// count only: nothing else about clients reaches the controller).
     pub clients: BTreeMap<u32, u32>,
+    /// Node id → what it reported about itself (issue 15), loaded from
+    /// the store at start and kept current by `node_reports.rs`.
+    pub nodes: BTreeMap<u32, api::NodeTelemetry>,
+    /// Node id → when its statistics were last written to the store.
+    pub stats_saved_ms: BTreeMap<u32, i64>,
 }
 
 impl Telemetry {
+    /// With the nodes' stored telemetry (`Store::node_telemetry`).
+    pub fn with_nodes(mut self, nodes: BTreeMap<u32, api::NodeTelemetry>) -> Self {
+        self.stats_saved_ms = nodes
+            .iter()
+            .filter_map(|(id, t)| Some((*id, t.stats_at_ms?)))
+            .collect();
+        self.nodes = nodes;
+        self
+    }
+
     pub fn new(last_seen: BTreeMap<u32, i64>) -> Self {
         Self {
             history: BTreeMap::new(),
@@ -56,6 +71,8 @@ impl Telemetry {
             last_computation_us: 0,
             last_seen,
             clients: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            stats_saved_ms: BTreeMap::new(),
         }
     }
 

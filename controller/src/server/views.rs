@@ -79,6 +79,7 @@ impl HubCore {
             clients: self.telemetry.clients.get(&n.id).copied(),
             roles_requested: api::Role::list(&n.requested_roles),
             roles_approved: api::Role::list(&n.approved_roles),
+            telemetry: Box::new(self.telemetry.nodes.get(&n.id).cloned().unwrap_or_default()),
         }
     }
 
@@ -104,6 +105,27 @@ impl HubCore {
             .get(&id)
             .map(|n| n.hostname.clone())
             .unwrap_or_default()
+    }
+
+    /// What the meshviewer export needs: nodes, links and every online
+    /// node's default route (gateway and first hop).
+    pub(super) fn map(&self) -> crate::hub_api::MapSnapshot {
+        let gateways = self
+            .conns
+            .keys()
+            .filter_map(|id| Some((*id, self.core.default_gateway(*id)?)))
+            .map(|(id, (gateway, nexthop))| {
+                (
+                    id,
+                    crate::export::meshviewer::DefaultGateway { gateway, nexthop },
+                )
+            })
+            .collect();
+        crate::hub_api::MapSnapshot {
+            nodes: self.nodes(),
+            links: self.links(None),
+            gateways,
+        }
     }
 
     /// Links, by `(a, b)`; only those touching `only` if given.

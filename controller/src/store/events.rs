@@ -44,6 +44,8 @@ fn columns(kind: &EventKind) -> (&'static str, Option<u32>, Option<u32>) {
         EventKind::RoleApproved { node, .. } => ("role-approved", Some(*node), None),
         EventKind::RoleRevoked { node, .. } => ("role-revoked", Some(*node), None),
         EventKind::LinkDisputed { a, b, .. } => ("link-disputed", Some(*a), Some(*b)),
+        EventKind::AgentVersionChanged { node, .. } => ("agent-version-changed", Some(*node), None),
+        EventKind::Rebooted { node, .. } => ("rebooted", Some(*node), None),
     }
 }
 

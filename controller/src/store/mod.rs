@@ -16,6 +16,7 @@ mod events;
 mod hub_rows;
 mod ipam;
 mod membership;
+mod node_reports;
 mod operators;
 mod roles;
 mod schema;

@@ -135,6 +135,18 @@ const MIGRATIONS: &[&str] = &[
         serial INTEGER NOT NULL
     );
     INSERT INTO revocation_serial (id, serial) VALUES (1, 0);",
+    // 7 (issue 15, fleet telemetry): each node's newest node information
+    // and statistics (JSON of the protocol's types), when they came, and
+    // its boot time by the controller's clock. Enrolment time is
+    // `nodes.created_at`; last seen comes from the events.
+    "CREATE TABLE node_reports (
+        node_id INTEGER PRIMARY KEY REFERENCES nodes (id) ON DELETE CASCADE,
+        info TEXT,
+        info_at_ms INTEGER,
+        stats TEXT,
+        stats_at_ms INTEGER,
+        boot_time_ms INTEGER
+    );",
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

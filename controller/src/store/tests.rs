@@ -295,3 +295,12 @@ fn operator_link_costs_survive_measurements_and_can_be_cleared() {
     store.set_link_cost(a, b, None).expect("clear");
     assert_eq!(store.links().expect("links")[0].override_cost, None);
 }
+
+/// An in-memory store with one enrolled node (for other modules' tests).
+pub(super) fn enrolled_store() -> (Store, u32) {
+    let mut store = Store::open_in_memory().expect("open");
+    store.init(&settings()).expect("init");
+    let token = store.create_token(NOW + 60, &[], NOW).expect("token");
+    let node = enrol(&mut store, 1, &token, &[], &[]).expect("enrol");
+    (store, node.id)
+}

@@ -55,6 +55,14 @@ pub fn event(lang: Lang, kind: &EventKind, name: &dyn Fn(u32) -> String) -> Stri
         (Lang::De, K::Disconnected { node }) => format!("{} getrennt", name(*node)),
         (Lang::En, K::TokenCreated { id }) => format!("join token {id} created"),
         (Lang::De, K::TokenCreated { id }) => format!("Beitritts-Token {id} erstellt"),
+        (Lang::En, K::AgentVersionChanged { node, from, to }) => {
+            format!("{} runs agent {to} (was {from})", name(*node))
+        }
+        (Lang::De, K::AgentVersionChanged { node, from, to }) => {
+            format!("{} läuft mit Agent {to} (vorher {from})", name(*node))
+        }
+        (Lang::En, K::Rebooted { node, .. }) => format!("{} rebooted", name(*node)),
+        (Lang::De, K::Rebooted { node, .. }) => format!("{} neu gestartet", name(*node)),
         (Lang::En, K::UplinkUp { node }) => format!("uplink of {} up", name(*node)),
         (Lang::De, K::UplinkUp { node }) => format!("Uplink von {} wieder aktiv", name(*node)),
         (Lang::En, K::UplinkDown { node }) => format!("uplink of {} down", name(*node)),

@@ -343,3 +343,49 @@ fn a_frame_with_more_than_16_revocation_pages_ends_the_session() {
     );
     assert!(heard(&mut s).is_empty(), "nothing of it is handed on");
 }
+
+#[test]
+fn node_info_goes_out_on_change_and_after_every_welcome() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    let info = NodeInfo {
+        agent_version: "0.3.0".into(),
+        ..NodeInfo::default()
+    };
+    s.handle_upstream(Upstream::NodeInfo(info.clone()), t0);
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    assert_eq!(sent(&mut s)[1..], [AgentMsg::NodeInfo(info.clone())]);
+    s.handle_upstream(Upstream::NodeInfo(info.clone()), t0);
+    assert_eq!(sent(&mut s), [], "unchanged information is not sent again");
+    let newer = NodeInfo {
+        agent_version: "0.3.1".into(),
+        ..info
+    };
+    s.handle_upstream(Upstream::NodeInfo(newer.clone()), t0);
+    assert_eq!(sent(&mut s), [AgentMsg::NodeInfo(newer.clone())]);
+    s.handle_disconnected("test".into(), Duration::from_secs(1));
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    assert_eq!(sent(&mut s)[1..], [AgentMsg::NodeInfo(newer)]);
+}
+
+#[test]
+fn statistics_are_rate_limited_and_the_latest_follows_a_welcome() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    let stats = |uptime| Statistics {
+        uptime_s: Some(uptime),
+        ..Statistics::default()
+    };
+    s.handle_upstream(Upstream::Statistics(stats(1)), t0);
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    assert_eq!(sent(&mut s)[1..], [AgentMsg::Statistics(stats(1))]);
+    let soon = t0 + MIN_STATISTICS_SPACING / 2;
+    s.handle_upstream(Upstream::Statistics(stats(2)), soon);
+    assert_eq!(sent(&mut s), [], "too soon after the last one");
+    let later = t0 + MIN_STATISTICS_SPACING;
+    s.handle_upstream(Upstream::Statistics(stats(3)), later);
+    assert_eq!(sent(&mut s), [AgentMsg::Statistics(stats(3))]);
+}

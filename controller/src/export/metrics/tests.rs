@@ -27,6 +27,7 @@ fn node(id: u32, state: api::NodeState, online: bool, drained: bool) -> api::Nod
         clients: None,
         roles_requested: vec![],
         roles_approved: vec![],
+        telemetry: Default::default(),
     }
 }
 
@@ -54,14 +55,39 @@ fn link(
 }
 
 /// A fleet with every kind of sample, including a hostile hostname.
+/// Fleet telemetry for node 1 of the sample page (model with a quote, to
+/// check escaping in the info metric's labels).
+fn reported() -> api::NodeTelemetry {
+    use freimesh_proto::telemetry::{NodeInfo, Statistics};
+    api::NodeTelemetry {
+        info: Some(NodeInfo {
+            agent_version: "0.3.0".into(),
+            firmware_base: Some("OpenWrt".into()),
+            firmware_release: Some("23.05.3".into()),
+            model: Some("Archer \"C7\" v5".into()),
+            contact: Some("never-a-label@example.org".into()),
+            ..NodeInfo::default()
+        }),
+        stats: Some(Statistics {
+            uptime_s: Some(3_600),
+            load_centi: Some(150),
+            memory_total_kib: Some(1_024),
+            memory_available_kib: Some(256),
+            rootfs_used_ppm: Some(500_000),
+        }),
+        ..api::NodeTelemetry::default()
+    }
+}
+
 fn sample_page() -> String {
-    let nodes = vec![
+    let mut nodes = vec![
         node(1, api::NodeState::Active, true, false),
         node(2, api::NodeState::Active, true, true),
         node(3, api::NodeState::Active, false, false),
         node(4, api::NodeState::Pending, false, false),
         node(5, api::NodeState::Revoked, false, false),
     ];
+    *nodes[0].telemetry = reported();
     let links = vec![
         link(2, 3, "host-2", false, None, None),
         link(
@@ -318,6 +344,35 @@ fn page_has_every_family_with_values() {
 /// `promtool check metrics` (Debian's `prometheus` package) accepts the
 /// page. Without promtool the test is skipped with a note, unless `CI`
 /// is set: there it must be installed.
+#[test]
+fn node_telemetry_gauges_and_info_metric() {
+    let page = sample_page();
+    assert_eq!(
+        line_of(&page, "freimesh_node_info{"),
+        "freimesh_node_info{node=\"1\",hostname=\"host-1\",agent_version=\"0.3.0\",firmware=\"OpenWrt\",firmware_release=\"23.05.3\",model=\"Archer \\\"C7\\\" v5\"} 1"
+    );
+    let labels = "{node=\"1\",hostname=\"host-1\"}";
+    for (name, value) in [
+        ("freimesh_node_uptime_seconds", "3600"),
+        ("freimesh_node_load1", "1.5"),
+        ("freimesh_node_memory_total_bytes", "1048576"),
+        ("freimesh_node_memory_available_bytes", "262144"),
+        ("freimesh_node_memory_used_ratio", "0.75"),
+        ("freimesh_node_rootfs_used_ratio", "0.5"),
+    ] {
+        assert_eq!(
+            line_of(&page, &format!("{name}{{")),
+            format!("{name}{labels} {value}")
+        );
+    }
+    assert_eq!(
+        page.matches("freimesh_node_info{").count(),
+        1,
+        "only nodes that reported"
+    );
+    assert!(!page.contains("never-a-label"), "the contact is no label");
+}
+
 #[test]
 fn promtool_accepts_the_page() {
     let page = sample_page();
