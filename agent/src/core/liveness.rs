@@ -456,9 +456,13 @@ impl Liveness {
     pub fn next_deadline(&self) -> Option<Instant> {
         let heartbeat = self.heartbeat_interval().and(self.next_heartbeat);
         let detection = match self.state {
+            // The link's detection time (the slower of both ends'
+            // intervals), as `hears_peer` judges it: our own profile's alone
+            // would put the deadline in the past next to a slower neighbour,
+            // and the timer would wake at once, again and again.
             State::Up { .. } | State::HoldDown { .. } => self
                 .last_heard
-                .zip(self.profile.detection_time())
+                .zip(self.detection_time())
                 .map(|(t, d)| t + d),
             _ => None,
         };

@@ -151,7 +151,9 @@ async fn apply_changes(
     let changes: Vec<EngineChange> = {
         let discovered = shared.discovered();
         std::iter::from_fn(|| core.poll_change())
-            .map(|change| super::discovery::scope_endpoint(change, &discovered))
+            .filter_map(|change| {
+                super::discovery::controller_change_next_to_discovery(change, &discovered)
+            })
             .collect()
     };
     if !changes.is_empty() {

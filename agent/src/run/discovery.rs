@@ -21,7 +21,7 @@ use crate::core::{EngineChange, Hop, LinkSpec};
 use crate::discovery::shell::{
     DiscoverySocket, INTERFACE_POLL, InterfaceChange, MeshInterfaces, is_link_local,
 };
-use crate::discovery::{Discovery, DiscoveryAction};
+use crate::discovery::{Discovery, DiscoveryAction, DownReason};
 
 /// What the shell remembers of one discovered link: where the neighbour
 /// is (with the scope the controller cannot carry) and the host routes
@@ -39,16 +39,25 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A controller link assignment for a discovered neighbour comes back
-/// without the scope id of its link-local endpoint (serde does not carry
-/// it): the discovered endpoint wins. An unscoped link-local endpoint we
-/// know nothing about is left out (the engine keeps what it has).
-pub(super) fn scope_endpoint(
+/// A controller link change as it applies next to discovery. A link
+/// assignment for a discovered neighbour comes back without the scope id
+/// of its link-local endpoint (serde does not carry it): the discovered
+/// endpoint wins; an unscoped link-local endpoint we know nothing about is
+/// left out (the engine keeps what it has). The controller retiring a link
+/// that discovery still holds does not take it down (`None`): the two
+/// routers still hear each other, and discovery takes it down when they
+/// stop (or the key is revoked). A link exists while either side wants it.
+pub(super) fn controller_change_next_to_discovery(
     change: EngineChange,
     discovered: &BTreeMap<PublicKeyBytes, DiscoveredLink>,
-) -> EngineChange {
-    let EngineChange::UpsertLink(mut spec) = change else {
-        return change;
+) -> Option<EngineChange> {
+    let mut spec = match change {
+        EngineChange::RetireLink(peer) if discovered.contains_key(&peer) => {
+            tracing::debug!(neighbour = %peer, "link kept: the controller retired it, discovery still hears the neighbour");
+            return None;
+        }
+        EngineChange::UpsertLink(spec) => spec,
+        other => return Some(other),
     };
     if let Some(SocketAddr::V6(endpoint)) = spec.endpoint
         && is_link_local(endpoint.ip())
@@ -58,7 +67,14 @@ pub(super) fn scope_endpoint(
             .get(&spec.peer)
             .map(|d| SocketAddr::V6(d.endpoint));
     }
-    EngineChange::UpsertLink(spec)
+    Some(EngineChange::UpsertLink(spec))
+}
+
+/// Whether a discovered link that discovery lets go must leave the engine:
+/// not while the controller assigns it, unless the neighbour's membership
+/// ended (revoked, expired), which no assignment overrides.
+fn retire_on_link_down(reason: DownReason, assigned_by_controller: bool) -> bool {
+    matches!(reason, DownReason::Revoked | DownReason::Expired) || !assigned_by_controller
 }
 
 /// Runs discovery on the configured mesh interfaces until the agent stops.
@@ -189,7 +205,13 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
                 .await;
         }
         DiscoveryAction::LinkDown { key, reason } => {
-            tracing::info!(neighbour = %key, ?reason, "discovered link down");
+            let assigned = shared
+                .controller_links
+                .borrow()
+                .as_ref()
+                .is_some_and(|links| links.contains(&key));
+            let retire = retire_on_link_down(reason, assigned);
+            tracing::info!(neighbour = %key, ?reason, kept_for_the_controller = !retire, "discovered link down");
             let known = shared.discovered().remove(&key);
             shared
                 .with_engine(&mut outputs, |engine| {
@@ -208,7 +230,9 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
                             let _ = engine.apply(&EngineChange::RemoveRoute(prefix), now);
                         }
                     }
-                    let _ = engine.apply(&EngineChange::RetireLink(key), now);
+                    if retire {
+                        let _ = engine.apply(&EngineChange::RetireLink(key), now);
+                    }
                 })
                 .await;
         }
@@ -240,7 +264,8 @@ mod tests {
                 profile: "default".into(),
             })
         };
-        let EngineChange::UpsertLink(fixed) = scope_endpoint(spec("[fe80::5]:51820"), &discovered)
+        let Some(EngineChange::UpsertLink(fixed)) =
+            controller_change_next_to_discovery(spec("[fe80::5]:51820"), &discovered)
         else {
             panic!("upsert");
         };
@@ -251,14 +276,47 @@ mod tests {
             "192.0.2.5:51820",
             "[fe80::5%9]:51820",
         ] {
-            assert_eq!(scope_endpoint(spec(other), &discovered), spec(other));
+            assert_eq!(
+                controller_change_next_to_discovery(spec(other), &discovered),
+                Some(spec(other))
+            );
         }
         // Unscoped link-local for a neighbour we did not discover: left out.
-        let EngineChange::UpsertLink(unknown) =
-            scope_endpoint(spec("[fe80::5]:51820"), &BTreeMap::new())
+        let Some(EngineChange::UpsertLink(unknown)) =
+            controller_change_next_to_discovery(spec("[fe80::5]:51820"), &BTreeMap::new())
         else {
             panic!("upsert");
         };
         assert_eq!(unknown.endpoint, None);
+    }
+
+    #[test]
+    fn a_link_stays_while_either_the_controller_or_discovery_wants_it() {
+        let peer = PublicKeyBytes([5; 32]);
+        let discovered = BTreeMap::from([(
+            peer,
+            DiscoveredLink {
+                endpoint: "[fe80::5%3]:51820".parse().expect("addr"),
+                host_routes: Vec::new(),
+            },
+        )]);
+        // The controller retires a link discovery still holds: kept.
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RetireLink(peer), &discovered),
+            None
+        );
+        // One discovery does not hold: retired.
+        let other = PublicKeyBytes([6; 32]);
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RetireLink(other), &discovered),
+            Some(EngineChange::RetireLink(other))
+        );
+        // Discovery lets go of a link the controller assigns: kept, unless
+        // the neighbour's membership ended.
+        assert!(!retire_on_link_down(DownReason::Silent, true));
+        assert!(!retire_on_link_down(DownReason::Displaced, true));
+        assert!(retire_on_link_down(DownReason::Revoked, true));
+        assert!(retire_on_link_down(DownReason::Expired, true));
+        assert!(retire_on_link_down(DownReason::Silent, false));
     }
 }

@@ -358,17 +358,15 @@ async fn connect_controller(
     key: &PrivateKey,
     background: &mut JoinSet<()>,
 ) -> Result<(Option<Controlled>, Vec<ipnet::IpNet>), RunError> {
-    let Some(mut client_config) = ClientConfig::from_agent_config(config) else {
+    let Some(client_config) = ClientConfig::from_agent_config(config) else {
         return Ok((None, Vec::new()));
     };
     let controller_key = client_config.controller_key;
+    // The configured endpoints are the ones dialled: the file's list is
+    // what this node dialled last, kept for when the controller announces
+    // endpoints itself (redundant controllers); an endpoint the operator
+    // took out of the configuration must not come back from it.
     let mut restored = state::restore(&config.state_file, &key.public(), &controller_key);
-    if let Some(saved) = &restored.state {
-        client_config.controller_endpoints = state::merge_endpoints(
-            &client_config.controller_endpoints,
-            &saved.controller_endpoints,
-        );
-    }
     let keeper = StateKeeper::new(
         &config.state_file,
         restored.on_disk,

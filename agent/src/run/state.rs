@@ -13,7 +13,7 @@ use freimesh_proto::PublicKeyBytes;
 
 use super::shell::Shared;
 use crate::clock;
-use crate::config::{MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
+use crate::config::StateFileConfig;
 use crate::controlplane::ControlCore;
 use crate::membership::Membership;
 use crate::statefile::{self, Loaded, NodeState, StateSaver};
@@ -49,21 +49,6 @@ pub(super) fn restore(
         membership: Some(membership),
         on_disk: Some(digest),
     }
-}
-
-/// The configured controller endpoints, then those the state file knows
-/// and the configuration does not (learned ones), up to the bound.
-pub(super) fn merge_endpoints(configured: &[SocketAddr], saved: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut all = configured.to_vec();
-    for endpoint in saved {
-        if all.len() >= MAX_CONTROLLER_ENDPOINTS {
-            break;
-        }
-        if !all.contains(endpoint) {
-            all.push(*endpoint);
-        }
-    }
-    all
 }
 
 /// Keeps the state file in step with the control core and the membership.
@@ -188,22 +173,5 @@ impl StateKeeper {
                 .state_writes
                 .store(self.saver.writes(), Ordering::Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn saved_endpoints_follow_the_configured_ones() {
-        let a: SocketAddr = "192.0.2.1:7700".parse().expect("addr");
-        let b: SocketAddr = "192.0.2.2:7700".parse().expect("addr");
-        let c: SocketAddr = "192.0.2.3:7700".parse().expect("addr");
-        assert_eq!(merge_endpoints(&[a, b], &[b, c]), vec![a, b, c]);
-        let many: Vec<SocketAddr> = (0..40u16)
-            .map(|i| SocketAddr::from(([192, 0, 2, 9], 7000 + i)))
-            .collect();
-        assert_eq!(merge_endpoints(&[a], &many).len(), MAX_CONTROLLER_ENDPOINTS);
     }
 }

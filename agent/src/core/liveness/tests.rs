@@ -195,6 +195,22 @@ fn a_slower_neighbour_is_judged_by_its_own_interval() {
     ));
 }
 
+/// Next to a slower neighbour the deadline must lie in the future: a
+/// deadline at our own detection time would already have passed, and a
+/// timer that sleeps until it would spin.
+#[test]
+fn next_to_a_slower_neighbour_the_deadline_is_never_in_the_past() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(Profile::DEFAULT);
+    l.heard(t0);
+    l.set_peer_interval(Duration::from_secs(1));
+    let now = t0 + 500 * MS;
+    l.sent(now);
+    assert_eq!(l.tick(now), None);
+    let deadline = l.next_deadline().expect("a deadline");
+    assert!(deadline > now, "deadline {:?} before now", now - deadline);
+}
+
 #[test]
 fn heartbeats_are_suppressed_by_other_traffic() {
     let t0 = Instant::now();
