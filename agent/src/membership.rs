@@ -58,7 +58,8 @@ pub enum PageOutcome {
 pub struct MembershipSnapshot {
     pub signing_key: Option<SigningKeyBytes>,
     pub own_credential: Option<SignedCredential>,
-    /// Every page of the newest complete revocation list.
+    /// Every page of the newest complete revocation list, then the pages
+    /// of a newer one collected so far.
     pub revocation_pages: Vec<SignedRevocationPage>,
 }
 
@@ -250,12 +251,18 @@ impl Membership {
         self.revoked.retain(|_, until| *until > now_unix_s);
     }
 
-    /// What the state file keeps.
+    /// What the state file keeps: the complete list's pages and those of
+    /// a newer list collected so far (their revocations already apply, and
+    /// must survive a reboot before the last page arrives).
     pub fn snapshot(&self) -> MembershipSnapshot {
+        let collecting = self
+            .collecting
+            .iter()
+            .flat_map(|(_, _, pages)| pages.values().cloned());
         MembershipSnapshot {
             signing_key: self.signing_key,
             own_credential: self.own_credential().cloned(),
-            revocation_pages: self.pages.clone(),
+            revocation_pages: self.pages.iter().cloned().chain(collecting).collect(),
         }
     }
 

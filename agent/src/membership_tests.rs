@@ -158,3 +158,16 @@ fn a_snapshot_restores_and_is_checked_again() {
     assert!(other.own_credential().is_none());
     assert!(other.is_revoked(&key(7)));
 }
+
+#[test]
+fn revocations_from_a_half_received_list_survive_a_restore() {
+    let mut m = enrolled();
+    let list: Vec<u8> = (10..60).collect();
+    let signed = pages(3, &list);
+    m.handle_revocation_page(&signed[1]).expect("page");
+    assert!(m.is_revoked(&key(30)));
+    let (back, errors) = Membership::restore(&key(1), m.snapshot());
+    assert!(errors.is_empty());
+    assert!(back.is_revoked(&key(30)));
+    assert_eq!(back.revocation_serial(), 0);
+}

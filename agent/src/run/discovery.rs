@@ -104,9 +104,9 @@ pub(super) async fn run(
             received = socket.recv(&interfaces, &mut buf) => {
                 let datagram = &buf[..received.len];
                 let mut membership = shared.membership();
-                let serial_before = membership.revocation_serial();
+                let revocations_before = (membership.revocation_serial(), membership.revoked_keys().count());
                 core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), unix_now());
-                if membership.revocation_serial() != serial_before {
+                if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before {
                     // Pages learnt from a neighbour: the state file keeps
                     // the list, so a reboot while headless still knows it.
                     shared.state_changed.notify_one();
