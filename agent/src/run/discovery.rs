@@ -212,6 +212,42 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
                 })
                 .await;
         }
+        DiscoveryAction::Forget { key } => {
+            // Silent, but the controller assigned the link: the link is
+            // the controller's; only discovery's record and its host
+            // routes go.
+            tracing::info!(neighbour = %key, "discovered neighbour silent; its link stays the controller's");
+            let Some(known) = shared.discovered().remove(&key) else {
+                return;
+            };
+            shared
+                .with_engine(&mut outputs, |engine| {
+                    remove_discovered_routes(engine, &key, &known.host_routes);
+                })
+                .await;
+        }
+    }
+}
+
+/// Removes the host routes discovery set for `key`'s neighbour: those
+/// that still run through its link alone (a controller route stays).
+fn remove_discovered_routes(
+    engine: &mut crate::core::Engine,
+    key: &PublicKeyBytes,
+    host_routes: &[IpNet],
+) {
+    let now = clock::now();
+    let Some(link) = engine.link_by_peer(key) else {
+        return;
+    };
+    for prefix in host_routes {
+        let ours = engine
+            .table()
+            .route(*prefix)
+            .is_some_and(|r| r.hops() == [Hop::Link(link)]);
+        if ours {
+            let _ = engine.apply(&EngineChange::RemoveRoute(*prefix), now);
+        }
     }
 }
 
