@@ -256,6 +256,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forgetting_removes_discovery_routes_but_keeps_the_link() {
+        let now = clock::now();
+        let peer = PublicKeyBytes([5; 32]);
+        let other = PublicKeyBytes([6; 32]);
+        let spec = |peer: PublicKeyBytes| LinkSpec {
+            name: NodeId::of(&peer).to_string(),
+            peer,
+            endpoint: Some("[fe80::5%3]:51820".parse().expect("addr")),
+            keepalive: None,
+            allowed_sources: Vec::new(),
+            profile: "default".into(),
+        };
+        let mut engine = crate::core::Engine::new([7; 32], vec![spec(peer), spec(other)], 1, now)
+            .expect("engine");
+        let ours: IpNet = "fd00::5/128".parse().expect("prefix");
+        let controllers: IpNet = "fd00::55/128".parse().expect("prefix");
+        for (prefix, via) in [(ours, peer), (controllers, other)] {
+            let route = Route {
+                prefix,
+                via: vec![via],
+                segment: Segment::Infrastructure,
+            };
+            engine
+                .apply(&EngineChange::SetRoute(route), now)
+                .expect("route");
+        }
+        remove_discovered_routes(&mut engine, &peer, &[ours, controllers]);
+        assert!(engine.table().route(ours).is_none());
+        assert!(
+            engine.table().route(controllers).is_some(),
+            "not through this link alone"
+        );
+        assert!(engine.link_by_peer(&peer).is_some(), "the link stays");
+    }
+
+    #[test]
     fn a_link_local_assignment_without_scope_takes_the_discovered_endpoint() {
         let peer = PublicKeyBytes([5; 32]);
         let scoped: SocketAddrV6 = "[fe80::5%3]:51820".parse().expect("addr");
