@@ -171,3 +171,22 @@ fn revocations_from_a_half_received_list_survive_a_restore() {
     assert!(back.is_revoked(&key(30)));
     assert_eq!(back.revocation_serial(), 0);
 }
+
+#[test]
+fn a_page_of_a_list_we_have_is_known_without_a_signature_check() {
+    let mut m = enrolled();
+    for page in pages(3, &[5]) {
+        m.handle_revocation_page(&page).expect("page");
+    }
+    // An old page with a broken signature: decided by its serial alone
+    // (a signature check would refuse it).
+    let mut old = pages(2, &[7]).remove(0);
+    old.signature[0] ^= 1;
+    assert_eq!(m.handle_revocation_page(&old), Ok(PageOutcome::Known));
+    assert!(!m.is_revoked(&key(7)));
+    // A newer one with a broken signature is still checked and refused.
+    let mut newer = pages(4, &[7]).remove(0);
+    newer.signature[0] ^= 1;
+    assert!(m.handle_revocation_page(&newer).is_err());
+    assert!(!m.is_revoked(&key(7)));
+}

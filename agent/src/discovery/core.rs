@@ -112,6 +112,10 @@ pub enum DiscoveryAction {
         key: PublicKeyBytes,
         reason: DownReason,
     },
+    /// The neighbour went silent but the controller assigned its link:
+    /// drop what discovery knows of it (its endpoint record and the host
+    /// routes discovery set) and leave the link to the controller.
+    Forget { key: PublicKeyBytes },
 }
 
 /// Totals over the core's life, for status and the docs' figures.
@@ -203,8 +207,9 @@ pub struct Discovery {
     /// The own credential our beacons last carried (its fingerprint): a
     /// new one (enrolment, renewal) is announced at once.
     own_credential: Option<[u8; 8]>,
-    /// The last revocation serial asked for, and when.
-    requested: Option<(u64, Instant)>,
+    /// The last revocation request sent: only its addressee's pages are
+    /// taken, within [`REQUEST_HOLD`].
+    requested: Option<gossip::Request>,
     jitter_state: u64,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<DiscoveryAction>,
@@ -379,7 +384,7 @@ impl Discovery {
                 self.handle_revocation_request(membership, interface, src, have_serial, now)
             }
             Ok(DiscoveryMessage::RevocationPages(pages)) => {
-                self.handle_revocation_pages(membership, &pages, now_unix_s)
+                self.handle_revocation_pages(membership, interface, src, &pages, now, now_unix_s)
             }
             Err(err) => tracing::debug!(%src, %err, "discovery datagram refused"),
         }
@@ -399,9 +404,6 @@ impl Discovery {
             return;
         }
         self.counters.beacons_received += 1;
-        if beacon.revocation_serial > membership.revocation_serial() {
-            self.request_revocations(membership, interface, src, beacon.revocation_serial, now);
-        }
         let Some(signed) = &beacon.credential else {
             self.counters.unenrolled += 1;
             return;
@@ -411,6 +413,18 @@ impl Discovery {
         let Some(iface) = self.interfaces.get_mut(interface) else {
             return;
         };
+        if let Some(known) = iface.neighbours.get(&beacon.node_key)
+            && known.linked_since.is_some()
+            && !same_address(&known.endpoint, &src)
+        {
+            // A linked neighbour speaks only from its known address: its
+            // public beacon replayed from elsewhere neither moves the link
+            // nor keeps a dead neighbour heard. WireGuard roaming follows a
+            // real move; a new address is taken once the old one has gone
+            // silent and the neighbour is forgotten.
+            tracing::debug!(neighbour = %beacon.node_key, %interface, %src, "beacon from another address than the linked one ignored");
+            return;
+        }
         if let Some(known) = iface.neighbours.get_mut(&beacon.node_key)
             && known.fingerprint == fingerprint
         {
@@ -436,6 +450,7 @@ impl Discovery {
                     self.link_up(interface, beacon.node_key, now);
                 }
             }
+            self.request_revocations(membership, interface, src, beacon.revocation_serial, now);
             return;
         }
         if let Some((f, until)) = iface.rejected.get(&beacon.node_key)
@@ -503,6 +518,8 @@ impl Discovery {
             self.link_up(interface, beacon.node_key, now);
         }
         self.select(interface, now);
+        // Only an accepted neighbour is asked for revocation pages.
+        self.request_revocations(membership, interface, src, beacon.revocation_serial, now);
     }
 
     fn reject(&mut self, interface: &str, key: PublicKeyBytes, fingerprint: [u8; 8], now: Instant) {
@@ -541,6 +558,9 @@ impl Discovery {
                 self.counters.links_down += 1;
                 self.actions
                     .push_back(DiscoveryAction::LinkDown { key: *key, reason });
+            } else {
+                self.actions
+                    .push_back(DiscoveryAction::Forget { key: *key });
             }
         }
     }
@@ -738,6 +758,12 @@ fn fingerprint(signed: &freimesh_proto::credential::SignedCredential) -> [u8; 8]
         *o = *b;
     }
     out
+}
+
+/// Whether a neighbour's endpoint and a datagram's source are the same
+/// link-local address (ports differ: WireGuard's and discovery's).
+fn same_address(endpoint: &SocketAddrV6, src: &SocketAddrV6) -> bool {
+    endpoint.ip() == src.ip() && endpoint.scope_id() == src.scope_id()
 }
 
 /// Makes room in a full table: forgets the unlinked neighbour heard least

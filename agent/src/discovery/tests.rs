@@ -488,6 +488,13 @@ fn a_silent_neighbour_is_dropped_unless_the_controller_assigned_the_link() {
         "the controller keeps its link to 3"
     );
     assert!(routers[0].up().is_empty(), "no discovered link left");
+    assert!(
+        routers[0]
+            .actions
+            .contains(&DiscoveryAction::Forget { key: key(3) }),
+        "the shell drops its record of 3: {:?}",
+        routers[0].actions
+    );
 }
 
 #[test]
@@ -560,4 +567,153 @@ fn a_restarted_neighbour_is_answered_at_once_but_periodic_beacons_are_not() {
         routers[0].transmits().is_empty(),
         "an answer needs no answer"
     );
+}
+
+fn revocation_page(serial: u64, revoked: u16) -> freimesh_proto::credential::SignedRevocationPage {
+    RevocationPage::paginate(
+        serial,
+        UNIX,
+        &[Revoked {
+            node_key: key(revoked),
+            until_unix_s: UNIX + 86_400,
+        }],
+    )
+    .expect("paginate")[0]
+        .sign(&controller())
+        .expect("sign")
+}
+
+fn beacon_with_serial(n: u16, credential: Option<SignedCredential>, serial: u64) -> Vec<u8> {
+    DiscoveryMessage::Beacon(Beacon {
+        node_key: key(n),
+        wg_port: 51820,
+        credential,
+        revocation_serial: serial,
+        wants_reply: false,
+    })
+    .encode()
+    .expect("encode")
+}
+
+fn revocation_requests(transmits: &[Transmit]) -> Vec<Destination> {
+    transmits
+        .iter()
+        .filter(|t| {
+            matches!(
+                DiscoveryMessage::decode(&t.datagram),
+                Ok(DiscoveryMessage::RevocationRequest { .. })
+            )
+        })
+        .map(|t| t.to)
+        .collect()
+}
+
+#[test]
+fn revocation_pages_are_taken_only_when_asked_and_each_costs_a_check() {
+    let t0 = t0();
+    let mut r = Router::new(1, 8, t0);
+    let pages = DiscoveryMessage::RevocationPages(vec![revocation_page(4, 3)])
+        .encode()
+        .expect("encode");
+    r.hear(9, &pages, t0);
+    assert!(!r.membership.is_revoked(&key(3)), "nobody asked for them");
+    // An accepted neighbour with a newer list is asked (one check spent
+    // on its credential).
+    r.hear(
+        2,
+        &beacon_with_serial(2, Some(credential(2, UNIX + 86_400, &controller())), 4),
+        t0,
+    );
+    assert_eq!(
+        revocation_requests(&r.transmits()),
+        [Destination::Unicast(addr(2))]
+    );
+    r.hear(9, &pages, t0);
+    assert!(!r.membership.is_revoked(&key(3)), "not from the one asked");
+    // The neighbour asked floods: every page costs a check.
+    for _ in 0..100 {
+        r.hear(2, &pages, t0);
+    }
+    assert!(r.membership.is_revoked(&key(3)));
+    let c = r.core.counters();
+    assert_eq!(c.revocation_pages_received, 39, "{c:?}");
+    assert_eq!(c.rate_limited, 61, "{c:?}");
+    // After the request hold, even the neighbour asked is not listened to.
+    let late = t0 + Duration::from_secs(60);
+    r.hear(
+        2,
+        &DiscoveryMessage::RevocationPages(vec![revocation_page(5, 4)])
+            .encode()
+            .expect("encode"),
+        late,
+    );
+    assert!(!r.membership.is_revoked(&key(4)));
+}
+
+#[test]
+fn revocation_requests_are_answered_and_sent_only_between_accepted_neighbours() {
+    let t0 = t0();
+    let mut r = Router::new(1, 8, t0);
+    r.membership
+        .handle_revocation_page(&revocation_page(4, 3))
+        .expect("page");
+    let request = DiscoveryMessage::RevocationRequest { have_serial: 0 }
+        .encode()
+        .expect("encode");
+    r.hear(9, &request, t0);
+    assert!(r.transmits().is_empty(), "a stranger gets no pages");
+    r.hear(
+        2,
+        &beacon_with(2, Some(credential(2, UNIX + 86_400, &controller()))),
+        t0,
+    );
+    r.transmits();
+    r.hear(2, &request, t0);
+    let answer = r.transmits();
+    assert!(
+        matches!(&answer[..], [t] if t.to == Destination::Unicast(addr(2))),
+        "{answer:?}"
+    );
+    // Beacons whose credential was not accepted make us ask no one.
+    let mut asking = Router::new(5, 8, t0);
+    let garbage = SignedCredential {
+        body: vec![0xAA; 200],
+        signature: vec![0x55; 64],
+    };
+    asking.hear(7, &beacon_with_serial(7, None, 9), t0);
+    asking.hear(8, &beacon_with_serial(8, Some(garbage), 9), t0);
+    assert!(revocation_requests(&asking.transmits()).is_empty());
+}
+
+#[test]
+fn a_linked_neighbours_beacon_from_another_address_neither_moves_nor_refreshes_it() {
+    let t0 = t0();
+    let mut routers = [Router::new(1, 8, t0), Router::new(2, 8, t0)];
+    for r in &mut routers {
+        r.tick(t0);
+    }
+    exchange(&mut routers, t0);
+    assert_eq!(routers[0].up(), BTreeSet::from([key(2)]));
+    routers[0].actions.clear();
+    // Router 2 dies; its public beacon is replayed from another address.
+    let replay = beacon_with(2, Some(credential(2, UNIX + 86_400, &controller())));
+    let mut now = t0;
+    while now < t0 + NEIGHBOUR_TIMEOUT {
+        now += BEACON_INTERVAL;
+        routers[0].hear(9, &replay, now);
+    }
+    assert!(
+        !routers[0]
+            .actions
+            .iter()
+            .any(|a| matches!(a, DiscoveryAction::LinkUp { .. })),
+        "the endpoint stays: {:?}",
+        routers[0].actions
+    );
+    assert!(routers[0].transmits().is_empty(), "no answer to the replay");
+    routers[0].tick(t0 + NEIGHBOUR_TIMEOUT + Duration::from_secs(1));
+    assert!(routers[0].actions.contains(&DiscoveryAction::LinkDown {
+        key: key(2),
+        reason: DownReason::Silent
+    }));
 }

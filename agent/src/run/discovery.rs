@@ -213,28 +213,49 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
             let retire = retire_on_link_down(reason, assigned);
             tracing::info!(neighbour = %key, ?reason, kept_for_the_controller = !retire, "discovered link down");
             let known = shared.discovered().remove(&key);
+            if !retire {
+                // The controller's link now: its routes are the
+                // controller's to change (a host route discovery set and
+                // the controller's own route to the neighbour look alike).
+                return;
+            }
             shared
                 .with_engine(&mut outputs, |engine| {
-                    let now = clock::now();
-                    let link = engine.link_by_peer(&key);
-                    for prefix in known.map(|k| k.host_routes).unwrap_or_default() {
-                        // Only the route discovery set (through this link
-                        // alone) goes; a controller route stays.
-                        let ours = link.is_some_and(|l| {
-                            engine
-                                .table()
-                                .route(prefix)
-                                .is_some_and(|r| r.hops() == [Hop::Link(l)])
-                        });
-                        if ours {
-                            let _ = engine.apply(&EngineChange::RemoveRoute(prefix), now);
-                        }
+                    if let Some(known) = known {
+                        remove_discovered_routes(engine, &key, &known.host_routes);
                     }
-                    if retire {
-                        let _ = engine.apply(&EngineChange::RetireLink(key), now);
-                    }
+                    let _ = engine.apply(&EngineChange::RetireLink(key), clock::now());
                 })
                 .await;
+        }
+        DiscoveryAction::Forget { key } => {
+            // Silent, but the controller assigned the link: link and routes
+            // are the controller's; only discovery's record goes (so it is
+            // no longer reported as a candidate at its old endpoint).
+            tracing::info!(neighbour = %key, "discovered neighbour silent; its link stays the controller's");
+            shared.discovered().remove(&key);
+        }
+    }
+}
+
+/// Removes the host routes discovery set for `key`'s neighbour: those
+/// that still run through its link alone (a controller route stays).
+fn remove_discovered_routes(
+    engine: &mut crate::core::Engine,
+    key: &PublicKeyBytes,
+    host_routes: &[IpNet],
+) {
+    let now = clock::now();
+    let Some(link) = engine.link_by_peer(key) else {
+        return;
+    };
+    for prefix in host_routes {
+        let ours = engine
+            .table()
+            .route(*prefix)
+            .is_some_and(|r| r.hops() == [Hop::Link(link)]);
+        if ours {
+            let _ = engine.apply(&EngineChange::RemoveRoute(*prefix), now);
         }
     }
 }
@@ -242,6 +263,42 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_routes_through_the_discovered_link_alone_are_removed() {
+        let now = clock::now();
+        let peer = PublicKeyBytes([5; 32]);
+        let other = PublicKeyBytes([6; 32]);
+        let spec = |peer: PublicKeyBytes| LinkSpec {
+            name: NodeId::of(&peer).to_string(),
+            peer,
+            endpoint: Some("[fe80::5%3]:51820".parse().expect("addr")),
+            keepalive: None,
+            allowed_sources: Vec::new(),
+            profile: "default".into(),
+        };
+        let mut engine = crate::core::Engine::new([7; 32], vec![spec(peer), spec(other)], 1, now)
+            .expect("engine");
+        let ours: IpNet = "fd00::5/128".parse().expect("prefix");
+        let controllers: IpNet = "fd00::55/128".parse().expect("prefix");
+        for (prefix, via) in [(ours, peer), (controllers, other)] {
+            let route = Route {
+                prefix,
+                via: vec![via],
+                segment: Segment::Infrastructure,
+            };
+            engine
+                .apply(&EngineChange::SetRoute(route), now)
+                .expect("route");
+        }
+        remove_discovered_routes(&mut engine, &peer, &[ours, controllers]);
+        assert!(engine.table().route(ours).is_none());
+        assert!(
+            engine.table().route(controllers).is_some(),
+            "not through this link alone"
+        );
+        assert!(engine.link_by_peer(&peer).is_some(), "the link stays");
+    }
 
     #[test]
     fn a_link_local_assignment_without_scope_takes_the_discovered_endpoint() {

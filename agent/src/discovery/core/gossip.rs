@@ -1,6 +1,9 @@
-//! Revocation gossip: a neighbour with a newer revocation list (its
-//! beacon's serial) is asked for its pages; our pages go to a neighbour
-//! that asks, rate-limited; a key that turns out revoked loses its link.
+//! Revocation gossip: an accepted neighbour with a newer revocation list
+//! (its beacon's serial) is asked for its pages; our pages go to an
+//! accepted neighbour that asks, rate-limited; a key that turns out
+//! revoked loses its link. Pages are taken only from the neighbour we
+//! asked, and each costs a token of the interface's check budget: a
+//! stranger can neither make us send pages nor make us check them.
 
 use std::net::SocketAddrV6;
 use std::time::Instant;
@@ -10,10 +13,22 @@ use freimesh_proto::discovery::DiscoveryMessage;
 
 use super::{
     ANSWER_HOLD, Destination, Discovery, DownReason, MAX_ANSWERED, REQUEST_HOLD, Transmit,
+    same_address,
 };
 use crate::membership::{Membership, PageOutcome};
 
+/// The last revocation request we sent.
+#[derive(Debug, Clone)]
+pub(super) struct Request {
+    serial: u64,
+    interface: String,
+    to: SocketAddrV6,
+    at: Instant,
+}
+
 impl Discovery {
+    /// Asks the accepted neighbour at `src` for its pages if its list
+    /// (`serial`) is newer than ours.
     pub(super) fn request_revocations(
         &mut self,
         membership: &Membership,
@@ -22,12 +37,12 @@ impl Discovery {
         serial: u64,
         now: Instant,
     ) {
-        if membership.signing_key().is_none() {
+        if serial <= membership.revocation_serial() || membership.signing_key().is_none() {
             return;
         }
-        if let Some((asked, at)) = self.requested
-            && asked >= serial
-            && now.saturating_duration_since(at) < REQUEST_HOLD
+        if let Some(asked) = &self.requested
+            && asked.serial >= serial
+            && now.saturating_duration_since(asked.at) < REQUEST_HOLD
         {
             return;
         }
@@ -37,7 +52,12 @@ impl Discovery {
         let Ok(datagram) = message.encode() else {
             return;
         };
-        self.requested = Some((serial, now));
+        self.requested = Some(Request {
+            serial,
+            interface: interface.to_owned(),
+            to: src,
+            at: now,
+        });
         self.counters.revocation_requests_sent += 1;
         self.transmits.push_back(Transmit {
             interface: interface.to_owned(),
@@ -46,7 +66,9 @@ impl Discovery {
         });
     }
 
-    /// A neighbour asks for our revocation pages.
+    /// A neighbour asks for our revocation pages: answered only to an
+    /// accepted neighbour at its known address (a spoofed request would
+    /// aim our pages at anyone), at most once per [`ANSWER_HOLD`].
     pub fn handle_revocation_request(
         &mut self,
         membership: &Membership,
@@ -62,6 +84,14 @@ impl Discovery {
         let Some(iface) = self.interfaces.get_mut(interface) else {
             return;
         };
+        if !iface
+            .neighbours
+            .values()
+            .any(|n| same_address(&n.endpoint, &src))
+        {
+            tracing::debug!(%src, %interface, "revocation request from a stranger ignored");
+            return;
+        }
         iface
             .answered
             .retain(|_, at| now.saturating_duration_since(*at) < ANSWER_HOLD);
@@ -86,15 +116,36 @@ impl Discovery {
         }
     }
 
-    /// Revocation pages from a neighbour: checked against the controller's
-    /// key by the membership; a newly revoked key loses its link at once.
+    /// Revocation pages from `src`: taken only from the neighbour we asked
+    /// within [`REQUEST_HOLD`], each page charged to the interface's check
+    /// budget, then checked against the controller's key by the
+    /// membership; a newly revoked key loses its link at once.
     pub fn handle_revocation_pages(
         &mut self,
         membership: &mut Membership,
+        interface: &str,
+        src: SocketAddrV6,
         pages: &[SignedRevocationPage],
+        now: Instant,
         now_unix_s: u64,
     ) {
+        let asked = self.requested.as_ref().is_some_and(|r| {
+            r.interface == interface
+                && same_address(&r.to, &src)
+                && now.saturating_duration_since(r.at) < REQUEST_HOLD
+        });
+        if !asked {
+            tracing::debug!(%src, %interface, "revocation pages nobody asked for ignored");
+            return;
+        }
+        let Some(iface) = self.interfaces.get_mut(interface) else {
+            return;
+        };
         for page in pages {
+            if !iface.checks.take(now) {
+                self.counters.rate_limited += 1;
+                continue;
+            }
             self.counters.revocation_pages_received += 1;
             match membership.handle_revocation_page(page) {
                 Ok(
