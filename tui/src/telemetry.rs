@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use freimesh_proto::api::Node;
+use freimesh_proto::api::{Node, NodeState};
 use freimesh_proto::telemetry::Statistics;
 
 /// A node is short of memory when less than this share (in percent) of
@@ -112,19 +112,28 @@ pub fn format_load(centi: u32) -> String {
     format!("{}.{:02}", centi / 100, centi % 100)
 }
 
-/// Nodes with low memory, by id (the API sends nodes sorted by id).
+/// Whether the node counts for fleet alerts: revoked ones left the fleet.
+fn in_fleet(node: &&Node) -> bool {
+    node.state != NodeState::Revoked
+}
+
+/// Nodes with low memory, by id (the API sends nodes sorted by id);
+/// revoked nodes are left out.
 pub fn low_memory_nodes(nodes: &[Node]) -> Vec<&Node> {
     nodes
         .iter()
+        .filter(in_fleet)
         .filter(|n| stats(n).is_some_and(is_low_memory))
         .collect()
 }
 
 /// Version drift: the newest agent version in the fleet and how many nodes
 /// run an older one; `None` while every reporting node runs the newest.
+/// Revoked nodes and unparseable versions are left out.
 pub fn version_drift(nodes: &[Node]) -> Option<(String, usize)> {
     let versions: Vec<(Version, &str)> = nodes
         .iter()
+        .filter(in_fleet)
         .filter_map(agent_version)
         .filter_map(|v| Version::parse(v).map(|parsed| (parsed, v)))
         .collect();
@@ -172,6 +181,25 @@ mod tests {
         assert_eq!(format_uptime(7 * min), "7 min");
         assert_eq!(format_uptime((5 * 60 + 12) * min), "5 h 12 min");
         assert_eq!(format_uptime(((3 * 24 + 4) * 60 + 59) * min), "3 d 4 h");
+    }
+
+    #[test]
+    fn fleet_findings_skip_revoked_nodes() {
+        let mut nodes = crate::fixture::nodes();
+        assert_eq!(version_drift(&nodes), Some(("0.3.0".to_string(), 3)));
+        let low: Vec<u32> = low_memory_nodes(&nodes).iter().map(|n| n.id).collect();
+        assert_eq!(low, vec![3]);
+        // bibliothek revoked: no longer low on memory nor drifting.
+        nodes[2].state = NodeState::Revoked;
+        assert!(low_memory_nodes(&nodes).is_empty());
+        assert_eq!(version_drift(&nodes), Some(("0.3.0".to_string(), 2)));
+        // Everyone on the newest: no drift.
+        for n in &mut nodes {
+            if let Some(info) = n.telemetry.info.as_mut() {
+                info.agent_version = "v0.3.0".into();
+            }
+        }
+        assert_eq!(version_drift(&nodes), None);
     }
 
     #[test]
