@@ -70,11 +70,17 @@ pub fn stats(node: &Node) -> Option<&Statistics> {
     node.telemetry.stats.as_ref()
 }
 
-/// How long the node has been up at `now_ms`, from its boot time.
+/// How long the node has been up at `now_ms`, from its boot time; for an
+/// offline node, how long it had been up at its last report (it may have
+/// rebooted since, which we cannot know).
 pub fn uptime_ms(node: &Node, now_ms: i64) -> Option<i64> {
+    let until = match node.telemetry.stats_at_ms {
+        Some(reported) if !node.online => reported.min(now_ms),
+        _ => now_ms,
+    };
     node.telemetry
         .boot_time_ms
-        .map(|boot| now_ms.saturating_sub(boot).max(0))
+        .map(|boot| until.saturating_sub(boot).max(0))
 }
 
 /// An uptime in its two largest units: `3 d 4 h`, `5 h 12 min`, `7 min`.
@@ -200,6 +206,18 @@ mod tests {
             }
         }
         assert_eq!(version_drift(&nodes), None);
+    }
+
+    #[test]
+    fn uptime_of_an_offline_node_stops_at_its_last_report() {
+        let mut node = crate::fixture::nodes().remove(0);
+        node.telemetry.boot_time_ms = Some(1_000);
+        node.telemetry.stats_at_ms = Some(61_000);
+        assert_eq!(uptime_ms(&node, 121_000), Some(120_000));
+        node.online = false;
+        assert_eq!(uptime_ms(&node, 121_000), Some(60_000));
+        node.telemetry.boot_time_ms = None;
+        assert_eq!(uptime_ms(&node, 121_000), None);
     }
 
     #[test]

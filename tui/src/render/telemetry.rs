@@ -84,7 +84,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, n: &Nod
     let left = [
         (
             Field::Agent,
-            text(telemetry::agent_version(n).map(str::to_string).as_ref()),
+            telemetry::agent_version(n).unwrap_or(MISSING).to_string(),
             plain,
         ),
         (Field::Firmware, firmware, plain),
