@@ -12,6 +12,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 pub use crate::i18n::NodeAction;
 use crate::i18n::{Lang, Msg};
+use crate::telemetry;
 
 /// How many events the events screen keeps (newest first).
 pub const EVENT_HISTORY: usize = 500;
@@ -92,10 +93,15 @@ pub enum SortColumn {
     Links,
     Address,
     LastSeen,
+    /// Telemetry (issue 15): shown as columns on wide terminals only.
+    Agent,
+    Uptime,
+    Load,
+    Memory,
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 7] = [
+    pub const ALL: [SortColumn; 11] = [
         SortColumn::Id,
         SortColumn::Hostname,
         SortColumn::State,
@@ -103,6 +109,10 @@ impl SortColumn {
         SortColumn::Links,
         SortColumn::Address,
         SortColumn::LastSeen,
+        SortColumn::Agent,
+        SortColumn::Uptime,
+        SortColumn::Load,
+        SortColumn::Memory,
     ];
 
     pub fn title(self) -> Msg {
@@ -114,6 +124,10 @@ impl SortColumn {
             SortColumn::Links => Msg::ColLinks,
             SortColumn::Address => Msg::ColAddress,
             SortColumn::LastSeen => Msg::ColLastSeen,
+            SortColumn::Agent => Msg::ColAgent,
+            SortColumn::Uptime => Msg::ColUptime,
+            SortColumn::Load => Msg::ColLoad,
+            SortColumn::Memory => Msg::ColMemory,
         }
     }
 
@@ -597,7 +611,18 @@ fn isize_from(n: usize) -> isize {
     isize::try_from(n).unwrap_or(isize::MAX)
 }
 
+/// The filter keyword for nodes short of memory (see [`telemetry::is_low_memory`]).
+pub const FILTER_LOW_MEMORY: &str = "lowmem";
+/// The filter prefix for an agent version prefix: `v:0.2` shows 0.2.x.
+pub const FILTER_VERSION: &str = "v:";
+
 fn matches(node: &Node, query: &str) -> bool {
+    if query == FILTER_LOW_MEMORY {
+        return telemetry::stats(node).is_some_and(telemetry::is_low_memory);
+    }
+    if let Some(prefix) = query.strip_prefix(FILTER_VERSION) {
+        return telemetry::agent_version(node).is_some_and(|v| v.starts_with(prefix.trim()));
+    }
     query.is_empty()
         || node.hostname.to_lowercase().contains(query)
         || node.node_id.to_lowercase().contains(query)
@@ -621,6 +646,22 @@ fn compare(column: SortColumn, a: &Node, b: &Node) -> std::cmp::Ordering {
         SortColumn::Links => (a.links_up, a.links_total).cmp(&(b.links_up, b.links_total)),
         SortColumn::Address => a.addresses.first().cmp(&b.addresses.first()),
         SortColumn::LastSeen => a.last_seen_ms.cmp(&b.last_seen_ms),
+        SortColumn::Agent => {
+            telemetry::compare_versions(telemetry::agent_version(a), telemetry::agent_version(b))
+        }
+        // Ascending uptime = latest boot first; unknown first.
+        SortColumn::Uptime => {
+            let up = |n: &Node| n.telemetry.boot_time_ms.map(std::cmp::Reverse);
+            up(a).cmp(&up(b))
+        }
+        SortColumn::Load => {
+            let load = |n: &Node| telemetry::stats(n).and_then(|s| s.load_centi);
+            load(a).cmp(&load(b))
+        }
+        SortColumn::Memory => {
+            let used = |n: &Node| telemetry::stats(n).and_then(telemetry::memory_used_percent);
+            used(a).cmp(&used(b))
+        }
     }
 }
 

@@ -130,7 +130,35 @@ fn sort_cycles_columns_and_reverses() {
     for _ in 0..4 {
         app.handle_key(ch('s'));
     }
+    assert_eq!(app.sort, SortColumn::Agent);
+    // No version reported first, then 0.2.1 < 0.2.4 < 0.3.0.
+    assert_eq!(ids(&app), vec![6, 7, 5, 3, 4, 1, 2]);
+    app.handle_key(ch('s'));
+    assert_eq!(app.sort, SortColumn::Uptime);
+    // Shortest uptime first: 47 min, 26 h, 3 d, 12 d, 40 d.
+    assert_eq!(ids(&app), vec![6, 7, 4, 2, 1, 3, 5]);
+    app.handle_key(ch('s'));
+    assert_eq!(app.sort, SortColumn::Load);
+    assert_eq!(ids(&app), vec![6, 7, 2, 4, 1, 3, 5]);
+    app.handle_key(ch('s'));
+    assert_eq!(app.sort, SortColumn::Memory);
+    // Used: 29 %, 35 %, 44 %, 68 %, 92 %.
+    assert_eq!(ids(&app), vec![6, 7, 2, 1, 4, 5, 3]);
+    app.handle_key(ch('s'));
     assert_eq!(app.sort, SortColumn::Id);
+}
+
+#[test]
+fn filter_by_agent_version_prefix_and_low_memory() {
+    let mut app = fixture::app(Lang::En, Screen::Nodes);
+    app.filter = "v:0.2".into();
+    assert_eq!(ids(&app), vec![3, 4, 5]);
+    app.filter = "V:0.2.1".into();
+    assert_eq!(ids(&app), vec![5]);
+    app.filter = "lowmem".into();
+    assert_eq!(ids(&app), vec![3]);
+    app.filter = "v:9".into();
+    assert!(ids(&app).is_empty());
 }
 
 #[test]

@@ -4,8 +4,10 @@
 
 use freimesh_proto::api::{
     Alert, ControllerInfo, CutLink, CutNode, DownCause, Event, EventKind, Hop, Link, LinkTraffic,
-    MeshInfo, Node, NodeDetail, NodeState, Overview, Redundancy, Route, Segment, Severity,
+    MeshInfo, Node, NodeDetail, NodeState, NodeTelemetry, Overview, Redundancy, Route, Segment,
+    Severity,
 };
+use freimesh_proto::telemetry::{Location, NodeInfo, Statistics};
 use ipnet::IpNet;
 
 use crate::app::{App, Connection, Screen, Update};
@@ -70,7 +72,77 @@ pub fn nodes() -> Vec<Node> {
     bad.last_seen_ms = None;
     bad.addresses.clear();
     let alt = node(7, "altes-lager", NodeState::Revoked, false, (0, 0));
-    vec![rathaus, schule, bib, feuer, jugend, bad, alt]
+    let mut nodes = vec![rathaus, schule, bib, feuer, jugend, bad, alt];
+    for n in &mut nodes {
+        *n.telemetry = telemetry(n.id);
+    }
+    nodes
+}
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Telemetry for fixture node `id`: rathaus and schule-nord run the newest
+/// agent, three others an older one (version drift), bibliothek is short of
+/// memory, freibad (pending) and altes-lager (revoked) never reported.
+fn telemetry(id: u32) -> NodeTelemetry {
+    // (agent, boot ago, load in hundredths, MiB available of 128, rootfs ppm)
+    let (agent, up_ms, load, available_mib, rootfs) = match id {
+        1 => ("0.3.0", 3 * DAY_MS + 4 * HOUR_MS, 42, 83, 412_000),
+        2 => ("0.3.0", 26 * HOUR_MS, 7, 90, 388_000),
+        3 => ("0.2.4", 12 * DAY_MS + 2 * HOUR_MS, 131, 9, 655_000),
+        4 => ("0.2.4", 47 * 60_000, 18, 71, 301_000),
+        5 => ("0.2.1", 40 * DAY_MS, 210, 40, 512_000),
+        _ => {
+            return NodeTelemetry {
+                first_seen_ms: Some(NOW_MS - i64::from(id) * DAY_MS),
+                ..NodeTelemetry::default()
+            };
+        }
+    };
+    // An offline node's last report is older.
+    let reported_ms = if id == 5 {
+        NOW_MS - 25 * 60_000
+    } else {
+        NOW_MS - 30_000
+    };
+    let rathaus = id == 1;
+    NodeTelemetry {
+        first_seen_ms: Some(NOW_MS - (100 + i64::from(id)) * DAY_MS),
+        info: Some(NodeInfo {
+            agent_version: agent.into(),
+            firmware_base: Some("OpenWrt".into()),
+            firmware_release: Some(if id % 2 == 1 { "23.05.3" } else { "22.03.5" }.into()),
+            model: Some(
+                if rathaus {
+                    "TP-Link Archer C7 v5"
+                } else {
+                    "GL.iNet GL-MT300N-V2"
+                }
+                .into(),
+            ),
+            nproc: Some(if rathaus { 2 } else { 1 }),
+            location: rathaus.then_some(Location {
+                latitude_e6: 52_520_008,
+                longitude_e6: 13_404_954,
+            }),
+            share_location: rathaus,
+            contact: rathaus.then(|| "it@rathaus.example".into()),
+            share_contact: false,
+            autoupdater_branch: Some("stable".into()),
+            domain: Some("stadt".into()),
+        }),
+        info_at_ms: Some(reported_ms - HOUR_MS),
+        stats: Some(Statistics {
+            uptime_s: u64::try_from(up_ms / 1_000).ok(),
+            load_centi: Some(load),
+            memory_total_kib: Some(128 * 1_024),
+            memory_available_kib: Some(available_mib * 1_024),
+            rootfs_used_ppm: Some(rootfs),
+        }),
+        stats_at_ms: Some(reported_ms),
+        boot_time_ms: Some(reported_ms - up_ms),
+    }
 }
 
 fn link(a: (u32, &str), b: (u32, &str), up: bool, rtt: u32, loss: u32) -> Link {

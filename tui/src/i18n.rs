@@ -8,8 +8,10 @@
 use freimesh_proto::api::{DownCause, Role, Severity};
 
 mod events;
+mod telemetry;
 
 pub use events::event;
+pub use telemetry::{Field, low_memory_alert, version_drift_alert};
 
 /// The language of the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,11 @@ pub enum Msg {
     ColLinks,
     ColAddress,
     ColLastSeen,
+    ColAgent,
+    ColUptime,
+    ColLoad,
+    ColMemory,
+    Telemetry,
     ColLink,
     ColRtt,
     ColLoss,
@@ -218,6 +225,11 @@ impl Msg {
         Msg::ColLinks,
         Msg::ColAddress,
         Msg::ColLastSeen,
+        Msg::ColAgent,
+        Msg::ColUptime,
+        Msg::ColLoad,
+        Msg::ColMemory,
+        Msg::Telemetry,
         Msg::ColLink,
         Msg::ColRtt,
         Msg::ColLoss,
@@ -364,6 +376,11 @@ impl Msg {
             Msg::ColLinks => ("Links", "Verb."),
             Msg::ColAddress => ("Address", "Adresse"),
             Msg::ColLastSeen => ("Last seen", "Zuletzt gesehen"),
+            Msg::ColAgent => ("Agent", "Agent"),
+            Msg::ColUptime => ("Uptime", "Laufzeit"),
+            Msg::ColLoad => ("Load", "Last"),
+            Msg::ColMemory => ("Memory", "Speicher"),
+            Msg::Telemetry => ("Telemetry", "Telemetrie"),
             Msg::ColLink => ("Link", "Verbindung"),
             Msg::ColRtt => ("RTT", "RTT"),
             Msg::ColLoss => ("Loss", "Verlust"),
@@ -454,10 +471,13 @@ impl Msg {
             Msg::KeyOpen => ("open node detail", "Knotendetails öffnen"),
             Msg::KeyBack => ("back / cancel", "zurück / abbrechen"),
             Msg::KeyFilter => (
-                "filter nodes by hostname, id or address",
-                "Knoten nach Hostname, ID oder Adresse filtern",
+                "filter: hostname, id, address; v:0.2 agent; lowmem",
+                "Filter: Hostname, ID, Adresse; v:0.2 Agent; lowmem",
             ),
-            Msg::KeySort => ("sort by the next column", "nach nächster Spalte sortieren"),
+            Msg::KeySort => (
+                "sort by next column (… agent, uptime, load, memory)",
+                "nächste Spalte (… Agent, Laufzeit, Last, Speicher)",
+            ),
             Msg::KeySortDir => ("reverse the sort order", "Sortierung umkehren"),
             Msg::KeyDrain => ("drain node (maintenance)", "Knoten entlasten (Wartung)"),
             Msg::KeyUndrain => ("undrain node", "Entlastung aufheben"),

@@ -15,6 +15,8 @@
 //!   [`app::Command`] for the refresher.
 //! * [`render::draw`] draws an `App` at a given time, one function per pane.
 //! * [`i18n`] holds every visible string in English and German.
+//! * [`telemetry`] reads the nodes' fleet telemetry (versions, uptime,
+//!   memory) for the panes and the overview's alerts.
 //!
 //! ```
 //! use freimesh_tui::{app::Screen, fixture, i18n::Lang, render};
@@ -31,6 +33,7 @@ pub mod fixture;
 pub mod i18n;
 pub mod render;
 pub mod sse;
+pub mod telemetry;
 pub mod term;
 pub mod worker;
 

@@ -3,7 +3,7 @@
 //! too-small and no-colour cases.
 
 use freimesh_proto::api::CreatedToken;
-use freimesh_tui::app::{App, Connection, Mode, NodeAction, Pending, Screen};
+use freimesh_tui::app::{App, Connection, Mode, NodeAction, Pending, Screen, SortColumn};
 use freimesh_tui::fixture::{self, NOW_MS};
 use freimesh_tui::i18n::Lang;
 use freimesh_tui::render;
@@ -67,6 +67,109 @@ fn nodes_filtered_and_sorted() {
         app.node_sel = 0;
         app
     });
+}
+
+#[test]
+fn nodes_sorted_by_memory() {
+    // Wide: the telemetry columns show; narrow: the title still names the sort.
+    snap_all("nodes_sorted_memory", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.sort = SortColumn::Memory;
+        app.sort_desc = true;
+        app.node_sel = 0;
+        app
+    });
+}
+
+#[test]
+fn nodes_filtered_by_agent_version() {
+    snap_all("nodes_filtered_version", |l| {
+        let mut app = fixture::app(l, Screen::Nodes);
+        app.filter = "v:0.2".into();
+        app.sort = SortColumn::Agent;
+        app.node_sel = 0;
+        app
+    });
+}
+
+#[test]
+fn node_detail_without_telemetry() {
+    // freibad never reported: every telemetry value reads "–".
+    snap_all("detail_no_telemetry", |l| {
+        let mut app = fixture::app(l, Screen::Detail);
+        let mut detail = fixture::detail();
+        detail.node = fixture::nodes().remove(5);
+        detail.node.telemetry.first_seen_ms = None;
+        detail.links.clear();
+        detail.traffic.clear();
+        detail.routes.clear();
+        detail.events.clear();
+        app.detail_id = Some(detail.node.id);
+        app.apply(freimesh_tui::app::Update::Detail(detail));
+        app
+    });
+}
+
+#[test]
+fn telemetry_never_reads_nan_or_year_one() {
+    for (lang, _) in LANGS {
+        for (id, screen) in [(1, Screen::Detail), (6, Screen::Detail), (1, Screen::Nodes)] {
+            let mut app = fixture::app(lang, screen);
+            let mut detail = fixture::detail();
+            detail.node = fixture::nodes().remove(id - 1);
+            app.detail_id = Some(detail.node.id);
+            app.apply(freimesh_tui::app::Update::Detail(detail));
+            let screen = text(&render(&app, 160, 48));
+            for bad in ["NaN", "inf", "0001-", "1970-"] {
+                assert!(!screen.contains(bad), "{bad} in\n{screen}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fleet_alerts_are_coloured_as_warnings() {
+    let app = fixture::app(Lang::En, Screen::Overview);
+    let buffer = render(&app, 160, 48);
+    let screen = text(&buffer);
+    for (needle, what) in [
+        ("low memory", "low-memory alert"),
+        ("older than 0.3.0", "version-drift alert"),
+    ] {
+        let row = screen
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{what} shown"));
+        let y = u16::try_from(row).expect("row fits");
+        let x = screen
+            .lines()
+            .nth(row)
+            .and_then(|l| l.find("WARNING"))
+            .map(|b| {
+                u16::try_from(screen.lines().nth(row).unwrap_or("")[..b].chars().count())
+                    .expect("column fits")
+            });
+        let x = x.unwrap_or_else(|| panic!("{what} has a WARNING label"));
+        assert_eq!(buffer[(x, y)].fg, Color::Yellow, "{what} in yellow");
+    }
+    // Low memory in the wide nodes table: the memory cell in red.
+    let mut app = fixture::app(Lang::En, Screen::Nodes);
+    app.node_sel = 0;
+    let buffer = render(&app, 160, 48);
+    let screen = text(&buffer);
+    let row = screen
+        .lines()
+        .position(|l| l.contains("bibliothek"))
+        .expect("bibliothek listed");
+    let line = screen.lines().nth(row).expect("row");
+    let x = line[..line.find("92 %").expect("memory shown")]
+        .chars()
+        .count();
+    let cell = &buffer[(
+        u16::try_from(x).expect("fits"),
+        u16::try_from(row).expect("fits"),
+    )];
+    assert_eq!(cell.fg, Color::Red, "low memory in red");
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! Node detail: one node's identity, its links with RTT and loss
-//! sparklines and traffic, its routes (primary and alternates) and its
-//! recent events.
+//! Node detail: one node's identity, its telemetry (`telemetry.rs`), its
+//! links with RTT and loss sparklines and traffic, its routes (primary and
+//! alternates) and its recent events.
 //!
 //! ```text
 //! ┌ rathaus (#1) · active · online ─────────────────────────┐
 //! │ addresses, prefixes, endpoints                           │
+//! └──────────────────────────────────────────────────────────┘
+//! ┌ Telemetry: agent, firmware, uptime, load, memory, … ─────┐
 //! └──────────────────────────────────────────────────────────┘
 //! ┌ Links ───────────────────────────────────────────────────┐
 //! │ peer  state  RTT ▁▂▅  loss ▁▁▇  sent  received           │
@@ -12,7 +14,8 @@
 //! ┌ Routes ─────────────────────┐┌ Recent events ───────────┐
 //! └─────────────────────────────┘└──────────────────────────┘
 //! ```
-//! Below 120 columns routes and events stack instead.
+//! Below 120 columns routes and events stack instead; below [`SHORT`] rows
+//! they are left out so the telemetry stays whole.
 
 use freimesh_proto::api::{NodeDetail, NodeState};
 use ratatui::Frame;
@@ -24,6 +27,9 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use super::{Theme, format};
 use crate::app::App;
 use crate::i18n::{self, Msg};
+
+/// Below this pane height the detail leaves out routes and events.
+pub const SHORT: u16 = 30;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms: i64) {
     let t = |m| app.t(m);
@@ -46,13 +52,30 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms:
         }
     };
     let link_rows = u16::try_from(detail.links.len().clamp(1, 8)).unwrap_or(8);
-    let [info, links, rest] = Layout::vertical([
+    let telemetry_rows = super::telemetry::ROWS + 2;
+    if area.height < SHORT {
+        // Too short for all panes: identity, telemetry and as many links
+        // as fit; routes and events need a taller terminal.
+        let [info, telemetry, links] = Layout::vertical([
+            Constraint::Length(5),
+            Constraint::Length(telemetry_rows),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        draw_info(frame, info, app, theme, detail, now_ms);
+        super::telemetry::draw(frame, telemetry, app, theme, &detail.node, now_ms);
+        draw_links(frame, links, app, theme, detail);
+        return;
+    }
+    let [info, telemetry, links, rest] = Layout::vertical([
         Constraint::Length(5),
+        Constraint::Length(telemetry_rows),
         Constraint::Length(link_rows + 3),
         Constraint::Min(3),
     ])
     .areas(area);
     draw_info(frame, info, app, theme, detail, now_ms);
+    super::telemetry::draw(frame, telemetry, app, theme, &detail.node, now_ms);
     draw_links(frame, links, app, theme, detail);
     let (routes, events) = if area.width >= 120 {
         let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])

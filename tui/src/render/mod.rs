@@ -20,6 +20,7 @@ mod nodes;
 mod overlay;
 mod overview;
 mod redundancy;
+mod telemetry;
 mod theme;
 
 use ratatui::Frame;

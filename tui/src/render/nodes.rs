@@ -1,14 +1,17 @@
 //! Nodes: the fleet as a table, sortable and filterable; Enter opens a node.
+//! From 120 columns on it also shows agent version, uptime, load and
+//! memory use (issue 15); `s` sorts by those at any width.
 
 use freimesh_proto::api::{Node, NodeState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
-use ratatui::widgets::{Block, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::{Theme, window};
 use crate::app::{App, Mode, SortColumn};
 use crate::i18n::{self, Lang, Msg};
+use crate::telemetry;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms: i64) {
     let rows = app.visible_nodes();
@@ -43,7 +46,13 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms:
         frame.render_widget(Paragraph::new(app.t(msg)).block(block), area);
         return;
     }
-    let header = Row::new(SortColumn::ALL.map(|c| {
+    // Telemetry columns need room; narrow terminals still sort by them.
+    let columns = if area.width >= WIDE {
+        SortColumn::ALL.len()
+    } else {
+        BASE_COLUMNS
+    };
+    let header = Row::new(SortColumn::ALL[..columns].iter().map(|&c| {
         let arrow = match (c == app.sort, app.sort_desc) {
             (false, _) => "",
             (true, false) => " ▲",
@@ -57,7 +66,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms:
     let range = window(app.node_sel, rows.len(), height);
     let body = rows[range.clone()].iter().enumerate().map(|(i, node)| {
         let selected = range.start + i == app.node_sel;
-        row(node, app.lang, theme, now_ms, selected)
+        row(node, app.lang, theme, now_ms, selected, columns)
     });
     let widths = [
         Constraint::Length(4),
@@ -67,11 +76,32 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, now_ms:
         Constraint::Length(5),
         Constraint::Min(14),
         Constraint::Length(15),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Length(8),
     ];
-    frame.render_widget(Table::new(body, widths).header(header).block(block), area);
+    frame.render_widget(
+        Table::new(body, &widths[..columns])
+            .header(header)
+            .block(block),
+        area,
+    );
 }
 
-fn row<'a>(node: &Node, lang: Lang, theme: &Theme, now_ms: i64, selected: bool) -> Row<'a> {
+/// From this width on the table shows the telemetry columns.
+const WIDE: u16 = 120;
+/// The columns before the telemetry ones.
+const BASE_COLUMNS: usize = 7;
+
+fn row<'a>(
+    node: &Node,
+    lang: Lang,
+    theme: &Theme,
+    now_ms: i64,
+    selected: bool,
+    columns: usize,
+) -> Row<'a> {
     let mut state = match node.state {
         NodeState::Pending => Msg::StatePending.text(lang).to_string(),
         NodeState::Active => Msg::StateActive.text(lang).to_string(),
@@ -116,14 +146,36 @@ fn row<'a>(node: &Node, lang: Lang, theme: &Theme, now_ms: i64, selected: bool) 
             NodeState::Active => Style::new(),
         }
     };
-    Row::new(vec![
-        node.id.to_string(),
-        node.hostname.clone(),
-        state,
-        online,
-        format!("{}/{}", node.links_up, node.links_total),
-        address,
-        last_seen,
-    ])
-    .style(style)
+    let stats = telemetry::stats(node);
+    let missing = || "–".to_string();
+    let low_memory = stats.is_some_and(telemetry::is_low_memory) && !selected;
+    let memory = stats
+        .and_then(telemetry::memory_used_percent)
+        .map_or_else(missing, |p| format!("{p} %"));
+    let mut cells: Vec<Cell<'a>> = vec![
+        node.id.to_string().into(),
+        node.hostname.clone().into(),
+        state.into(),
+        online.into(),
+        format!("{}/{}", node.links_up, node.links_total).into(),
+        address.into(),
+        last_seen.into(),
+        telemetry::agent_version(node)
+            .map_or_else(missing, str::to_string)
+            .into(),
+        telemetry::uptime_ms(node, now_ms)
+            .map_or_else(missing, telemetry::format_uptime)
+            .into(),
+        stats
+            .and_then(|s| s.load_centi)
+            .map_or_else(missing, telemetry::format_load)
+            .into(),
+        Cell::from(memory).style(if low_memory {
+            theme.bad()
+        } else {
+            Style::new()
+        }),
+    ];
+    cells.truncate(columns);
+    Row::new(cells).style(style)
 }

@@ -1,4 +1,5 @@
-//! Overview: counts, alerts, recent failovers with their timings.
+//! Overview: counts, alerts (the controller's, then low memory and version
+//! drift from the nodes' telemetry), recent failovers with their timings.
 //!
 //! ```text
 //! ┌ Mesh ───────────┐┌ Alerts ─────────────────────┐
@@ -18,6 +19,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
 use super::{Theme, format};
 use crate::app::App;
 use crate::i18n::{self, Msg};
+use crate::telemetry;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, _now_ms: i64) {
     let Some(o) = &app.overview else {
@@ -90,10 +92,23 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, _now_ms
         .border_style(theme.border());
     frame.render_widget(Paragraph::new(lines).block(block), counts);
 
-    let alert_lines: Vec<Line<'_>> = if o.alerts.is_empty() {
+    let fleet = fleet_alerts(app);
+    let alert_count = o.alerts.len() + fleet.len();
+    let alert_lines: Vec<Line<'_>> = if o.alerts.is_empty() && fleet.is_empty() {
         vec![Line::styled(t(Msg::NoAlerts), theme.ok())]
     } else {
-        o.alerts
+        let warning = i18n::severity(app.lang, Severity::Warning);
+        let fleet_lines = fleet.into_iter().map(|text| {
+            (
+                Severity::Warning,
+                Line::from(vec![
+                    Span::styled(format!("{warning:<9}"), theme.warn()),
+                    Span::raw(text),
+                ]),
+            )
+        });
+        let mut lines: Vec<(Severity, Line<'_>)> = o
+            .alerts
             .iter()
             .map(|a| {
                 let style = match a.severity {
@@ -102,7 +117,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, _now_ms
                     Severity::Info => theme.dim(),
                 };
                 let name = |id: Option<u32>| id.map(|id| app.name(id)).unwrap_or_default();
-                Line::from(vec![
+                let line = Line::from(vec![
                     Span::styled(
                         format!("{:<9}", i18n::severity(app.lang, a.severity)),
                         style,
@@ -114,12 +129,18 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, _now_ms
                         &name(a.peer),
                         &a.message,
                     )),
-                ])
+                ]);
+                (a.severity, line)
             })
-            .collect()
+            .chain(fleet_lines)
+            .collect();
+        // Most severe first (stable: the controller's order within), so a
+        // short pane cuts off the least important.
+        lines.sort_by_key(|(severity, _)| severity_rank(*severity));
+        lines.into_iter().map(|(_, line)| line).collect()
     };
     let block = Block::bordered()
-        .title(format!(" {} ({}) ", t(Msg::Alerts), o.alerts.len()))
+        .title(format!(" {} ({}) ", t(Msg::Alerts), alert_count))
         .border_style(theme.border());
     frame.render_widget(
         Paragraph::new(alert_lines)
@@ -192,4 +213,37 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme, _now_ms
         widths.extend([Constraint::Length(10), Constraint::Length(8)]);
     }
     frame.render_widget(Table::new(rows, widths).header(header).block(block), bottom);
+}
+
+/// Alerts the TUI derives from the nodes' telemetry (issue 15), shown as
+/// warnings after the controller's: low memory (named, or counted when
+/// many) and version drift (nodes older than the newest agent in the fleet).
+fn fleet_alerts(app: &App) -> Vec<String> {
+    let Some(nodes) = app.nodes.as_deref() else {
+        return Vec::new();
+    };
+    let mut alerts = Vec::new();
+    let low: Vec<String> = telemetry::low_memory_nodes(nodes)
+        .into_iter()
+        .map(|n| n.hostname.clone())
+        .collect();
+    if !low.is_empty() {
+        alerts.push(i18n::low_memory_alert(
+            app.lang,
+            &low,
+            telemetry::LOW_MEMORY_PERCENT,
+        ));
+    }
+    if let Some((newest, older)) = telemetry::version_drift(nodes) {
+        alerts.push(i18n::version_drift_alert(app.lang, older, &newest));
+    }
+    alerts
+}
+
+fn severity_rank(severity: Severity) -> u8 {
+    match severity {
+        Severity::Critical => 0,
+        Severity::Warning => 1,
+        Severity::Info => 2,
+    }
 }
