@@ -41,7 +41,9 @@ pub mod identity;
 pub mod linux;
 pub mod membership;
 pub mod nodeinfo;
+pub mod ping;
 pub mod publicwifi;
 pub mod run;
 pub mod statefile;
+#[cfg(feature = "userspace")]
 pub mod userspace;

@@ -33,7 +33,7 @@ check "Makefile conffiles = files/freimesh.conffiles" cmp -s "$work/mk-conffiles
 # The feed Makefile, statically (no OpenWrt tree here to run it).
 mk="$PKG/freimesh/Makefile"
 for line in 'PKG_BUILD_DEPENDS:=rust/host' 'include ../../lang/rust/rust-package.mk' \
-	'  DEPENDS:=$(RUST_ARCH_DEPENDS) +kmod-tun' '	$(call Build/Compile/Cargo,agent)' \
+	'  DEPENDS:=$(RUST_ARCH_DEPENDS) +kmod-tun' '	$(call Build/Compile/Cargo,agent,--no-default-features)' \
 	'$(eval $(call RustBinPackage,freimesh))' '$(eval $(call BuildPackage,freimesh))' \
 	'PKG_LICENSE:=EUPL-1.2'; do
 	check "Makefile: $line" grep -qxF -e "$line" "$mk"

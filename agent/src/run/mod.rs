@@ -53,6 +53,7 @@ use crate::gateway::GatewayError;
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::LinuxError;
 use crate::publicwifi::PublicWifiError;
+#[cfg(feature = "userspace")]
 use crate::userspace::UserspaceError;
 
 /// Events from the controller client waiting to be applied.
@@ -77,6 +78,7 @@ pub enum RunError {
     },
     #[error(transparent)]
     Linux(#[from] LinuxError),
+    #[cfg(feature = "userspace")]
     #[error(transparent)]
     Userspace(#[from] UserspaceError),
     #[error(transparent)]

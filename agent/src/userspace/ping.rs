@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::UserspaceError;
 use super::stack::Command;
+pub use crate::ping::{PingReply, PingReport};
 
 /// Echo payload size: the classic `ping` default.
 const PAYLOAD_LEN: usize = 56;
@@ -32,23 +33,6 @@ const REPLY_QUEUE: usize = 64;
 
 /// Packets each ICMP socket buffers in either direction.
 const SOCKET_PACKETS: usize = 16;
-
-/// One echo reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PingReply {
-    pub seq: u16,
-    pub rtt: Duration,
-}
-
-/// The outcome of [`StackHandle::ping`](super::StackHandle::ping).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PingReport {
-    pub target: IpAddr,
-    pub sent: u16,
-    pub received: u16,
-    /// In arrival order.
-    pub replies: Vec<PingReply>,
-}
 
 /// Sends the requests and gathers the report; see `StackHandle::ping`.
 pub(super) async fn run(

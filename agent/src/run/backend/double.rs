@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{BackendError, KernelDevice, LocalBackend};
 use crate::linux::CarrierEvent;
-use crate::userspace::PingReport;
+use crate::ping::PingReport;
 
 /// Packets and carrier events the test may queue before the shell reads
 /// them; tests send a handful.

@@ -18,6 +18,7 @@
 //! (lookups, kernel routes, ping, close) return a boxed future.
 
 mod double;
+#[cfg(feature = "userspace")]
 mod stack;
 mod tun;
 
@@ -30,12 +31,15 @@ use ipnet::IpNet;
 use tokio::sync::mpsc;
 
 pub use self::double::{TestBackend, TestHost};
+#[cfg(feature = "userspace")]
 pub use self::stack::StackBackend;
 pub use self::tun::TunBackend;
 use super::RunError;
 use crate::config::{AgentConfig, Backend};
 use crate::linux::{CarrierEvent, LinuxError};
-use crate::userspace::{PingReport, UserspaceError};
+use crate::ping::PingReport;
+#[cfg(feature = "userspace")]
+use crate::userspace::UserspaceError;
 
 /// Gap between the echo requests of `freimesh-agent ping`: fast enough for
 /// an operator waiting at a terminal, slow enough not to look like a flood.
@@ -61,6 +65,7 @@ pub struct KernelDevice {
 pub enum BackendError {
     #[error(transparent)]
     Linux(#[from] LinuxError),
+    #[cfg(feature = "userspace")]
     #[error(transparent)]
     Userspace(#[from] UserspaceError),
     #[error("reading from the TUN device {device}: {cause}")]
@@ -72,6 +77,10 @@ pub enum BackendError {
     Closed,
     #[error("this agent uses the linux backend: use ping(8) against the overlay address")]
     PingNeedsUserspace,
+    #[error(
+        "backend = \"userspace\": this agent was built without the userspace backend (cargo feature `userspace`; router packages leave it out)"
+    )]
+    UserspaceNotBuilt,
 }
 
 /// What the shell needs from the host side of a node. See the module docs.
@@ -136,6 +145,9 @@ pub trait LocalBackend: Send + Sync {
 pub async fn open(config: AgentConfig) -> Result<Box<dyn LocalBackend>, RunError> {
     Ok(match config.backend {
         Backend::Linux => Box::new(TunBackend::open(&config).await?),
+        #[cfg(feature = "userspace")]
         Backend::Userspace => Box::new(StackBackend::open(&config)?),
+        #[cfg(not(feature = "userspace"))]
+        Backend::Userspace => return Err(BackendError::UserspaceNotBuilt.into()),
     })
 }

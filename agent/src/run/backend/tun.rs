@@ -15,7 +15,7 @@ use tun_rs::AsyncDevice;
 use super::{BackendError, KernelDevice, LocalBackend, MAX_LOCAL_PACKET};
 use crate::config::AgentConfig;
 use crate::linux::{CarrierEvent, LinuxBackend, LinuxError, LinuxSettings};
-use crate::userspace::PingReport;
+use crate::ping::PingReport;
 
 /// The TUN device and the kernel state around it.
 pub struct TunBackend {
