@@ -27,6 +27,7 @@ pub use crate::segment::Segment;
 pub use crate::telemetry::{Location, NodeInfo, STATISTICS_INTERVAL_S, Statistics};
 
 use crate::credential::{SignedCredential, SignedRevocationPage, SigningKeyBytes};
+pub use crate::roles::Roles;
 use crate::{NodeId, PublicKeyBytes};
 
 /// The Noise pattern of the control channel.
@@ -95,16 +96,6 @@ pub enum AgentMsg {
     NodeInfo(NodeInfo),
     /// How the router is doing, every [`STATISTICS_INTERVAL_S`] (v5).
     Statistics(Statistics),
-}
-
-/// What a node is for, besides forwarding (v4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Roles {
-    /// It has an uplink to the internet and offers itself as a gateway.
-    pub gateway: bool,
-    /// It serves public Wi-Fi clients and needs a client /64 and IPv4
-    /// subnet.
-    pub public_wifi: bool,
 }
 
 /// How often an agent reports its per-link byte counters.

@@ -25,7 +25,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::control::Roles;
+use crate::roles::Roles;
 use crate::{NodeId, PublicKeyBytes};
 
 /// Signed ahead of every credential body.

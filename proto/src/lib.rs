@@ -29,6 +29,7 @@ pub mod credential;
 pub mod discovery;
 mod key;
 pub mod mesh;
+pub mod roles;
 pub mod segment;
 pub mod telemetry;
 
