@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::backend::LocalBackend;
-use super::controller;
 use super::discovery::DiscoveredLink;
 use crate::clock;
 use crate::controlplane::Upstream;
+use crate::controlplane::link_event;
 use crate::core::{Engine, Failover, Output};
 use crate::discovery::DiscoveryCounters;
 use crate::linux::CarrierEvent;
@@ -125,7 +125,7 @@ fn hand_over_failovers(
     }
     let events = failovers
         .iter()
-        .map(|f| (controller::link_event(f, took), f.at))
+        .map(|f| (link_event(f, took), f.at))
         .collect();
     match upstream.try_send(Upstream::Failovers(events)) {
         Ok(()) => 0,
