@@ -17,7 +17,6 @@ use super::Shared;
 use super::state::StateKeeper;
 use crate::clock;
 use crate::config::AgentConfig;
-
 use crate::controlplane::{
     Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter,
     MembershipUpdate, REPORT_TICK, Upstream, Welcome, apply_to_membership,
