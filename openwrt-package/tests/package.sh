@@ -197,7 +197,6 @@ for line in 'mesh_interfaces = ["mesh0", "br-lan"]' 'listen = "[::]:51820"' \
 done
 check "freimesh-agent check accepts the minimal router (mesh_interfaces, endpoints, state_file)" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
 
-
 say "== translation: location, contact and consent flags (fleet telemetry)"
 cat > "$root/etc/config/freimesh" << UCI
 config agent 'agent'
