@@ -36,7 +36,10 @@ const SCHEMA: [(&str, &[&str]); 6] = [
         ],
     ),
     ("linux", &["tun_name", "mtu", "kernel_routes"]),
-    ("controller", &["endpoint", "endpoints", "public_key", "join_token"]),
+    (
+        "controller",
+        &["endpoint", "endpoints", "public_key", "join_token"],
+    ),
     (
         "public_wifi",
         &["interface", "dhcp", "network", "dns", "lease_time"],
