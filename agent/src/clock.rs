@@ -13,3 +13,11 @@ use std::time::Instant;
 pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// The wall clock in Unix seconds, for what expires in Unix time
+/// (membership credentials); 0 for a clock set before 1970.
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -32,13 +32,6 @@ pub(super) struct DiscoveredLink {
     pub host_routes: Vec<IpNet>,
 }
 
-/// The current Unix time for credential expiry (the cores never read it).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A controller link change as it applies next to discovery. A link
 /// assignment for a discovered neighbour comes back without the scope id
 /// of its link-local endpoint (serde does not carry it): the discovered
@@ -105,7 +98,7 @@ pub(super) async fn run(
                 let datagram = &buf[..received.len];
                 let mut membership = shared.membership();
                 let revocations_before = (membership.revocation_serial(), membership.revoked_keys().count());
-                core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), unix_now());
+                core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), clock::unix_now_s());
                 if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before {
                     // Pages learnt from a neighbour: the state file keeps
                     // the list, so a reboot while headless still knows it.
@@ -137,7 +130,7 @@ pub(super) async fn run(
             }
             () = tokio::time::sleep_until(deadline) => {
                 let membership = shared.membership();
-                core.handle_tick(&membership, clock::now(), Some(unix_now()));
+                core.handle_tick(&membership, clock::now(), Some(clock::unix_now_s()));
             }
         }
         while let Some(transmit) = core.poll_transmit() {

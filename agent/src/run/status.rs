@@ -22,10 +22,8 @@ pub(super) struct StatusContext {
 /// The membership part of `status`, by the wall clock (credentials
 /// expire in Unix time).
 fn membership_status(shared: &Shared) -> Option<MembershipStatus> {
-    let membership = shared.membership.lock().ok()?;
-    let now_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let membership = shared.membership();
+    let now_unix_s = crate::clock::unix_now_s();
     let expires = membership
         .own_credential_decoded()
         .map(|c| c.expires_unix_s);
