@@ -7,8 +7,8 @@
 
 use freimesh_proto::api::{self, EventKind};
 
-use super::agent_msgs::MS_PER_S;
 use super::hub::HubCore;
+use crate::clock::MS_PER_S;
 use crate::clock::parse_duration;
 use crate::hub_api::OpError;
 use crate::records::NodeState;

@@ -6,12 +6,10 @@ use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::{AgentMsg, ErrorCode, LinkEvent, LinkTraffic};
 
 use super::hub::HubCore;
+use crate::clock::MS_PER_S;
 use crate::core::KeyStatus;
 use crate::core::quota::Admission;
 use crate::records::LinkRecord;
-
-/// Milliseconds per second: the store keeps link times in seconds.
-pub(super) const MS_PER_S: i64 = 1_000;
 
 impl HubCore {
     /// A frame from welcomed node `id`.

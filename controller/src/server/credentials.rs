@@ -28,8 +28,8 @@ use freimesh_proto::credential::{
     SignedRevocationPage, SigningKeyBytes,
 };
 
-use super::agent_msgs::MS_PER_S;
 use super::hub::{HubCore, HubOutput};
+use crate::clock::MS_PER_S;
 use crate::records::NodeState;
 use crate::store::RevocationList;
 

@@ -8,8 +8,8 @@ use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::{ControllerMsg, ErrorCode, Hello, Roles};
 
-use super::agent_msgs::MS_PER_S;
 use super::hub::HubCore;
+use crate::clock::MS_PER_S;
 use crate::core::{HelloPlan, RefreshNode};
 use crate::records::{Enrollment, NodeRecord};
 

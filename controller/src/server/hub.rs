@@ -141,7 +141,7 @@ impl HubCore {
         // that exists now (a new key, e.g. after its row was deleted to
         // replace it, means every node needs a new credential).
         let key_existed = store.signing_key_public()?.is_some();
-        let signing_key = store.signing_key(now_ms.div_euclid(super::agent_msgs::MS_PER_S))?;
+        let signing_key = store.signing_key(now_ms.div_euclid(crate::clock::MS_PER_S))?;
         let issued = if key_existed {
             store.credentials()?
         } else {

@@ -12,8 +12,8 @@
 use freimesh_proto::api::EventKind;
 use freimesh_proto::telemetry::{NodeInfo, Statistics};
 
-use super::agent_msgs::MS_PER_S;
 use super::hub::HubCore;
+use crate::clock::MS_PER_S;
 
 /// A boot time that moved by more than this is a reboot; less is the
 /// jitter of report delays (the controller derives boot times from its

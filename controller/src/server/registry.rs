@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use freimesh_proto::api::{self, EventKind};
 use freimesh_proto::control::Roles;
 
-use super::agent_msgs::MS_PER_S;
 use super::hub::{CLI_OPERATOR, HubCore};
+use crate::clock::MS_PER_S;
 use crate::records::NodeState;
 use crate::store::{OperatorCredential, StoreError};
 
