@@ -34,7 +34,7 @@ pub const DEFAULT_LISTEN_MESH: &str = "[::]:51820";
 pub use controller::{ControllerConfig, MAX_CONTROLLER_ENDPOINTS, StateFileConfig};
 use controller::{RawController, check_controller, check_state_file};
 pub use node::{MAX_DISCOVERED_LINKS_LIMIT, MAX_MESH_INTERFACES};
-use node::{check_discovery, node_info_config};
+use node::{check_discovery, check_respondd, node_info_config};
 pub use roles::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_MISSES, DEFAULT_DNSMASQ, DEFAULT_LEASE_TIME,
     GatewayConfig, PublicWifiConfig,
@@ -158,6 +158,9 @@ pub struct AgentConfig {
     /// telemetry (`[node] latitude`, `longitude`, `share_location`,
     /// `contact`, `share_contact`, `autoupdater_branch`, `domain`).
     pub node_info: crate::nodeinfo::NodeInfoConfig,
+    /// Answer respondd requests on the mesh interfaces (`node.respondd`,
+    /// off by default; `crate::respondd`).
+    pub respondd: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +211,8 @@ struct RawNode {
     share_contact: bool,
     autoupdater_branch: Option<String>,
     domain: Option<String>,
+    #[serde(default)]
+    respondd: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -489,6 +494,7 @@ impl AgentConfig {
         )?;
 
         let node_info = node_info_config(&node)?;
+        check_respondd(node.respondd, &mesh_interfaces, public_wifi.as_ref())?;
         let name = node.name.unwrap_or_else(|| "freimesh".to_owned());
         if controller.is_some() {
             // The controller refuses a Hello whose hostname breaks this rule
@@ -521,6 +527,7 @@ impl AgentConfig {
             max_discovered_links_per_interface,
 
             node_info,
+            respondd: node.respondd,
         })
     }
 

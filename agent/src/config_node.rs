@@ -1,6 +1,6 @@
 //! The `[node]` keys of newer features: the mesh interfaces discovery
 //! beacons on (issue 13) and what the owner tells the fleet about the
-//! router (issue 15). Split from `config.rs` to keep it readable; the
+//! router and whether it answers respondd (issue 15). Split from `config.rs` to keep it readable; the
 //! parsing conventions are the same ("parse, don't validate").
 
 use std::net::SocketAddr;
@@ -107,4 +107,35 @@ pub(super) fn node_info_config(
         autoupdater_branch: text("autoupdater_branch", &node.autoupdater_branch)?,
         domain: text("domain", &node.domain)?,
     })
+}
+
+/// `node.respondd`: answers go out on the mesh interfaces, so there must be
+/// one, and never on the public Wi-Fi interface: what respondd tells is
+/// for the community's monitoring, not for every client in range.
+pub(super) fn check_respondd(
+    enabled: bool,
+    mesh_interfaces: &[String],
+    public_wifi: Option<&super::PublicWifiConfig>,
+) -> Result<(), ConfigError> {
+    if !enabled {
+        return Ok(());
+    }
+    if mesh_interfaces.is_empty() {
+        return Err(field_err(
+            "node.respondd",
+            "answers on node.mesh_interfaces: list at least one",
+        ));
+    }
+    if let Some(wifi) = public_wifi
+        && let Some(i) = mesh_interfaces.iter().position(|n| *n == wifi.interface)
+    {
+        return Err(field_err(
+            format!("node.mesh_interfaces[{i}]"),
+            format!(
+                "{:?} is the public Wi-Fi interface (public_wifi.interface): respondd never answers there",
+                wifi.interface
+            ),
+        ));
+    }
+    Ok(())
 }

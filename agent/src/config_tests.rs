@@ -713,3 +713,25 @@ fn node_info_keys_are_optional_bounded_and_checked() {
         error_of(&long)
     );
 }
+
+#[test]
+fn respondd_is_off_by_default_and_needs_mesh_interfaces_but_never_the_public_one() {
+    assert!(!AgentConfig::from_toml(&sample()).expect("valid").respondd);
+    let on = discovery_node(
+        "[::]:51820",
+        "mesh_interfaces = [\"mesh0\"]\nrespondd = true",
+    );
+    assert!(AgentConfig::from_toml(&on).expect("valid").respondd);
+    let err = error_of(&discovery_node("[::]:51820", "respondd = true"));
+    assert!(err.starts_with("node.respondd: "), "{err}");
+    let public = format!(
+        "{}{CONTROLLER}\n[public_wifi]\ninterface = \"br-client\"\n",
+        discovery_node(
+            "[::]:51820",
+            "mesh_interfaces = [\"mesh0\", \"br-client\"]\nrespondd = true"
+        )
+    );
+    let err = error_of(&public);
+    assert!(err.starts_with("node.mesh_interfaces[1]: "), "{err}");
+    assert!(err.contains("public Wi-Fi"), "{err}");
+}

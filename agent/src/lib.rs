@@ -28,6 +28,8 @@
 //!   the controller is away: a sans-IO core decides when to write.
 //! * [`config`] and [`identity`] read what the operator wrote; [`control`]
 //!   serves `freimesh-agent status` over a local socket.
+//! * [`nodeinfo`] reads what the router is and how it is doing;
+//!   [`respondd`] answers Freifunk's monitoring requests (yanic) with it.
 
 pub mod cli;
 pub mod clock;
@@ -43,6 +45,7 @@ pub mod membership;
 pub mod nodeinfo;
 pub mod ping;
 pub mod publicwifi;
+pub mod respondd;
 pub mod run;
 pub mod statefile;
 #[cfg(feature = "userspace")]

@@ -22,6 +22,7 @@
 pub mod backend;
 mod controller;
 mod discovery;
+mod respondd;
 mod roles;
 mod shell;
 mod state;
@@ -97,6 +98,8 @@ pub enum RunError {
     PublicWifiNeedsController,
     #[error("opening the discovery socket (UDP port {port}) for node.mesh_interfaces: {cause}")]
     Discovery { port: u16, cause: std::io::Error },
+    #[error("opening the respondd socket (UDP port {port}) for node.respondd: {cause}")]
+    Respondd { port: u16, cause: std::io::Error },
 }
 
 /// Builds the engine from a checked configuration; `now` starts its clock.
@@ -195,6 +198,15 @@ where
                 .map_err(|cause| RunError::Discovery { port, cause })?,
         )
     };
+    let respondd_socket = if config.respondd {
+        let port = crate::respondd::RESPONDD_PORT;
+        Some(
+            crate::respondd::shell::RespondSocket::open(port)
+                .map_err(|cause| RunError::Respondd { port, cause })?,
+        )
+    } else {
+        None
+    };
     tracing::info!(
         node = %config.name, public_key = %key.public(), %listen,
         links = config.links.len(), routes = engine.table().len(), "agent starting"
@@ -241,6 +253,10 @@ where
             config.max_discovered_links_per_interface,
         ));
     }
+    if let Some(socket) = respondd_socket {
+        let settings = respondd_settings(&config, &key, &client_prefixes);
+        tasks.spawn(respondd::run(shared.clone(), socket, settings));
+    }
     let roles = match &kernel_device {
         Some(device) => {
             roles::start_roles(&config, device, &client_prefixes, &shared, &mut tasks).await?
@@ -263,6 +279,27 @@ where
     roles.stop().await;
     shared.local.close().await?;
     Ok(())
+}
+
+/// What the respondd task needs: who this node is, and the prefixes its
+/// source policy admits (the mesh) and refuses (public Wi-Fi clients).
+fn respondd_settings(
+    config: &AgentConfig,
+    key: &PrivateKey,
+    client_prefixes: &[ipnet::IpNet],
+) -> respondd::RespondSettings {
+    let mesh = respondd::mesh_prefixes(&config.linux.kernel_routes, &config.addresses);
+    respondd::RespondSettings {
+        own: crate::respondd::OwnNode {
+            key: key.public(),
+            hostname: config.name.clone(),
+            addresses: respondd::overlay_addresses(&config.addresses),
+            is_gateway: config.gateway.is_some(),
+        },
+        policy: crate::respondd::SourcePolicy::new(&mesh, client_prefixes),
+        interfaces: config.mesh_interfaces.clone(),
+        node_info: config.node_info.clone(),
+    }
 }
 
 /// Under a controller: applies what it assigns to the engine, reports link

@@ -160,9 +160,13 @@ async fn uplink_task(shared: Arc<Shared>, mut verdicts: mpsc::Receiver<bool>) {
     }
 }
 
-/// Sends the public Wi-Fi client count to the controller when it changes.
+/// Sends the public Wi-Fi client count to the controller when it changes
+/// (and keeps it for respondd).
 async fn clients_task(shared: Arc<Shared>, mut counts: mpsc::Receiver<u32>) {
     while let Some(count) = counts.recv().await {
+        shared
+            .public_wifi_clients
+            .store(count, std::sync::atomic::Ordering::Relaxed);
         if let Some(upstream) = &shared.upstream
             && upstream.try_send(Upstream::Clients(count)).is_err()
         {

@@ -55,6 +55,9 @@ pub(super) struct Shared {
     /// 32 bits: MIPS routers have no 64-bit atomics, and at the default
     /// interval it takes 8,000 years to wrap.
     pub(super) state_writes: AtomicU32,
+    /// Public Wi-Fi clients holding a lease now (a count, never who), for
+    /// respondd's statistics.
+    pub(super) public_wifi_clients: AtomicU32,
     /// Discovered links: where each neighbour is (with the scope id a
     /// controller assignment lacks) and the host routes set for it.
     discovered: Mutex<BTreeMap<PublicKeyBytes, DiscoveredLink>>,
@@ -149,6 +152,7 @@ impl Shared {
             membership: Mutex::new(Membership::new()),
             state_changed: tokio::sync::Notify::new(),
             state_writes: AtomicU32::new(0),
+            public_wifi_clients: AtomicU32::new(0),
             discovered: Mutex::new(BTreeMap::new()),
             discovery_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),

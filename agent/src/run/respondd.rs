@@ -1,0 +1,165 @@
+//! The agent shell around the respondd core ([`crate::respondd`]): joins
+//! the respondd group on the mesh interfaces as they appear, hands the core
+//! the interfaces' indexes, a fresh [`Snapshot`] every [`SNAPSHOT_INTERVAL`]
+//! and every datagram heard, and sends what it answers.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::Shared;
+use crate::clock;
+use crate::core::Hop;
+use crate::discovery::shell::{INTERFACE_POLL, InterfaceChange, MeshInterfaces};
+use crate::nodeinfo::{Collector, NodeInfoConfig};
+use crate::respondd::shell::RespondSocket;
+use crate::respondd::{
+    MAX_REQUEST_BYTES, NeighbourLink, OwnNode, Respondd, Snapshot, SourcePolicy,
+};
+
+/// How often the answers' data is read again: Gluon caches statistics for
+/// 5 s and node information for 5 min; yanic asks once a minute. Reading
+/// `/proc` and the engine's links every 15 s costs nothing noticeable and
+/// keeps answers at most that old.
+pub(super) const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// What the respondd task needs from the configuration.
+#[derive(Debug)]
+pub(super) struct RespondSettings {
+    pub own: OwnNode,
+    pub policy: SourcePolicy,
+    pub interfaces: Vec<String>,
+    pub node_info: NodeInfoConfig,
+}
+
+/// The mesh's prefixes as respondd's source policy reads them: the
+/// prefixes the kernel sends into the mesh and the overlay addresses'
+/// networks. A default route is not "the mesh" and is left out.
+pub(super) fn mesh_prefixes(kernel_routes: &[IpNet], addresses: &[IpNet]) -> Vec<IpNet> {
+    kernel_routes
+        .iter()
+        .chain(addresses)
+        .map(IpNet::trunc)
+        .filter(|p| p.prefix_len() > 0)
+        .collect()
+}
+
+/// Serves respondd until the agent stops.
+pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: RespondSettings) {
+    let mut core = Respondd::new(settings.own, settings.policy);
+    let mut interfaces = MeshInterfaces::new(&settings.interfaces);
+    let collector = Collector::new("/", settings.node_info);
+    let mut poll = tokio::time::interval(INTERFACE_POLL);
+    let mut refresh = tokio::time::interval(SNAPSHOT_INTERVAL);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = [0u8; MAX_REQUEST_BYTES + 1];
+    loop {
+        tokio::select! {
+            _ = poll.tick() => {
+                let changes = interfaces.refresh();
+                for change in &changes {
+                    if let InterfaceChange::Appeared { name, ifindex } = change
+                        && let Err(err) = socket.join(*ifindex)
+                    {
+                        tracing::warn!(interface = %name, %err, "respondd: joining the group failed");
+                    }
+                }
+                if !changes.is_empty() {
+                    core.handle_mesh_interfaces(
+                        settings.interfaces.iter().filter_map(|n| interfaces.index_of(n)),
+                    );
+                }
+            }
+            _ = refresh.tick() => {
+                if let Some(snapshot) = snapshot(&shared, &collector).await {
+                    core.handle_snapshot(snapshot);
+                }
+            }
+            (len, from) = socket.recv(&mut buf) => {
+                if let Err(refusal) = core.handle_request(from, &buf[..len], clock::now()) {
+                    tracing::debug!(%from, %refusal, "respondd: no answer");
+                }
+                while let Some(answer) = core.poll_answer() {
+                    socket.send(&answer).await;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the router's files (on a blocking thread) and the engine's links.
+async fn snapshot(shared: &Shared, collector: &Collector) -> Option<Snapshot> {
+    let reader = collector.clone();
+    let (info, stats) = match tokio::task::spawn_blocking(move || {
+        (reader.node_info(), reader.statistics())
+    })
+    .await
+    {
+        Ok(read) => read,
+        Err(err) => {
+            tracing::warn!(%err, "respondd: reading node information failed");
+            return None;
+        }
+    };
+    let (links, gateway_nexthop) = {
+        let engine = shared.engine();
+        let states = engine.link_states();
+        let default_hop = ["0.0.0.0/0", "::/0"]
+            .into_iter()
+            .filter_map(|p| p.parse::<IpNet>().ok())
+            .find_map(|p| match engine.table().route(p)?.active()? {
+                Hop::Link(id) => Some(id),
+                _ => None,
+            });
+        let nexthop = default_hop.and_then(|id| {
+            states
+                .iter()
+                .find(|l| engine.link_by_peer(&l.peer) == Some(id))
+                .map(|l| l.peer)
+        });
+        let links = states
+            .iter()
+            .filter(|l| l.up)
+            .map(|l| NeighbourLink {
+                peer: l.peer,
+                loss_ppm: l.loss_ppm,
+            })
+            .collect();
+        (links, nexthop)
+    };
+    Some(Snapshot {
+        info,
+        stats,
+        links,
+        clients: Some(
+            shared
+                .public_wifi_clients
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        gateway_nexthop,
+    })
+}
+
+/// The overlay addresses respondd lists (`network.addresses`).
+pub(super) fn overlay_addresses(addresses: &[IpNet]) -> Vec<IpAddr> {
+    addresses.iter().map(IpNet::addr).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mesh_is_the_kernel_routes_and_the_address_networks_never_everything() {
+        let net = |t: &str| t.parse::<IpNet>().expect("net");
+        assert_eq!(
+            mesh_prefixes(
+                &[net("fd99::/48"), net("::/0"), net("0.0.0.0/0")],
+                &[net("fd98::5/64"), net("10.99.0.5/32")]
+            ),
+            [net("fd99::/48"), net("fd98::/64"), net("10.99.0.5/32")]
+        );
+    }
+}
