@@ -222,6 +222,25 @@ for line in 'latitude = 52.520008' 'longitude = 13.404954' 'share_location = tru
 done
 check "agent.toml: share_contact stays off" sh -c "! grep -q '^share_contact' '$toml'"
 check "freimesh-agent check accepts it" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+say "== translation: respondd (yanic) on the mesh interface"
+cat > "$root/etc/config/freimesh" << UCI
+config agent 'agent'
+	option enabled '1'
+	list mesh_interface 'mesh0'
+	option respondd '1'
+
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+rm -f "$toml"
+check "uci2toml succeeds" in_root "$root" /usr/libexec/freimesh/uci2toml
+check "agent.toml: respondd = true" grep -qxF 'respondd = true' "$toml"
+check "freimesh-agent check accepts it" in_root "$root" /usr/bin/freimesh-agent check /var/etc/freimesh/agent.toml
+sed -i "/option respondd/d" "$root/etc/config/freimesh"
+rm -f "$toml"
+check "uci2toml succeeds without it" in_root "$root" /usr/libexec/freimesh/uci2toml
+check "agent.toml: respondd stays off by default" sh -c "! grep -q '^respondd' '$toml'"
 say "== translation: a public Wi-Fi node (system dnsmasq/odhcpd via UCI)"
 cat > "$root/etc/config/freimesh" << UCI
 config agent 'agent'
@@ -484,6 +503,23 @@ bad_config "a contact with a quote" "agent.contact" << UCI
 config agent 'agent'
 	option enabled '1'
 	option contact 'x" share_contact = true'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "respondd that is no flag" "agent.respondd" << UCI
+config agent 'agent'
+	option enabled '1'
+	list mesh_interface 'mesh0'
+	option respondd 'yes'
+config controller 'controller'
+	option endpoint '192.0.2.10:51800'
+	option public_key '$key_a'
+UCI
+bad_config "respondd without a mesh interface" "does not pass freimesh-agent check" << UCI
+config agent 'agent'
+	option enabled '1'
+	option respondd '1'
 config controller 'controller'
 	option endpoint '192.0.2.10:51800'
 	option public_key '$key_a'

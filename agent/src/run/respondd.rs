@@ -1,7 +1,8 @@
 //! The agent shell around the respondd core ([`crate::respondd`]): joins
 //! the respondd group on the mesh interfaces as they appear, hands the core
-//! the interfaces' indexes, a fresh [`Snapshot`] every [`SNAPSHOT_INTERVAL`]
-//! and every datagram heard, and sends what it answers.
+//! the interfaces' indexes, every datagram heard and, before a datagram
+//! when the last one is older than [`SNAPSHOT_MAX_AGE`], a fresh
+//! [`Snapshot`]; sends what it answers. Nothing is read while nobody asks.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,11 +20,10 @@ use crate::respondd::{
     MAX_REQUEST_BYTES, NeighbourLink, OwnNode, Respondd, Snapshot, SourcePolicy,
 };
 
-/// How often the answers' data is read again: Gluon caches statistics for
-/// 5 s and node information for 5 min; yanic asks once a minute. Reading
-/// `/proc` and the engine's links every 15 s costs nothing noticeable and
-/// keeps answers at most that old.
-pub(super) const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(15);
+/// How old the answers' data may be: Gluon caches statistics for 5 s.
+/// Also the bound on how often a flood of requests (answered or not) makes
+/// the agent read its files and links again.
+pub(super) const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// What the respondd task needs from the configuration.
 #[derive(Debug)]
@@ -52,8 +52,7 @@ pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: Re
     let mut interfaces = MeshInterfaces::new(&settings.interfaces);
     let collector = Collector::new("/", settings.node_info);
     let mut poll = tokio::time::interval(INTERFACE_POLL);
-    let mut refresh = tokio::time::interval(SNAPSHOT_INTERVAL);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut read_at: Option<std::time::Instant> = None;
     let mut buf = [0u8; MAX_REQUEST_BYTES + 1];
     loop {
         tokio::select! {
@@ -72,12 +71,13 @@ pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: Re
                     );
                 }
             }
-            _ = refresh.tick() => {
-                if let Some(snapshot) = snapshot(&shared, &collector).await {
-                    core.handle_snapshot(snapshot);
-                }
-            }
             (len, from) = socket.recv(&mut buf) => {
+                if read_at.is_none_or(|at| clock::now().saturating_duration_since(at) >= SNAPSHOT_MAX_AGE) {
+                    read_at = Some(clock::now());
+                    if let Some(snapshot) = snapshot(&shared, &collector).await {
+                        core.handle_snapshot(snapshot);
+                    }
+                }
                 if let Err(refusal) = core.handle_request(from, &buf[..len], clock::now()) {
                     tracing::debug!(%from, %refusal, "respondd: no answer");
                 }
