@@ -5,8 +5,10 @@
 //!
 //! yanic drops a whole answer on one type mismatch, so integers stay
 //! integers (`nproc`, `memory.*`, `clients.*`, `tq`) and the times and
-//! ratios Gluon writes as floats are floats. Keys come out sorted
-//! (serde_json's map), so answers are deterministic.
+//! ratios Gluon writes as floats are floats. The shapes are typed structs
+//! serialised with the serde_json the agent already links (a
+//! `serde_json::Value` tree would add its own code to the router binary);
+//! maps are `BTreeMap`s, so answers are deterministic.
 //!
 //! Identities: yanic keeps only nodes whose `node_id` has exactly 12
 //! characters, so ours is the first 12 hex digits of the freimesh node id
@@ -16,11 +18,11 @@
 //! the node's key, so a router knows its neighbour's without asking, and no
 //! hardware address leaves the router.
 
-use std::io::Write as _;
+use std::collections::BTreeMap;
 
 use freimesh_proto::telemetry::{MAX_TEXT, PPM, bounded_text};
 use freimesh_proto::{NodeId, PublicKeyBytes};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use super::{MAX_NEIGHBOURS, OwnNode, Section, Snapshot};
 
@@ -47,139 +49,269 @@ pub fn link_address(key: &PublicKeyBytes) -> String {
 
 /// `{"nodeinfo": …, …}` for the sections asked for, raw-deflated.
 pub fn deflated(own: &OwnNode, snapshot: &Snapshot, sections: &[Section]) -> Vec<u8> {
-    let mut all = Map::new();
-    for section in sections {
-        all.insert(
-            section.name().to_owned(),
-            section_json(own, snapshot, *section),
-        );
-    }
-    let text = Value::Object(all).to_string();
-    miniz_oxide::deflate::compress_to_vec(text.as_bytes(), DEFLATE_LEVEL)
+    let wants = |s: Section| sections.contains(&s);
+    let all = Sections {
+        nodeinfo: wants(Section::NodeInfo).then(|| nodeinfo(own, snapshot)),
+        statistics: wants(Section::Statistics).then(|| statistics(own, snapshot)),
+        neighbours: wants(Section::Neighbours).then(|| neighbours(own, snapshot)),
+    };
+    miniz_oxide::deflate::compress_to_vec(&to_json(&all), DEFLATE_LEVEL)
 }
 
 /// One section alone, as plain JSON.
 pub fn plain(own: &OwnNode, snapshot: &Snapshot, section: Section) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing JSON into a Vec cannot fail.
-    let _ = write!(out, "{}", section_json(own, snapshot, section));
-    out
+    match section {
+        Section::NodeInfo => to_json(&nodeinfo(own, snapshot)),
+        Section::Statistics => to_json(&statistics(own, snapshot)),
+        Section::Neighbours => to_json(&neighbours(own, snapshot)),
+    }
 }
 
 /// miniz's default level: the answers are small, a higher level saves a
 /// few bytes for more CPU per request.
 const DEFLATE_LEVEL: u8 = 6;
 
-pub fn section_json(own: &OwnNode, snapshot: &Snapshot, section: Section) -> Value {
-    match section {
-        Section::NodeInfo => nodeinfo(own, snapshot),
-        Section::Statistics => statistics(own, snapshot),
-        Section::Neighbours => neighbours(own, snapshot),
-    }
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    // Plain structs, strings and maps with string keys: serialising them
+    // cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn nodeinfo(own: &OwnNode, snapshot: &Snapshot) -> Value {
+#[derive(Serialize)]
+struct Sections<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodeinfo: Option<NodeInfoJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statistics: Option<StatisticsJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    neighbours: Option<NeighboursJson>,
+}
+
+/// yanic `data/nodeinfo.go`.
+#[derive(Serialize)]
+struct NodeInfoJson<'a> {
+    node_id: String,
+    hostname: String,
+    hardware: Hardware<'a>,
+    network: Network,
+    software: Software<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<System<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<LocationJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<Owner<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    vpn: bool,
+}
+
+#[derive(Serialize)]
+struct Hardware<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nproc: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Network {
+    addresses: Vec<String>,
+    /// `{"freimesh": {"interfaces": {"other": [link address]}}}`.
+    mesh: BTreeMap<&'static str, MeshInterfaces>,
+}
+
+#[derive(Serialize)]
+struct MeshInterfaces {
+    interfaces: InterfaceKinds,
+}
+
+/// yanic types a link by the list its address is in: `other` keeps
+/// WireGuard links on the map (`tunnel` would make them `vpn` links,
+/// which meshviewer hides as internet uplinks).
+#[derive(Serialize)]
+struct InterfaceKinds {
+    other: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Software<'a> {
+    firmware: Firmware<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    autoupdater: Option<Autoupdater<'a>>,
+    freimesh: Agent<'a>,
+}
+
+#[derive(Serialize)]
+struct Firmware<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Autoupdater<'a> {
+    enabled: bool,
+    branch: &'a str,
+}
+
+#[derive(Serialize)]
+struct Agent<'a> {
+    version: &'a str,
+}
+
+/// Older yanic reads `site_code`, newer `domain_code` first.
+#[derive(Serialize)]
+struct System<'a> {
+    site_code: &'a str,
+    domain_code: &'a str,
+}
+
+#[derive(Serialize)]
+struct LocationJson {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Serialize)]
+struct Owner<'a> {
+    contact: &'a str,
+}
+
+/// yanic `data/statistics.go`.
+#[derive(Serialize)]
+struct StatisticsJson {
+    node_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uptime: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loadavg: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rootfs_usage: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    clients: Clients,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_nexthop: Option<String>,
+}
+
+/// KiB, integers (yanic's `int64`).
+#[derive(Serialize)]
+struct Memory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<u64>,
+}
+
+/// A count only; which kind of radio a client uses is not known here, so
+/// yanic shows them all as `clients_other`.
+#[derive(Serialize)]
+struct Clients {
+    total: u32,
+}
+
+/// yanic `data/neighbours.go`: `batadv` is the section yanic turns into
+/// links for any mesh (it never checks the protocol).
+#[derive(Serialize)]
+struct NeighboursJson {
+    node_id: String,
+    batadv: BTreeMap<String, BatadvInterface>,
+}
+
+#[derive(Serialize)]
+struct BatadvInterface {
+    neighbours: BTreeMap<String, BatadvLink>,
+}
+
+#[derive(Serialize)]
+struct BatadvLink {
+    tq: u32,
+    /// Seconds since last heard: the links listed are up.
+    lastseen: f64,
+}
+
+fn nodeinfo<'a>(own: &OwnNode, snapshot: &'a Snapshot) -> NodeInfoJson<'a> {
     let info = &snapshot.info;
-    let mut hardware = Map::new();
-    if let Some(model) = &info.model {
-        hardware.insert("model".into(), json!(model));
-    }
-    if let Some(nproc) = info.nproc {
-        hardware.insert("nproc".into(), json!(nproc));
-    }
-    let mut firmware = Map::new();
-    if let Some(base) = &info.firmware_base {
-        firmware.insert("base".into(), json!(base));
-    }
-    if let Some(release) = &info.firmware_release {
-        firmware.insert("release".into(), json!(release));
-    }
-    let mut software = Map::new();
-    software.insert("firmware".into(), Value::Object(firmware));
-    software.insert("freimesh".into(), json!({ "version": info.agent_version }));
-    if let Some(branch) = &info.autoupdater_branch {
-        software.insert(
-            "autoupdater".into(),
-            json!({ "enabled": true, "branch": branch }),
-        );
-    }
-    let mut out = Map::new();
-    out.insert("node_id".into(), json!(node_id(&own.key)));
-    out.insert(
-        "hostname".into(),
-        json!(bounded_text(&own.hostname, MAX_TEXT).unwrap_or_default()),
-    );
-    out.insert("hardware".into(), Value::Object(hardware));
-    out.insert(
-        "network".into(),
-        json!({
-            "addresses": own.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "mesh": { MESH_NAME: { "interfaces": { "other": [link_address(&own.key)] } } },
+    NodeInfoJson {
+        node_id: node_id(&own.key),
+        hostname: bounded_text(&own.hostname, MAX_TEXT).unwrap_or_default(),
+        hardware: Hardware {
+            model: info.model.as_deref(),
+            nproc: info.nproc,
+        },
+        network: Network {
+            addresses: own.addresses.iter().map(ToString::to_string).collect(),
+            mesh: BTreeMap::from([(
+                MESH_NAME,
+                MeshInterfaces {
+                    interfaces: InterfaceKinds {
+                        other: vec![link_address(&own.key)],
+                    },
+                },
+            )]),
+        },
+        software: Software {
+            firmware: Firmware {
+                base: info.firmware_base.as_deref(),
+                release: info.firmware_release.as_deref(),
+            },
+            autoupdater: info
+                .autoupdater_branch
+                .as_deref()
+                .map(|branch| Autoupdater {
+                    enabled: true,
+                    branch,
+                }),
+            freimesh: Agent {
+                version: &info.agent_version,
+            },
+        },
+        system: info.domain.as_deref().map(|domain| System {
+            site_code: domain,
+            domain_code: domain,
         }),
-    );
-    out.insert("software".into(), Value::Object(software));
-    if let Some(domain) = &info.domain {
-        out.insert(
-            "system".into(),
-            json!({ "site_code": domain, "domain_code": domain }),
-        );
+        // Consent (`docs/security.md`): Gluon publishes the location only
+        // with `share_location`; the contact needs `share_contact` here
+        // (Gluon has no such flag and always publishes it).
+        location: info
+            .location
+            .filter(|_| info.share_location)
+            .map(|l| LocationJson {
+                latitude: l.latitude(),
+                longitude: l.longitude(),
+            }),
+        owner: info
+            .contact
+            .as_deref()
+            .filter(|_| info.share_contact)
+            .map(|contact| Owner { contact }),
+        vpn: own.is_gateway,
     }
-    // Consent (`docs/security.md`): Gluon publishes the location only with
-    // `share_location`; the contact needs `share_contact` here (Gluon has
-    // no such flag and always publishes it).
-    if let Some(location) = info.location.filter(|_| info.share_location) {
-        out.insert(
-            "location".into(),
-            json!({ "latitude": location.latitude(), "longitude": location.longitude() }),
-        );
-    }
-    if let Some(contact) = info.contact.as_ref().filter(|_| info.share_contact) {
-        out.insert("owner".into(), json!({ "contact": contact }));
-    }
-    if own.is_gateway {
-        out.insert("vpn".into(), json!(true));
-    }
-    Value::Object(out)
 }
 
-fn statistics(own: &OwnNode, snapshot: &Snapshot) -> Value {
+fn statistics(own: &OwnNode, snapshot: &Snapshot) -> StatisticsJson {
     let stats = &snapshot.stats;
-    let mut out = Map::new();
-    out.insert("node_id".into(), json!(node_id(&own.key)));
-    if let Some(uptime) = stats.uptime_s {
+    let memory = (stats.memory_total_kib.is_some() || stats.memory_available_kib.is_some())
+        .then_some(Memory {
+            total: stats.memory_total_kib,
+            available: stats.memory_available_kib,
+        });
+    StatisticsJson {
+        node_id: node_id(&own.key),
         #[allow(clippy::cast_precision_loss)] // bounded by MAX_UPTIME_S, far below 2^52
-        out.insert("uptime".into(), json!(uptime as f64));
-    }
-    if let Some(load) = stats.load_centi {
-        out.insert("loadavg".into(), json!(f64::from(load) / 100.0));
-    }
-    if let Some(used) = stats.rootfs_used_ppm {
-        out.insert(
-            "rootfs_usage".into(),
-            json!(f64::from(used) / f64::from(PPM)),
-        );
-    }
-    let mut memory = Map::new();
-    if let Some(total) = stats.memory_total_kib {
-        memory.insert("total".into(), json!(total));
-    }
-    if let Some(available) = stats.memory_available_kib {
-        memory.insert("available".into(), json!(available));
-    }
-    if !memory.is_empty() {
-        out.insert("memory".into(), Value::Object(memory));
-    }
-    // A count only; which kind of radio a client uses is not known here,
-    // so yanic shows them all as `clients_other`.
-    out.insert(
-        "clients".into(),
-        json!({ "total": snapshot.clients.unwrap_or(0) }),
-    );
-    if let Some(hop) = &snapshot.gateway_nexthop {
+        uptime: stats.uptime_s.map(|u| u as f64),
+        loadavg: stats.load_centi.map(|l| f64::from(l) / 100.0),
+        rootfs_usage: stats
+            .rootfs_used_ppm
+            .map(|u| f64::from(u) / f64::from(PPM)),
+        memory,
+        clients: Clients {
+            total: snapshot.clients.unwrap_or(0),
+        },
         // yanic maps a link address to the node that lists it.
-        out.insert("gateway_nexthop".into(), json!(link_address(hop)));
+        gateway_nexthop: snapshot.gateway_nexthop.as_ref().map(link_address),
     }
-    Value::Object(out)
 }
 
 /// Link quality as batman-adv's TQ (0–255) from the measured loss.
@@ -189,19 +321,25 @@ pub fn tq(loss_ppm: u32) -> u32 {
     u32::try_from((delivered * 255 + u64::from(PPM) / 2) / u64::from(PPM)).unwrap_or(255)
 }
 
-fn neighbours(own: &OwnNode, snapshot: &Snapshot) -> Value {
+fn neighbours(own: &OwnNode, snapshot: &Snapshot) -> NeighboursJson {
     let mut links = snapshot.links.clone();
     links.sort_by_key(|l| l.peer.0);
     links.dedup_by_key(|l| l.peer.0);
-    let mut neighbours = Map::new();
-    for link in links.iter().take(MAX_NEIGHBOURS) {
-        neighbours.insert(
-            link_address(&link.peer),
-            json!({ "tq": tq(link.loss_ppm), "lastseen": 0.0 }),
-        );
+    let neighbours = links
+        .iter()
+        .take(MAX_NEIGHBOURS)
+        .map(|link| {
+            (
+                link_address(&link.peer),
+                BatadvLink {
+                    tq: tq(link.loss_ppm),
+                    lastseen: 0.0,
+                },
+            )
+        })
+        .collect();
+    NeighboursJson {
+        node_id: node_id(&own.key),
+        batadv: BTreeMap::from([(link_address(&own.key), BatadvInterface { neighbours })]),
     }
-    json!({
-        "node_id": node_id(&own.key),
-        "batadv": { link_address(&own.key): { "neighbours": neighbours } },
-    })
 }

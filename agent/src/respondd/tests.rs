@@ -96,6 +96,11 @@ fn inflate(datagram: &[u8]) -> Value {
     serde_json::from_slice(&text).expect("JSON")
 }
 
+/// One section as JSON, as a bare-name request gets it.
+fn section(own: &OwnNode, snapshot: &Snapshot, section: Section) -> Value {
+    serde_json::from_slice(&answer::plain(own, snapshot, section)).expect("JSON")
+}
+
 const YANIC_REQUEST: &[u8] = b"GET nodeinfo statistics neighbours";
 
 #[test]
@@ -180,8 +185,8 @@ fn identities_are_what_yanic_keeps_and_links_match_from_both_ends() {
         },
         policy(),
     );
-    let nodeinfo_2 = answer::section_json(&other.own, &snapshot(), Section::NodeInfo);
-    let neighbours_1 = answer::section_json(&own(), &snapshot(), Section::Neighbours);
+    let nodeinfo_2 = section(&other.own, &snapshot(), Section::NodeInfo);
+    let neighbours_1 = section(&own(), &snapshot(), Section::Neighbours);
     let listed = &nodeinfo_2["network"]["mesh"][answer::MESH_NAME]["interfaces"]["other"][0];
     let reported = &neighbours_1["batadv"][link_address(&key(1))]["neighbours"];
     assert!(reported.get(listed.as_str().expect("address")).is_some());
@@ -198,7 +203,7 @@ fn tq_follows_loss() {
 #[test]
 fn consent_decides_location_and_contact() {
     let mut snapshot = snapshot();
-    let nodeinfo = |s: &Snapshot| answer::section_json(&own(), s, Section::NodeInfo);
+    let nodeinfo = |s: &Snapshot| section(&own(), s, Section::NodeInfo);
     assert!(nodeinfo(&snapshot).get("location").is_some());
     assert!(
         nodeinfo(&snapshot).get("owner").is_none(),
