@@ -79,6 +79,10 @@ pub struct AgentStatus {
     /// without them and from older agents).
     #[serde(default)]
     pub discovery: Option<crate::discovery::DiscoveryCounters>,
+    /// respondd's totals, with `respondd = true` (absent otherwise and
+    /// from older agents).
+    #[serde(default)]
+    pub respondd: Option<crate::respondd::RespondCounters>,
     pub engine: EngineStatus,
     /// State file writes since the agent started (under a controller).
     #[serde(default)]
@@ -378,6 +382,13 @@ pub fn render_status(status: &AgentStatus) -> String {
             d.table_full,
             d.revocation_pages_received,
             d.revocation_pages_sent
+        );
+    }
+    if let Some(r) = &status.respondd {
+        let _ = writeln!(
+            out,
+            "respondd  {} answered; refused {} (source), {} (malformed), {} (rate limit), {} dropped",
+            r.answered, r.refused_source, r.malformed, r.rate_limited, r.dropped
         );
     }
     out

@@ -7,7 +7,8 @@
 //! checks the fields yanic reads and that the two routers' neighbours and
 //! nodeinfo make a link as yanic builds it. Then: unicast to r0's
 //! link-local address, and across the tunnel from r1's overlay address,
-//! are answered; unicast from a global address outside the mesh is not.
+//! are answered; unicast from a global address outside the mesh is not,
+//! and r0's `status` counts both.
 //! Root only; about 10 s.
 
 use std::io::BufRead as _;
@@ -265,5 +266,11 @@ fn a_yanic_shaped_client_collects_both_routers() -> anyhow::Result<()> {
         outside.is_empty(),
         "answered a non-mesh source: {outside:?}"
     );
+    // `freimesh-agent status` counts what r0 answered and refused.
+    let counters = freimesh_testbed::traffic::status(&mesh.nodes[0].socket)?
+        .respondd
+        .context("r0's status has respondd counters")?;
+    assert!(counters.answered >= 4, "{counters:?}");
+    assert!(counters.refused_source >= 1, "{counters:?}");
     Ok(())
 }

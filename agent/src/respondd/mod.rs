@@ -245,8 +245,8 @@ pub struct Answer {
     pub datagram: Vec<u8>,
 }
 
-/// What the core did, for `status` and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the core did, for `freimesh-agent status` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RespondCounters {
     pub answered: u64,
     pub refused_source: u64,

@@ -49,6 +49,7 @@ pub(super) fn mesh_prefixes(kernel_routes: &[IpNet], addresses: &[IpNet]) -> Vec
 /// Serves respondd until the agent stops.
 pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: RespondSettings) {
     let mut core = Respondd::new(settings.own, settings.policy);
+    *shared.respondd_counters() = Some(core.counters());
     let mut interfaces = MeshInterfaces::new(&settings.interfaces);
     let collector = Collector::new("/", settings.node_info);
     let mut poll = tokio::time::interval(INTERFACE_POLL);
@@ -81,6 +82,7 @@ pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: Re
                 if let Err(refusal) = core.handle_request(from, &buf[..len], clock::now()) {
                     tracing::debug!(%from, %refusal, "respondd: no answer");
                 }
+                *shared.respondd_counters() = Some(core.counters());
                 while let Some(answer) = core.poll_answer() {
                     socket.send(&answer).await;
                 }

@@ -63,6 +63,8 @@ pub(super) struct Shared {
     discovered: Mutex<BTreeMap<PublicKeyBytes, DiscoveredLink>>,
     /// Discovery's totals for `status` (`None`: no mesh interfaces).
     discovery_counters: Mutex<Option<DiscoveryCounters>>,
+    /// respondd's totals, once it runs (for `status`).
+    respondd_counters: Mutex<Option<crate::respondd::RespondCounters>>,
     /// The neighbours the controller assigns links to (`None` until it
     /// has been heard), for discovery's dense-cell policy.
     pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
@@ -155,6 +157,7 @@ impl Shared {
             public_wifi_clients: AtomicU32::new(0),
             discovered: Mutex::new(BTreeMap::new()),
             discovery_counters: Mutex::new(None),
+            respondd_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),
             alarm: TimerAlarm::new(),
         }
@@ -170,6 +173,14 @@ impl Shared {
 
     pub(super) fn discovery_counters(&self) -> MutexGuard<'_, Option<DiscoveryCounters>> {
         self.discovery_counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn respondd_counters(
+        &self,
+    ) -> MutexGuard<'_, Option<crate::respondd::RespondCounters>> {
+        self.respondd_counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -53,6 +53,7 @@ pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Re
                     .saturating_duration_since(context.started)
                     .as_secs(),
                 discovery: *shared.discovery_counters(),
+                respondd: *shared.respondd_counters(),
                 engine,
                 state_writes: shared.upstream.is_some().then(|| {
                     shared
