@@ -143,6 +143,12 @@ fn golden_answer_to_yanic() {
     assert_eq!(answer.to.port(), 40_000, "to the request's source port");
     assert!(core.poll_answer().is_none());
     let got = inflate(&answer.datagram);
+    // No hardware address and nothing about a client but the count.
+    assert!(got["nodeinfo"]["network"].get("mac").is_none());
+    assert_eq!(
+        got["statistics"]["clients"].as_object().map(|c| c.len()),
+        Some(1)
+    );
     let golden: Value = serde_json::from_str(include_str!("golden.json")).expect("golden JSON");
     assert_eq!(
         got,
