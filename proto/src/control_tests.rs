@@ -120,7 +120,7 @@ fn measured_chunking_gives_the_frames_of_encoding_every_half() {
     // Mixed IPv4/IPv6 prefixes and 1–5 hops: item lengths vary, and the
     // counts straddle the frame limit and the varint length steps.
     let route = |i: u32| Route {
-        prefix: if i % 3 == 0 {
+        prefix: if i.is_multiple_of(3) {
             IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::from(
                 0xfd00_u128 << 112 | u128::from(i),
             )))
