@@ -622,5 +622,77 @@ mod tests {
                 prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
             }
         }
+
+        /// Removals too: a prefix length whose last route goes must stop
+        /// matching, and one that comes back must match again.
+        #[test]
+        fn matches_a_linear_scan_through_removals(
+            ops in proptest::collection::vec((any::<bool>(), 0u32..64, 0u8..=32, 0usize..4), 1..80),
+            probes in proptest::collection::vec(any::<u32>(), 1..20),
+        ) {
+            let mut t = ForwardingTable::new();
+            let mut reference: BTreeMap<IpNet, Hop> = BTreeMap::new();
+            for (insert, addr, len, link) in ops {
+                // Few distinct addresses, so removals hit routes that exist.
+                let prefix = IpNet::new(IpAddr::V4((addr << 26).into()), len)
+                    .expect("len <= 32")
+                    .trunc();
+                if insert {
+                    t.insert(prefix, vec![Hop::Link(LinkId(link))]).expect("insert");
+                    reference.insert(prefix, Hop::Link(LinkId(link)));
+                } else {
+                    prop_assert_eq!(t.remove(prefix), reference.remove(&prefix).is_some());
+                }
+            }
+            let reference: Vec<(IpNet, Hop)> = reference.into_iter().collect();
+            let inside = reference.iter().map(|(p, _)| u32::from(match p.addr() {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            }));
+            for probe in probes.into_iter().chain(inside) {
+                let addr = IpAddr::V4(probe.into());
+                prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
+            }
+        }
+    }
+
+    #[test]
+    fn the_version_moves_with_every_change_a_lookup_can_see() {
+        let mut t = ForwardingTable::new();
+        let v0 = t.version();
+        t.insert(
+            net("10.0.0.0/24"),
+            vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))],
+        )
+        .expect("insert");
+        let v1 = t.version();
+        assert!(v1 > v0, "a route in");
+        t.set_link_up(LinkId(1), true);
+        assert_eq!(
+            t.version(),
+            v1,
+            "a link that was up already changes nothing"
+        );
+        t.set_link_up(LinkId(1), false);
+        let v2 = t.version();
+        assert!(v2 > v1, "a hop down");
+        assert!(!t.remove(net("10.9.0.0/24")));
+        assert_eq!(t.version(), v2, "removing a missing route changes nothing");
+        assert!(t.remove(net("10.0.0.0/24")));
+        assert!(t.version() > v2, "a route out");
+    }
+
+    #[test]
+    fn validation_refuses_what_insert_refuses() {
+        let p = net("10.0.0.0/24");
+        assert_eq!(validate_hops(p, &[]), Err(TableError::NoHops(p)));
+        assert_eq!(
+            validate_hops(p, &[Hop::Local, Hop::Local]),
+            Err(TableError::DuplicateHop {
+                prefix: p,
+                hop: Hop::Local
+            })
+        );
+        assert_eq!(validate_hops(p, &[Hop::Local, Hop::Uplink]), Ok(()));
     }
 }
