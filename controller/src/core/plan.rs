@@ -301,15 +301,25 @@ impl Controller {
     /// [`Self::plan_routes`] as the agent gets it: next hops as keys.
     pub(super) fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, RouteEntry> {
         let mut out = BTreeMap::new();
+        // A destination's prefixes come one after the other with the same
+        // hops: look their keys up once.
+        let mut last: Option<(Vec<Hop>, Vec<PublicKeyBytes>)> = None;
         for r in self.plan_routes(id) {
-            let via: Vec<PublicKeyBytes> = r
-                .via
-                .iter()
-                .filter_map(|h| match h {
-                    Hop::Node(n) => self.key_of(*n),
-                    Hop::Site(k) => Some(*k),
-                })
-                .collect();
+            let via = match &last {
+                Some((hops, keys)) if *hops == r.via => keys.clone(),
+                _ => {
+                    let keys: Vec<PublicKeyBytes> = r
+                        .via
+                        .iter()
+                        .filter_map(|h| match h {
+                            Hop::Node(n) => self.key_of(*n),
+                            Hop::Site(k) => Some(*k),
+                        })
+                        .collect();
+                    last = Some((r.via, keys.clone()));
+                    keys
+                }
+            };
             if !via.is_empty() {
                 out.insert(r.prefix, (via, r.segment));
             }

@@ -43,9 +43,11 @@ const LOSS_DIVISOR: u32 = 10;
 /// Something due at an instant of virtual time.
 #[derive(Debug)]
 pub enum Event {
+    /// A datagram from node `from` to node `to` (indices, not addresses:
+    /// a smaller event moves faster through the queue).
     Datagram {
         to: usize,
-        from: SocketAddr,
+        from: usize,
         bytes: Vec<u8>,
     },
     EngineTimer {
@@ -321,6 +323,7 @@ impl World {
             Event::Datagram { to, from, bytes } => {
                 self.mix(&[now, 1, to as u64, bytes.len() as u64]);
                 let instant = self.instant();
+                let from = self.nodes[from].addr;
                 if let Some(engine) = self.nodes[to].engine.as_mut() {
                     engine.handle_datagram(from, &bytes, instant);
                     self.after_engine(to);
@@ -582,7 +585,6 @@ impl World {
             return;
         }
         let at = self.now + nanos(link.delay);
-        let from = self.nodes[from].addr;
         self.queue.push(
             at,
             Event::Datagram {
