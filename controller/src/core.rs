@@ -35,16 +35,16 @@ mod claims;
 mod enrol;
 mod plan;
 pub mod quota;
+mod sent;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use freimesh_proto::control::{
-    Candidate, ControllerMsg, ErrorCode, ErrorMsg, LinkAssignment, Report, Route, Welcome,
+    Candidate, ControllerMsg, ErrorCode, ErrorMsg, Report, Route, Welcome,
 };
 use freimesh_proto::credential::SigningKeyBytes;
-use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
@@ -78,15 +78,7 @@ pub enum KeyStatus {
     Revoked(u32),
 }
 
-/// What a node holds for one prefix: its next hops as keys (primary
-/// first) and the segment.
-type RouteEntry = (Vec<PublicKeyBytes>, Segment);
-
-#[derive(Debug, Default)]
-struct Sent {
-    links: BTreeMap<PublicKeyBytes, LinkAssignment>,
-    routes: BTreeMap<IpNet, RouteEntry>,
-}
+use sent::{RouteEntry, Sent};
 
 /// The decision core; see the module docs for the calling contract.
 #[derive(Debug)]
@@ -436,9 +428,10 @@ impl Controller {
             },
             signing_key: self.signing_key,
         });
+        let routes = self.desired_routes(id);
         let sent = Sent {
             links: self.desired_links(id),
-            routes: self.desired_routes(id),
+            routes: sent::digests(&routes),
         };
         self.push(id, Outgoing::Frame(welcome));
         let links = sent.links.values().cloned().collect();
@@ -446,13 +439,12 @@ impl Controller {
             id,
             Outgoing::Frame(ControllerMsg::Links { links, last: true }),
         );
-        let routes = sent
-            .routes
-            .iter()
+        let routes = routes
+            .into_iter()
             .map(|(prefix, (via, segment))| Route {
-                prefix: *prefix,
-                via: via.clone(),
-                segment: *segment,
+                prefix,
+                via,
+                segment,
             })
             .collect();
         self.push(
@@ -708,7 +700,7 @@ impl Controller {
     pub fn stale_sessions(&self) -> Vec<u32> {
         self.sessions
             .iter()
-            .filter(|(id, sent)| sent.routes != self.desired_routes(**id))
+            .filter(|(id, sent)| sent.routes != sent::digests(&self.desired_routes(**id)))
             .map(|(id, _)| *id)
             .collect()
     }

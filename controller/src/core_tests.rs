@@ -1,4 +1,5 @@
 use freimesh_proto::control::{LinkChange, LinkMeasurement, RouteChange};
+use freimesh_proto::segment::Segment;
 
 use super::*;
 

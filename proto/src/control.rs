@@ -409,32 +409,93 @@ pub fn encode_controller_frames(msg: &ControllerMsg) -> Result<Vec<Vec<u8>>, Fra
 
 /// Splits `items` into as few frames built by `make(chunk, last)` as fit
 /// [`MAX_FRAME`]; always returns at least one frame (possibly empty).
-pub fn chunked<I: Clone>(
+///
+/// A chunk that does not fit is halved, and the halves split again. Each
+/// item's encoded length is measured once, so a chunk's frame length is
+/// known before it is built: a full table of thousands of routes is cloned
+/// and encoded once, not once per halving. (Postcard writes a sequence as
+/// its length then its items, so a frame of `n` items is the empty frame
+/// with the length's bytes and the items' bytes added.)
+pub fn chunked<I: Clone + Serialize>(
     items: &[I],
     make: &dyn Fn(Vec<I>, bool) -> ControllerMsg,
 ) -> Result<Vec<Vec<u8>>, FrameError> {
-    fn go<I: Clone>(
-        items: &[I],
-        last: bool,
-        make: &dyn Fn(Vec<I>, bool) -> ControllerMsg,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FrameError> {
-        match encode(&make(items.to_vec(), last)) {
-            Ok(frame) => {
-                out.push(frame);
-                Ok(())
+    struct Chunker<'a, I> {
+        items: &'a [I],
+        /// `ends[i]`: the encoded length of `items[..i]`.
+        ends: Vec<usize>,
+        /// The encoded length of the frame with no items, last or not.
+        empty: [usize; 2],
+        make: &'a dyn Fn(Vec<I>, bool) -> ControllerMsg,
+    }
+    impl<I: Clone> Chunker<'_, I> {
+        fn frame_len(&self, from: usize, to: usize, last: bool) -> usize {
+            // The empty frame holds the length 0 in one byte.
+            self.empty[usize::from(last)] - 1
+                + varint_len(to - from)
+                + (self.ends[to] - self.ends[from])
+        }
+        fn go(
+            &self,
+            from: usize,
+            to: usize,
+            last: bool,
+            out: &mut Vec<Vec<u8>>,
+        ) -> Result<(), FrameError> {
+            let fits = self.frame_len(from, to, last) <= MAX_FRAME;
+            if !fits && to - from > 1 {
+                let mid = from + (to - from) / 2;
+                self.go(from, mid, false, out)?;
+                return self.go(mid, to, last, out);
             }
-            Err(FrameError::TooLarge(_)) if items.len() > 1 => {
-                let (a, b) = items.split_at(items.len() / 2);
-                go(a, false, make, out)?;
-                go(b, last, make, out)
+            match encode(&(self.make)(self.items[from..to].to_vec(), last)) {
+                Ok(frame) => {
+                    out.push(frame);
+                    Ok(())
+                }
+                // Only if a length was misjudged: split as measured.
+                Err(FrameError::TooLarge(_)) if to - from > 1 => {
+                    let mid = from + (to - from) / 2;
+                    self.go(from, mid, false, out)?;
+                    self.go(mid, to, last, out)
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         }
     }
+    let mut ends = Vec::with_capacity(items.len() + 1);
+    ends.push(0);
+    for item in items {
+        let len = encoded_len(item)?;
+        ends.push(ends.last().copied().unwrap_or(0) + len);
+    }
+    let chunker = Chunker {
+        items,
+        ends,
+        empty: [
+            encoded_len(&make(Vec::new(), false))?,
+            encoded_len(&make(Vec::new(), true))?,
+        ],
+        make,
+    };
     let mut out = Vec::new();
-    go(items, true, make, &mut out)?;
+    chunker.go(0, items.len(), true, &mut out)?;
     Ok(out)
+}
+
+/// The length of `value` encoded, without encoding it.
+fn encoded_len<T: Serialize>(value: &T) -> Result<usize, FrameError> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// How many bytes postcard's varint takes for a sequence length `n`.
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    usize::try_from(bits.div_ceil(7)).map_or(1, |b| b.max(1))
 }
 
 /// The agent's half of the handshake, between sending message 1 and

@@ -95,6 +95,63 @@ fn large_state_is_chunked_under_the_frame_limit() {
     assert_eq!(got, many);
 }
 
+/// The frames the chunking made before it measured lengths: encode the
+/// whole chunk, halve it when too large. The measured chunking must give
+/// exactly these bytes.
+fn chunked_by_encoding<I: Clone + Serialize>(
+    items: &[I],
+    last: bool,
+    make: &dyn Fn(Vec<I>, bool) -> ControllerMsg,
+    out: &mut Vec<Vec<u8>>,
+) {
+    match encode(&make(items.to_vec(), last)) {
+        Ok(frame) => out.push(frame),
+        Err(FrameError::TooLarge(_)) if items.len() > 1 => {
+            let (a, b) = items.split_at(items.len() / 2);
+            chunked_by_encoding(a, false, make, out);
+            chunked_by_encoding(b, last, make, out);
+        }
+        Err(e) => panic!("reference chunking failed: {e}"),
+    }
+}
+
+#[test]
+fn measured_chunking_gives_the_frames_of_encoding_every_half() {
+    // Mixed IPv4/IPv6 prefixes and 1–5 hops: item lengths vary, and the
+    // counts straddle the frame limit and the varint length steps.
+    let route = |i: u32| Route {
+        prefix: if i.is_multiple_of(3) {
+            IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::from(
+                0xfd00_u128 << 112 | u128::from(i),
+            )))
+        } else {
+            IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                0x0a00_0000 + i,
+            )))
+        },
+        via: (0..=(i % 5))
+            .map(|h| key(u8::try_from(h).unwrap_or(0)))
+            .collect(),
+        segment: Segment::Intranet,
+    };
+    for n in [0, 1, 127, 128, 400, 700, 701, 1000, 2000, 2047, 3000, 5000] {
+        let many: Vec<Route> = (0..n).map(route).collect();
+        let make = |routes, last| ControllerMsg::Routes { routes, last };
+        let mut want = Vec::new();
+        chunked_by_encoding(&many, true, &make, &mut want);
+        assert_eq!(chunked(&many, &make).expect("chunk"), want, "{n} routes");
+        let changes: Vec<RouteChange> = many.iter().cloned().map(RouteChange::Set).collect();
+        let make = |c, _| ControllerMsg::RoutesDelta(c);
+        let mut want = Vec::new();
+        chunked_by_encoding(&changes, true, &make, &mut want);
+        assert_eq!(
+            chunked(&changes, &make).expect("chunk"),
+            want,
+            "{n} changes"
+        );
+    }
+}
+
 #[test]
 fn noise_ik_handshake_authenticates_both_sides() {
     let (ctrl_priv, ctrl_pub) = generate_keypair().expect("kp");

@@ -46,6 +46,12 @@ use super::ControllerEvent;
 use crate::core::liveness::DownCause;
 use crate::core::{EngineChange, Failover, LinkSpec};
 
+/// Engine changes whose room the queue keeps once drained. A full table
+/// after a Welcome queues a change per route (thousands in a city mesh);
+/// keeping that room for good would cost every node memory in proportion
+/// to the mesh, while deltas need a few dozen.
+const RETAINED_CHANGES: usize = 64;
+
 /// Which prefixes the kernel must send into the TUN device beyond the
 /// mesh's aggregates: other buildings' LANs and standard WireGuard sites
 /// (intranet routes). Overlay addresses and client subnets lie inside the
@@ -254,7 +260,11 @@ impl ControlCore {
 
     /// The next engine change, oldest first.
     pub fn poll_change(&mut self) -> Option<EngineChange> {
-        self.changes.pop_front()
+        let change = self.changes.pop_front();
+        if change.is_none() && self.changes.capacity() > RETAINED_CHANGES {
+            self.changes = VecDeque::new();
+        }
+        change
     }
 
     /// The kernel routes into the TUN device, when they changed since the

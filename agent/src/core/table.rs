@@ -127,9 +127,10 @@ type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 /// integer (`u32` or `u128`) with host bits cleared.
 #[derive(Debug)]
 pub(crate) struct Lpm<K, V> {
-    /// Prefix lengths present, longest first.
-    lengths: Vec<u8>,
-    by_length: BTreeMap<u8, IntMap<K, V>>,
+    /// One map per prefix length present, longest first: a lookup walks
+    /// this short vector directly (no tree search per length), and an
+    /// insert or remove touches it only when a length appears or goes.
+    levels: Vec<(u8, IntMap<K, V>)>,
     bits: u8,
 }
 
@@ -160,31 +161,29 @@ impl Key for u128 {
 impl<K: Key, V: Copy> Lpm<K, V> {
     pub(crate) fn new(bits: u8) -> Self {
         Self {
-            lengths: Vec::new(),
-            by_length: BTreeMap::new(),
+            levels: Vec::new(),
             bits,
         }
     }
 
     pub(crate) fn insert(&mut self, key: K, len: u8, value: V) -> Option<V> {
-        let map = self.by_length.entry(len).or_default();
-        let old = map.insert(key.mask(len, self.bits), value);
-        self.refresh_lengths();
-        old
+        // Longest first: the level for `len` sits where the lengths
+        // shorter than it begin.
+        let at = self.levels.partition_point(|(l, _)| *l > len);
+        if self.levels.get(at).is_none_or(|(l, _)| *l != len) {
+            self.levels.insert(at, (len, IntMap::default()));
+        }
+        let bits = self.bits;
+        self.levels[at].1.insert(key.mask(len, bits), value)
     }
 
     pub(crate) fn remove(&mut self, key: K, len: u8) -> Option<V> {
-        let map = self.by_length.get_mut(&len)?;
-        let old = map.remove(&key.mask(len, self.bits));
-        if map.is_empty() {
-            self.by_length.remove(&len);
+        let at = self.levels.iter().position(|(l, _)| *l == len)?;
+        let old = self.levels[at].1.remove(&key.mask(len, self.bits));
+        if self.levels[at].1.is_empty() {
+            self.levels.remove(at);
         }
-        self.refresh_lengths();
         old
-    }
-
-    fn refresh_lengths(&mut self) {
-        self.lengths = self.by_length.keys().rev().copied().collect();
     }
 
     pub(crate) fn lookup(&self, key: K) -> Option<V> {
@@ -193,11 +192,10 @@ impl<K: Key, V: Copy> Lpm<K, V> {
 
     /// The longest match's prefix length and value.
     pub(crate) fn lookup_with_length(&self, key: K) -> Option<(u8, V)> {
-        self.lengths.iter().find_map(|&len| {
-            self.by_length
-                .get(&len)
-                .and_then(|map| map.get(&key.mask(len, self.bits)).copied())
-                .map(|value| (len, value))
+        self.levels.iter().find_map(|(len, map)| {
+            map.get(&key.mask(*len, self.bits))
+                .copied()
+                .map(|value| (*len, value))
         })
     }
 }
@@ -217,6 +215,9 @@ pub struct ForwardingTable {
     groups_by_hop: BTreeMap<Hop, BTreeSet<GroupId>>,
     /// Hops currently down. Hops are up unless marked down.
     down: BTreeSet<Hop>,
+    /// Counts changes that can move a lookup's answer (routes in or out,
+    /// hops up or down); see [`ForwardingTable::version`].
+    version: u64,
 }
 
 impl Default for ForwardingTable {
@@ -236,21 +237,23 @@ impl ForwardingTable {
             group_by_hops: BTreeMap::new(),
             groups_by_hop: BTreeMap::new(),
             down: BTreeSet::new(),
+            version: 0,
         }
+    }
+
+    /// Grows with every change that can alter what [`Self::lookup`]
+    /// answers: equal versions, equal answers. Lets an observer (the
+    /// simulator's flow traces) skip asking again when nothing moved.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Installs (or replaces) the route for `prefix`. Host bits are cleared.
     pub fn insert(&mut self, prefix: IpNet, hops: Vec<Hop>) -> Result<(), TableError> {
         let prefix = prefix.trunc();
-        if hops.is_empty() {
-            return Err(TableError::NoHops(prefix));
-        }
-        for (i, hop) in hops.iter().enumerate() {
-            if hops[..i].contains(hop) {
-                return Err(TableError::DuplicateHop { prefix, hop: *hop });
-            }
-        }
+        validate_hops(prefix, &hops)?;
         self.remove(prefix);
+        self.version += 1;
         let group = self.group_for(hops, prefix);
         match prefix {
             IpNet::V4(net) => self
@@ -270,6 +273,7 @@ impl ForwardingTable {
         let Some(group) = self.routes.remove(&prefix) else {
             return false;
         };
+        self.version += 1;
         match prefix {
             IpNet::V4(net) => self.v4.remove(u32::from(net.addr()), net.prefix_len()),
             IpNet::V6(net) => self.v6.remove(u128::from(net.addr()), net.prefix_len()),
@@ -346,6 +350,7 @@ impl ForwardingTable {
         if !changed_state {
             return Vec::new();
         }
+        self.version += 1;
         let Some(affected) = self.groups_by_hop.get(&hop) else {
             return Vec::new();
         };
@@ -451,6 +456,21 @@ impl ForwardingTable {
         }
         self.group_by_hops.remove(&hops);
     }
+}
+
+/// Whether `hops` may form a route for `prefix`: at least one hop, none
+/// twice. (What [`ForwardingTable::insert`] refuses, checked without a
+/// table.)
+pub fn validate_hops(prefix: IpNet, hops: &[Hop]) -> Result<(), TableError> {
+    if hops.is_empty() {
+        return Err(TableError::NoHops(prefix));
+    }
+    for (i, hop) in hops.iter().enumerate() {
+        if hops[..i].contains(hop) {
+            return Err(TableError::DuplicateHop { prefix, hop: *hop });
+        }
+    }
+    Ok(())
 }
 
 fn first_live(hops: &[Hop], down: &BTreeSet<Hop>) -> Option<usize> {
@@ -602,5 +622,77 @@ mod tests {
                 prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
             }
         }
+
+        /// Removals too: a prefix length whose last route goes must stop
+        /// matching, and one that comes back must match again.
+        #[test]
+        fn matches_a_linear_scan_through_removals(
+            ops in proptest::collection::vec((any::<bool>(), 0u32..64, 0u8..=32, 0usize..4), 1..80),
+            probes in proptest::collection::vec(any::<u32>(), 1..20),
+        ) {
+            let mut t = ForwardingTable::new();
+            let mut reference: BTreeMap<IpNet, Hop> = BTreeMap::new();
+            for (insert, addr, len, link) in ops {
+                // Few distinct addresses, so removals hit routes that exist.
+                let prefix = IpNet::new(IpAddr::V4((addr << 26).into()), len)
+                    .expect("len <= 32")
+                    .trunc();
+                if insert {
+                    t.insert(prefix, vec![Hop::Link(LinkId(link))]).expect("insert");
+                    reference.insert(prefix, Hop::Link(LinkId(link)));
+                } else {
+                    prop_assert_eq!(t.remove(prefix), reference.remove(&prefix).is_some());
+                }
+            }
+            let reference: Vec<(IpNet, Hop)> = reference.into_iter().collect();
+            let inside = reference.iter().map(|(p, _)| u32::from(match p.addr() {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            }));
+            for probe in probes.into_iter().chain(inside) {
+                let addr = IpAddr::V4(probe.into());
+                prop_assert_eq!(t.lookup(addr), naive(&reference, addr));
+            }
+        }
+    }
+
+    #[test]
+    fn the_version_moves_with_every_change_a_lookup_can_see() {
+        let mut t = ForwardingTable::new();
+        let v0 = t.version();
+        t.insert(
+            net("10.0.0.0/24"),
+            vec![Hop::Link(LinkId(1)), Hop::Link(LinkId(2))],
+        )
+        .expect("insert");
+        let v1 = t.version();
+        assert!(v1 > v0, "a route in");
+        t.set_link_up(LinkId(1), true);
+        assert_eq!(
+            t.version(),
+            v1,
+            "a link that was up already changes nothing"
+        );
+        t.set_link_up(LinkId(1), false);
+        let v2 = t.version();
+        assert!(v2 > v1, "a hop down");
+        assert!(!t.remove(net("10.9.0.0/24")));
+        assert_eq!(t.version(), v2, "removing a missing route changes nothing");
+        assert!(t.remove(net("10.0.0.0/24")));
+        assert!(t.version() > v2, "a route out");
+    }
+
+    #[test]
+    fn validation_refuses_what_insert_refuses() {
+        let p = net("10.0.0.0/24");
+        assert_eq!(validate_hops(p, &[]), Err(TableError::NoHops(p)));
+        assert_eq!(
+            validate_hops(p, &[Hop::Local, Hop::Local]),
+            Err(TableError::DuplicateHop {
+                prefix: p,
+                hop: Hop::Local
+            })
+        );
+        assert_eq!(validate_hops(p, &[Hop::Local, Hop::Uplink]), Ok(()));
     }
 }

@@ -217,30 +217,27 @@ impl Controller {
     /// sites behind it): an entry per prefix, `None` where it has no route.
     /// For an update that moved only `id`'s routes toward `dst`.
     pub(super) fn desired_routes_to(&self, id: u32, dst: u32) -> Vec<(IpNet, Option<RouteEntry>)> {
-        let mut all = Vec::new();
-        // Unreachable: planned with no hops, so every prefix maps to None.
-        let via: Vec<Hop> = self
+        // Every prefix toward `dst` (its sites' too) goes over the same
+        // next hops: turn them into keys once, not once per prefix.
+        // Unreachable: no keys, so every prefix maps to None.
+        let keys: Vec<PublicKeyBytes> = self
             .router
             .next_hops(id, dst)
             .map(|hops| {
                 std::iter::once(hops.primary)
                     .chain(hops.alternates.iter().copied())
-                    .map(Hop::Node)
+                    .filter_map(|n| self.key_of(n))
                     .collect()
             })
             .unwrap_or_default();
-        self.plan_to_node(dst, via, self.router.distance(id, dst), &mut all);
+        let mut all = Vec::new();
+        self.plan_to_node(dst, Vec::new(), self.router.distance(id, dst), &mut all);
         all.into_iter()
             .map(|r| {
-                let via: Vec<PublicKeyBytes> = r
-                    .via
-                    .iter()
-                    .filter_map(|h| match h {
-                        Hop::Node(n) => self.key_of(*n),
-                        Hop::Site(k) => Some(*k),
-                    })
-                    .collect();
-                (r.prefix, (!via.is_empty()).then_some((via, r.segment)))
+                (
+                    r.prefix,
+                    (!keys.is_empty()).then(|| (keys.clone(), r.segment)),
+                )
             })
             .collect()
     }
@@ -304,15 +301,25 @@ impl Controller {
     /// [`Self::plan_routes`] as the agent gets it: next hops as keys.
     pub(super) fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, RouteEntry> {
         let mut out = BTreeMap::new();
+        // A destination's prefixes come one after the other with the same
+        // hops: look their keys up once.
+        let mut last: Option<(Vec<Hop>, Vec<PublicKeyBytes>)> = None;
         for r in self.plan_routes(id) {
-            let via: Vec<PublicKeyBytes> = r
-                .via
-                .iter()
-                .filter_map(|h| match h {
-                    Hop::Node(n) => self.key_of(*n),
-                    Hop::Site(k) => Some(*k),
-                })
-                .collect();
+            let via = match &last {
+                Some((hops, keys)) if *hops == r.via => keys.clone(),
+                _ => {
+                    let keys: Vec<PublicKeyBytes> = r
+                        .via
+                        .iter()
+                        .filter_map(|h| match h {
+                            Hop::Node(n) => self.key_of(*n),
+                            Hop::Site(k) => Some(*k),
+                        })
+                        .collect();
+                    last = Some((r.via, keys.clone()));
+                    keys
+                }
+            };
             if !via.is_empty() {
                 out.insert(r.prefix, (via, r.segment));
             }

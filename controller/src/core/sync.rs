@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use freimesh_proto::control::{ControllerMsg, LinkChange, Route, RouteChange};
 
+use super::sent::{self, RouteDigest};
 use super::{Controller, Outgoing};
 
 impl Controller {
@@ -27,15 +28,16 @@ impl Controller {
         let mut changes = Vec::new();
         for (prefix, want) in desired {
             match want {
-                Some(entry) if sent.routes.get(&prefix) != Some(&entry) => {
-                    changes.push(RouteChange::Set(Route {
-                        prefix,
-                        via: entry.0.clone(),
-                        segment: entry.1,
-                    }));
-                    sent.routes.insert(prefix, entry);
+                Some(entry) => {
+                    let digest = RouteDigest::of(&entry);
+                    if sent.routes.insert(prefix, digest) != Some(digest) {
+                        changes.push(RouteChange::Set(Route {
+                            prefix,
+                            via: entry.0,
+                            segment: entry.1,
+                        }));
+                    }
                 }
-                Some(_) => {}
                 None => {
                     if sent.routes.remove(&prefix).is_some() {
                         changes.push(RouteChange::Remove(prefix));
@@ -78,34 +80,32 @@ impl Controller {
                 .filter(|p| !routes.contains_key(*p))
                 .map(|p| RouteChange::Remove(*p))
                 .collect();
+            let digests = sent::digests(&routes);
             route_changes.extend(
                 routes
-                    .iter()
-                    .filter(|(p, v)| sent.routes.get(*p) != Some(*v))
-                    .map(|(p, (via, segment))| {
+                    .into_iter()
+                    .filter(|(p, _)| sent.routes.get(p) != digests.get(p))
+                    .map(|(prefix, (via, segment))| {
                         RouteChange::Set(Route {
-                            prefix: *p,
-                            via: via.clone(),
-                            segment: *segment,
+                            prefix,
+                            via,
+                            segment,
                         })
                     }),
             );
             sent.links = links;
-            sent.routes = routes;
-            for (frame, nonempty) in [
-                (ControllerMsg::LinksDelta(adds.clone()), !adds.is_empty()),
-                (
-                    ControllerMsg::RoutesDelta(route_changes.clone()),
-                    !route_changes.is_empty(),
-                ),
-                (
-                    ControllerMsg::LinksDelta(removes.clone()),
-                    !removes.is_empty(),
-                ),
-            ] {
-                if nonempty {
-                    self.push(*id, Outgoing::Frame(frame));
-                }
+            sent.routes = digests;
+            if !adds.is_empty() {
+                self.push(*id, Outgoing::Frame(ControllerMsg::LinksDelta(adds)));
+            }
+            if !route_changes.is_empty() {
+                self.push(
+                    *id,
+                    Outgoing::Frame(ControllerMsg::RoutesDelta(route_changes)),
+                );
+            }
+            if !removes.is_empty() {
+                self.push(*id, Outgoing::Frame(ControllerMsg::LinksDelta(removes)));
             }
         }
     }

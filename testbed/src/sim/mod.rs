@@ -151,6 +151,9 @@ struct Flow {
     src: usize,
     dst: usize,
     broken_since: Option<Nanos>,
+    /// The last trace, valid while the mesh's forwarding epoch
+    /// ([`World::forwarding_epoch`]) is [`Stats::traced_at`].
+    traced: Option<Trace>,
 }
 
 /// `freimesh-testbed sim`: runs, prints the report (one JSON object with
@@ -228,6 +231,8 @@ struct Stats {
     first_loop: Option<(u64, Vec<usize>)>,
     worst_local: Nanos,
     worst_global: Nanos,
+    /// The forwarding epoch the flows' cached traces belong to.
+    traced_at: Option<world::ForwardingEpoch>,
 }
 
 impl Simulation {
@@ -269,6 +274,7 @@ impl Simulation {
                     src,
                     dst,
                     broken_since: None,
+                    traced: None,
                 }
             })
             .collect();
@@ -498,6 +504,15 @@ fn check_flows(world: &mut World, flows: &mut [Flow], stats: &mut Stats, last_ac
         stats.worst_global = stats.worst_global.max(now - failed);
         world.pending_failure = None;
     }
+    // Between two checks most often no table, link or node changed: the
+    // traces would come out the same, so the last ones are reused.
+    let epoch = world.forwarding_epoch();
+    if stats.traced_at != Some(epoch) {
+        stats.traced_at = Some(epoch);
+        for f in flows.iter_mut() {
+            f.traced = None;
+        }
+    }
     let mut looped = false;
     for f in flows.iter_mut() {
         if world.nodes[f.src].engine.is_none() || world.nodes[f.dst].engine.is_none() {
@@ -507,7 +522,11 @@ fn check_flows(world: &mut World, flows: &mut [Flow], stats: &mut Stats, last_ac
         let Some(addr) = Simulation::address_of(world, f.dst) else {
             continue;
         };
-        match check::trace(world, f.src, f.dst, addr) {
+        let traced = f
+            .traced
+            .get_or_insert_with(|| check::trace(world, f.src, f.dst, addr))
+            .clone();
+        match traced {
             Trace::Delivered { .. } => {
                 if let Some(since) = f.broken_since.take() {
                     stats.flows_recovered += 1;

@@ -43,9 +43,11 @@ const LOSS_DIVISOR: u32 = 10;
 /// Something due at an instant of virtual time.
 #[derive(Debug)]
 pub enum Event {
+    /// A datagram from node `from` to node `to` (indices, not addresses:
+    /// a smaller event moves faster through the queue).
     Datagram {
         to: usize,
-        from: SocketAddr,
+        from: usize,
         bytes: Vec<u8>,
     },
     EngineTimer {
@@ -112,6 +114,17 @@ pub struct SimNode {
     candidates: Vec<Candidate>,
 }
 
+/// What the flows' traces depend on, summed over the mesh: scenario
+/// actions (cuts, crashes, drains, …), agent starts, and every engine's
+/// forwarding version. Every part only grows, so equal epochs mean no
+/// engine's next hops, no link and no node changed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardingEpoch {
+    actions: u64,
+    lives: u64,
+    forwarding: u64,
+}
+
 /// Counts that end up in the report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counters {
@@ -155,6 +168,10 @@ pub struct World {
     pub frames_in_flight: u64,
     /// Scenario actions scheduled and not yet carried out.
     pub pending_actions: u64,
+    /// Scenario actions carried out.
+    actions_done: u64,
+    /// Datagrams an engine queued, reused from one call to the next.
+    sends: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 fn underlay(i: usize) -> SocketAddr {
@@ -259,6 +276,8 @@ impl World {
             pending_failure: None,
             frames_in_flight: 0,
             pending_actions: 0,
+            actions_done: 0,
+            sends: Vec::new(),
         };
         for i in 0..n {
             // Agents come up over the first second, not all at once.
@@ -304,6 +323,7 @@ impl World {
             Event::Datagram { to, from, bytes } => {
                 self.mix(&[now, 1, to as u64, bytes.len() as u64]);
                 let instant = self.instant();
+                let from = self.nodes[from].addr;
                 if let Some(engine) = self.nodes[to].engine.as_mut() {
                     engine.handle_datagram(from, &bytes, instant);
                     self.after_engine(to);
@@ -516,7 +536,7 @@ impl World {
         let Some(engine) = engine.as_mut() else {
             return;
         };
-        let mut sends = Vec::new();
+        let mut sends = std::mem::take(&mut self.sends);
         while let Some(out) = engine.poll_output() {
             if let Output::Transmit { to, datagram } = out {
                 sends.push((to, datagram));
@@ -530,9 +550,10 @@ impl World {
             failed_over = true;
         }
         let timeout = engine.poll_timeout();
-        for (to, datagram) in sends {
+        for (to, datagram) in sends.drain(..) {
             self.transmit(node, to, datagram);
         }
+        self.sends = sends;
         if failed_over {
             // Failovers go up as Events frames while a session is welcomed.
             let _ = self.flush_agent(node);
@@ -564,7 +585,6 @@ impl World {
             return;
         }
         let at = self.now + nanos(link.delay);
-        let from = self.nodes[from].addr;
         self.queue.push(
             at,
             Event::Datagram {
@@ -583,6 +603,7 @@ impl World {
 
     /// Carries out one scenario action now.
     pub fn act(&mut self, action: Action) -> Result<()> {
+        self.actions_done += 1;
         match action {
             Action::Cut(l) => self.links[l].cut = true,
             Action::Restore(l) => self.links[l].cut = false,
@@ -665,6 +686,22 @@ impl World {
         );
         self.queue.push(self.now, Event::Connect { node: n, life });
         Ok(())
+    }
+
+    /// The mesh's forwarding epoch now (see [`ForwardingEpoch`]).
+    pub fn forwarding_epoch(&self) -> ForwardingEpoch {
+        let mut epoch = ForwardingEpoch {
+            actions: self.actions_done,
+            lives: 0,
+            forwarding: 0,
+        };
+        for n in &self.nodes {
+            epoch.lives += u64::from(n.life);
+            if let Some(engine) = &n.engine {
+                epoch.forwarding += engine.forwarding_version();
+            }
+        }
+        epoch
     }
 
     /// Whether no scenario action is still to come.

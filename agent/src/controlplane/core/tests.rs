@@ -75,6 +75,22 @@ fn started() -> ControlCore {
 }
 
 #[test]
+fn a_drained_queue_gives_back_the_room_a_full_table_took() {
+    let now = Instant::now();
+    let mut core = ControlCore::default();
+    core.set_own_prefixes(vec![net("10.99.0.1/32")]);
+    core.handle_event(&welcome(&[]), now);
+    core.handle_event(&ControllerEvent::Links(vec![link(2)]), now);
+    let routes: Vec<Route> = (2..=250u8)
+        .map(|i| route(&format!("10.99.0.{i}/32"), &[2]))
+        .collect();
+    core.handle_event(&ControllerEvent::Routes(routes), now);
+    assert!(core.changes.capacity() > RETAINED_CHANGES);
+    assert_eq!(drain(&mut core).len(), 250, "one link and 249 routes");
+    assert!(core.changes.capacity() <= RETAINED_CHANGES);
+}
+
+#[test]
 fn a_one_route_delta_is_exactly_one_engine_change() {
     let now = Instant::now();
     let mut core = started();

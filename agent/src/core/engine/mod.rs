@@ -86,7 +86,7 @@ use super::LinkId;
 use super::link::{Link, LinkStatus};
 use super::liveness::{Liveness, Profile};
 use super::segments::SegmentTable;
-use super::table::{ForwardingTable, Hop, TableError};
+use super::table::{self, ForwardingTable, Hop, TableError};
 use super::tunnel::TunnelKind;
 
 /// How many recent failover events the engine keeps for `status`.
@@ -277,6 +277,9 @@ pub struct Engine {
     former_hops: feasible::FormerHops,
     /// The kind of session new links get (WireGuard, or the simulator's).
     tunnels: TunnelKind,
+    /// Links retired or revived so far: with the table's version, what
+    /// [`Engine::forwarding_version`] counts.
+    link_retirements: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -369,6 +372,7 @@ impl Engine {
             client_prefixes: BTreeSet::new(),
             former_hops: feasible::FormerHops::default(),
             tunnels: TunnelKind::WireGuard,
+            link_retirements: 0,
         })
     }
 
@@ -408,6 +412,7 @@ impl Engine {
         if let Some(link) = self.links.iter_mut().find(|l| l.peer == spec.peer) {
             let id = link.id;
             let revived = std::mem::replace(&mut link.retired, false);
+            self.link_retirements += u64::from(revived);
             if revived || link.liveness.profile != profile {
                 link.liveness = Liveness::new(profile);
                 if !link.liveness.is_up() {
@@ -463,6 +468,7 @@ impl Engine {
     /// Routes through it should be removed first; any left lose this hop.
     pub fn retire_link(&mut self, link: LinkId) {
         if let Some(state) = self.links.get_mut(link.0) {
+            self.link_retirements += u64::from(!state.retired);
             state.retired = true;
             self.table.set_link_up(link, false);
             self.underlay.remove(&link);
@@ -556,9 +562,9 @@ impl Engine {
                 });
             }
         }
-        // Validate before recording: the table refuses empty or repeated hops.
-        ForwardingTable::new().insert(prefix, hops.clone())?;
         let prefix = prefix.trunc();
+        // Validate before recording: the table refuses empty or repeated hops.
+        table::validate_hops(prefix, &hops)?;
         let old = self
             .repair
             .configured

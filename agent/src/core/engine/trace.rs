@@ -39,6 +39,13 @@ impl Engine {
         }
     }
 
+    /// Grows with every change that can alter what [`Engine::next_hop`]
+    /// answers for any destination (routes, hops up or down, links
+    /// retired or revived): equal versions, equal answers.
+    pub fn forwarding_version(&self) -> u64 {
+        self.table.version() + self.link_retirements
+    }
+
     /// Every installed route with its configured next hops by neighbour key
     /// (`None` for local delivery, the uplink or an unreachable marker),
     /// primary first, in prefix order.
