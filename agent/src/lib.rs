@@ -43,6 +43,7 @@ pub mod membership;
 pub mod nodeinfo;
 pub mod ping;
 pub mod publicwifi;
+pub mod relay;
 pub mod run;
 pub mod statefile;
 #[cfg(feature = "userspace")]

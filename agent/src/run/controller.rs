@@ -80,6 +80,9 @@ fn log_event(event: &ControllerEvent) {
         ControllerEvent::Revocations(pages) => {
             tracing::debug!(pages = pages.len(), "revocation pages from the controller")
         }
+        ControllerEvent::ControlExits(exits) => {
+            tracing::info!(?exits, "control exits from the controller")
+        }
     }
 }
 
@@ -237,6 +240,7 @@ pub(super) async fn apply_events(
     }
     let mut outputs = Vec::new();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+    shared.mesh_control.publish_exits(core.control_exits());
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -260,6 +264,7 @@ pub(super) async fn apply_events(
         apply_membership(&shared, &own.key, &event);
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+        shared.mesh_control.publish_exits(core.control_exits());
         if let ControllerEvent::Refused(err) = &event
             && err.code == ErrorCode::Revoked
         {

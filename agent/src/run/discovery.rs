@@ -14,8 +14,10 @@ use freimesh_proto::control::Route;
 use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
+use tokio::sync::watch;
 
 use super::Shared;
+use super::mesh_control::MeshControl;
 use crate::clock;
 use crate::core::{EngineChange, Hop, LinkSpec};
 use crate::discovery::shell::{
@@ -70,36 +72,81 @@ fn retire_on_link_down(reason: DownReason, assigned_by_controller: bool) -> bool
     matches!(reason, DownReason::Revoked | DownReason::Expired) || !assigned_by_controller
 }
 
-/// Runs discovery on the configured mesh interfaces until the agent stops.
+/// Whom discovery works for: the running agent, or a router that waits
+/// for its enrolment (no engine yet) and only needs to be heard and to
+/// hear which neighbours relay to the controller.
+pub(super) enum DiscoveryHost {
+    Agent(Arc<Shared>),
+    Unenrolled {
+        own_key: PublicKeyBytes,
+        /// Empty: no signing key, no credential (beacons go without one,
+        /// no neighbour's credential can be checked, so no link comes up).
+        membership: Box<std::sync::Mutex<crate::membership::Membership>>,
+        mesh: MeshControl,
+    },
+}
+
+impl DiscoveryHost {
+    fn membership(&self) -> std::sync::MutexGuard<'_, crate::membership::Membership> {
+        match self {
+            Self::Agent(shared) => shared.membership(),
+            Self::Unenrolled { membership, .. } => membership
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+
+    fn mesh(&self) -> &MeshControl {
+        match self {
+            Self::Agent(shared) => &shared.mesh_control,
+            Self::Unenrolled { mesh, .. } => mesh,
+        }
+    }
+}
+
+/// Runs discovery on the configured mesh interfaces until the agent stops
+/// or `stop` fires; gives the socket back (an unenrolled router's
+/// discovery hands it to the agent's once enrolled).
 pub(super) async fn run(
-    shared: Arc<Shared>,
+    host: DiscoveryHost,
     socket: DiscoverySocket,
     names: Vec<String>,
     wg_port: u16,
     max_links: usize,
-) {
-    let own_key = shared.engine().public_key();
+    stop: impl std::future::Future<Output = ()>,
+) -> DiscoverySocket {
+    tokio::pin!(stop);
+    let own_key = match &host {
+        DiscoveryHost::Agent(shared) => shared.engine().public_key(),
+        DiscoveryHost::Unenrolled { own_key, .. } => *own_key,
+    };
     let mut core = Discovery::new(own_key, wg_port, max_links, &names, clock::now());
     let mut interfaces = MeshInterfaces::new(&names);
     // Until an interface shows up with carrier, it gets no beacons.
     {
-        let membership = shared.membership();
+        let membership = host.membership();
         for name in &names {
             core.handle_carrier(&membership, name, false, clock::now());
         }
     }
-    let mut controller_links = shared.controller_links.subscribe();
+    let mut controller_links = match &host {
+        DiscoveryHost::Agent(shared) => shared.controller_links.subscribe(),
+        DiscoveryHost::Unenrolled { .. } => watch::Sender::new(None).subscribe(),
+    };
     let mut poll = tokio::time::interval(INTERFACE_POLL);
     let mut buf = vec![0u8; 2048];
     loop {
         let deadline = tokio::time::Instant::from_std(core.poll_timeout(clock::now()));
         tokio::select! {
+            () = &mut stop => return socket,
             received = socket.recv(&interfaces, &mut buf) => {
                 let datagram = &buf[..received.len];
-                let mut membership = shared.membership();
+                let mut membership = host.membership();
                 let revocations_before = (membership.revocation_serial(), membership.revoked_keys().count());
                 core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), clock::unix_now_s());
-                if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before {
+                if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before
+                    && let DiscoveryHost::Agent(shared) = &host
+                {
                     // Pages learnt from a neighbour: the state file keeps
                     // the list, so a reboot while headless still knows it.
                     shared.state_changed.notify_one();
@@ -116,7 +163,7 @@ pub(super) async fn run(
                         }
                         InterfaceChange::Carrier { name, up } => {
                             tracing::debug!(interface = %name, up, "mesh interface carrier");
-                            let membership = shared.membership();
+                            let membership = host.membership();
                             core.handle_carrier(&membership, &name, up, clock::now());
                         }
                     }
@@ -129,15 +176,21 @@ pub(super) async fn run(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                let membership = shared.membership();
+                let membership = host.membership();
                 core.handle_tick(&membership, clock::now(), Some(clock::unix_now_s()));
             }
         }
         while let Some(transmit) = core.poll_transmit() {
             socket.send(&interfaces, &transmit).await;
         }
+        host.mesh()
+            .publish_neighbour_relays(&core.relay_candidates());
+        let DiscoveryHost::Agent(shared) = &host else {
+            // Without a credential nothing is accepted, so no action comes.
+            continue;
+        };
         while let Some(action) = core.poll_action() {
-            carry_out(&shared, action).await;
+            carry_out(shared, action).await;
         }
         *shared.discovery_counters() = Some(core.counters());
     }
