@@ -114,6 +114,21 @@ async fn send(w: &mut OwnedWriteHalf, t: &mut Transport, msg: &AgentMsg) -> Resu
     Ok(write_message(w, &sealed).await?)
 }
 
+/// Completes when the relay paths change; never without them (or once
+/// their senders are gone).
+async fn relay_paths_changed(paths: Option<&mut RelayPaths>) {
+    let Some(paths) = paths else {
+        return std::future::pending().await;
+    };
+    let changed = tokio::select! {
+        changed = paths.exits.changed() => changed,
+        changed = paths.neighbours.changed() => changed,
+    };
+    if changed.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl Client {
     pub fn new(
         cfg: ClientConfig,
@@ -197,6 +212,10 @@ impl Client {
                         Some(item) => self.session.handle_upstream(item, now()),
                         None => self.upstream_open = false,
                     },
+                    // A new way to the controller (a neighbour heard, an
+                    // exit named) is worth trying now, not after the
+                    // backoff that the old paths earned.
+                    () = relay_paths_changed(self.relay_paths.as_mut()) => break,
                 }
             }
         }
@@ -273,8 +292,11 @@ impl Client {
         in_rx: &mut mpsc::Receiver<std::io::Result<Vec<u8>>>,
         path: DialPath,
     ) -> Result<(), End> {
+        let mut published = false;
         loop {
-            if self.session.session_welcomed() {
+            if !published && self.session.session_welcomed() {
+                published = true;
+                tracing::info!(path = %path.addr, kind = ?path.kind, "control session up");
                 self.publish_session_path(Some(path));
             }
             let wake = self.session.poll_timeout().map_or_else(
