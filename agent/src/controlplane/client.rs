@@ -34,6 +34,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// (a routing fault, a dead exit) must not hold up the next path for the
 /// whole [`CONNECT_TIMEOUT`]; two SYN retransmits fit.
 pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// After the relay paths change, the next round starts this long into the
+/// backoff wait at the latest (the backoff's minimum).
+const NEW_PATH_RETRY: Duration = super::backoff::BACKOFF_MIN;
 /// Controller messages read ahead of the session: the reader task decodes
 /// while the session applies, and a controller that sends faster than the
 /// agent applies waits on TCP (each message is bounded by the protocol's
@@ -202,6 +205,7 @@ impl Client {
             }
             // Keep taking what the run loop sends while we wait, so it is
             // never blocked and failovers are kept for the controller.
+            let waiting_since = tokio::time::Instant::now();
             let retry = tokio::time::sleep(retry_in);
             tokio::pin!(retry);
             loop {
@@ -213,9 +217,16 @@ impl Client {
                         None => self.upstream_open = false,
                     },
                     // A new way to the controller (a neighbour heard, an
-                    // exit named) is worth trying now, not after the
-                    // backoff that the old paths earned.
-                    () = relay_paths_changed(self.relay_paths.as_mut()) => break,
+                    // exit named) is worth trying soon, not after the
+                    // backoff that the old paths earned; but no sooner
+                    // than NEW_PATH_RETRY into the wait, so beacons from
+                    // ever new addresses cannot make the client spin.
+                    () = relay_paths_changed(self.relay_paths.as_mut()) => {
+                        let soon = waiting_since + NEW_PATH_RETRY;
+                        if soon < retry.deadline() {
+                            retry.as_mut().reset(soon);
+                        }
+                    }
                 }
             }
         }

@@ -20,11 +20,17 @@ pub const MAX_ON_MESH_INTERFACES: usize = 16;
 /// members reach the overlay (the forwarding engine drops spoofed
 /// sources), so it only bounds a hostile member.
 pub const MAX_ON_OVERLAY: usize = 128;
-/// New connections one source may open in a burst …
+/// New connections one source on a mesh interface may open in a burst …
 pub const SOURCE_BURST: u32 = 4;
 /// … and then one per this interval: a router retrying with the control
 /// client's backoff (1 s doubling) stays well inside it.
 pub const SOURCE_REFILL: Duration = Duration::from_secs(5);
+/// On the overlay a source is an enrolled member, and one that relays
+/// itself (a router whose neighbours enrol through it, using this node as
+/// its exit) opens a connection for each of them: a larger burst and
+/// rate, still bounded.
+pub const OVERLAY_SOURCE_BURST: u32 = 32;
+pub const OVERLAY_SOURCE_REFILL: Duration = Duration::from_millis(250);
 /// Sources whose rate is tracked at once; a flood of invented source
 /// addresses fills this table and then waits (bounded memory: about a
 /// hundred bytes per source).
@@ -107,6 +113,8 @@ pub struct RelayLimits {
     pub on_overlay: usize,
     pub source_burst: u32,
     pub source_refill: Duration,
+    pub overlay_source_burst: u32,
+    pub overlay_source_refill: Duration,
     pub max_sources: usize,
     pub bytes_per_second: u64,
     pub byte_burst: u64,
@@ -121,6 +129,8 @@ impl Default for RelayLimits {
             on_overlay: MAX_ON_OVERLAY,
             source_burst: SOURCE_BURST,
             source_refill: SOURCE_REFILL,
+            overlay_source_burst: OVERLAY_SOURCE_BURST,
+            overlay_source_refill: OVERLAY_SOURCE_REFILL,
             max_sources: MAX_TRACKED_SOURCES,
             bytes_per_second: BYTES_PER_SECOND,
             byte_burst: BYTE_BURST,
@@ -278,11 +288,17 @@ impl RelayCore {
             }
         }
         let upstream = self.upstream.ok_or(Refusal::NoUpstream)?;
-        self.take_source_token(source, now)?;
+        let overlay = *origin == Origin::Overlay;
+        self.take_source_token(source, overlay, now)?;
         Ok(upstream)
     }
 
-    fn take_source_token(&mut self, source: IpAddr, now: Instant) -> Result<(), Refusal> {
+    fn take_source_token(
+        &mut self,
+        source: IpAddr,
+        overlay: bool,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         if !self.sources.contains_key(&source) && self.sources.len() >= self.limits.max_sources {
             let due = self
                 .last_sweep
@@ -296,7 +312,14 @@ impl RelayCore {
                 return Err(Refusal::TooManySources);
             }
         }
-        let (burst, refill) = (self.limits.source_burst, self.limits.source_refill);
+        let (burst, refill) = if overlay {
+            (
+                self.limits.overlay_source_burst,
+                self.limits.overlay_source_refill,
+            )
+        } else {
+            (self.limits.source_burst, self.limits.source_refill)
+        };
         let entry = self.sources.entry(source).or_insert_with(|| Source {
             budget: Budget::new(burst, refill),
             last_seen: now,

@@ -26,6 +26,6 @@ mod tests;
 
 pub use self::core::{
     BYTE_BURST, BYTES_PER_SECOND, IDLE_TIMEOUT, MAX_ON_MESH_INTERFACES, MAX_ON_OVERLAY,
-    MAX_PER_INTERFACE, MAX_TRACKED_SOURCES, Origin, Refusal, RelayCore, RelayCounters, RelayId,
-    RelayLimits, SOURCE_BURST, SOURCE_REFILL, Upstream,
+    MAX_PER_INTERFACE, MAX_TRACKED_SOURCES, OVERLAY_SOURCE_BURST, OVERLAY_SOURCE_REFILL, Origin,
+    Refusal, RelayCore, RelayCounters, RelayId, RelayLimits, SOURCE_BURST, SOURCE_REFILL, Upstream,
 };

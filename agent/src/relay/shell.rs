@@ -118,7 +118,7 @@ pub async fn serve(
                 let own_key = site.own_key;
                 tokio::spawn(async move {
                     if let Err(err) = relay_one(stream, to, own_key, id, &core, close_rx).await {
-                        tracing::debug!(%peer, %err, "relayed connection ended");
+                        tracing::debug!(%peer, upstream = %to.addr(), %err, "relayed connection ended");
                     }
                     let _ = ended_tx.send(id);
                 });

@@ -104,6 +104,22 @@ fn one_source_is_rate_limited() {
         core.handle_accept(mesh("mesh0"), src, t0 + SOURCE_REFILL)
             .is_ok()
     );
+    // On the overlay a member relaying for others gets a larger budget.
+    let member = IpAddr::V6("fd00::2".parse().expect("ip"));
+    for _ in 0..OVERLAY_SOURCE_BURST {
+        let (id, _) = core
+            .handle_accept(Origin::Overlay, member, t0)
+            .expect("burst");
+        core.handle_closed(id);
+    }
+    assert_eq!(
+        core.handle_accept(Origin::Overlay, member, t0),
+        Err(Refusal::SourceRate)
+    );
+    assert!(
+        core.handle_accept(Origin::Overlay, member, t0 + OVERLAY_SOURCE_REFILL)
+            .is_ok()
+    );
 }
 
 #[test]

@@ -42,6 +42,11 @@ pub(super) struct DiscoveredLink {
 /// that discovery still holds does not take it down (`None`): the two
 /// routers still hear each other, and discovery takes it down when they
 /// stop (or the key is revoked). A link exists while either side wants it.
+/// Likewise a discovered neighbour's own addresses stay routed over its
+/// link: the controller removing its route for one (the neighbour just
+/// reconnected and has not reported its links yet) puts discovery's host
+/// route back instead of leaving none, so the neighbour (a control exit,
+/// often) stays reachable until the controller routes it again.
 pub(super) fn controller_change_next_to_discovery(
     change: EngineChange,
     discovered: &BTreeMap<PublicKeyBytes, DiscoveredLink>,
@@ -50,6 +55,22 @@ pub(super) fn controller_change_next_to_discovery(
         EngineChange::RetireLink(peer) if discovered.contains_key(&peer) => {
             tracing::debug!(neighbour = %peer, "link kept: the controller retired it, discovery still hears the neighbour");
             return None;
+        }
+        EngineChange::RemoveRoute(prefix) => {
+            let neighbour = discovered
+                .iter()
+                .find(|(_, link)| link.host_routes.contains(&prefix));
+            return Some(match neighbour {
+                Some((peer, _)) => {
+                    tracing::debug!(%prefix, neighbour = %peer, "route kept over the discovered link: the controller removed it");
+                    EngineChange::SetRoute(Route {
+                        prefix,
+                        via: vec![*peer],
+                        segment: Segment::Infrastructure,
+                    })
+                }
+                None => EngineChange::RemoveRoute(prefix),
+            });
         }
         EngineChange::UpsertLink(spec) => spec,
         other => return Some(other),
@@ -158,6 +179,11 @@ pub(super) async fn run(
                         InterfaceChange::Appeared { name, ifindex } => {
                             match socket.join(ifindex) {
                                 Ok(()) => tracing::info!(interface = %name, ifindex, "discovery on"),
+                                // The socket joined before enrolment (an
+                                // unenrolled router's discovery hands it on).
+                                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                                    tracing::debug!(interface = %name, "discovery group already joined");
+                                }
                                 Err(err) => tracing::warn!(interface = %name, %err, "joining the discovery group failed"),
                             }
                         }
@@ -413,6 +439,29 @@ mod tests {
         assert_eq!(
             controller_change_next_to_discovery(EngineChange::RetireLink(other), &discovered),
             Some(EngineChange::RetireLink(other))
+        );
+        // The controller removing the route to a discovered neighbour's
+        // own address: the host route over its link comes back.
+        let own: IpNet = "fd00::5/128".parse().expect("prefix");
+        let with_routes = BTreeMap::from([(
+            peer,
+            DiscoveredLink {
+                endpoint: "[fe80::5%3]:51820".parse().expect("addr"),
+                host_routes: vec![own],
+            },
+        )]);
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RemoveRoute(own), &with_routes),
+            Some(EngineChange::SetRoute(Route {
+                prefix: own,
+                via: vec![peer],
+                segment: Segment::Infrastructure,
+            }))
+        );
+        let elsewhere: IpNet = "fd00::9/128".parse().expect("prefix");
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RemoveRoute(elsewhere), &with_routes),
+            Some(EngineChange::RemoveRoute(elsewhere))
         );
         // Discovery lets go of a link the controller assigns: kept, unless
         // the neighbour's membership ended.
