@@ -126,16 +126,26 @@ impl DiscoveryHost {
 }
 
 /// Runs discovery on the configured mesh interfaces until the agent stops
-/// or `stop` fires; gives the socket back (an unenrolled router's
-/// discovery hands it to the agent's once enrolled).
+/// or `stop` fires (never without one); gives the socket back (an
+/// unenrolled router's discovery hands it to the agent's once enrolled).
+/// Not generic over the stop signal: one copy of the loop in the router
+/// binary.
 pub(super) async fn run(
     host: DiscoveryHost,
     socket: DiscoverySocket,
     names: Vec<String>,
     wg_port: u16,
     max_links: usize,
-    stop: impl std::future::Future<Output = ()>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> DiscoverySocket {
+    let stop = async move {
+        match stop {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(stop);
     let own_key = match &host {
         DiscoveryHost::Agent(shared) => shared.engine().public_key(),

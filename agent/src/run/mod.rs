@@ -253,7 +253,7 @@ where
             config.mesh_interfaces.clone(),
             listen.port(),
             config.max_discovered_links_per_interface,
-            std::future::pending(),
+            None,
         );
         tasks.spawn(async move {
             discovery.await;
@@ -449,9 +449,7 @@ async fn connect_controller(
                 config.mesh_interfaces.clone(),
                 config.listen.port(),
                 config.max_discovered_links_per_interface,
-                async move {
-                    let _ = stopped.await;
-                },
+                Some(stopped),
             ));
             (stop, task)
         });
