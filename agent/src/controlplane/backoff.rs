@@ -84,7 +84,10 @@ pub struct DialPath {
 /// [`NEXT_ENDPOINT_DELAY`]; only when every path has failed in a row does
 /// the [`Backoff`] delay apply, so one dead replica does not slow down
 /// reaching the next. A path that welcomed the agent is tried first again
-/// after its session ends (it answered last), and the backoff starts over.
+/// after its session ends (it answered last), and the backoff starts over;
+/// except a neighbour's link-local relay: after a session through one the
+/// round starts again from the top (its slots are few, and an enrolled
+/// router has exits by then).
 ///
 /// Contract: dial [`Dialer::path`]; when the attempt or session ends,
 /// call [`Dialer::handle_session_end`] and wait the delay it returns.
@@ -162,6 +165,13 @@ impl Dialer {
         if welcomed {
             self.backoff.reset();
             self.failed_in_round = 0;
+            if self.path().is_some_and(|p| p.kind == PathKind::Neighbour) {
+                // A neighbour's link-local relay is the way in for a
+                // router that had nothing better; its slots are few (the
+                // relay's per-interface cap). Once enrolled, the next
+                // session tries the underlay and the exits first.
+                self.current = 0;
+            }
             return self.backoff.next_delay(random);
         }
         self.failed_in_round += 1;
@@ -273,6 +283,24 @@ mod tests {
         // Every relay path gone: the underlay endpoint is still dialled.
         dialer.handle_relay_paths(&[], &[]);
         assert_eq!(dialer.endpoint(), Some(configured[0]));
+    }
+
+    #[test]
+    fn after_a_session_through_a_neighbour_the_round_starts_from_the_top() {
+        let configured = endpoints(1);
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(configured.clone());
+        dialer.handle_relay_paths(&[], &[neighbour]);
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(neighbour));
+        // Enrolled through the neighbour; the controller named an exit.
+        dialer.handle_relay_paths(&[exit], &[neighbour]);
+        assert_eq!(dialer.endpoint(), Some(neighbour), "keeps its turn");
+        dialer.handle_session_end(true, 0);
+        assert_eq!(dialer.endpoint(), Some(configured[0]));
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(exit));
     }
 
     #[test]
