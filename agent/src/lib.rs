@@ -45,6 +45,7 @@ pub mod membership;
 pub mod nodeinfo;
 pub mod ping;
 pub mod publicwifi;
+pub mod relay;
 pub mod respondd;
 pub mod run;
 pub mod statefile;

@@ -138,6 +138,10 @@ fn controller_messages() -> Vec<ControllerMsg> {
             };
             2
         ]),
+        ControllerMsg::ControlExits(vec![
+            "[fd00::1]:51819".parse().expect("addr"),
+            "10.99.0.1:51819".parse().expect("addr"),
+        ]),
         ControllerMsg::Pending {
             node_id: NodeId([2; 8]),
         },

@@ -542,7 +542,9 @@ check "first run" in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh
 check "second run" in_root "$root" /bin/sh /etc/uci-defaults/90-freimesh
 for line in network.freimesh=interface network.freimesh.proto=none network.freimesh.device=fm0 \
 	firewall.freimesh=zone firewall.freimesh.name=freimesh firewall.freimesh.input=REJECT \
-	firewall.freimesh_wg.dest_port=51821 firewall.freimesh_wg.src=wan; do
+	firewall.freimesh_wg.dest_port=51821 firewall.freimesh_wg.src=wan \
+	firewall.freimesh_relay.src=freimesh firewall.freimesh_relay.proto=tcp \
+	firewall.freimesh_relay.dest_port=51819; do
 	check "uci: $line" grep -qxF "$line" "$root/tmp/uci.db"
 done
 check "zone lists the network once" [ "$(grep -cxF 'firewall.freimesh.network+=freimesh' "$root/tmp/uci.db")" -eq 1 ]

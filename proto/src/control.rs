@@ -241,7 +241,21 @@ pub enum ControllerMsg {
     /// takes several frames; every page names its serial and page count,
     /// so no `last` flag is needed).
     Revocations(Vec<SignedRevocationPage>),
+    /// Control exits (v6): the overlay relay addresses (port
+    /// [`crate::discovery::CONTROL_RELAY_PORT`]) of enrolled routers whose
+    /// own session reaches the controller directly, at most
+    /// [`MAX_CONTROL_EXITS`], in the controller's order of preference. An
+    /// agent with no underlay route to the controller dials these through
+    /// the mesh. The whole list after every Welcome and whenever it
+    /// changes.
+    ControlExits(Vec<SocketAddr>),
 }
+
+/// The most control exits one [`ControllerMsg::ControlExits`] may name:
+/// enough for a town to have exits in every district, few enough that the
+/// frame stays small (16 addresses are under 400 bytes) and an agent's
+/// round over them stays short. The agent refuses a longer list.
+pub const MAX_CONTROL_EXITS: usize = 16;
 
 /// Revocation pages one [`ControllerMsg::Revocations`] frame may carry:
 /// 16 signed pages of at most ~1,070 bytes stay far below [`MAX_FRAME`],

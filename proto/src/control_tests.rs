@@ -305,3 +305,21 @@ fn the_longest_revocation_list_goes_in_frames_of_at_most_16_pages() {
         encode_controller_frames(&ControllerMsg::Revocations(revocation_pages(1))).expect("frames");
     assert_eq!(one.len(), 1);
 }
+
+#[test]
+fn the_longest_control_exit_list_fits_a_small_frame() {
+    let exits: Vec<SocketAddr> = (0..MAX_CONTROL_EXITS)
+        .map(|i| {
+            SocketAddr::new(
+                format!("fd00:1:ffff:ffff:ffff:ffff:ffff:{i:x}")
+                    .parse()
+                    .expect("ip"),
+                crate::discovery::CONTROL_RELAY_PORT,
+            )
+        })
+        .collect();
+    let msg = ControllerMsg::ControlExits(exits);
+    let bytes = encode(&msg).expect("encode");
+    assert!(bytes.len() < 400, "{} bytes", bytes.len());
+    assert_eq!(decode::<ControllerMsg>(&bytes), Ok(msg));
+}

@@ -34,6 +34,13 @@ use crate::credential::{SignedCredential, SignedRevocationPage};
 /// not among the well-known ports of the services database we checked.
 pub const DISCOVERY_PORT: u16 = 51818;
 
+/// The TCP port of the control relay (`crate::relay`): on a router's
+/// link-local addresses of its mesh interfaces (for neighbours that are
+/// not enrolled yet) and on its overlay addresses (for enrolled routers
+/// without an underlay route to the controller). Next to
+/// [`DISCOVERY_PORT`], and the same reasoning.
+pub const CONTROL_RELAY_PORT: u16 = 51819;
+
 /// The link-local multicast group beacons go to: a *transient* group
 /// (flags T = 1, `ff12::`), which RFC 4291 lets anyone use without an IANA
 /// assignment, with the group id spelling "frmesh" in ASCII. Permanent

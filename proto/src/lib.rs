@@ -22,6 +22,7 @@
 //! | 3 | 2026-11-23 | agent → controller `Events` (failovers with detection and switch time) and `Traffic` (bytes per link); admin API types (`api`) |
 //! | 4 | 2026-11-23 | gateways and public Wi-Fi: `Hello.roles`, `Welcome.client_prefixes`, `Route.segment` (`segment::Segment`), `LinkAssignment.allowed_sources` (standard WireGuard sites), `Uplink` and `Clients` reports; a node's own key in `Route.via` means "deliver here" |
 //! | 5 | 2026-12-06 | membership credentials (`credential`): `Welcome.signing_key` (the controller's Ed25519 key), `Credential` (this node's signed credential, after every Welcome and on renewal), `Revocations` (signed revocation pages, the whole list after every Welcome and on change, ≤ 16 pages per frame); fleet telemetry (`telemetry`): agent → controller `NodeInfo` (version, firmware, model, CPUs, location and contact with consent flags, autoupdater branch, domain; after every Welcome and on change) and `Statistics` (uptime, load, memory, root filesystem; every 60 s) |
+//! | 6 | 2026-12-06 | control through the mesh: `ControlExits` (the overlay addresses of routers that relay the control channel to the controller, ≤ 16, after every Welcome and on change); the control relay (`discovery::CONTROL_RELAY_PORT`, `relay::RelayPreamble`: what an exit's relay writes before the piped bytes so the controller knows the session is relayed) |
 
 pub mod api;
 pub mod control;
@@ -29,6 +30,7 @@ pub mod credential;
 pub mod discovery;
 mod key;
 pub mod mesh;
+pub mod relay;
 pub mod roles;
 pub mod segment;
 pub mod telemetry;
@@ -37,4 +39,4 @@ pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key}
 
 /// The protocol version this build speaks. Bump it, and add a row to the
 /// changelog in this crate's docs, whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cells;
 pub mod controller;
 pub mod demo;
 pub mod event_bench;

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use freimesh_testbed::cells::{add_cell, add_router, attach, link_local, ping_within};
 use freimesh_testbed::controller::ControllerProcess;
 use freimesh_testbed::lab::Lab;
 use freimesh_testbed::process::AgentProcess;
@@ -163,30 +164,6 @@ fn ping_once(lab: &Lab, from: &str, to: IpAddr) -> bool {
     ping_within(lab, from, to, "1")
 }
 
-/// One ping, waiting `wait` seconds (fractions allowed) for the reply.
-fn ping_within(lab: &Lab, from: &str, to: IpAddr, wait: &str) -> bool {
-    lab.try_exec(
-        from,
-        &["ping", "-n", "-q", "-c", "1", "-W", wait, &to.to_string()],
-    )
-    .is_ok_and(|o| o.status.success())
-}
-
-/// The link-local address of `router`'s mesh0.
-fn link_local(lab: &Lab, router: &str) -> anyhow::Result<String> {
-    let out = lab.exec(
-        router,
-        &[
-            "ip", "-6", "-o", "addr", "show", "dev", "mesh0", "scope", "link",
-        ],
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|w| w.strip_suffix("/64").filter(|a| a.starts_with("fe80")))
-        .map(str::to_owned)
-        .with_context(|| format!("no link-local address on {router}'s mesh0: {text}"))
-}
-
 fn overlay_v4(socket: &Path) -> anyhow::Result<IpAddr> {
     let status = status(socket)?;
     status
@@ -212,50 +189,12 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
     let dir = tempfile::Builder::new()
         .prefix("freimesh-discovery-")
         .tempdir()?;
-    lab.add_namespace("cell")?;
+    add_cell(&mut lab, "cell")?;
     lab.add_namespace("ctl")?;
-    lab.exec(
-        "cell",
-        &[
-            "ip",
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ],
-    )?;
-    lab.exec("cell", &["ip", "link", "set", "br0", "up"])?;
     for i in 0..ROUTERS {
         let name = router(i);
-        lab.add_namespace(&name)?;
-        // No duplicate address detection: link-local addresses are usable
-        // the moment the interface is up, as on a router that has been up.
-        lab.exec(
-            &name,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-            ],
-        )?;
-        let status = Command::new("ip")
-            .args(["link", "add", "mesh0", "netns", &lab.ns(&name)])
-            .args(["type", "veth", "peer", "name", &format!("c{i}")])
-            .args(["netns", &lab.ns("cell")])
-            .status()?;
-        if !status.success() {
-            bail!("creating {name}'s mesh0");
-        }
-        lab.exec(
-            "cell",
-            &["ip", "link", "set", &format!("c{i}"), "master", "br0"],
-        )?;
-        lab.exec("cell", &["ip", "link", "set", &format!("c{i}"), "up"])?;
-        lab.exec(&name, &["ip", "link", "set", "mesh0", "up"])?;
+        add_router(&mut lab, &name)?;
+        attach(&lab, &name, "mesh0", "cell", &format!("c{i}"))?;
         lab.veth(
             "ctl",
             &format!("m{i}"),
@@ -326,7 +265,7 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
         std::thread::sleep(Duration::from_millis(20));
     };
     let heard = capture.drain();
-    let r2_source = link_local(&lab, "r2")?;
+    let r2_source = link_local(&lab, "r2", "mesh0")?;
     let first_beacon = heard
         .iter()
         .find(|(_, src, _, cred)| *cred && *src == r2_source)

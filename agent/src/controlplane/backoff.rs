@@ -1,6 +1,8 @@
 //! Reconnect backoff: exponential with jitter, so a thousand routers that
 //! lost their controller at the same moment do not return in lockstep; and
-//! the [`Dialer`] that walks the list of controller endpoints with it.
+//! the [`Dialer`] that walks the paths to the controller with it: the
+//! configured endpoints over the underlay first, then the control exits'
+//! overlay relays, then the neighbours' link-local relays.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,20 +53,49 @@ impl Backoff {
 /// that all refuse at once from spinning.
 pub const NEXT_ENDPOINT_DELAY: Duration = Duration::from_millis(200);
 
-/// Which controller endpoint to dial, and when, as a sans-IO core.
+/// How a path reaches the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// A configured controller endpoint, over the underlay.
+    Underlay,
+    /// A control exit's overlay relay, through the mesh.
+    Exit,
+    /// A neighbour's link-local relay on a mesh interface.
+    Neighbour,
+}
+
+/// One way to the controller: where to connect and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialPath {
+    pub addr: SocketAddr,
+    pub kind: PathKind,
+}
+
+/// Which path to the controller to dial, and when, as a sans-IO core.
 ///
-/// The endpoints are tried in order. A failed attempt moves on to the next
-/// one after [`NEXT_ENDPOINT_DELAY`]; only when every endpoint has failed
-/// in a row does the [`Backoff`] delay apply, so one dead replica does not
-/// slow down reaching the next. An endpoint that welcomed the agent is
-/// tried first again after its session ends (it answered last), and the
-/// backoff starts over.
+/// A round tries the configured endpoints first (over the underlay; with
+/// no route the kernel refuses at once, so they cost nothing then), then
+/// the control exits (the controller's list, in its order), then the
+/// neighbours' link-local relays. The relay paths change as the
+/// controller and discovery report them ([`Dialer::handle_relay_paths`]);
+/// the configured endpoints never leave the round, so no routing fault
+/// or bad exit list can cut a router off from an underlay that works
+/// again. A failed attempt moves on to the next path after
+/// [`NEXT_ENDPOINT_DELAY`]; only when every path has failed in a row does
+/// the [`Backoff`] delay apply, so one dead replica does not slow down
+/// reaching the next. A path that welcomed the agent is tried first again
+/// after its session ends (it answered last), and the backoff starts over;
+/// except a neighbour's link-local relay: after a session through one the
+/// round starts again from the top (its slots are few, and an enrolled
+/// router has exits by then).
 ///
-/// Contract: dial [`Dialer::endpoint`]; when the attempt or session ends,
+/// Contract: dial [`Dialer::path`]; when the attempt or session ends,
 /// call [`Dialer::handle_session_end`] and wait the delay it returns.
 #[derive(Debug, Clone)]
 pub struct Dialer {
-    endpoints: Vec<SocketAddr>,
+    configured: Vec<SocketAddr>,
+    /// The round: configured endpoints, exits, neighbour relays.
+    endpoints: Vec<DialPath>,
     current: usize,
     /// Endpoints that failed in a row since the last welcome or full round.
     failed_in_round: usize,
@@ -73,17 +104,58 @@ pub struct Dialer {
 
 impl Dialer {
     pub fn new(endpoints: Vec<SocketAddr>) -> Self {
+        let round = endpoints
+            .iter()
+            .map(|&addr| DialPath {
+                addr,
+                kind: PathKind::Underlay,
+            })
+            .collect();
         Self {
-            endpoints,
+            configured: endpoints,
+            endpoints: round,
             current: 0,
             failed_in_round: 0,
             backoff: Backoff::default(),
         }
     }
 
-    /// The endpoint to dial now; `None` with an empty list.
+    /// The endpoint to dial now; `None` with no path at all.
     pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.path().map(|p| p.addr)
+    }
+
+    /// The path to dial now; `None` with no path at all.
+    pub fn path(&self) -> Option<DialPath> {
         self.endpoints.get(self.current).copied()
+    }
+
+    /// The relay paths now known: the controller's control exits and the
+    /// relays of neighbours heard on the mesh interfaces. They follow the
+    /// configured endpoints in the round (duplicates dropped); the path
+    /// dialled now keeps its turn if it is still in the round.
+    pub fn handle_relay_paths(&mut self, exits: &[SocketAddr], neighbours: &[SocketAddr]) {
+        let current = self.path();
+        let mut round: Vec<DialPath> = Vec::new();
+        let tagged = self
+            .configured
+            .iter()
+            .map(|&addr| (addr, PathKind::Underlay))
+            .chain(exits.iter().map(|&addr| (addr, PathKind::Exit)))
+            .chain(neighbours.iter().map(|&addr| (addr, PathKind::Neighbour)));
+        for (addr, kind) in tagged {
+            if !round.iter().any(|p| p.addr == addr) {
+                round.push(DialPath { addr, kind });
+            }
+        }
+        if round == self.endpoints {
+            return;
+        }
+        self.current = current
+            .and_then(|c| round.iter().position(|p| *p == c))
+            .unwrap_or(0);
+        self.failed_in_round = self.failed_in_round.min(round.len().saturating_sub(1));
+        self.endpoints = round;
     }
 
     /// The attempt on [`Dialer::endpoint`] ended (`welcomed`: it got as far
@@ -93,6 +165,13 @@ impl Dialer {
         if welcomed {
             self.backoff.reset();
             self.failed_in_round = 0;
+            if self.path().is_some_and(|p| p.kind == PathKind::Neighbour) {
+                // A neighbour's link-local relay is the way in for a
+                // router that had nothing better; its slots are few (the
+                // relay's per-interface cap). Once enrolled, the next
+                // session tries the underlay and the exits first.
+                self.current = 0;
+            }
             return self.backoff.next_delay(random);
         }
         self.failed_in_round += 1;
@@ -163,6 +242,74 @@ mod tests {
         // It fails next: the others get their turn before any backoff.
         assert_eq!(dialer.handle_session_end(false, 0), NEXT_ENDPOINT_DELAY);
         assert_eq!(dialer.endpoint(), Some(list[2]));
+    }
+
+    #[test]
+    fn relay_paths_follow_the_configured_endpoints_which_never_leave() {
+        let configured = endpoints(1);
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(configured.clone());
+        dialer.handle_relay_paths(&[exit], &[neighbour, exit]);
+        let mut round = Vec::new();
+        for _ in 0..3 {
+            round.push(dialer.path().expect("path"));
+            dialer.handle_session_end(false, 0);
+        }
+        assert_eq!(
+            round,
+            [
+                DialPath {
+                    addr: configured[0],
+                    kind: PathKind::Underlay
+                },
+                DialPath {
+                    addr: exit,
+                    kind: PathKind::Exit
+                },
+                DialPath {
+                    addr: neighbour,
+                    kind: PathKind::Neighbour
+                },
+            ],
+            "in order, the exit once"
+        );
+        // The exit answers; the lists change; it keeps its turn.
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(exit));
+        dialer.handle_session_end(true, 0);
+        dialer.handle_relay_paths(&[exit], &[]);
+        assert_eq!(dialer.endpoint(), Some(exit));
+        // Every relay path gone: the underlay endpoint is still dialled.
+        dialer.handle_relay_paths(&[], &[]);
+        assert_eq!(dialer.endpoint(), Some(configured[0]));
+    }
+
+    #[test]
+    fn after_a_session_through_a_neighbour_the_round_starts_from_the_top() {
+        let configured = endpoints(1);
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(configured.clone());
+        dialer.handle_relay_paths(&[], &[neighbour]);
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(neighbour));
+        // Enrolled through the neighbour; the controller named an exit.
+        dialer.handle_relay_paths(&[exit], &[neighbour]);
+        assert_eq!(dialer.endpoint(), Some(neighbour), "keeps its turn");
+        dialer.handle_session_end(true, 0);
+        assert_eq!(dialer.endpoint(), Some(configured[0]));
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(exit));
+    }
+
+    #[test]
+    fn an_unenrolled_router_without_endpoints_dials_its_neighbours() {
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(Vec::new());
+        assert_eq!(dialer.endpoint(), None);
+        dialer.handle_relay_paths(&[], &[neighbour]);
+        assert_eq!(dialer.endpoint(), Some(neighbour));
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The control-plane client's I/O shell: connects over TCP, runs the Noise
 //! IK handshake, then moves frames between the socket and the [`Session`]
 //! core until the connection fails; then backs off and starts again. Every
-//! decision (Hello, pings, idle timeout, what waits for the controller)
-//! lives in the core.
+//! decision (Hello, pings, idle timeout, what waits for the controller,
+//! which path to dial) lives in the cores.
+//!
+//! With [`Client::with_relay_paths`] it also dials through the mesh (the
+//! control exits and neighbours' relays it is fed) and says where its
+//! welcomed session runs, for this node's own relay
+//! ([`crate::relay`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,16 +17,26 @@ use rand_core::{OsRng, RngCore as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
-use super::{ClientConfig, ControllerEvent, Dialer, IDLE_TIMEOUT, Session, Upstream};
+use super::{
+    ClientConfig, ControllerEvent, DialPath, Dialer, IDLE_TIMEOUT, PathKind, Session, Upstream,
+};
 use crate::clock::now;
 use crate::identity::PrivateKey;
+use crate::relay;
 
 /// Connecting and the handshake must finish within this; a controller that
 /// accepts but never answers is as good as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TCP connect alone must finish within this: a path that drops SYNs
+/// (a routing fault, a dead exit) must not hold up the next path for the
+/// whole [`CONNECT_TIMEOUT`]; two SYN retransmits fit.
+pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// After the relay paths change, the next round starts this long into the
+/// backoff wait at the latest (the backoff's minimum).
+const NEW_PATH_RETRY: Duration = super::backoff::BACKOFF_MIN;
 /// Controller messages read ahead of the session: the reader task decodes
 /// while the session applies, and a controller that sends faster than the
 /// agent applies waits on TCP (each message is bounded by the protocol's
@@ -37,6 +52,32 @@ pub struct Client {
     upstream: mpsc::Receiver<Upstream>,
     upstream_open: bool,
     dialer: Dialer,
+    relay_paths: Option<RelayPaths>,
+}
+
+/// The client's side of control through the mesh: what it dials besides
+/// the configured endpoints, and where it tells this node's relay its
+/// session runs.
+#[derive(Debug)]
+pub struct RelayPaths {
+    /// The control exits the controller named (kept in the state file).
+    pub exits: watch::Receiver<Vec<std::net::SocketAddr>>,
+    /// Neighbours' link-local relays heard on the mesh interfaces.
+    pub neighbours: watch::Receiver<Vec<std::net::SocketAddr>>,
+    /// Set to the welcomed session's path, `None` between sessions.
+    pub session_path: watch::Sender<Option<relay::Upstream>>,
+}
+
+impl RelayPaths {
+    /// Where this node's relay sends what it relays, for a session over
+    /// `path`: a configured endpoint is the controller itself; anything
+    /// else is another relay.
+    pub fn upstream_of(path: DialPath) -> relay::Upstream {
+        match path.kind {
+            PathKind::Underlay => relay::Upstream::Controller(path.addr),
+            PathKind::Exit | PathKind::Neighbour => relay::Upstream::Relay(path.addr),
+        }
+    }
 }
 
 /// Why a session ended.
@@ -76,6 +117,21 @@ async fn send(w: &mut OwnedWriteHalf, t: &mut Transport, msg: &AgentMsg) -> Resu
     Ok(write_message(w, &sealed).await?)
 }
 
+/// Completes when the relay paths change; never without them (or once
+/// their senders are gone).
+async fn relay_paths_changed(paths: Option<&mut RelayPaths>) {
+    let Some(paths) = paths else {
+        return std::future::pending().await;
+    };
+    let changed = tokio::select! {
+        changed = paths.exits.changed() => changed,
+        changed = paths.neighbours.changed() => changed,
+    };
+    if changed.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl Client {
     pub fn new(
         cfg: ClientConfig,
@@ -90,6 +146,34 @@ impl Client {
             events,
             upstream,
             upstream_open: true,
+            relay_paths: None,
+        }
+    }
+
+    /// Dials through the mesh as well (see [`RelayPaths`]).
+    #[must_use]
+    pub fn with_relay_paths(mut self, paths: RelayPaths) -> Self {
+        self.relay_paths = Some(paths);
+        self
+    }
+
+    /// Takes the newest relay paths into the dialer.
+    fn refresh_paths(&mut self) {
+        if let Some(paths) = &mut self.relay_paths {
+            let exits = paths.exits.borrow_and_update().clone();
+            let neighbours = paths.neighbours.borrow_and_update().clone();
+            self.dialer.handle_relay_paths(&exits, &neighbours);
+        }
+    }
+
+    fn publish_session_path(&self, path: Option<DialPath>) {
+        if let Some(paths) = &self.relay_paths {
+            let upstream = path.map(RelayPaths::upstream_of);
+            paths.session_path.send_if_modified(|current| {
+                let changed = *current != upstream;
+                *current = upstream;
+                changed
+            });
         }
     }
 
@@ -97,10 +181,12 @@ impl Client {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            self.refresh_paths();
             let end = tokio::select! {
                 () = &mut shutdown => return,
                 end = self.session() => end,
             };
+            self.publish_session_path(None);
             let reason = match end {
                 End::Stop => return,
                 End::Retry(reason) => reason,
@@ -119,6 +205,7 @@ impl Client {
             }
             // Keep taking what the run loop sends while we wait, so it is
             // never blocked and failovers are kept for the controller.
+            let waiting_since = tokio::time::Instant::now();
             let retry = tokio::time::sleep(retry_in);
             tokio::pin!(retry);
             loop {
@@ -129,6 +216,17 @@ impl Client {
                         Some(item) => self.session.handle_upstream(item, now()),
                         None => self.upstream_open = false,
                     },
+                    // A new way to the controller (a neighbour heard, an
+                    // exit named) is worth trying soon, not after the
+                    // backoff that the old paths earned; but no sooner
+                    // than NEW_PATH_RETRY into the wait, so beacons from
+                    // ever new addresses cannot make the client spin.
+                    () = relay_paths_changed(self.relay_paths.as_mut()) => {
+                        let soon = waiting_since + NEW_PATH_RETRY;
+                        if soon < retry.deadline() {
+                            retry.as_mut().reset(soon);
+                        }
+                    }
                 }
             }
         }
@@ -159,13 +257,16 @@ impl Client {
     }
 
     async fn session_inner(&mut self) -> Result<(), End> {
-        let endpoint = self
+        let path = self
             .dialer
-            .endpoint()
-            .ok_or_else(|| End::Retry("no controller endpoint configured".into()))?;
+            .path()
+            .ok_or_else(|| End::Retry("no path to the controller known yet".into()))?;
+        let endpoint = path.addr;
         let controller_key = self.session.config().controller_key;
         let (stream, mut transport) = timeout(CONNECT_TIMEOUT, async {
-            let stream = TcpStream::connect(endpoint).await?;
+            let stream = timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(endpoint))
+                .await
+                .map_err(|_| End::Retry(format!("connecting to {endpoint} timed out")))??;
             let _ = stream.set_nodelay(true);
             let (mut r, mut w) = stream.into_split();
             let (init, msg1) = control::Initiator::start(&self.key.bytes(), &controller_key)?;
@@ -190,7 +291,7 @@ impl Client {
                 }
             }
         });
-        let result = self.serve(&mut w, &mut transport, &mut in_rx).await;
+        let result = self.serve(&mut w, &mut transport, &mut in_rx, path).await;
         reader.abort();
         result
     }
@@ -200,8 +301,15 @@ impl Client {
         w: &mut OwnedWriteHalf,
         t: &mut Transport,
         in_rx: &mut mpsc::Receiver<std::io::Result<Vec<u8>>>,
+        path: DialPath,
     ) -> Result<(), End> {
+        let mut published = false;
         loop {
+            if !published && self.session.session_welcomed() {
+                published = true;
+                tracing::info!(path = %path.addr, kind = ?path.kind, "control session up");
+                self.publish_session_path(Some(path));
+            }
             let wake = self.session.poll_timeout().map_or_else(
                 || tokio::time::Instant::now() + IDLE_TIMEOUT,
                 tokio::time::Instant::from_std,

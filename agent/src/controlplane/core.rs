@@ -140,6 +140,9 @@ pub struct ControlCore {
     changes: VecDeque<EngineChange>,
     kernel_routes: Option<Vec<IpNet>>,
     kernel_routes_dirty: bool,
+    /// The control exits the controller named last (v6): overlay relays
+    /// to dial when the underlay has no route to the controller.
+    control_exits: Vec<std::net::SocketAddr>,
 }
 
 impl ControlCore {
@@ -158,6 +161,13 @@ impl ControlCore {
     /// The last Welcome, if any.
     pub fn welcome(&self) -> Option<&Welcome> {
         self.welcome.as_ref()
+    }
+
+    /// The control exits the controller named last (kept across
+    /// disconnects: they are how a router without an underlay route gets
+    /// back to the controller).
+    pub fn control_exits(&self) -> &[std::net::SocketAddr] {
+        &self.control_exits
     }
 
     /// The links as applied, by neighbour key.
@@ -250,6 +260,7 @@ impl ControlCore {
             // A half-received full state is useless: the next Welcome
             // brings a new one. What was applied stays (headless mode).
             ControllerEvent::Disconnected { .. } => self.resync = None,
+            ControllerEvent::ControlExits(exits) => self.control_exits.clone_from(exits),
             // Membership is folded beside this core (`apply_to_membership`).
             ControllerEvent::Pending { .. }
             | ControllerEvent::Refused(_)

@@ -51,8 +51,8 @@ mod path;
 mod report;
 mod session;
 
-pub use backoff::{Backoff, Dialer, NEXT_ENDPOINT_DELAY};
-pub use client::{CONNECT_TIMEOUT, Client};
+pub use backoff::{Backoff, DialPath, Dialer, NEXT_ENDPOINT_DELAY, PathKind};
+pub use client::{CONNECT_TIMEOUT, Client, RelayPaths, TCP_CONNECT_TIMEOUT};
 pub use freimesh_proto::control::{
     Candidate, ErrorCode, ErrorMsg, LinkAssignment, LinkChange, LinkEvent, LinkMeasurement,
     LinkTraffic, Report, Route, RouteChange, Welcome,

@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use freimesh_proto::control::{
     AgentMsg, ControllerMsg, ErrorMsg, Hello, LinkAssignment, LinkChange, LinkEvent, LinkTraffic,
-    MAX_REVOCATION_PAGES_PER_FRAME, NodeInfo, Report, Route, RouteChange, STATISTICS_INTERVAL_S,
-    Statistics, Welcome,
+    MAX_CONTROL_EXITS, MAX_REVOCATION_PAGES_PER_FRAME, NodeInfo, Report, Route, RouteChange,
+    STATISTICS_INTERVAL_S, Statistics, Welcome,
 };
 use freimesh_proto::credential::{SignedCredential, SignedRevocationPage};
 use freimesh_proto::{NodeId, PROTOCOL_VERSION, PublicKeyBytes};
@@ -104,6 +104,9 @@ pub enum ControllerEvent {
     /// Pages of the controller's revocation list (v5), at most
     /// [`MAX_REVOCATION_PAGES_PER_FRAME`].
     Revocations(Vec<SignedRevocationPage>),
+    /// The control exits' overlay relay addresses (v6), at most
+    /// [`MAX_CONTROL_EXITS`]: the whole list, replacing the previous one.
+    ControlExits(Vec<SocketAddr>),
     /// The controller refused us (revoked, token expired, prefix not
     /// approved, …); the client retries with backoff.
     Refused(ErrorMsg),
@@ -158,6 +161,8 @@ pub enum SessionEnded {
         "{0} revocation pages in one frame from the controller; at most {MAX_REVOCATION_PAGES_PER_FRAME} are allowed"
     )]
     TooManyRevocationPages(usize),
+    #[error("{0} control exits from the controller; at most {MAX_CONTROL_EXITS} are allowed")]
+    TooManyControlExits(usize),
 }
 
 /// State of the connection in progress.
@@ -312,6 +317,12 @@ impl Session {
                     return Err(SessionEnded::TooManyRevocationPages(pages.len()));
                 }
                 self.events.push_back(ControllerEvent::Revocations(pages));
+            }
+            ControllerMsg::ControlExits(exits) => {
+                if exits.len() > MAX_CONTROL_EXITS {
+                    return Err(SessionEnded::TooManyControlExits(exits.len()));
+                }
+                self.events.push_back(ControllerEvent::ControlExits(exits));
             }
             ControllerMsg::Error(err) => {
                 tracing::warn!(code = ?err.code, "controller refused: {}", err.message);

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
-pub(super) struct Budget {
+pub(crate) struct Budget {
     tokens: u32,
     burst: u32,
     /// One token comes back every `refill`.
@@ -13,7 +13,7 @@ pub(super) struct Budget {
 }
 
 impl Budget {
-    pub(super) fn new(burst: u32, refill: Duration) -> Self {
+    pub(crate) fn new(burst: u32, refill: Duration) -> Self {
         Self {
             tokens: burst,
             burst,
@@ -23,7 +23,7 @@ impl Budget {
     }
 
     /// Takes one token if there is one.
-    pub(super) fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let last = *self.last.get_or_insert(now);
         let elapsed = now.saturating_duration_since(last);
         if !self.refill.is_zero() && elapsed >= self.refill {

@@ -25,6 +25,9 @@ use super::policy::{CONTROLLER_GRACE, DISPLACE_AFTER, wanted};
 use crate::membership::{Membership, MembershipError};
 
 mod gossip;
+mod relays;
+
+pub use relays::MAX_RELAYS_PER_INTERFACE;
 
 /// Beacons to the group every 5 s (±10 %). A typical beacon is ~230 bytes
 /// of UDP payload, ~280 on the wire: ~450 bit/s per interface, under the
@@ -173,6 +176,7 @@ struct Interface {
     checks: Budget,
     replies: Budget,
     pages: Budget,
+    relays: relays::HeardRelays,
 }
 
 impl Interface {
@@ -188,6 +192,7 @@ impl Interface {
             checks: Budget::new(CHECK_BURST, CHECK_REFILL),
             replies: Budget::new(REPLY_BURST, REPLY_REFILL),
             pages: Budget::new(PAGE_BURST, PAGE_REFILL),
+            relays: relays::HeardRelays::default(),
         }
     }
 }
@@ -413,6 +418,7 @@ impl Discovery {
         let Some(iface) = self.interfaces.get_mut(interface) else {
             return;
         };
+        iface.relays.handle_beacon(src, now);
         if let Some(known) = iface.neighbours.get(&beacon.node_key)
             && known.linked_since.is_some()
             && !same_address(&known.endpoint, &src)
@@ -721,6 +727,7 @@ impl Discovery {
         self.drop_unwelcome(membership, now_unix_s);
         for iface in self.interfaces.values_mut() {
             iface.rejected.retain(|_, (_, until)| *until > now);
+            iface.relays.expire(now);
         }
         let names: Vec<String> = self.interfaces.keys().cloned().collect();
         for name in names {

@@ -21,13 +21,14 @@
 //! [`DISCOVERY_PORT`]: freimesh_proto::discovery::DISCOVERY_PORT
 //! [`DISCOVERY_GROUP`]: freimesh_proto::discovery::DISCOVERY_GROUP
 
-mod budget;
+pub(crate) mod budget;
 mod core;
 pub mod policy;
 pub mod shell;
 #[cfg(test)]
 mod tests;
 
+pub use self::core::MAX_RELAYS_PER_INTERFACE;
 pub use self::core::{
     BEACON_INTERVAL, Destination, Discovery, DiscoveryAction, DiscoveryCounters, DownReason,
     MAX_NEIGHBOURS_PER_INTERFACE, MAX_REJECTED_PER_INTERFACE, NEIGHBOUR_TIMEOUT, Transmit,

@@ -80,6 +80,9 @@ fn log_event(event: &ControllerEvent) {
         ControllerEvent::Revocations(pages) => {
             tracing::debug!(pages = pages.len(), "revocation pages from the controller")
         }
+        ControllerEvent::ControlExits(exits) => {
+            tracing::info!(?exits, "control exits from the controller")
+        }
     }
 }
 
@@ -207,6 +210,18 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
+/// Hands the control exits to the client, without this node's own relay
+/// (dialling itself would only cost an attempt).
+fn publish_exits(shared: &Shared, core: &ControlCore, own: &OwnNode) {
+    let exits: Vec<std::net::SocketAddr> = core
+        .control_exits()
+        .iter()
+        .filter(|exit| !own.prefixes.iter().any(|p| p.contains(&exit.ip())))
+        .copied()
+        .collect();
+    shared.mesh_control.publish_exits(&exits);
+}
+
 /// Applies controller events to the engine and the membership as they
 /// arrive, and keeps the state file in step; writes it a last time when
 /// `stop` fires.
@@ -237,6 +252,7 @@ pub(super) async fn apply_events(
     }
     let mut outputs = Vec::new();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+    publish_exits(&shared, &core, &own);
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -260,6 +276,7 @@ pub(super) async fn apply_events(
         apply_membership(&shared, &own.key, &event);
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
+        publish_exits(&shared, &core, &own);
         if let ControllerEvent::Refused(err) = &event
             && err.code == ErrorCode::Revoked
         {

@@ -14,8 +14,10 @@ use freimesh_proto::control::Route;
 use freimesh_proto::segment::Segment;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
+use tokio::sync::watch;
 
 use super::Shared;
+use super::mesh_control::MeshControl;
 use crate::clock;
 use crate::core::{EngineChange, Hop, LinkSpec};
 use crate::discovery::shell::{
@@ -40,6 +42,11 @@ pub(super) struct DiscoveredLink {
 /// that discovery still holds does not take it down (`None`): the two
 /// routers still hear each other, and discovery takes it down when they
 /// stop (or the key is revoked). A link exists while either side wants it.
+/// Likewise a discovered neighbour's own addresses stay routed over its
+/// link: the controller removing its route for one (the neighbour just
+/// reconnected and has not reported its links yet) puts discovery's host
+/// route back instead of leaving none, so the neighbour (a control exit,
+/// often) stays reachable until the controller routes it again.
 pub(super) fn controller_change_next_to_discovery(
     change: EngineChange,
     discovered: &BTreeMap<PublicKeyBytes, DiscoveredLink>,
@@ -48,6 +55,22 @@ pub(super) fn controller_change_next_to_discovery(
         EngineChange::RetireLink(peer) if discovered.contains_key(&peer) => {
             tracing::debug!(neighbour = %peer, "link kept: the controller retired it, discovery still hears the neighbour");
             return None;
+        }
+        EngineChange::RemoveRoute(prefix) => {
+            let neighbour = discovered
+                .iter()
+                .find(|(_, link)| link.host_routes.contains(&prefix));
+            return Some(match neighbour {
+                Some((peer, _)) => {
+                    tracing::debug!(%prefix, neighbour = %peer, "route kept over the discovered link: the controller removed it");
+                    EngineChange::SetRoute(Route {
+                        prefix,
+                        via: vec![*peer],
+                        segment: Segment::Infrastructure,
+                    })
+                }
+                None => EngineChange::RemoveRoute(prefix),
+            });
         }
         EngineChange::UpsertLink(spec) => spec,
         other => return Some(other),
@@ -70,36 +93,91 @@ fn retire_on_link_down(reason: DownReason, assigned_by_controller: bool) -> bool
     matches!(reason, DownReason::Revoked | DownReason::Expired) || !assigned_by_controller
 }
 
-/// Runs discovery on the configured mesh interfaces until the agent stops.
+/// Whom discovery works for: the running agent, or a router that waits
+/// for its enrolment (no engine yet) and only needs to be heard and to
+/// hear which neighbours relay to the controller.
+pub(super) enum DiscoveryHost {
+    Agent(Arc<Shared>),
+    Unenrolled {
+        own_key: PublicKeyBytes,
+        /// Empty: no signing key, no credential (beacons go without one,
+        /// no neighbour's credential can be checked, so no link comes up).
+        membership: Box<std::sync::Mutex<crate::membership::Membership>>,
+        mesh: MeshControl,
+    },
+}
+
+impl DiscoveryHost {
+    fn membership(&self) -> std::sync::MutexGuard<'_, crate::membership::Membership> {
+        match self {
+            Self::Agent(shared) => shared.membership(),
+            Self::Unenrolled { membership, .. } => membership
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+
+    fn mesh(&self) -> &MeshControl {
+        match self {
+            Self::Agent(shared) => &shared.mesh_control,
+            Self::Unenrolled { mesh, .. } => mesh,
+        }
+    }
+}
+
+/// Runs discovery on the configured mesh interfaces until the agent stops
+/// or `stop` fires (never without one); gives the socket back (an
+/// unenrolled router's discovery hands it to the agent's once enrolled).
+/// Not generic over the stop signal: one copy of the loop in the router
+/// binary.
 pub(super) async fn run(
-    shared: Arc<Shared>,
+    host: DiscoveryHost,
     socket: DiscoverySocket,
     names: Vec<String>,
     wg_port: u16,
     max_links: usize,
-) {
-    let own_key = shared.engine().public_key();
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> DiscoverySocket {
+    let stop = async move {
+        match stop {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
+    let own_key = match &host {
+        DiscoveryHost::Agent(shared) => shared.engine().public_key(),
+        DiscoveryHost::Unenrolled { own_key, .. } => *own_key,
+    };
     let mut core = Discovery::new(own_key, wg_port, max_links, &names, clock::now());
     let mut interfaces = MeshInterfaces::new(&names);
     // Until an interface shows up with carrier, it gets no beacons.
     {
-        let membership = shared.membership();
+        let membership = host.membership();
         for name in &names {
             core.handle_carrier(&membership, name, false, clock::now());
         }
     }
-    let mut controller_links = shared.controller_links.subscribe();
+    let mut controller_links = match &host {
+        DiscoveryHost::Agent(shared) => shared.controller_links.subscribe(),
+        DiscoveryHost::Unenrolled { .. } => watch::Sender::new(None).subscribe(),
+    };
     let mut poll = tokio::time::interval(INTERFACE_POLL);
     let mut buf = vec![0u8; 2048];
     loop {
         let deadline = tokio::time::Instant::from_std(core.poll_timeout(clock::now()));
         tokio::select! {
+            () = &mut stop => return socket,
             received = socket.recv(&interfaces, &mut buf) => {
                 let datagram = &buf[..received.len];
-                let mut membership = shared.membership();
+                let mut membership = host.membership();
                 let revocations_before = (membership.revocation_serial(), membership.revoked_keys().count());
                 core.handle_datagram(&mut membership, &received.interface, received.from, datagram, clock::now(), clock::unix_now_s());
-                if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before {
+                if (membership.revocation_serial(), membership.revoked_keys().count()) != revocations_before
+                    && let DiscoveryHost::Agent(shared) = &host
+                {
                     // Pages learnt from a neighbour: the state file keeps
                     // the list, so a reboot while headless still knows it.
                     shared.state_changed.notify_one();
@@ -111,12 +189,17 @@ pub(super) async fn run(
                         InterfaceChange::Appeared { name, ifindex } => {
                             match socket.join(ifindex) {
                                 Ok(()) => tracing::info!(interface = %name, ifindex, "discovery on"),
+                                // The socket joined before enrolment (an
+                                // unenrolled router's discovery hands it on).
+                                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                                    tracing::debug!(interface = %name, "discovery group already joined");
+                                }
                                 Err(err) => tracing::warn!(interface = %name, %err, "joining the discovery group failed"),
                             }
                         }
                         InterfaceChange::Carrier { name, up } => {
                             tracing::debug!(interface = %name, up, "mesh interface carrier");
-                            let membership = shared.membership();
+                            let membership = host.membership();
                             core.handle_carrier(&membership, &name, up, clock::now());
                         }
                     }
@@ -129,15 +212,21 @@ pub(super) async fn run(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                let membership = shared.membership();
+                let membership = host.membership();
                 core.handle_tick(&membership, clock::now(), Some(clock::unix_now_s()));
             }
         }
         while let Some(transmit) = core.poll_transmit() {
             socket.send(&interfaces, &transmit).await;
         }
+        host.mesh()
+            .publish_neighbour_relays(&core.relay_candidates());
+        let DiscoveryHost::Agent(shared) = &host else {
+            // Without a credential nothing is accepted, so no action comes.
+            continue;
+        };
         while let Some(action) = core.poll_action() {
-            carry_out(&shared, action).await;
+            carry_out(shared, action).await;
         }
         *shared.discovery_counters() = Some(core.counters());
     }
@@ -360,6 +449,29 @@ mod tests {
         assert_eq!(
             controller_change_next_to_discovery(EngineChange::RetireLink(other), &discovered),
             Some(EngineChange::RetireLink(other))
+        );
+        // The controller removing the route to a discovered neighbour's
+        // own address: the host route over its link comes back.
+        let own: IpNet = "fd00::5/128".parse().expect("prefix");
+        let with_routes = BTreeMap::from([(
+            peer,
+            DiscoveredLink {
+                endpoint: "[fe80::5%3]:51820".parse().expect("addr"),
+                host_routes: vec![own],
+            },
+        )]);
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RemoveRoute(own), &with_routes),
+            Some(EngineChange::SetRoute(Route {
+                prefix: own,
+                via: vec![peer],
+                segment: Segment::Infrastructure,
+            }))
+        );
+        let elsewhere: IpNet = "fd00::9/128".parse().expect("prefix");
+        assert_eq!(
+            controller_change_next_to_discovery(EngineChange::RemoveRoute(elsewhere), &with_routes),
+            Some(EngineChange::RemoveRoute(elsewhere))
         );
         // Discovery lets go of a link the controller assigns: kept, unless
         // the neighbour's membership ended.

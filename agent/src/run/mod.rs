@@ -22,6 +22,7 @@
 pub mod backend;
 mod controller;
 mod discovery;
+mod mesh_control;
 mod respondd;
 mod roles;
 mod shell;
@@ -50,6 +51,7 @@ use crate::config::{AgentConfig, NextHop};
 use crate::control::{ControlError, ControlServer};
 use crate::controlplane::{Client, ClientConfig, ControlCore, ControllerEvent, Upstream};
 use crate::core::{Engine, EngineError, Hop, LinkSpec};
+use crate::discovery::shell::DiscoverySocket;
 use crate::gateway::GatewayError;
 use crate::identity::{IdentityError, PrivateKey};
 use crate::linux::LinuxError;
@@ -168,8 +170,26 @@ where
     };
     roles::check_roles(&config)?;
     let mut background = JoinSet::new();
-    let (mut controlled, client_prefixes) =
-        connect_controller(&mut config, &key, &mut background).await?;
+    // Opened before the controller is dialled: a router that is not
+    // enrolled yet hears its neighbours' relays through it.
+    let discovery_socket = if config.mesh_interfaces.is_empty() {
+        None
+    } else {
+        let port = freimesh_proto::discovery::DISCOVERY_PORT;
+        Some(
+            crate::discovery::shell::DiscoverySocket::open(port)
+                .map_err(|cause| RunError::Discovery { port, cause })?,
+        )
+    };
+    let mesh_control = mesh_control::MeshControl::default();
+    let (mut controlled, client_prefixes, discovery_socket) = connect_controller(
+        &mut config,
+        &key,
+        &mesh_control,
+        discovery_socket,
+        &mut background,
+    )
+    .await?;
     let mut engine = if controlled.is_some() {
         // Under a controller, `[[link]]`s are only candidates to report: the
         // controller decides which links exist and computes the routes.
@@ -189,15 +209,6 @@ where
     let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
     let listen = udp.local_addr().map_err(bind_error)?;
     let control = ControlServer::bind(&config.control_socket).await?;
-    let discovery_socket = if config.mesh_interfaces.is_empty() {
-        None
-    } else {
-        let port = freimesh_proto::discovery::DISCOVERY_PORT;
-        Some(
-            crate::discovery::shell::DiscoverySocket::open(port)
-                .map_err(|cause| RunError::Discovery { port, cause })?,
-        )
-    };
     let respondd_socket = if config.respondd {
         let port = crate::respondd::RESPONDD_PORT;
         Some(
@@ -223,8 +234,11 @@ where
     });
 
     engine.start(clock::now());
+    let controlled_node = controlled.is_some();
     let upstream = controlled.as_ref().map(|c| c.reports.clone());
-    let shared = Arc::new(Shared::new(engine, udp, local, upstream));
+    let mut shared = Shared::new(engine, udp, local, upstream);
+    shared.mesh_control = mesh_control.clone();
+    let shared = Arc::new(shared);
     if let Some(membership) = controlled.as_mut().and_then(|c| c.membership.take()) {
         *shared.membership() = membership;
     }
@@ -245,13 +259,27 @@ where
     // Neighbour discovery reads the membership the controller (or the
     // state file) set.
     if let Some(socket) = discovery_socket {
-        tasks.spawn(discovery::run(
-            shared.clone(),
+        let discovery = discovery::run(
+            discovery::DiscoveryHost::Agent(shared.clone()),
             socket,
             config.mesh_interfaces.clone(),
             listen.port(),
             config.max_discovered_links_per_interface,
-        ));
+            None,
+        );
+        tasks.spawn(async move {
+            discovery.await;
+        });
+    }
+    // Under a controller, this node relays others' control channels
+    // (`crate::relay`).
+    if controlled_node && let Some(listener) = mesh_control::bind_relay() {
+        let site = crate::relay::shell::RelaySite {
+            own_key: key.public(),
+            mesh_interfaces: config.mesh_interfaces.clone(),
+            overlay: config.host_addresses().iter().map(|a| a.addr()).collect(),
+        };
+        mesh_control.spawn_relay(listener, site, &mut tasks);
     }
     if let Some(socket) = respondd_socket {
         let settings = respondd_settings(&config, &key, &client_prefixes);
@@ -395,10 +423,19 @@ struct Controlled {
 async fn connect_controller(
     config: &mut AgentConfig,
     key: &PrivateKey,
+    mesh_control: &mesh_control::MeshControl,
+    mut discovery_socket: Option<DiscoverySocket>,
     background: &mut JoinSet<()>,
-) -> Result<(Option<Controlled>, Vec<ipnet::IpNet>), RunError> {
+) -> Result<
+    (
+        Option<Controlled>,
+        Vec<ipnet::IpNet>,
+        Option<DiscoverySocket>,
+    ),
+    RunError,
+> {
     let Some(client_config) = ClientConfig::from_agent_config(config) else {
-        return Ok((None, Vec::new()));
+        return Ok((None, Vec::new(), discovery_socket));
     };
     let controller_key = client_config.controller_key;
     // The configured endpoints are the ones dialled: the file's list is
@@ -413,10 +450,15 @@ async fn connect_controller(
         controller_key,
         client_config.controller_endpoints.clone(),
     );
+    if let Some(saved) = &restored.state {
+        mesh_control.publish_exits(&saved.control_exits);
+    }
     let (event_tx, mut events) = mpsc::channel(CONTROLLER_EVENT_QUEUE);
     let (reports, report_rx) = mpsc::channel(UPSTREAM_QUEUE);
     background.spawn(
-        Client::new(client_config, key.clone(), event_tx, report_rx).run(std::future::pending()),
+        Client::new(client_config, key.clone(), event_tx, report_rx)
+            .with_relay_paths(mesh_control.client_paths())
+            .run(std::future::pending()),
     );
     let mut state = ControlCore::default();
     let mut client_prefixes = Vec::new();
@@ -428,7 +470,35 @@ async fn connect_controller(
         || config.linux.kernel_routes.is_empty()
         || config.public_wifi.is_some()
     {
-        let Some(welcome) = controller::first_welcome(&mut events, &mut state).await else {
+        // Not enrolled yet: beacon (without a credential) and listen for
+        // neighbours' relays while waiting, in case the controller is
+        // only reachable through the mesh.
+        let bootstrap = discovery_socket.take().map(|socket| {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let host = discovery::DiscoveryHost::Unenrolled {
+                own_key: key.public(),
+                membership: Box::new(std::sync::Mutex::new(crate::membership::Membership::new())),
+                mesh: mesh_control.clone(),
+            };
+            let task = tokio::spawn(discovery::run(
+                host,
+                socket,
+                config.mesh_interfaces.clone(),
+                config.listen.port(),
+                config.max_discovered_links_per_interface,
+                Some(stopped),
+            ));
+            (stop, task)
+        });
+        let welcome = controller::first_welcome(&mut events, &mut state).await;
+        if let Some((stop, task)) = bootstrap {
+            let _ = stop.send(());
+            match task.await {
+                Ok(socket) => discovery_socket = Some(socket),
+                Err(err) => tracing::error!(%err, "discovery before enrolment failed"),
+            }
+        }
+        let Some(welcome) = welcome else {
             return Err(RunError::ControllerGone);
         };
         Some(welcome)
@@ -460,5 +530,6 @@ async fn connect_controller(
             own_key: key.public(),
         }),
         client_prefixes,
+        discovery_socket,
     ))
 }

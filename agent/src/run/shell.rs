@@ -68,6 +68,9 @@ pub(super) struct Shared {
     /// The neighbours the controller assigns links to (`None` until it
     /// has been heard), for discovery's dense-cell policy.
     pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
+    /// Control through the mesh: exits, neighbours' relays, the own
+    /// session's path.
+    pub(super) mesh_control: super::mesh_control::MeshControl,
     /// When the timer task sleeps until (see [`TimerAlarm`]).
     alarm: TimerAlarm,
 }
@@ -159,6 +162,7 @@ impl Shared {
             discovery_counters: Mutex::new(None),
             respondd_counters: Mutex::new(None),
             controller_links: watch::Sender::new(None),
+            mesh_control: super::mesh_control::MeshControl::default(),
             alarm: TimerAlarm::new(),
         }
     }

@@ -25,7 +25,7 @@ use crate::membership::MembershipSnapshot;
 /// Marks a freimesh state file (and makes `file` say "data", not text).
 pub const MAGIC: [u8; 8] = *b"FMSTATE\n";
 /// The layout of header and body; bump on any change to [`NodeState`].
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 16;
 const CHECKSUM_LEN: usize = 32;
 
@@ -59,6 +59,10 @@ pub struct NodeState {
     pub routes: Vec<Route>,
     /// Controller endpoints, configured first, then any learned.
     pub controller_endpoints: Vec<SocketAddr>,
+    /// The control exits the controller named last (format 2): how a
+    /// router without an underlay route reaches the controller after a
+    /// restart.
+    pub control_exits: Vec<SocketAddr>,
 }
 
 /// Why bytes are not a usable state file.
@@ -175,6 +179,7 @@ pub(crate) mod tests {
                 segment: Segment::Infrastructure,
             }],
             controller_endpoints: vec!["192.0.2.10:7700".parse().expect("addr")],
+            control_exits: vec!["[fd00::7]:51819".parse().expect("addr")],
         }
     }
 

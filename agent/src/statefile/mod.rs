@@ -56,6 +56,7 @@ impl NodeState {
             links: core.links().values().cloned().collect(),
             routes: core.routes().values().cloned().collect(),
             controller_endpoints: controller_endpoints.to_vec(),
+            control_exits: core.control_exits().to_vec(),
         }
     }
 
@@ -71,6 +72,7 @@ impl NodeState {
             ControllerEvent::Welcome(welcome.clone()),
             ControllerEvent::Links(self.links.clone()),
             ControllerEvent::Routes(self.routes.clone()),
+            ControllerEvent::ControlExits(self.control_exits.clone()),
         ]
     }
 }

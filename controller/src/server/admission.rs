@@ -1,6 +1,13 @@
 //! Who may start a handshake: a global and a per-source cap on connections
 //! that have not yet proven a key (Noise handshake and Hello).
 //!
+//! Connections relayed through the mesh (`freimesh_proto::relay`) all come
+//! from their exit's address: one exit's many relayed agents must not look
+//! like one abusive source. A connection whose relay preamble names a
+//! router that holds a direct session from the same source moves from
+//! that source's count to the relay's ([`Admission::handle_relayed`]),
+//! with its own cap; a preamble naming anyone else changes nothing.
+//!
 //! [`Admission`] is the decision, plain data; [`Gate`] shares it between the
 //! accept loop and the connection tasks, and a [`Ticket`] gives a slot back
 //! when the connection authenticates or ends, whichever comes first.
@@ -8,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use freimesh_proto::PublicKeyBytes;
 
 /// The unit a per-source cap counts: one IPv4 address or one IPv6 /64 (a
 /// host is handed a whole /64, so counting its addresses would count nothing).
@@ -39,6 +48,16 @@ pub enum Refusal {
     Global,
     /// Its source has [`Admission::max_per_source`] in the handshake.
     PerSource,
+    /// Its relay has `max_per_relay` in the handshake.
+    PerRelay,
+}
+
+/// What an unauthenticated connection counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Source(Source),
+    /// A checked relay (its key).
+    Relay(PublicKeyBytes),
 }
 
 /// Counts unauthenticated connections, in total and per source.
@@ -46,18 +65,96 @@ pub enum Refusal {
 pub struct Admission {
     max_total: usize,
     max_per_source: usize,
+    max_per_relay: usize,
     total: usize,
     per_source: BTreeMap<Source, usize>,
+    per_relay: BTreeMap<PublicKeyBytes, usize>,
+    /// Authenticated sessions that came directly (no preamble), by key
+    /// and source: what a relay preamble is checked against. One entry
+    /// per live session, so bounded by the sessions.
+    direct: BTreeMap<(PublicKeyBytes, Source), usize>,
 }
 
 impl Admission {
+    /// Relays capped like sources (tests).
+    #[cfg(test)]
     pub fn new(max_total: usize, max_per_source: usize) -> Self {
+        Self::with_relays(max_total, max_per_source, max_per_source)
+    }
+
+    pub fn with_relays(max_total: usize, max_per_source: usize, max_per_relay: usize) -> Self {
         Self {
             max_total,
             max_per_source,
+            max_per_relay,
             total: 0,
             per_source: BTreeMap::new(),
+            per_relay: BTreeMap::new(),
+            direct: BTreeMap::new(),
         }
+    }
+
+    /// An authenticated session of `key` from `source` came directly.
+    pub fn handle_direct_session(&mut self, key: PublicKeyBytes, source: Source) {
+        *self.direct.entry((key, source)).or_insert(0) += 1;
+    }
+
+    /// That session ended.
+    pub fn handle_direct_gone(&mut self, key: PublicKeyBytes, source: Source) {
+        match self.direct.get_mut(&(key, source)) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.direct.remove(&(key, source));
+            }
+            None => {}
+        }
+    }
+
+    /// A connection admitted from `source` named `relay` in a relay
+    /// preamble: if that relay holds a direct session from the same
+    /// source, the connection counts against the relay from now on;
+    /// otherwise the claim is not believed and nothing changes. Refused
+    /// when the relay has its cap in the handshake.
+    pub fn handle_relayed(
+        &mut self,
+        source: Source,
+        relay: PublicKeyBytes,
+    ) -> Result<Slot, Refusal> {
+        if !self.direct.contains_key(&(relay, source)) {
+            return Ok(Slot::Source(source));
+        }
+        let through = self.per_relay.get(&relay).copied().unwrap_or(0);
+        if through >= self.max_per_relay {
+            return Err(Refusal::PerRelay);
+        }
+        self.per_relay.insert(relay, through + 1);
+        // The source's slot moves to the relay: the total is unchanged.
+        match self.per_source.get_mut(&source) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.per_source.remove(&source);
+            }
+            None => {}
+        }
+        Ok(Slot::Relay(relay))
+    }
+
+    /// Gives back a slot [`Admission::handle_relayed`] returned.
+    pub fn handle_release_slot(&mut self, slot: Slot) {
+        let Slot::Relay(relay) = slot else {
+            if let Slot::Source(source) = slot {
+                self.handle_release(source);
+            }
+            return;
+        };
+        match self.per_relay.get_mut(&relay) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.per_relay.remove(&relay);
+            }
+            None => return,
+        }
+        self.total = self.total.saturating_sub(1);
     }
 
     /// Takes a slot for a new connection from `source`, or says why not.
@@ -107,8 +204,20 @@ impl Gate {
         self.lock().handle_connect(source)?;
         Ok(Ticket {
             gate: Some(self.clone()),
-            source,
+            slot: Slot::Source(source),
         })
+    }
+
+    /// Registers an authenticated direct session of `key` from `ip`; the
+    /// returned guard unregisters it when dropped.
+    pub fn direct_session(&self, key: PublicKeyBytes, ip: IpAddr) -> DirectSession {
+        let source = Source::from(ip);
+        self.lock().handle_direct_session(key, source);
+        DirectSession {
+            gate: self.clone(),
+            key,
+            source,
+        }
     }
 
     pub fn unauthenticated(&self) -> usize {
@@ -127,10 +236,26 @@ impl Gate {
 #[derive(Debug)]
 pub struct Ticket {
     gate: Option<Gate>,
-    source: Source,
+    slot: Slot,
 }
 
 impl Ticket {
+    /// The gate this ticket holds a slot of (`None` once released).
+    pub fn gate(&self) -> Option<Gate> {
+        self.gate.clone()
+    }
+
+    /// The connection's relay preamble named `relay`: counts it against
+    /// that relay if the claim checks out (see
+    /// [`Admission::handle_relayed`]).
+    pub fn relayed(&mut self, relay: PublicKeyBytes) -> Result<(), Refusal> {
+        let (Some(gate), Slot::Source(source)) = (&self.gate, self.slot) else {
+            return Ok(());
+        };
+        self.slot = gate.lock().handle_relayed(source, relay)?;
+        Ok(())
+    }
+
     /// The peer authenticated: it no longer counts as unauthenticated.
     pub fn release(mut self) {
         self.give_back();
@@ -138,7 +263,7 @@ impl Ticket {
 
     fn give_back(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.lock().handle_release(self.source);
+            gate.lock().handle_release_slot(self.slot);
         }
     }
 }
@@ -146,6 +271,20 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.give_back();
+    }
+}
+
+/// A registered direct session; unregistered on drop.
+#[derive(Debug)]
+pub struct DirectSession {
+    gate: Gate,
+    key: PublicKeyBytes,
+    source: Source,
+}
+
+impl Drop for DirectSession {
+    fn drop(&mut self) {
+        self.gate.lock().handle_direct_gone(self.key, self.source);
     }
 }
 
@@ -194,6 +333,46 @@ mod tests {
         assert_ne!(Source::from(IpAddr::V6(a)), Source::from(IpAddr::V6(c)));
         let mapped = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped();
         assert_eq!(Source::from(IpAddr::V6(mapped)), v4(1));
+    }
+
+    #[test]
+    fn a_checked_relay_gets_its_own_cap_and_a_false_claim_gets_nothing() {
+        let exit = PublicKeyBytes([1; 32]);
+        let stranger = PublicKeyBytes([2; 32]);
+        let mut a = Admission::with_relays(100, 2, 10);
+        a.handle_direct_session(exit, v4(1));
+        // Ten relayed handshakes through the exit at once: each arrives
+        // on the exit's address and moves to the exit's count.
+        for _ in 0..10 {
+            assert_eq!(a.handle_connect(v4(1)), Ok(()));
+            assert_eq!(a.handle_relayed(v4(1), exit), Ok(Slot::Relay(exit)));
+        }
+        assert_eq!(a.handle_connect(v4(1)), Ok(()));
+        assert_eq!(
+            a.handle_relayed(v4(1), exit),
+            Err(Refusal::PerRelay),
+            "the relay's cap"
+        );
+        a.handle_release(v4(1));
+        // A preamble naming a relay without a direct session from that
+        // source (or from elsewhere) leaves the connection on its source.
+        assert_eq!(a.handle_connect(v4(9)), Ok(()));
+        assert_eq!(a.handle_relayed(v4(9), exit), Ok(Slot::Source(v4(9))));
+        assert_eq!(a.handle_connect(v4(9)), Ok(()));
+        assert_eq!(a.handle_relayed(v4(9), stranger), Ok(Slot::Source(v4(9))));
+        assert_eq!(a.handle_connect(v4(9)), Err(Refusal::PerSource));
+        assert_eq!(a.unauthenticated(), 12);
+        for _ in 0..10 {
+            a.handle_release_slot(Slot::Relay(exit));
+        }
+        assert_eq!(a.unauthenticated(), 2);
+        a.handle_direct_gone(exit, v4(1));
+        assert_eq!(a.handle_connect(v4(1)), Ok(()));
+        assert_eq!(
+            a.handle_relayed(v4(1), exit),
+            Ok(Slot::Source(v4(1))),
+            "gone"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use freimesh_proto::control::{self, AgentMsg, ControllerMsg, ErrorCode, ErrorMsg, Transport};
+use freimesh_proto::relay::{PREAMBLE_LEN, RelayPreamble};
 use freimesh_proto::{PROTOCOL_VERSION, PublicKeyBytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -23,6 +24,27 @@ pub async fn read_message(r: &mut OwnedReadHalf) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; usize::from(len)];
     r.read_exact(&mut buf).await?;
     Ok(buf)
+}
+
+/// Reads what a connection starts with: an optional relay preamble
+/// (`freimesh_proto::relay`), then the first length-prefixed message.
+async fn read_first(r: &mut OwnedReadHalf) -> std::io::Result<(Option<PublicKeyBytes>, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).await?;
+    let mut relay = None;
+    if RelayPreamble::starts(head) {
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        preamble[..2].copy_from_slice(&head);
+        r.read_exact(&mut preamble[2..]).await?;
+        let decoded = RelayPreamble::decode(&preamble).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed relay preamble")
+        })?;
+        relay = Some(decoded.relay_key);
+        r.read_exact(&mut head).await?;
+    }
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(head))];
+    r.read_exact(&mut buf).await?;
+    Ok((relay, buf))
 }
 
 /// Writes one length-prefixed message.
@@ -137,13 +159,21 @@ pub async fn serve(
     // the Hello get the longer bound.
     let handshake_deadline = Instant::now() + limits.handshake_timeout;
     // Debug level: in a flood these happen by the thousand.
-    let msg1 = match timeout(limits.first_message_wait, read_message(&mut r)).await {
-        Ok(Ok(m)) => m,
+    let mut ticket = ticket;
+    let first = timeout(limits.first_message_wait, read_first(&mut r)).await;
+    let (relay, msg1) = match first {
+        Ok(Ok((relay, m))) => (relay, m),
         Ok(Err(e)) => return tracing::debug!(%peer, "closed before the handshake: {e}"),
         Err(_) => {
             return tracing::debug!(%peer, wait = ?limits.first_message_wait, "no handshake message in time; closed");
         }
     };
+    if let Some(relay) = relay
+        && let Err(refusal) = ticket.relayed(relay)
+    {
+        return tracing::debug!(%peer, %relay, ?refusal, "too many relayed connections in the handshake; closed");
+    }
+    let gate = ticket.gate();
     let start = tokio::time::timeout_at(handshake_deadline, async {
         let (transport, key, msg2) =
             control::respond(&private, &msg1).map_err(|e| e.to_string())?;
@@ -200,6 +230,12 @@ pub async fn serve(
     // Authenticated, with a Hello: from here on the peer is an agent and
     // no longer counts against the handshake caps.
     ticket.release();
+    // A direct session is what a later relay preamble naming this key is
+    // checked against (admission.rs).
+    let _direct = match (relay, gate) {
+        (None, Some(gate)) => Some(gate.direct_session(key, peer.ip())),
+        _ => None,
+    };
     let (out_tx, out_rx) = out_queue(limits.out_queue_messages);
     let mut queued_frames = out_rx.frames;
     let overflow = out_rx.overflow;
@@ -210,6 +246,7 @@ pub async fn serve(
             peer,
             key,
             hello,
+            relay,
             out: out_tx,
         })
         .await

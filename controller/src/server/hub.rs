@@ -43,6 +43,7 @@ use freimesh_proto::control::{AgentMsg, ControllerMsg, ErrorCode, Hello};
 use super::ServerError;
 use super::credentials::{Credentials, DEFAULT_CREDENTIAL_LIFETIME, unix_seconds};
 use super::events::EventLog;
+use super::exits::ControlExits;
 use super::telemetry::Telemetry;
 use crate::core::quota::{EventQuota, PendingGate};
 use crate::core::{Controller, Outgoing, plan_hello};
@@ -116,6 +117,8 @@ pub struct HubCore {
     pub(super) refused: BoundedCounts,
     /// Membership credentials and the revocation list (`credentials.rs`).
     pub(super) credentials: Credentials,
+    /// Relayed sessions and the control exits (`exits.rs`).
+    pub(super) exits: ControlExits,
 }
 
 impl std::fmt::Debug for HubCore {
@@ -159,6 +162,7 @@ impl HubCore {
         );
         Ok(Self {
             credentials,
+            exits: ControlExits::default(),
             data_version: store.data_version()?,
             events: EventLog::new(&store)?,
             operators: Arc::new(RwLock::new(store.operator_credentials()?)),
@@ -230,7 +234,26 @@ impl HubCore {
         hello: Hello,
         now_ms: i64,
     ) {
+        self.handle_hello_via(session, source, key, hello, None, now_ms);
+    }
+
+    /// [`HubCore::handle_hello`] for a connection that began with a relay
+    /// preamble naming `relay` (`Some`): the session is relayed, so its
+    /// node is no control exit.
+    pub fn handle_hello_via(
+        &mut self,
+        session: u64,
+        source: SocketAddr,
+        key: PublicKeyBytes,
+        hello: Hello,
+        relay: Option<PublicKeyBytes>,
+        now_ms: i64,
+    ) {
         self.now_ms = now_ms;
+        if let Some(relay) = relay {
+            tracing::debug!(session, %key, %relay, "session relayed through the mesh");
+            self.exits_session_relayed(session);
+        }
         let plan = plan_hello(
             &self.core,
             &mut self.pending_gate,
@@ -257,6 +280,7 @@ impl HubCore {
     /// `session`'s connection closed.
     pub fn handle_gone(&mut self, session: u64, now_ms: i64) {
         self.now_ms = now_ms;
+        self.exits_session_gone(session);
         if let Some(id) = self.sessions.remove(&session)
             && self.conns.get(&id) == Some(&session)
         {
@@ -273,6 +297,7 @@ impl HubCore {
     pub fn handle_tick(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
         self.poll_registry();
+        self.exits_may_have_changed();
         // Renewals come due with time alone.
         self.credentials_due_check();
         self.finish_step();
@@ -288,6 +313,7 @@ impl HubCore {
         self.now_ms = now_ms;
         if request.changes_nodes() {
             self.credentials_may_have_changed();
+            self.exits_may_have_changed();
         }
         let reply = self.admin(request);
         self.finish_step();
@@ -393,11 +419,13 @@ impl HubCore {
             self.sessions.remove(&old);
             self.outputs.push_back(HubOutput::Close { session: old });
             self.core.handle_disconnect(id);
+            self.exits_session_gone(old);
         }
         self.sessions.insert(session, id);
         tracing::info!(node = id, %key, "node connected");
         self.core.handle_connect(id);
         self.credential_welcomed(id);
+        self.exits_welcomed(id);
         let now = self.now_ms;
         let earliest =
             EventQuota::earliest_for_session(self.telemetry.last_seen.get(&id).copied(), now);
@@ -429,10 +457,12 @@ impl HubCore {
                     self.core.handle_disconnect(id);
                     self.disconnected(id);
                     self.credential_gone(id);
+                    self.exits_session_gone(session);
                 }
             }
         }
         self.credentials_step();
+        self.exits_step();
         self.live.extend(self.events.commit(&mut self.store));
     }
 }

@@ -224,10 +224,50 @@ fn three_nodes_enrol_link_up_and_get_deltas_when_a_link_fails_without_tokio() {
         "{events:?}"
     );
 
-    // The connection of node 2 closes: a Disconnected event, nothing sent.
+    // The connection of node 2 closes: a Disconnected event; the others
+    // only hear that it is no control exit any more.
+    let exits_before = hub.exits.current().to_vec();
+    assert_eq!(exits_before.len(), 3, "every direct node is an exit");
     hub.handle_gone(2, now);
-    assert!(drain(&mut hub).is_empty());
+    let out = drain(&mut hub);
+    for session in [1, 3] {
+        let [ControllerMsg::ControlExits(exits)] = &frames_to(&out, session)[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(exits.len(), 2, "{exits:?}");
+    }
+    assert!(frames_to(&out, 2).is_empty());
     assert_eq!(hub.node_of(2), None);
+}
+
+#[test]
+fn a_relayed_session_is_no_exit_and_every_node_hears_the_list_after_its_welcome() {
+    let (mut hub, tokens) = hub(2);
+    hub.handle_hello(1, source(), key(1), hello(Some(&tokens[0])), T0_MS);
+    let out = drain(&mut hub);
+    let frames = frames_to(&out, 1);
+    let Some(ControllerMsg::ControlExits(exits)) = frames.last() else {
+        panic!("{frames:?}");
+    };
+    assert_eq!(exits.len(), 1, "itself: a direct session");
+    assert!(matches!(frames.first(), Some(ControllerMsg::Welcome(_))));
+    // Node 2 comes through node 1's relay: not an exit; it gets the list.
+    hub.handle_hello_via(
+        2,
+        source(),
+        key(2),
+        hello(Some(&tokens[1])),
+        Some(key(1)),
+        T0_MS,
+    );
+    let out = drain(&mut hub);
+    let frames = frames_to(&out, 2);
+    assert!(
+        matches!(frames.last(), Some(ControllerMsg::ControlExits(e)) if *e == hub.exits.current())
+    );
+    assert_eq!(hub.exits.current().len(), 1);
+    assert!(frames_to(&out, 1).is_empty(), "the list did not change");
+    assert_eq!(hub.node_of(2), Some(2));
 }
 
 #[test]

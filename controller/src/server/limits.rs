@@ -30,6 +30,14 @@ pub const MAX_UNAUTHENTICATED: usize = 256;
 /// building's worth reconnecting at once.
 pub const MAX_UNAUTHENTICATED_PER_SOURCE: usize = 16;
 
+/// At most this many of them through one relay (a router that relays its
+/// neighbours' control channels through the mesh and names itself in a
+/// relay preamble, checked against its own direct session from the same
+/// address). A district of routers behind one exit reconnecting after a
+/// controller restart needs more than one source's share; a flood through
+/// one relay stays bounded by this (and by the relay's own caps).
+pub const MAX_UNAUTHENTICATED_PER_RELAY: usize = 64;
+
 /// The descriptor budget for unauthenticated peers is at most this fraction
 /// (1 / n) of the process's `RLIMIT_NOFILE`: the rest stays for enrolled
 /// sessions, the admin API and SQLite.
@@ -63,6 +71,7 @@ pub use crate::warnings::{ACCEPT_ERROR_PAUSE, WARNING_INTERVAL};
 pub struct Limits {
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_source: usize,
+    pub max_unauthenticated_per_relay: usize,
     pub first_message_wait: Duration,
     /// The whole handshake and the Hello.
     pub handshake_timeout: Duration,
@@ -82,6 +91,7 @@ impl Default for Limits {
         Self {
             max_unauthenticated: MAX_UNAUTHENTICATED,
             max_unauthenticated_per_source: MAX_UNAUTHENTICATED_PER_SOURCE,
+            max_unauthenticated_per_relay: MAX_UNAUTHENTICATED_PER_RELAY,
             first_message_wait: FIRST_MESSAGE_WAIT,
             handshake_timeout: super::HANDSHAKE_TIMEOUT,
             idle_timeout: super::IDLE_TIMEOUT,
@@ -102,6 +112,7 @@ impl Limits {
         Self {
             max_unauthenticated,
             max_unauthenticated_per_source: MAX_UNAUTHENTICATED_PER_SOURCE.min(max_unauthenticated),
+            max_unauthenticated_per_relay: MAX_UNAUTHENTICATED_PER_RELAY.min(max_unauthenticated),
             ..Self::default()
         }
     }

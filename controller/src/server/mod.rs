@@ -20,6 +20,7 @@ mod agent_msgs;
 mod conn;
 pub mod credentials;
 mod events;
+pub mod exits;
 mod hello;
 pub mod hub;
 pub mod limits;
@@ -189,9 +190,10 @@ impl Server {
         });
         tracing::info!(listen = ?self.listener.local_addr().ok(), %signing_key, "controller serving");
         tokio::pin!(shutdown);
-        let gate = admission::Gate::new(admission::Admission::new(
+        let gate = admission::Gate::new(admission::Admission::with_relays(
             self.limits.max_unauthenticated,
             self.limits.max_unauthenticated_per_source,
+            self.limits.max_unauthenticated_per_relay,
         ));
         let mut accept_warnings = WarningLimiter::new(limits::WARNING_INTERVAL);
         let mut refusal_warnings = WarningLimiter::new(limits::WARNING_INTERVAL);

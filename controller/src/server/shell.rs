@@ -39,6 +39,8 @@ pub enum ToHub {
         peer: SocketAddr,
         key: PublicKeyBytes,
         hello: Hello,
+        /// The relay its connection came through (relay preamble).
+        relay: Option<PublicKeyBytes>,
         out: OutTx,
     },
     /// A later frame (Report) from an established session.
@@ -115,10 +117,12 @@ impl Hub {
                 peer,
                 key,
                 hello,
+                relay,
                 out,
             } => {
                 self.outs.insert(session, out);
-                self.core.handle_hello(session, peer, key, hello, now_ms);
+                self.core
+                    .handle_hello_via(session, peer, key, hello, relay, now_ms);
             }
             ToHub::Frame { session, msg } => self.core.handle_agent_msg(session, msg, now_ms),
             ToHub::Gone { session } => {

@@ -41,6 +41,7 @@ fn saved_state(key: &PrivateKey, controller: &PrivateKey, neighbour: &Neighbour)
             segment: Segment::Infrastructure,
         }],
         controller_endpoints: Vec::new(),
+        control_exits: Vec::new(),
     }
 }
 
