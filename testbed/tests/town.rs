@@ -13,9 +13,10 @@ use freimesh_testbed::town::{self, TownOptions};
 /// 200 ms; docs/benchmarks.md (town) says why a cut in the town can cost
 /// more today.
 const CUT_GAP_BOUND_MS: f64 = 3_000.0;
-/// The controller's return must not cost traffic: a few scheduling
-/// hiccups of a loaded machine at most.
-const RESYNC_GAP_BOUND_MS: f64 = 500.0;
+/// The controller's return should cost no traffic at all; the bound
+/// leaves room for a loaded machine (docs/benchmarks.md, town, says what
+/// was measured).
+const RESYNC_GAP_BOUND_MS: f64 = 2_000.0;
 
 #[test]
 fn a_town_forms_enrols_fails_over_and_restarts_without_its_controller() -> anyhow::Result<()> {
