@@ -17,6 +17,7 @@ use super::stranger::{self, Forgery, Stranger};
 use crate::failover::inject::{nft_drop, nft_undrop};
 use crate::failover::probe::{now_ns, window_stats};
 use crate::failover::probe_flow::ProbeFlow;
+use crate::failover::runner::interrupted;
 use crate::radio::{self, Heard};
 
 /// UDP port of the probe flows.
@@ -42,6 +43,28 @@ const LINK_PING_WAIT: &str = "0.2";
 /// …and the next one follows this much later (seconds).
 const LINK_PING_PAUSE: &str = "0.02";
 
+/// Polls `check` every 20 ms until it says yes; how long that took. Fails
+/// after `timeout`, or at once on Ctrl-C (the lab is then torn down).
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        if interrupted() {
+            bail!("interrupted");
+        }
+        if check().unwrap_or(false) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// What a silent cut cost.
 #[derive(Debug, Clone)]
 pub struct CutResult {
@@ -65,7 +88,7 @@ pub fn silent_cut(
     };
     // The controller's alternates come after the first routes: a cut
     // before them would measure global, not local, repair.
-    crate::traffic::wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
+    wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
         Ok(town.next_hops(from, dst)? >= 2)
     })?;
     let victim = town.next_hop(from, dst)?;
@@ -135,7 +158,7 @@ pub fn revoked_links_up(town: &Town, revoked: usize) -> anyhow::Result<usize> {
 /// Waits until every router but `revoked` holds a revocation list naming
 /// at least one key.
 pub fn wait_revocation_known(town: &Town, revoked: usize) -> anyhow::Result<Duration> {
-    crate::traffic::wait_until(
+    wait_until(
         "the revocation reaching every router",
         Duration::from_secs(60),
         || {
@@ -291,7 +314,7 @@ pub fn controller_returns(
     std::thread::sleep(BASELINE);
     let restart_at = now_ns();
     town.controller.restart()?;
-    let took = crate::traffic::wait_until(
+    let took = wait_until(
         "every agent welcomed by the returning controller",
         RESYNC_TIMEOUT,
         || {
@@ -351,9 +374,9 @@ impl LinkPings {
     }
 
     /// Waits for the loops; the first reply's wall time per pair.
-    pub fn finish(self) -> anyhow::Result<BTreeMap<(usize, usize), f64>> {
+    pub fn finish(mut self) -> anyhow::Result<BTreeMap<(usize, usize), f64>> {
         let mut first = BTreeMap::new();
-        for (pair, child) in self.children {
+        for (pair, child) in std::mem::take(&mut self.children) {
             let out = child.wait_with_output()?;
             let text = String::from_utf8_lossy(&out.stdout);
             if let Some(t) = text.lines().find_map(reply_time) {
@@ -361,6 +384,15 @@ impl LinkPings {
             }
         }
         Ok(first)
+    }
+}
+
+impl Drop for LinkPings {
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub fn run(options: &TownOptions) -> anyhow::Result<TownReport> {
     if !crate::lab::is_root() {
         bail!("the town lab needs root for network namespaces");
     }
+    // Ctrl-C sets a flag the waits look at: the lab then fails, and its
+    // processes and namespaces go with it.
+    crate::failover::runner::install_ctrl_c();
     let plan = TownPlan::standard(options.uplink_everywhere);
     let depth = plan.cells_from_uplink();
     let mut town = Town::build(plan)?;

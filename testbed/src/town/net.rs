@@ -346,6 +346,9 @@ join_token = "{token}"
             if pending.is_empty() {
                 return Ok((started.elapsed(), addresses));
             }
+            if crate::failover::runner::interrupted() {
+                bail!("interrupted");
+            }
             if started.elapsed() > timeout {
                 let names: Vec<String> = pending
                     .iter()
