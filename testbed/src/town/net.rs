@@ -25,7 +25,6 @@ pub const CONTROLLER_PORT: u16 = 7700;
 /// The controller's address, on its namespace's loopback: routers with an
 /// uplink route it through their uplink segment.
 pub const CONTROLLER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-const WG_PORT: u16 = 51820;
 /// How long one reachability ping waits: a round of sweeps stays short.
 const PING_WAIT: &str = "0.5";
 /// A clean stop writes the state file; this is ample for it.
@@ -138,8 +137,9 @@ impl Town {
     }
 
     /// Writes every router's configuration: item 5's minimum (key, join
-    /// token, controller key and endpoint, mesh interfaces) plus where the
-    /// lab keeps its files.
+    /// token, controller key and endpoint, mesh interfaces) plus its name
+    /// (routers share the machine's host name here) and where the lab
+    /// keeps its files. Listen address and backend are the defaults.
     pub fn write_configs(&self) -> anyhow::Result<()> {
         for (i, router) in self.plan.routers.iter().enumerate() {
             let token = self.controller.token()?;
@@ -151,8 +151,6 @@ impl Town {
 name = "{name}"
 private_key_file = "{key}"
 generate_key = true
-listen = "[::]:{WG_PORT}"
-backend = "linux"
 control_socket = "{socket}"
 state_file = "{state}"
 mesh_interfaces = [{interfaces}]
