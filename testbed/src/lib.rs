@@ -10,7 +10,6 @@
 
 pub mod api;
 pub mod bench;
-pub mod cells;
 pub mod controller;
 pub mod demo;
 pub mod event_bench;
@@ -20,9 +19,11 @@ pub mod lab;
 pub mod mesh;
 pub mod netns_mesh;
 pub mod process;
+pub mod radio;
 pub mod reach;
 pub mod relay;
 pub mod schedule;
 pub mod sim;
 pub mod topology;
+pub mod town;
 pub mod traffic;

@@ -121,6 +121,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The town lab of issue 13: twelve routers on radio cells, two with an
+    /// uplink to the controller; cold start, silent cut, revocation,
+    /// headless restart, strangers, the controller's return (root; see
+    /// docs/testbed.md).
+    Town {
+        /// Print the figures as one JSON object (else a table).
+        #[arg(long)]
+        json: bool,
+        /// Give every router an uplink (agents without control through
+        /// the mesh).
+        #[arg(long)]
+        uplink_everywhere: bool,
+        /// Keep the lab's directory (configs, state files, logs).
+        #[arg(long)]
+        keep: bool,
+    },
     /// TCP/UDP echo service, run by labs inside a namespace; stops when
     /// stdin closes.
     #[command(hide = true)]
@@ -264,6 +280,27 @@ fn main() -> ExitCode {
         Command::GatewayBench { json } => std::env::current_exe()
             .map_err(anyhow::Error::from)
             .and_then(|binary| freimesh_testbed::gateway_lab::bench::run(&binary, json)),
+        Command::Town {
+            json,
+            uplink_everywhere,
+            keep,
+        } => std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|probe_binary| {
+                freimesh_testbed::town::run(&freimesh_testbed::town::TownOptions {
+                    probe_binary,
+                    uplink_everywhere,
+                    keep,
+                })
+            })
+            .and_then(|report| {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", report.table());
+                }
+                Ok(())
+            }),
         Command::EchoServe { tcp, udp } => freimesh_testbed::reach::serve(tcp, udp),
         Command::Reach {
             proto,

@@ -9,17 +9,15 @@
 //! on the bridge). Root only; `FREIMESH_LAB_JSON=1` prints the figures as
 //! JSON.
 
-use std::io::BufRead as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use freimesh_testbed::cells::{add_cell, add_router, attach, link_local, ping_within};
 use freimesh_testbed::controller::ControllerProcess;
 use freimesh_testbed::lab::Lab;
 use freimesh_testbed::process::AgentProcess;
+use freimesh_testbed::radio::{self, BeaconCapture};
 use freimesh_testbed::traffic::{retry, status};
 
 const ROUTERS: usize = 3;
@@ -27,103 +25,6 @@ const CONTROLLER_PORT: u16 = 7700;
 const WG_PORT: u16 = 51820;
 /// How long the capture on the bridge counts beacon bytes.
 const RATE_WINDOW: Duration = Duration::from_secs(20);
-
-/// Prints, for every discovery datagram heard on the bridge, the wall time,
-/// the sender and its size, and whether it is a beacon with a credential.
-/// Python because the lab process cannot enter a namespace without unsafe
-/// code; `ip netns exec` runs this inside the cell.
-const CAPTURE: &str = r#"
-import socket, struct, sys, time
-GROUP = "ff12::6672:6d65:7368"
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("::", int(sys.argv[2])))
-idx = socket.if_nametoindex(sys.argv[1])
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
-             socket.inet_pton(socket.AF_INET6, GROUP) + struct.pack("@I", idx))
-print("ready", flush=True)
-while True:
-    data, src = s.recvfrom(2048)
-    # magic(4) version(1) variant(1) key(32) port(varint) credential tag
-    cred = 0
-    if len(data) > 40 and data[:4] == b"FMDS" and data[5] == 0:
-        i = 38
-        while i < len(data) and data[i] & 0x80:
-            i += 1
-        i += 1
-        cred = 1 if i < len(data) and data[i] == 1 else 0
-    print("%.6f %s %d %d" % (time.time(), src[0].split("%")[0], len(data), cred), flush=True)
-"#;
-
-struct Capture {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Capture {
-    fn start(lab: &Lab, cell: &str, bridge: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(cell),
-                "python3",
-                "-c",
-                CAPTURE,
-                bridge,
-            ])
-            .arg(freimesh_proto::discovery::DISCOVERY_PORT.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the beacon capture (python3)")?;
-        let stdout = child.stdout.take().context("capture stdout")?;
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = lines
-            .recv_timeout(Duration::from_secs(10))
-            .context("capture did not start")?;
-        if ready != "ready" {
-            bail!("capture: {ready}");
-        }
-        Ok(Self { child, lines })
-    }
-
-    /// Every datagram heard so far: (unix seconds, source, bytes, credential).
-    fn drain(&self) -> Vec<(f64, String, usize, bool)> {
-        self.lines
-            .try_iter()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let t = parts.next()?.parse().ok()?;
-                let src = parts.next()?.to_owned();
-                let len = parts.next()?.parse().ok()?;
-                let cred = parts.next()? == "1";
-                Some((t, src, len, cred))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 fn router(i: usize) -> String {
     format!("r{i}")
@@ -161,7 +62,7 @@ join_token = "{token}"
 }
 
 fn ping_once(lab: &Lab, from: &str, to: IpAddr) -> bool {
-    ping_within(lab, from, to, "1")
+    radio::ping_within(lab, from, to, "1")
 }
 
 fn overlay_v4(socket: &Path) -> anyhow::Result<IpAddr> {
@@ -189,12 +90,13 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
     let dir = tempfile::Builder::new()
         .prefix("freimesh-discovery-")
         .tempdir()?;
-    add_cell(&mut lab, "cell")?;
+    radio::add_cell(&mut lab, "cell")?;
     lab.add_namespace("ctl")?;
     for i in 0..ROUTERS {
         let name = router(i);
-        add_router(&mut lab, &name)?;
-        attach(&lab, &name, "mesh0", "cell", &format!("c{i}"))?;
+        lab.add_namespace(&name)?;
+        radio::skip_dad(&lab, &name)?;
+        radio::join_cell(&lab, &name, "mesh0", "cell", &format!("c{i}"))?;
         lab.veth(
             "ctl",
             &format!("m{i}"),
@@ -204,7 +106,7 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
             &format!("172.31.{i}.2/24"),
         )?;
     }
-    let capture = Capture::start(&lab, "cell", "br0")?;
+    let capture = BeaconCapture::start(&lab, "cell")?;
     let controller = ControllerProcess::start_with_init(
         &dir.path().join("controller"),
         SocketAddr::from(([0, 0, 0, 0], CONTROLLER_PORT)),
@@ -256,8 +158,8 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
     // Short waits: a ping sent before the link exists is lost, and the
     // next one should not wait a whole second behind it.
     let replied_at = loop {
-        if ping_within(&lab, "r0", a2, "0.1") {
-            break unix_now();
+        if radio::ping_within(&lab, "r0", a2, "0.1") {
+            break radio::unix_now();
         }
         if Instant::now() > deadline {
             bail!("r0 never reached r2\nr2:\n{}\nr0:\n{}", log(2), log(0));
@@ -265,11 +167,8 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
         std::thread::sleep(Duration::from_millis(20));
     };
     let heard = capture.drain();
-    let r2_source = link_local(&lab, "r2", "mesh0")?;
-    let first_beacon = heard
-        .iter()
-        .find(|(_, src, _, cred)| *cred && *src == r2_source)
-        .map(|(t, ..)| *t)
+    let r2_source = radio::link_local(&lab, "r2", "mesh0")?;
+    let first_beacon = radio::first_credential_beacon(&heard, &r2_source)
         .with_context(|| format!("no beacon with a credential from r2 ({r2_source}) heard"))?;
     let discovery_link_ms = ((replied_at - first_beacon) * 1000.0).max(0.0);
 
@@ -289,16 +188,8 @@ fn three_routers_in_one_cell_discover_each_other_and_carry_traffic() -> anyhow::
     let _ = capture.drain();
     std::thread::sleep(RATE_WINDOW);
     let window = capture.drain();
-    let mut per_sender: std::collections::BTreeMap<String, usize> = Default::default();
-    for (_, src, len, _) in &window {
-        // UDP payload plus the IPv6 (40) and UDP (8) headers on the wire.
-        *per_sender.entry(src.clone()).or_default() += len + 48;
-    }
-    let bps: Vec<f64> = per_sender
-        .values()
-        .map(|bytes| *bytes as f64 * 8.0 / RATE_WINDOW.as_secs_f64())
-        .collect();
-    let beacon_bps_per_interface = bps.iter().copied().fold(0.0, f64::max);
+    let per_sender = radio::bits_per_second(&window, RATE_WINDOW);
+    let beacon_bps_per_interface = per_sender.values().copied().fold(0.0, f64::max);
     // By now the controller has assigned the discovered links (with
     // endpoints that lost their scope id on the way): traffic still flows.
     for (from, to) in [("r0", a2), ("r2", a1), ("r1", a0)] {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use freimesh_proto::discovery::CONTROL_RELAY_PORT;
-use freimesh_testbed::cells::{add_cell, add_router, attach, link_local, ping_within};
+use freimesh_testbed::radio::{add_cell, join_cell, link_local, ping_within, skip_dad};
 use freimesh_testbed::controller::ControllerProcess;
 use freimesh_testbed::lab::Lab;
 use freimesh_testbed::process::AgentProcess;
@@ -128,13 +128,14 @@ fn a_chain_enrols_through_relays_and_a_stranger_reaches_only_the_controller() ->
     add_cell(&mut lab, "cell2")?;
     lab.add_namespace("ctl")?;
     for router in ["a", "b", "c", "s"] {
-        add_router(&mut lab, router)?;
+        lab.add_namespace(router)?;
+        skip_dad(&lab, router)?;
     }
-    attach(&lab, "a", "mesh0", "cell1", "a0")?;
-    attach(&lab, "b", "mesh0", "cell1", "b0")?;
-    attach(&lab, "b", "mesh1", "cell2", "b1")?;
-    attach(&lab, "c", "mesh0", "cell2", "c0")?;
-    attach(&lab, "s", "mesh0", "cell2", "s0")?;
+    join_cell(&lab, "a", "mesh0", "cell1", "a0")?;
+    join_cell(&lab, "b", "mesh0", "cell1", "b0")?;
+    join_cell(&lab, "b", "mesh1", "cell2", "b1")?;
+    join_cell(&lab, "c", "mesh0", "cell2", "c0")?;
+    join_cell(&lab, "s", "mesh0", "cell2", "s0")?;
     lab.veth(
         "ctl",
         "up0",
