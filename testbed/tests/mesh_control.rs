@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use freimesh_proto::discovery::CONTROL_RELAY_PORT;
-use freimesh_testbed::radio::{add_cell, join_cell, link_local, ping_within, skip_dad};
 use freimesh_testbed::controller::ControllerProcess;
 use freimesh_testbed::lab::Lab;
 use freimesh_testbed::process::AgentProcess;
+use freimesh_testbed::radio::{add_cell, join_cell, link_local, ping_within, skip_dad};
 use freimesh_testbed::traffic::{retry, status};
 
 const CONTROLLER_PORT: u16 = 7700;

@@ -5,7 +5,7 @@
 //! overlay relays, then the neighbours' link-local relays.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// First retry after a failure: quick enough for a controller restart.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -53,6 +53,16 @@ impl Backoff {
 /// that all refuse at once from spinning.
 pub const NEXT_ENDPOINT_DELAY: Duration = Duration::from_millis(200);
 
+/// A session through a neighbour's link-local relay, once the controller
+/// has named control exits, ends after this long so the next round can
+/// move it to an exit: the relay's link-local slots are few and a town's
+/// newcomers enrol through them one cell after another. Long enough for
+/// the routes of the Welcome to be in place.
+pub const LEAVE_NEIGHBOUR_RELAY_AFTER: Duration = Duration::from_secs(3);
+/// Each time a session came back to a neighbour's relay after leaving it
+/// (no exit answered), the next try waits twice as long, up to this.
+pub const LEAVE_NEIGHBOUR_RELAY_MAX: Duration = Duration::from_secs(300);
+
 /// How a path reaches the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
@@ -87,10 +97,17 @@ pub struct DialPath {
 /// after its session ends (it answered last), and the backoff starts over;
 /// except a neighbour's link-local relay: after a session through one the
 /// round starts again from the top (its slots are few, and an enrolled
-/// router has exits by then).
+/// router has exits by then). A welcomed session through a neighbour's
+/// relay is not kept for good once exits are known: [`Dialer::poll_leave`]
+/// says when to end it, so the next round moves it to an exit; if no exit
+/// answers and the round comes back to a neighbour, the next move waits
+/// twice as long ([`LEAVE_NEIGHBOUR_RELAY_MAX`] at most).
 ///
-/// Contract: dial [`Dialer::path`]; when the attempt or session ends,
-/// call [`Dialer::handle_session_end`] and wait the delay it returns.
+/// Contract: dial [`Dialer::path`]; when its session is welcomed, call
+/// [`Dialer::handle_welcomed`]; end the session at [`Dialer::poll_leave`]
+/// (if any) after [`Dialer::handle_leave`]; when the attempt or session
+/// ends, call [`Dialer::handle_session_end`] and wait the delay it
+/// returns.
 #[derive(Debug, Clone)]
 pub struct Dialer {
     configured: Vec<SocketAddr>,
@@ -100,6 +117,11 @@ pub struct Dialer {
     /// Endpoints that failed in a row since the last welcome or full round.
     failed_in_round: usize,
     backoff: Backoff,
+    /// The path of the welcomed session now running, and since when.
+    welcomed: Option<(DialPath, Instant)>,
+    /// How long a session through a neighbour's relay runs before it
+    /// moves to an exit; doubles while moving fails.
+    leave_after: Duration,
 }
 
 impl Dialer {
@@ -117,7 +139,34 @@ impl Dialer {
             current: 0,
             failed_in_round: 0,
             backoff: Backoff::default(),
+            welcomed: None,
+            leave_after: LEAVE_NEIGHBOUR_RELAY_AFTER,
         }
+    }
+
+    /// The session on `path` got its Welcome at `now`. A session over the
+    /// underlay or through an exit means moving off a neighbour's relay
+    /// worked (or was never needed): the next move waits the minimum.
+    pub fn handle_welcomed(&mut self, path: DialPath, now: Instant) {
+        self.welcomed = Some((path, now));
+        if path.kind != PathKind::Neighbour {
+            self.leave_after = LEAVE_NEIGHBOUR_RELAY_AFTER;
+        }
+    }
+
+    /// When to end the running session to move it off a neighbour's
+    /// link-local relay: only for such a session, and only while the
+    /// round holds a control exit to move to.
+    pub fn poll_leave(&self) -> Option<Instant> {
+        let (path, since) = self.welcomed?;
+        let exit_known = self.endpoints.iter().any(|p| p.kind == PathKind::Exit);
+        (path.kind == PathKind::Neighbour && exit_known).then(|| since + self.leave_after)
+    }
+
+    /// The session is being ended at [`Dialer::poll_leave`]; should the
+    /// round come back to a neighbour, its next move waits longer.
+    pub fn handle_leave(&mut self) {
+        self.leave_after = (self.leave_after * 2).min(LEAVE_NEIGHBOUR_RELAY_MAX);
     }
 
     /// The endpoint to dial now; `None` with no path at all.
@@ -162,6 +211,7 @@ impl Dialer {
     /// as a Welcome); how long to wait before the next one. `random` feeds
     /// the backoff's jitter.
     pub fn handle_session_end(&mut self, welcomed: bool, random: u64) -> Duration {
+        self.welcomed = None;
         if welcomed {
             self.backoff.reset();
             self.failed_in_round = 0;
@@ -301,6 +351,59 @@ mod tests {
         assert_eq!(dialer.endpoint(), Some(configured[0]));
         dialer.handle_session_end(false, 0);
         assert_eq!(dialer.endpoint(), Some(exit));
+    }
+
+    #[test]
+    fn a_session_through_a_neighbour_moves_to_an_exit_and_backs_off_when_it_cannot() {
+        let start = Instant::now();
+        let configured = endpoints(1);
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let neighbour = DialPath {
+            addr: "[fe80::2%3]:51819".parse().expect("addr"),
+            kind: PathKind::Neighbour,
+        };
+        let mut dialer = Dialer::new(configured);
+        dialer.handle_relay_paths(&[], &[neighbour.addr]);
+        dialer.handle_session_end(false, 0);
+        dialer.handle_welcomed(neighbour, start);
+        assert_eq!(dialer.poll_leave(), None, "no exit to move to yet");
+        dialer.handle_relay_paths(&[exit], &[neighbour.addr]);
+        assert_eq!(
+            dialer.poll_leave(),
+            Some(start + LEAVE_NEIGHBOUR_RELAY_AFTER)
+        );
+        // It leaves; the exit does not answer; back on the neighbour.
+        dialer.handle_leave();
+        dialer.handle_session_end(true, 0);
+        assert_eq!(dialer.poll_leave(), None, "no session");
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(exit), "the exit is tried first");
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.path(), Some(neighbour));
+        let later = start + Duration::from_secs(60);
+        dialer.handle_welcomed(neighbour, later);
+        assert_eq!(
+            dialer.poll_leave(),
+            Some(later + 2 * LEAVE_NEIGHBOUR_RELAY_AFTER),
+            "waits twice as long"
+        );
+        for _ in 0..20 {
+            dialer.handle_leave();
+        }
+        assert_eq!(dialer.poll_leave(), Some(later + LEAVE_NEIGHBOUR_RELAY_MAX));
+        // Welcomed through the exit at last: the next move waits the minimum,
+        // and a session through an exit never leaves.
+        let exit_path = DialPath {
+            addr: exit,
+            kind: PathKind::Exit,
+        };
+        dialer.handle_welcomed(exit_path, later);
+        assert_eq!(dialer.poll_leave(), None);
+        dialer.handle_welcomed(neighbour, later);
+        assert_eq!(
+            dialer.poll_leave(),
+            Some(later + LEAVE_NEIGHBOUR_RELAY_AFTER)
+        );
     }
 
     #[test]

@@ -132,6 +132,14 @@ async fn relay_paths_changed(paths: Option<&mut RelayPaths>) {
     }
 }
 
+/// Completes at `deadline`; never without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Client {
     pub fn new(
         cfg: ClientConfig,
@@ -309,11 +317,13 @@ impl Client {
                 published = true;
                 tracing::info!(path = %path.addr, kind = ?path.kind, "control session up");
                 self.publish_session_path(Some(path));
+                self.dialer.handle_welcomed(path, now());
             }
             let wake = self.session.poll_timeout().map_or_else(
                 || tokio::time::Instant::now() + IDLE_TIMEOUT,
                 tokio::time::Instant::from_std,
             );
+            let leave = self.dialer.poll_leave().map(tokio::time::Instant::from_std);
             let ended = tokio::select! {
                 got = in_rx.recv() => {
                     let sealed = match got {
@@ -335,6 +345,17 @@ impl Client {
                     Ok(())
                 }
                 () = tokio::time::sleep_until(wake) => self.session.handle_tick(now()),
+                // The controller names exits after the Welcome; the
+                // dialer needs them to know when to leave a neighbour.
+                () = relay_paths_changed(self.relay_paths.as_mut()) => {
+                    self.refresh_paths();
+                    Ok(())
+                }
+                () = sleep_until_some(leave) => {
+                    self.dialer.handle_leave();
+                    tracing::info!(path = %path.addr, "leaving the neighbour's link-local relay for a control exit");
+                    return Err(End::Retry("moving to a control exit".into()));
+                }
             };
             self.flush(w, t).await?;
             ended.map_err(|e| End::Retry(e.to_string()))?;
