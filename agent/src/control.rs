@@ -336,11 +336,12 @@ pub fn render_status(status: &AgentStatus) -> String {
     }
     let _ = writeln!(
         out,
-        "\npackets  forwarded {}  delivered {}  from local {}  datagrams in {}",
+        "\npackets  forwarded {}  delivered {}  from local {}  datagrams in {}  u-turns {}",
         e.counters.forwarded,
         e.counters.delivered_local,
         e.counters.sent_from_local,
-        e.counters.datagrams_in
+        e.counters.datagrams_in,
+        e.counters.u_turns
     );
     let drops: Vec<String> = e
         .drops

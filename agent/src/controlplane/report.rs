@@ -37,6 +37,10 @@ const MOVED_DIVISOR: u32 = 10;
 /// Loss below this (0.1 %) is compared as if it were this: near zero a
 /// single lost probe would otherwise be "more than a tenth" every time.
 const LOSS_FLOOR_PPM: u32 = 1_000;
+/// An RTT change smaller than this is no move however small the RTT: a
+/// few hundred microseconds between two sub-millisecond links are
+/// scheduling, not distance, and would only swap equal paths.
+const RTT_MOVED_FLOOR: Duration = Duration::from_millis(1);
 
 /// The link-report core; see the module docs.
 #[derive(Debug)]
@@ -131,7 +135,10 @@ fn moved(before: &[LinkReport], now: &[LinkReport]) -> bool {
             return true;
         };
         let rtt_moved = match (old.rtt, l.rtt) {
-            (Some(a), Some(b)) => a.abs_diff(b) * MOVED_DIVISOR > a,
+            (Some(a), Some(b)) => {
+                let change = a.abs_diff(b);
+                change * MOVED_DIVISOR > a && change > RTT_MOVED_FLOOR
+            }
             (None, Some(_)) => true,
             _ => false,
         };
@@ -199,5 +206,23 @@ mod tests {
             t += REPORT_TICK;
         }
         assert_eq!(traffic, 5, "one per interval after the first");
+    }
+
+    #[test]
+    fn sub_millisecond_wobble_is_no_move_however_small_the_rtt() {
+        let t0 = Instant::now();
+        let us = |peer: u8, rtt_us: u64| LinkReport {
+            rtt: Some(Duration::from_micros(rtt_us)),
+            ..link(peer, true, 0)
+        };
+        let mut r = LinkReporter::new(Vec::new(), t0);
+        r.handle_link_states(&[us(2, 400)], t0);
+        drain(&mut r);
+        // 400 → 900 µs is more than a tenth, but under a millisecond.
+        r.handle_link_states(&[us(2, 900)], t0 + REPORT_INTERVAL);
+        assert!(drain(&mut r).is_empty());
+        // 400 → 1,600 µs is a move.
+        r.handle_link_states(&[us(2, 1_600)], t0 + REPORT_INTERVAL * 2);
+        assert!(matches!(drain(&mut r)[..], [.., Upstream::Report(_)]));
     }
 }

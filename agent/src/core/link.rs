@@ -61,6 +61,8 @@ pub(crate) struct Link {
     pub peer_clock: Option<(u32, Instant)>,
     /// Smoothed round-trip time from `LinkState` exchanges.
     pub rtt: Option<Duration>,
+    /// The smallest recent round trip: what the controller routes by.
+    pub rtt_floor: RttFloor,
     /// The clock values we sent in our last `LinkState`s, newest last: an
     /// echo must be one of them (see [`SENT_CLOCKS_REMEMBERED`]).
     pub sent_clocks: Vec<u32>,
@@ -124,6 +126,7 @@ impl Link {
             retired: false,
             peer_clock: None,
             rtt: None,
+            rtt_floor: RttFloor::default(),
             sent_clocks: Vec::with_capacity(SENT_CLOCKS_REMEMBERED),
         }
     }
@@ -141,12 +144,13 @@ impl Link {
     }
 
     /// Folds one round-trip sample into the smoothed RTT (weight 1/8, as
-    /// TCP's SRTT).
-    pub fn rtt_sample(&mut self, sample: Duration) {
+    /// TCP's SRTT) and into the recent minimum.
+    pub fn rtt_sample(&mut self, sample: Duration, now: Instant) {
         self.rtt = Some(match self.rtt {
             None => sample,
             Some(rtt) => (rtt * 7 + sample) / 8,
         });
+        self.rtt_floor.sample(sample, now);
     }
 
     /// WireGuard's own estimate of packet loss on this link, in parts per
@@ -231,4 +235,78 @@ pub struct LinkStatus {
     /// Time since the last authenticated packet from the peer.
     pub last_rx_age_ms: Option<u64>,
     pub counters: LinkCounters,
+}
+
+/// How long one bucket of [`RttFloor`] collects samples: the minimum
+/// covers the last one to two of these.
+pub const RTT_FLOOR_BUCKET: Duration = Duration::from_secs(10);
+
+/// The smallest round trip of the last 10–20 s ([`RTT_FLOOR_BUCKET`]),
+/// kept in two buckets. Queues and a busy CPU only ever add to a round
+/// trip, so the minimum is the link's own delay: routes computed from it
+/// do not move every time a router is busy (a smoothed RTT on a loaded
+/// router swings between 1 and 40 ms, and every swing that reached the
+/// controller moved routes, which the routers then held from different
+/// moments). A link that really got slower shows within two buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RttFloor {
+    bucket_start: Option<Instant>,
+    current: Option<Duration>,
+    previous: Option<Duration>,
+}
+
+impl RttFloor {
+    pub fn sample(&mut self, sample: Duration, now: Instant) {
+        match self.bucket_start {
+            Some(start) if now.saturating_duration_since(start) < RTT_FLOOR_BUCKET => {}
+            Some(start) if now.saturating_duration_since(start) < 2 * RTT_FLOOR_BUCKET => {
+                self.previous = self.current;
+                self.current = None;
+                self.bucket_start = Some(now);
+            }
+            _ => {
+                // First sample, or silent for two buckets: older minima
+                // say nothing about the link now.
+                self.previous = None;
+                self.current = None;
+                self.bucket_start = Some(now);
+            }
+        }
+        self.current = Some(self.current.map_or(sample, |c| c.min(sample)));
+    }
+
+    /// The minimum over the current and the previous bucket.
+    pub fn get(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod rtt_floor_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_recent_minimum_and_forgets_old_ones() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut floor = RttFloor::default();
+        assert_eq!(floor.get(), None);
+        floor.sample(ms(5), t0);
+        floor.sample(ms(40), t0 + ms(100));
+        floor.sample(ms(2), t0 + ms(200));
+        floor.sample(ms(30), t0 + ms(300));
+        assert_eq!(floor.get(), Some(ms(2)), "a busy moment adds nothing");
+        // Next bucket: the old minimum still counts.
+        floor.sample(ms(9), t0 + RTT_FLOOR_BUCKET + ms(1));
+        assert_eq!(floor.get(), Some(ms(2)));
+        // One more bucket: the link got slower, and it shows.
+        floor.sample(ms(9), t0 + 2 * RTT_FLOOR_BUCKET + ms(2));
+        assert_eq!(floor.get(), Some(ms(9)));
+        // Silent for two buckets: start over.
+        floor.sample(ms(20), t0 + 10 * RTT_FLOOR_BUCKET);
+        assert_eq!(floor.get(), Some(ms(20)));
+    }
 }

@@ -2,7 +2,7 @@
 //! validation, one lookup, one encrypt per packet; every reason to drop a
 //! packet has its own counter.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use boringtun::noise::errors::WireGuardError;
@@ -267,7 +267,23 @@ impl Engine {
                 self.outputs.push_back(Output::Local(packet.to_vec()));
             }
             (Hop::Link(out), Ingress::Link(inbound)) if out == inbound => {
-                self.drop_packet(DropReason::Hairpin);
+                // The neighbour that sent it is our next hop: its table and
+                // ours disagree (routes from different moments, say a
+                // router that restarted from an older state file). Sending
+                // it back would bounce it until its TTL ran out; a live
+                // alternate of the route breaks the two-router loop.
+                match self.u_turn_alternate(header.dst, inbound) {
+                    Some(alternate) => {
+                        if decrement_ttl(packet).is_err() {
+                            self.drop_packet(DropReason::TtlExpired);
+                            return;
+                        }
+                        self.counters.forwarded += 1;
+                        self.counters.u_turns += 1;
+                        self.send_on_link(alternate, packet, now);
+                    }
+                    None => self.drop_packet(DropReason::Hairpin),
+                }
             }
             (Hop::Link(out), Ingress::Link(_)) => {
                 if decrement_ttl(packet).is_err() {
@@ -280,6 +296,20 @@ impl Engine {
             (Hop::Link(out), Ingress::Local) => self.send_on_link(out, packet, now),
             (Hop::Unreachable, _) => self.drop_packet(DropReason::NoRoute),
         }
+    }
+
+    /// The first live next hop toward `dst` other than `inbound`, the
+    /// neighbour a packet came from (see the hairpin case in
+    /// [`Self::route`]).
+    fn u_turn_alternate(&self, dst: IpAddr, inbound: LinkId) -> Option<LinkId> {
+        self.table
+            .lookup_group(dst)?
+            .hops()
+            .iter()
+            .find_map(|hop| match hop {
+                Hop::Link(l) if *l != inbound && self.table.is_link_up(*l) => Some(*l),
+                _ => None,
+            })
     }
 
     pub(super) fn send_on_link(&mut self, link_id: LinkId, packet: &[u8], now: Instant) {

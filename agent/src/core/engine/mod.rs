@@ -148,7 +148,8 @@ pub enum EngineError {
 pub struct LinkReport {
     pub peer: PublicKeyBytes,
     pub up: bool,
-    /// Smoothed round trip inside the tunnel, once measured.
+    /// The smallest recent round trip inside the tunnel, once measured
+    /// (`crate::core::link::RttFloor`: queueing does not move routes).
     pub rtt: Option<Duration>,
     pub loss_ppm: u32,
     /// Inner bytes sent and received on the link since the agent started.
@@ -192,6 +193,11 @@ pub struct EngineCounters {
     pub forwarded: u64,
     pub delivered_local: u64,
     pub sent_from_local: u64,
+    /// Packets that came from the neighbour our route names first and
+    /// went on through an alternate instead of back (tables that
+    /// disagree; `route` in `forward.rs`).
+    #[serde(default)]
+    pub u_turns: u64,
 }
 
 /// A route as `freimesh-agent status` shows it, with hops by name.
@@ -521,7 +527,7 @@ impl Engine {
             .map(|l| LinkReport {
                 peer: l.peer,
                 up: l.liveness.is_up(),
-                rtt: l.rtt,
+                rtt: l.rtt_floor.get(),
                 loss_ppm: l.loss_ppm(),
                 tx_bytes: l.counters.tx_bytes,
                 rx_bytes: l.counters.rx_bytes,

@@ -426,7 +426,7 @@ impl Engine {
                 let clock = self.clock_us(now);
                 let state = &mut self.links[link.0];
                 if let Some(rtt_us) = rtt_from_echo(clock, timing, &state.sent_clocks) {
-                    state.rtt_sample(Duration::from_micros(u64::from(rtt_us)));
+                    state.rtt_sample(Duration::from_micros(u64::from(rtt_us)), now);
                 }
                 state.peer_clock = Some((timing.clock_us, now));
                 state

@@ -761,3 +761,34 @@ mod segment_tests;
 
 #[path = "trust_tests.rs"]
 mod trust_tests;
+
+/// Two routers whose tables disagree (each names the other first toward
+/// node 3, as after a restart from state files of different moments):
+/// the packet that comes back from the router we would send it to takes
+/// our alternate instead of bouncing until its TTL runs out.
+#[test]
+fn a_packet_from_our_own_next_hop_takes_the_alternate() {
+    let mut mesh = Mesh::new(4, &[(1, 2), (2, 3), (2, 4), (3, 4)], |n, dst| {
+        match (n, dst) {
+            (1, _) => vec![2],
+            (2, 1) => vec![1],
+            (2, 3) => vec![4, 3],
+            (2, 4) | (3, 4) => vec![4],
+            (3, 1) => vec![4, 2],
+            (3, 2) | (4, 1) | (4, 2) => vec![2],
+            (4, 3) => vec![2, 3],
+            _ => Vec::new(),
+        }
+    });
+    mesh.send(1, ipv4_packet(overlay(1), overlay(3), 64, b"round"));
+    assert_eq!(mesh.delivered.last().map(|(n, _)| *n), Some(3));
+    assert_eq!(mesh.engine(4).counters().u_turns, 1);
+    assert_eq!(mesh.engine(4).drops(DropReason::Hairpin), 0);
+    // Without an alternate there is nothing to turn to: dropped, counted.
+    let back = mesh.engine(4).link_id("n2").expect("link");
+    mesh.engine(4)
+        .insert_route(IpNet::from(IpAddr::V4(overlay(3))), vec![Hop::Link(back)])
+        .expect("route");
+    mesh.send(1, ipv4_packet(overlay(1), overlay(3), 64, b"stuck"));
+    assert_eq!(mesh.engine(4).drops(DropReason::Hairpin), 1);
+}
