@@ -63,6 +63,15 @@ pub const LEAVE_NEIGHBOUR_RELAY_AFTER: Duration = Duration::from_secs(3);
 /// (no exit answered), the next try waits twice as long, up to this.
 pub const LEAVE_NEIGHBOUR_RELAY_MAX: Duration = Duration::from_secs(300);
 
+/// While a router has no control exit (it never enrolled) and hears
+/// neighbours' relays, a failed round waits at most this long: the relays
+/// refuse only until their own routers are enrolled, which in a town
+/// coming up happens cell by cell within seconds, and a relay admits one
+/// new connection per source every 5 s (`crate::relay::SOURCE_REFILL`)
+/// anyway. Without the cap the backoff doubles while the neighbours are
+/// still enrolling and the newcomer sleeps up to 30 s after they are.
+pub const NEIGHBOUR_ROUND_MAX: Duration = Duration::from_secs(5);
+
 /// How a path reaches the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
@@ -122,6 +131,9 @@ pub struct Dialer {
     /// How long a session through a neighbour's relay runs before it
     /// moves to an exit; doubles while moving fails.
     leave_after: Duration,
+    /// The running session lost its route: the next round starts at the
+    /// neighbours' relays.
+    path_lost: bool,
 }
 
 impl Dialer {
@@ -141,6 +153,7 @@ impl Dialer {
             backoff: Backoff::default(),
             welcomed: None,
             leave_after: LEAVE_NEIGHBOUR_RELAY_AFTER,
+            path_lost: false,
         }
     }
 
@@ -161,6 +174,14 @@ impl Dialer {
         let (path, since) = self.welcomed?;
         let exit_known = self.endpoints.iter().any(|p| p.kind == PathKind::Exit);
         (path.kind == PathKind::Neighbour && exit_known).then(|| since + self.leave_after)
+    }
+
+    /// The session is being ended because its path lost its route (an
+    /// exit's overlay address): the next round starts with the
+    /// neighbours' link-local relays, which need no route, so the router
+    /// can report its links and get routes again.
+    pub fn handle_path_lost(&mut self) {
+        self.path_lost = true;
     }
 
     /// The session is being ended at [`Dialer::poll_leave`]; should the
@@ -212,6 +233,18 @@ impl Dialer {
     /// the backoff's jitter.
     pub fn handle_session_end(&mut self, welcomed: bool, random: u64) -> Duration {
         self.welcomed = None;
+        let neighbour_first = std::mem::take(&mut self.path_lost)
+            .then(|| {
+                self.endpoints
+                    .iter()
+                    .position(|p| p.kind == PathKind::Neighbour)
+            })
+            .flatten();
+        if let Some(first) = neighbour_first {
+            self.current = first;
+            self.failed_in_round = 0;
+            return NEXT_ENDPOINT_DELAY;
+        }
         if welcomed {
             self.backoff.reset();
             self.failed_in_round = 0;
@@ -232,7 +265,14 @@ impl Dialer {
             return NEXT_ENDPOINT_DELAY;
         }
         self.failed_in_round = 0;
-        self.backoff.next_delay(random)
+        let delay = self.backoff.next_delay(random);
+        let newcomer = !self.endpoints.iter().any(|p| p.kind == PathKind::Exit)
+            && self.endpoints.iter().any(|p| p.kind == PathKind::Neighbour);
+        if newcomer {
+            delay.min(NEIGHBOUR_ROUND_MAX)
+        } else {
+            delay
+        }
     }
 }
 
@@ -404,6 +444,43 @@ mod tests {
             dialer.poll_leave(),
             Some(later + LEAVE_NEIGHBOUR_RELAY_AFTER)
         );
+    }
+
+    #[test]
+    fn a_newcomer_hearing_relays_retries_within_five_seconds_until_it_has_exits() {
+        let configured = endpoints(1);
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(configured);
+        dialer.handle_relay_paths(&[], &[neighbour]);
+        for _ in 0..10 {
+            dialer.handle_session_end(false, 0);
+            assert!(dialer.handle_session_end(false, 0) <= NEIGHBOUR_ROUND_MAX);
+        }
+        // With exits (an enrolled router) the backoff grows as before.
+        dialer.handle_relay_paths(&[exit], &[neighbour]);
+        let delays: Vec<Duration> = (0..3)
+            .map(|_| dialer.handle_session_end(false, 0))
+            .collect();
+        assert!(delays[2] > NEIGHBOUR_ROUND_MAX, "{delays:?}");
+    }
+
+    #[test]
+    fn a_session_whose_route_is_gone_redials_through_the_neighbours_at_once() {
+        let configured = endpoints(1);
+        let exit: SocketAddr = "[fd00::1]:51819".parse().expect("addr");
+        let neighbour: SocketAddr = "[fe80::2%3]:51819".parse().expect("addr");
+        let mut dialer = Dialer::new(configured.clone());
+        dialer.handle_relay_paths(&[exit], &[neighbour]);
+        dialer.handle_session_end(false, 0);
+        assert_eq!(dialer.endpoint(), Some(exit));
+        dialer.handle_path_lost();
+        assert_eq!(dialer.handle_session_end(true, 0), NEXT_ENDPOINT_DELAY);
+        assert_eq!(dialer.endpoint(), Some(neighbour));
+        // Once: the next end follows the usual rules (a welcomed session
+        // through a neighbour starts the round from the top again).
+        dialer.handle_session_end(true, 0);
+        assert_eq!(dialer.endpoint(), Some(configured[0]));
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct RelayPaths {
     pub neighbours: watch::Receiver<Vec<std::net::SocketAddr>>,
     /// Set to the welcomed session's path, `None` between sessions.
     pub session_path: watch::Sender<Option<relay::Upstream>>,
+    /// Bumped when the engine lost its route to the session's exit (the
+    /// controller's routes took it away): the session cannot carry
+    /// anything more, and waiting for its idle timeout would leave the
+    /// router without routes for 90 s.
+    pub path_lost: watch::Receiver<u64>,
 }
 
 impl RelayPaths {
@@ -130,6 +135,31 @@ async fn relay_paths_changed(paths: Option<&mut RelayPaths>) {
     if changed.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// What the relay watches say during a session.
+enum RelayWake {
+    /// New exits or neighbours' relays.
+    PathsChanged,
+    /// The engine lost the route to the session's path.
+    PathLost,
+}
+
+/// Completes with the next [`RelayWake`]; never without relay paths (or
+/// once their senders are gone).
+async fn relay_wake(paths: Option<&mut RelayPaths>) -> RelayWake {
+    let Some(paths) = paths else {
+        return std::future::pending().await;
+    };
+    let (changed, wake) = tokio::select! {
+        changed = paths.exits.changed() => (changed, RelayWake::PathsChanged),
+        changed = paths.neighbours.changed() => (changed, RelayWake::PathsChanged),
+        changed = paths.path_lost.changed() => (changed, RelayWake::PathLost),
+    };
+    if changed.is_err() {
+        std::future::pending::<()>().await;
+    }
+    wake
 }
 
 /// Completes at `deadline`; never without one.
@@ -312,6 +342,10 @@ impl Client {
         path: DialPath,
     ) -> Result<(), End> {
         let mut published = false;
+        if let Some(paths) = &mut self.relay_paths {
+            // Only a loss during this session counts.
+            paths.path_lost.borrow_and_update();
+        }
         loop {
             if !published && self.session.session_welcomed() {
                 published = true;
@@ -347,10 +381,17 @@ impl Client {
                 () = tokio::time::sleep_until(wake) => self.session.handle_tick(now()),
                 // The controller names exits after the Welcome; the
                 // dialer needs them to know when to leave a neighbour.
-                () = relay_paths_changed(self.relay_paths.as_mut()) => {
-                    self.refresh_paths();
-                    Ok(())
-                }
+                wake = relay_wake(self.relay_paths.as_mut()) => match wake {
+                    RelayWake::PathsChanged => {
+                        self.refresh_paths();
+                        Ok(())
+                    }
+                    RelayWake::PathLost => {
+                        self.dialer.handle_path_lost();
+                        tracing::info!(path = %path.addr, "no route to the control path any more; dialling the neighbours' relays");
+                        return Err(End::Retry("no route to the control path".into()));
+                    }
+                },
                 () = sleep_until_some(leave) => {
                     self.dialer.handle_leave();
                     tracing::info!(path = %path.addr, "leaving the neighbour's link-local relay for a control exit");

@@ -159,6 +159,8 @@ async fn apply_changes(
             .collect()
     };
     if !changes.is_empty() {
+        let exit = shared.mesh_control.session_exit();
+        let mut exit_lost = false;
         shared
             .with_engine(outputs, |engine| {
                 let now = clock::now();
@@ -167,8 +169,19 @@ async fn apply_changes(
                         tracing::warn!(%change, %err, "change from the controller not applied");
                     }
                 }
+                // The session runs through an exit on the overlay: with
+                // no route to it left, nothing more reaches this node.
+                exit_lost = exit.is_some_and(|exit| {
+                    !matches!(
+                        engine.table().lookup(exit.ip()),
+                        Some(crate::core::Hop::Link(_))
+                    )
+                });
             })
             .await;
+        if exit_lost {
+            shared.mesh_control.report_path_lost();
+        }
     }
     if core.welcome().is_some() {
         // Discovery's dense-cell policy defers to these.

@@ -24,6 +24,7 @@ pub(super) struct MeshControl {
     exits: watch::Sender<Vec<SocketAddr>>,
     neighbour_relays: watch::Sender<Vec<SocketAddr>>,
     session_path: watch::Sender<Option<Upstream>>,
+    path_lost: watch::Sender<u64>,
 }
 
 impl Default for MeshControl {
@@ -32,6 +33,7 @@ impl Default for MeshControl {
             exits: watch::Sender::new(Vec::new()),
             neighbour_relays: watch::Sender::new(Vec::new()),
             session_path: watch::Sender::new(None),
+            path_lost: watch::Sender::new(0),
         }
     }
 }
@@ -53,7 +55,22 @@ impl MeshControl {
             exits: self.exits.subscribe(),
             neighbours: self.neighbour_relays.subscribe(),
             session_path: self.session_path.clone(),
+            path_lost: self.path_lost.subscribe(),
         }
+    }
+
+    /// The relay this node's own session runs through, if it is one on
+    /// the overlay (an exit): the engine's routes must reach it.
+    pub(super) fn session_exit(&self) -> Option<SocketAddr> {
+        match *self.session_path.borrow() {
+            Some(Upstream::Relay(addr)) if !is_link_local(addr.ip()) => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// The engine has no route to [`Self::session_exit`] any more.
+    pub(super) fn report_path_lost(&self) {
+        self.path_lost.send_modify(|n| *n += 1);
     }
 
     /// The control exits the controller (or the state file) named.
@@ -81,6 +98,13 @@ impl MeshControl {
             RelayCore::new(RelayLimits::default()),
             upstream,
         ));
+    }
+}
+
+fn is_link_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
     }
 }
 
