@@ -24,12 +24,14 @@
 //! net.rs       namespaces, configs, agents, ping sweeps
 //! checks.rs    silent cut, revocation, strangers, the controller's return
 //! stranger.rs  forged and expired beacons
+//! sync.rs      agents' routes against the controller's (admin API)
 //! ```
 
 pub mod checks;
 pub mod net;
 pub mod plan;
 pub mod stranger;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +48,8 @@ use crate::radio::{self, BeaconCapture};
 /// targets (30 s, 10 s) are benchmarks, reported, not enforced here.
 const COLD_START_TIMEOUT: Duration = Duration::from_secs(120);
 const HEADLESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Until every router holds the routes the controller computed for it.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the revoked router's restart: long enough for its state file's
 /// links to be tried and refused.
 const REVOKED_SETTLE: Duration = Duration::from_secs(3);
@@ -93,6 +97,9 @@ pub struct TownReport {
     pub discovery_link_samples: usize,
     pub beacon_bps_per_interface: f64,
     pub resync_s: f64,
+    /// Before the outage: until every router held the controller's routes
+    /// (after the cut and the revocation).
+    pub sync_before_outage_s: f64,
     pub resync_gap_ms: f64,
     /// State file writes of all routers at the end (since their restart).
     pub state_writes: u64,
@@ -117,12 +124,33 @@ pub fn run(options: &TownOptions) -> anyhow::Result<TownReport> {
     }
     let result = run_checks(&mut town, options, &depth);
     if result.is_err() {
+        // Every router's links and routes as they were when the check
+        // failed, next to the logs (kept with `--keep`).
+        town.dump_status("failed");
+        if let (Err(err), Some(secs)) = (&result, pause_on_failure()) {
+            // For a post-mortem on the live town: agents' status, the
+            // controller's API (`docs/testbed.md`).
+            eprintln!("town: failed: {err:#}");
+            eprintln!(
+                "town: the town stays up for {secs} s (FREIMESH_TOWN_PAUSE; Ctrl-C ends it): {}",
+                town.dir().display()
+            );
+            let until = std::time::Instant::now() + Duration::from_secs(secs);
+            while std::time::Instant::now() < until && !crate::failover::runner::interrupted() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         eprintln!(
             "town: agent logs (last lines):\n{}",
             town.logs(&[FAR, NEAR, REVOKED])
         );
     }
     result
+}
+
+/// `FREIMESH_TOWN_PAUSE=SECONDS`: how long a failed town stays up.
+fn pause_on_failure() -> Option<u64> {
+    std::env::var("FREIMESH_TOWN_PAUSE").ok()?.parse().ok()
 }
 
 fn run_checks(
@@ -184,6 +212,17 @@ fn run_checks(
         .copied()
         .fold(0.0, f64::max);
 
+    // The outage starts from a steady state: every router holds the
+    // controller's latest routes (the cut router may still be getting
+    // them), so the state files are of one moment.
+    let live: Vec<usize> = all.iter().copied().filter(|i| *i != REVOKED).collect();
+    let token = town.api_token.clone();
+    let synced = sync::wait_in_sync(town, &town.api_url(), &token, &live, SYNC_TIMEOUT)
+        .context("before the outage")?;
+    eprintln!(
+        "town: every router holds the controller's routes ({:.1} s)",
+        synced.as_secs_f64()
+    );
     eprintln!("town: controller killed, every router restarted");
     let signing_key = stranger::controller_signing_key(&town.controller.db)?;
     town.controller.kill();
@@ -263,6 +302,7 @@ fn run_checks(
         discovery_link_samples: link_times.len(),
         beacon_bps_per_interface: beacon_bps,
         resync_s: resync.as_secs_f64(),
+        sync_before_outage_s: synced.as_secs_f64(),
         resync_gap_ms,
         state_writes,
     };

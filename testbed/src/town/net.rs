@@ -22,6 +22,9 @@ use crate::radio;
 use crate::traffic::status;
 
 pub const CONTROLLER_PORT: u16 = 7700;
+/// The controller's admin API, on its namespace's loopback (the lab reads
+/// the routes it computed: `sync.rs`).
+pub const API_PORT: u16 = 7780;
 /// The controller's address, on its namespace's loopback: routers with an
 /// uplink route it through their uplink segment.
 pub const CONTROLLER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -37,6 +40,8 @@ pub struct Town {
     // Field order is drop order: agents and controller before the lab
     // removes their namespaces, the directory last.
     agents: Vec<Option<AgentProcess>>,
+    /// An operator token for the controller's admin API.
+    pub api_token: String,
     pub controller: ControllerProcess,
     pub lab: Lab,
     pub dir: tempfile::TempDir,
@@ -102,14 +107,16 @@ impl Town {
         let controller = ControllerProcess::start_with_init(
             &dir.path().join("controller"),
             SocketAddr::from(([0, 0, 0, 0], CONTROLLER_PORT)),
-            None,
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, API_PORT))),
             Some(&lab.ns("ctl")),
             &[],
         )?;
         let agents = plan.routers.iter().map(|_| None).collect();
+        let api_token = controller.operator_add("town-lab")?;
         Ok(Self {
             plan,
             agents,
+            api_token,
             controller,
             lab,
             dir,
@@ -118,6 +125,11 @@ impl Town {
 
     pub fn name(&self, router: usize) -> &str {
         &self.plan.routers[router].name
+    }
+
+    /// The admin API's base URL, inside the controller's namespace.
+    pub fn api_url(&self) -> String {
+        format!("http://{}:{API_PORT}", Ipv4Addr::LOCALHOST)
     }
 
     pub fn routers(&self) -> usize {
