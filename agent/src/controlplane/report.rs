@@ -53,6 +53,12 @@ pub struct LinkReporter {
     next_full: Instant,
     next_traffic: Instant,
     out: VecDeque<Upstream>,
+    /// Some link has been up since the reporter started.
+    seen_up: bool,
+    /// Every link is down (after one had been up).
+    isolated: bool,
+    /// A link came up after an isolation; taken by [`Self::take_rejoined`].
+    rejoined: bool,
 }
 
 impl LinkReporter {
@@ -64,6 +70,9 @@ impl LinkReporter {
             next_full: now,
             next_traffic: now + TRAFFIC_INTERVAL,
             out: VecDeque::new(),
+            seen_up: false,
+            isolated: false,
+            rejoined: false,
         }
     }
 
@@ -76,8 +85,28 @@ impl LinkReporter {
         }
     }
 
+    /// Whether a link came up since the last call after every link had
+    /// been down. While a router is cut off, the controller takes its
+    /// links down and every route toward it away, so a control session
+    /// through an exit cannot carry anything back to it (and TCP, with no
+    /// acknowledgements, not even its report that the links are up
+    /// again): the shell starts a new session through a neighbour.
+    pub fn take_rejoined(&mut self) -> bool {
+        std::mem::take(&mut self.rejoined)
+    }
+
     /// The engine's link states at `now`.
     pub fn handle_link_states(&mut self, current: &[LinkReport], now: Instant) {
+        let any_up = current.iter().any(|l| l.up);
+        if any_up {
+            if self.isolated {
+                self.rejoined = true;
+            }
+            self.isolated = false;
+            self.seen_up = true;
+        } else if self.seen_up && !current.is_empty() {
+            self.isolated = true;
+        }
         if now >= self.next_traffic {
             self.next_traffic += TRAFFIC_INTERVAL;
             let counters = current
@@ -224,5 +253,25 @@ mod tests {
         // 400 → 1,600 µs is a move.
         r.handle_link_states(&[us(2, 1_600)], t0 + REPORT_INTERVAL * 2);
         assert!(matches!(drain(&mut r)[..], [.., Upstream::Report(_)]));
+    }
+
+    #[test]
+    fn rejoining_after_every_link_was_down_is_told_once() {
+        let t0 = Instant::now();
+        let mut r = LinkReporter::new(Vec::new(), t0);
+        // Links coming up at start are no rejoining.
+        r.handle_link_states(&[link(2, false, 1), link(3, false, 1)], t0);
+        r.handle_link_states(&[link(2, true, 1), link(3, false, 1)], t0);
+        assert!(!r.take_rejoined());
+        // One of two down: not cut off.
+        r.handle_link_states(&[link(2, false, 1), link(3, true, 1)], t0);
+        r.handle_link_states(&[link(2, true, 1), link(3, true, 1)], t0);
+        assert!(!r.take_rejoined());
+        // Both down, then one back.
+        r.handle_link_states(&[link(2, false, 1), link(3, false, 1)], t0);
+        assert!(!r.take_rejoined());
+        r.handle_link_states(&[link(2, false, 1), link(3, true, 1)], t0);
+        assert!(r.take_rejoined());
+        assert!(!r.take_rejoined(), "once");
     }
 }

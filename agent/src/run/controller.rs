@@ -338,6 +338,10 @@ pub(super) async fn report(
         }
         let current = shared.engine().link_states();
         reporter.handle_link_states(&current, clock::now());
+        if reporter.take_rejoined() && shared.mesh_control.session_exit().is_some() {
+            tracing::info!("links up again after this node was cut off: a new control session");
+            shared.mesh_control.report_path_lost();
+        }
         while let Some(item) = reporter.poll_upstream() {
             if reports.send(item).await.is_err() {
                 return;
