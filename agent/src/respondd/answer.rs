@@ -1,7 +1,7 @@
 //! The JSON of respondd answers, in the shapes yanic parses
 //! (FreifunkBremen/yanic `data/nodeinfo.go`, `data/statistics.go`,
 //! `data/neighbours.go`; links from `runtime/nodes.go`), and the raw
-//! deflate around them. `docs/api.md` ("respondd") maps every field.
+//! deflate around them (stored blocks: no compressor on the router). `docs/api.md` ("respondd") maps every field.
 //!
 //! yanic drops a whole answer on one type mismatch, so integers stay
 //! integers (`nproc`, `memory.*`, `clients.*`, `tq`) and the times and
@@ -47,7 +47,8 @@ pub fn link_address(key: &PublicKeyBytes) -> String {
     )
 }
 
-/// `{"nodeinfo": …, …}` for the sections asked for, raw-deflated.
+/// `{"nodeinfo": …, …}` for the sections asked for, raw-deflated (stored
+/// blocks, [`stored_deflate`]).
 pub fn deflated(own: &OwnNode, snapshot: &Snapshot, sections: &[Section]) -> Vec<u8> {
     let wants = |s: Section| sections.contains(&s);
     let all = Sections {
@@ -55,7 +56,7 @@ pub fn deflated(own: &OwnNode, snapshot: &Snapshot, sections: &[Section]) -> Vec
         statistics: wants(Section::Statistics).then(|| statistics(own, snapshot)),
         neighbours: wants(Section::Neighbours).then(|| neighbours(own, snapshot)),
     };
-    miniz_oxide::deflate::compress_to_vec(&to_json(&all), DEFLATE_LEVEL)
+    stored_deflate(&to_json(&all))
 }
 
 /// One section alone, as plain JSON.
@@ -67,9 +68,34 @@ pub fn plain(own: &OwnNode, snapshot: &Snapshot, section: Section) -> Vec<u8> {
     }
 }
 
-/// miniz's default level: the answers are small, a higher level saves a
-/// few bytes for more CPU per request.
-const DEFLATE_LEVEL: u8 = 6;
+/// The largest stored block of raw deflate (RFC 1951 §3.2.4: LEN is 16 bits).
+const STORED_BLOCK_MAX: usize = 0xffff;
+
+/// `data` as raw deflate of stored (uncompressed) blocks: a valid stream
+/// for every inflater (yanic's Go `compress/flate` included), without a
+/// compressor in the router binary (miniz_oxide's deflate cost 36 KB of
+/// the 3 MB budget; the answers are a few KB, asked for once a minute, on
+/// a mesh link). Per block: a header byte (BFINAL on the last, BTYPE 00),
+/// LEN and its one's complement NLEN, little-endian, then the bytes.
+fn stored_deflate(data: &[u8]) -> Vec<u8> {
+    let blocks = data.len().div_ceil(STORED_BLOCK_MAX).max(1);
+    let mut out = Vec::with_capacity(data.len() + 5 * blocks);
+    let mut chunks = data.chunks(STORED_BLOCK_MAX).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        return out;
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        // A chunk is at most STORED_BLOCK_MAX bytes: its length fits.
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
 
 fn to_json(value: &impl Serialize) -> Vec<u8> {
     // Plain structs, strings and maps with string keys: serialising them
@@ -341,5 +367,29 @@ fn neighbours(own: &OwnNode, snapshot: &Snapshot) -> NeighboursJson {
     NeighboursJson {
         node_id: node_id(&own.key),
         batadv: BTreeMap::from([(link_address(&own.key), BatadvInterface { neighbours })]),
+    }
+}
+
+#[cfg(test)]
+mod stored_deflate_tests {
+    use super::*;
+
+    #[test]
+    fn any_inflater_gets_the_bytes_back() {
+        for len in [
+            0,
+            1,
+            100,
+            STORED_BLOCK_MAX,
+            STORED_BLOCK_MAX + 1,
+            3 * STORED_BLOCK_MAX + 7,
+        ] {
+            let data: Vec<u8> = (0..len)
+                .map(|i| u8::try_from(i * 7 % 251).unwrap_or(0))
+                .collect();
+            let stream = stored_deflate(&data);
+            let back = miniz_oxide::inflate::decompress_to_vec(&stream).expect("valid raw deflate");
+            assert_eq!(back, data, "{len} bytes");
+        }
     }
 }
