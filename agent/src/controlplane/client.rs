@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use super::{
-    ClientConfig, ControllerEvent, DialPath, Dialer, IDLE_TIMEOUT, PathKind, Session, Upstream,
+    ClientConfig, ControllerEvent, DialPath, Dialer, IDLE_TIMEOUT, Keepalive, PathKind, Session,
+    Upstream,
 };
 use crate::clock::now;
 use crate::identity::PrivateKey;
@@ -316,7 +317,11 @@ impl Client {
         .await
         .map_err(|_| End::Retry("connect or handshake timed out".into()))??;
         let (mut r, mut w) = stream;
-        self.session.handle_connected(now());
+        let keepalive = match path.kind {
+            PathKind::Underlay => Keepalive::DIRECT,
+            PathKind::Exit | PathKind::Neighbour => Keepalive::THROUGH_MESH,
+        };
+        self.session.handle_connected_via(now(), keepalive);
         self.flush(&mut w, &mut transport).await?;
 
         let (in_tx, mut in_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(READ_AHEAD);

@@ -64,7 +64,7 @@ pub use membership::{MembershipUpdate, apply_to_membership};
 pub use path::ControlPath;
 pub use report::{LinkReporter, NOMINAL_RTT_US, REPORT_INTERVAL, REPORT_TICK, TRAFFIC_INTERVAL};
 pub use session::{
-    ClientConfig, ControllerEvent, IDLE_TIMEOUT, KEEPALIVE, MAX_FULL_SET_ENTRIES,
+    ClientConfig, ControllerEvent, IDLE_TIMEOUT, KEEPALIVE, Keepalive, MAX_FULL_SET_ENTRIES,
     MIN_STATISTICS_SPACING, PENDING_FAILOVERS, Session, SessionEnded, Upstream,
 };
 

@@ -47,6 +47,32 @@ use ipnet::IpNet;
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
 /// Nothing heard for this long (three pings and a bit): reconnect.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How a session keeps itself alive and when it gives up on silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Keepalive {
+    /// Over the underlay: [`KEEPALIVE`] and [`IDLE_TIMEOUT`].
+    pub const DIRECT: Self = Self {
+        interval: KEEPALIVE,
+        idle_timeout: IDLE_TIMEOUT,
+    };
+    /// Through the mesh (an exit or a neighbour's relay): the path depends
+    /// on routes the controller itself hands out, and a change can leave
+    /// it one-way (the town lab saw a router whose exit had lost the route
+    /// back to it: its TCP got no acknowledgements, so not even its report
+    /// that would have brought the route back left it). No NAT to keep
+    /// open here, so a ping every 5 s costs only a few bytes, and a session
+    /// that hears nothing for 15 s starts over on another path.
+    pub const THROUGH_MESH: Self = Self {
+        interval: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(15),
+    };
+}
 /// Failovers kept for the controller while it is unreachable.
 pub const PENDING_FAILOVERS: usize = 256;
 /// Entries a chunked full set (links or routes) may hold before the session
@@ -170,6 +196,7 @@ pub enum SessionEnded {
 struct Connected {
     /// A Welcome was seen on this connection: reports may go out.
     welcomed: bool,
+    keepalive: Keepalive,
     next_ping: Instant,
     ping_seq: u64,
     last_heard: Instant,
@@ -244,11 +271,18 @@ impl Session {
 
     /// A new connection is up: queues the Hello.
     pub fn handle_connected(&mut self, now: Instant) {
+        self.handle_connected_via(now, Keepalive::DIRECT);
+    }
+
+    /// [`Session::handle_connected`] on a path that keeps itself alive
+    /// with `keepalive`.
+    pub fn handle_connected_via(&mut self, now: Instant, keepalive: Keepalive) {
         // Frames of an earlier connection were for that connection.
         self.outbox.clear();
         self.connected = Some(Connected {
             welcomed: false,
-            next_ping: now + KEEPALIVE,
+            keepalive,
+            next_ping: now + keepalive.interval,
             ping_seq: 0,
             last_heard: now,
             links: Vec::new(),
@@ -390,12 +424,12 @@ impl Session {
         let Some(conn) = &mut self.connected else {
             return Ok(());
         };
-        if now.saturating_duration_since(conn.last_heard) >= IDLE_TIMEOUT {
+        if now.saturating_duration_since(conn.last_heard) >= conn.keepalive.idle_timeout {
             return Err(SessionEnded::IdleTimeout);
         }
         if now >= conn.next_ping {
             conn.ping_seq += 1;
-            conn.next_ping = now + KEEPALIVE;
+            conn.next_ping = now + conn.keepalive.interval;
             self.outbox.push_back(AgentMsg::Ping(conn.ping_seq));
         }
         Ok(())
@@ -404,7 +438,10 @@ impl Session {
     /// When [`Session::handle_tick`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conn = self.connected.as_ref()?;
-        Some(conn.next_ping.min(conn.last_heard + IDLE_TIMEOUT))
+        Some(
+            conn.next_ping
+                .min(conn.last_heard + conn.keepalive.idle_timeout),
+        )
     }
 
     /// The connection ended; the agent retries in `retry_in`.

@@ -182,6 +182,23 @@ fn pending_and_error_end_the_session_and_reach_the_run_loop() {
 }
 
 #[test]
+fn a_session_through_the_mesh_pings_every_5_s_and_gives_up_after_15() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    s.handle_connected_via(t0, Keepalive::THROUGH_MESH);
+    sent(&mut s);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    s.handle_tick(t0 + Duration::from_secs(5)).expect("alive");
+    assert_eq!(sent(&mut s), vec![AgentMsg::Ping(1)]);
+    s.handle_tick(t0 + Duration::from_secs(10)).expect("alive");
+    assert_eq!(sent(&mut s), vec![AgentMsg::Ping(2)]);
+    assert_eq!(
+        s.handle_tick(t0 + Duration::from_secs(15)),
+        Err(SessionEnded::IdleTimeout)
+    );
+}
+
+#[test]
 fn pings_every_keepalive_and_gives_up_on_a_silent_controller() {
     let t0 = Instant::now();
     let mut s = Session::new(config(None));
