@@ -180,7 +180,7 @@ fn run_checks(
             })
         })
         .count();
-    let reachable_pairs = town.sweep(&addresses, &pairs_of(&all))?.len();
+    let reachable_pairs = town.sweep_settled(&addresses, &pairs_of(&all))?.len();
     eprintln!(
         "town: cold start {:.1} s, {enrolled} enrolled",
         cold_start.as_secs_f64()
@@ -254,7 +254,7 @@ fn run_checks(
         .with_context(|| format!("headless restart\n{}", town.logs(&[FAR])))?;
     eprintln!("town: headless restart {:.1} s", headless.as_secs_f64());
     let headless_pairs = pairs_of(&headless_routers);
-    let headless_reachable = town.sweep(&addresses, &headless_pairs)?.len();
+    let headless_reachable = town.sweep_settled(&addresses, &headless_pairs)?.len();
     let first_replies = pings.finish()?;
     let link_times = checks::discovery_link_times(&first_replies, &capture.drain(), &sources);
 

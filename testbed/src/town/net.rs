@@ -30,6 +30,8 @@ pub const API_PORT: u16 = 7780;
 pub const CONTROLLER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 /// How long one reachability ping waits: a round of sweeps stays short.
 const PING_WAIT: &str = "0.5";
+/// Sweeps of [`Town::sweep_settled`].
+const SETTLED_SWEEPS: usize = 3;
 /// A clean stop writes the state file; this is ample for it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -266,6 +268,28 @@ join_token = "{token}"
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// [`Town::sweep`] up to [`SETTLED_SWEEPS`] times, a second apart,
+    /// for the pairs that have not answered yet: which pairs reach now,
+    /// on a loaded machine where one ping with a 0.5 s wait can be lost.
+    pub fn sweep_settled(
+        &self,
+        addresses: &[Option<IpAddr>],
+        pairs: &BTreeSet<(usize, usize)>,
+    ) -> anyhow::Result<BTreeSet<(usize, usize)>> {
+        let mut reached = BTreeSet::new();
+        for round in 0..SETTLED_SWEEPS {
+            if round > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let left: BTreeSet<(usize, usize)> = pairs.difference(&reached).copied().collect();
+            if left.is_empty() {
+                break;
+            }
+            reached.extend(self.sweep(addresses, &left)?);
+        }
+        Ok(reached)
     }
 
     /// Pings every pair in `pairs` once, all at the same time (one shell
