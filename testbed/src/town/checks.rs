@@ -33,8 +33,10 @@ const ALTERNATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// intervals.
 const STRANGER_TIME: Duration = Duration::from_secs(4);
 /// How long the controller may take to welcome every agent back: agents
-/// retry with a backoff of up to 30 s.
-const RESYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// retry with a backoff of up to 30 s (+20 % jitter), and a router behind
+/// an exit gets through only once its exit has: two such waits in a row,
+/// 72 s at worst (one run took 55 s).
+const RESYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// The agent's log line for each Welcome from the controller.
 const WELCOMED: &str = "welcomed by the controller";
 /// The ping loops that find when a link first carries traffic: each ping
