@@ -1,6 +1,6 @@
 //! Route computation at city scale: full computation, one link metric change
-//! and one link failure applied incrementally, on seeded random geometric
-//! meshes (average degree ≈ 4).
+//! and one link failure applied incrementally, and the feasible-source
+//! upstreams, on seeded random geometric meshes (average degree ≈ 4).
 //!
 //! ```text
 //! cargo bench -p freimesh-controller --bench routing            # 100, 1,000, 5,000
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use freimesh_controller::routing::city as topology;
-use freimesh_controller::routing::{Metric, NodeIdx, RouteDelta, Router};
+use freimesh_controller::routing::{Metric, NodeIdx, RouteDelta, Router, Upstreams};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -179,6 +179,10 @@ fn routing(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(if n > 2_000 { 20 } else { 3 }));
         group.bench_with_input(BenchmarkId::new("full", n), &n, |b, _| {
             b.iter(|| router.compute_all());
+        });
+        // The feasible-source upstreams, computed after every batch.
+        group.bench_with_input(BenchmarkId::new("upstreams", n), &n, |b, _| {
+            b.iter(|| black_box(Upstreams::compute(&router, None)));
         });
         // Each iteration: pick a link, change it, time `update`, undo
         // (untimed), so every iteration starts from the same state.

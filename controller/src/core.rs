@@ -41,15 +41,13 @@ mod sync;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-use freimesh_proto::control::{
-    Candidate, ControllerMsg, ErrorCode, ErrorMsg, Report, Route, Welcome,
-};
+use freimesh_proto::control::{Candidate, ControllerMsg, ErrorCode, ErrorMsg, Report, Welcome};
 use freimesh_proto::credential::SigningKeyBytes;
 use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 
 use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
-use crate::routing::{LinkCost, Router, metric_of};
+use crate::routing::{LinkCost, Router, Upstreams, metric_of};
 
 pub use claims::{DISPUTE_RTT_MIN_DIFF_US, DISPUTE_RTT_RATIO, Dispute};
 pub use enrol::{HelloPlan, NewPending, RefreshNode, RolesRequest, plan_hello};
@@ -95,6 +93,11 @@ pub struct Controller {
     /// Measurement disputes that started, for the shell to log and raise.
     disputes: VecDeque<Dispute>,
     router: Router,
+    /// Per directed link, the sources whose traffic may cross it over
+    /// primaries and alternates: sent with each route as its upstreams,
+    /// for the agents' feasible-source rule. Recomputed after every
+    /// router update.
+    upstreams: Upstreams,
     /// Standard WireGuard sites by name, and their overlay addresses.
     sites: BTreeMap<String, SiteRecord>,
     site_addresses: BTreeSet<IpNet>,
@@ -161,6 +164,7 @@ impl Controller {
             claims: claims::Claims::default(),
             disputes: VecDeque::new(),
             router: Router::new(),
+            upstreams: Upstreams::default(),
             sites: BTreeMap::new(),
             site_addresses: BTreeSet::new(),
             uplinks: BTreeMap::new(),
@@ -170,6 +174,7 @@ impl Controller {
         };
         core.load(nodes, prefixes, links);
         core.router.compute_all();
+        core.refresh_upstreams();
         core
     }
 
@@ -345,14 +350,29 @@ impl Controller {
         touched
     }
 
-    /// Runs the incremental route update: per source node, the
-    /// destinations whose next hops changed.
+    /// Runs the incremental route update and recomputes the upstreams:
+    /// per node, the destinations whose next hops or upstreams changed.
     fn route_moves(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
-        self.router
+        let mut moved: BTreeMap<u32, BTreeSet<u32>> = self
+            .router
             .update()
             .into_iter()
             .map(|(id, deltas)| (id, deltas.iter().map(|d| d.dst()).collect()))
-            .collect()
+            .collect();
+        for (id, sources) in self.refresh_upstreams() {
+            moved.entry(id).or_default().extend(sources);
+        }
+        moved
+    }
+
+    /// Recomputes the upstreams from the router's last computation;
+    /// returns, per node, the sources whose upstreams changed.
+    fn refresh_upstreams(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
+        let internet = self.router.contains(INTERNET).then_some(INTERNET);
+        let fresh = Upstreams::compute(&self.router, internet);
+        let changed = fresh.changed_since(&self.upstreams);
+        self.upstreams = fresh;
+        changed
     }
 
     /// Nodes whose uplink edge is in the router.
@@ -441,11 +461,7 @@ impl Controller {
         );
         let routes = routes
             .into_iter()
-            .map(|(prefix, (via, segment))| Route {
-                prefix,
-                via,
-                segment,
-            })
+            .map(|(prefix, entry)| entry.into_route(prefix))
             .collect();
         self.push(
             id,
@@ -576,6 +592,7 @@ impl Controller {
     ) {
         self.load(nodes, prefixes, links);
         self.router.update();
+        self.refresh_upstreams();
         let connected: Vec<u32> = self.sessions.keys().copied().collect();
         for id in connected {
             let state = self.nodes.get(&id).map(|n| n.state);

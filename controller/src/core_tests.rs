@@ -1,4 +1,4 @@
-use freimesh_proto::control::{LinkChange, LinkMeasurement, RouteChange};
+use freimesh_proto::control::{LinkChange, LinkMeasurement, Route, RouteChange};
 use freimesh_proto::segment::Segment;
 
 use super::*;
@@ -124,7 +124,7 @@ fn candidates_become_links_on_both_ends_and_routes_follow() {
     assert!(to(3).iter().any(|m| matches!(m, ControllerMsg::LinksDelta(c) if c.iter().any(|l| matches!(l, LinkChange::Add(a) if a.peer == key(2) && a.endpoint == Some("192.0.2.2:51820".parse().expect("ep")))))));
     // Node 1 reaches 3's approved prefix through 2.
     let prefix: IpNet = "10.20.0.0/24".parse().expect("net");
-    assert!(to(1).iter().any(|m| matches!(m, ControllerMsg::RoutesDelta(c) if c.contains(&RouteChange::Set(Route { prefix, via: vec![key(2)], segment: Segment::Intranet })))));
+    assert!(to(1).iter().any(|m| matches!(m, ControllerMsg::RoutesDelta(c) if c.contains(&RouteChange::Set(Route { upstreams: Vec::new(), prefix, via: vec![key(2)], segment: Segment::Intranet })))));
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn draining_moves_transit_at_once_and_undraining_brings_it_back() {
     assert!(core.routes_of(1).iter().any(|r| r.dst == 2));
     core.set_drained(2, false);
     let out = drain(&mut core);
-    assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Set(Route { prefix: v6_3, via: vec![key(2)], segment: Segment::Infrastructure })))), "{out:?}");
+    assert!(out.iter().any(|(n, o)| *n == 1 && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c)) if c.contains(&RouteChange::Set(Route { upstreams: Vec::new(), prefix: v6_3, via: vec![key(2)], segment: Segment::Infrastructure })))), "{out:?}");
 }
 
 #[test]

@@ -312,7 +312,19 @@ pub struct Route {
     pub via: Vec<PublicKeyBytes>,
     /// The destination's routing domain (v4).
     pub segment: Segment,
+    /// Neighbours other than `via` through which traffic *from* this
+    /// prefix may arrive (v7): the hops of repair paths, where a node
+    /// upstream forwards over a loop-free alternate. Together with `via`
+    /// they are the neighbours the feasible-source rule accepts this
+    /// prefix's sources from. At most [`MAX_ROUTE_UPSTREAMS`], in the
+    /// controller's node order.
+    pub upstreams: Vec<PublicKeyBytes>,
 }
+
+/// At most this many [`Route::upstreams`] per route: a router has at most
+/// 8 discovered links per mesh interface plus its configured ones, and a
+/// cap bounds what one route costs on the wire.
+pub const MAX_ROUTE_UPSTREAMS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteChange {

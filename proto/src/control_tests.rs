@@ -21,6 +21,7 @@ fn hello() -> AgentMsg {
 fn routes() -> ControllerMsg {
     ControllerMsg::Routes {
         routes: vec![Route {
+            upstreams: Vec::new(),
             prefix: "fd00::1/128".parse().expect("net"),
             via: vec![key(1), key(2)],
             segment: Segment::Infrastructure,
@@ -70,6 +71,7 @@ fn version_is_readable_from_any_hello() {
 fn large_state_is_chunked_under_the_frame_limit() {
     let many: Vec<Route> = (0..5000u32)
         .map(|i| Route {
+            upstreams: Vec::new(),
             prefix: IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
                 0x0a00_0000 + i,
             ))),
@@ -120,6 +122,7 @@ fn measured_chunking_gives_the_frames_of_encoding_every_half() {
     // Mixed IPv4/IPv6 prefixes and 1–5 hops: item lengths vary, and the
     // counts straddle the frame limit and the varint length steps.
     let route = |i: u32| Route {
+        upstreams: Vec::new(),
         prefix: if i.is_multiple_of(3) {
             IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::from(
                 0xfd00_u128 << 112 | u128::from(i),

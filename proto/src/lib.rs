@@ -23,6 +23,7 @@
 //! | 4 | 2026-11-23 | gateways and public Wi-Fi: `Hello.roles`, `Welcome.client_prefixes`, `Route.segment` (`segment::Segment`), `LinkAssignment.allowed_sources` (standard WireGuard sites), `Uplink` and `Clients` reports; a node's own key in `Route.via` means "deliver here" |
 //! | 5 | 2026-12-06 | membership credentials (`credential`): `Welcome.signing_key` (the controller's Ed25519 key), `Credential` (this node's signed credential, after every Welcome and on renewal), `Revocations` (signed revocation pages, the whole list after every Welcome and on change, ≤ 16 pages per frame); fleet telemetry (`telemetry`): agent → controller `NodeInfo` (version, firmware, model, CPUs, location and contact with consent flags, autoupdater branch, domain; after every Welcome and on change) and `Statistics` (uptime, load, memory, root filesystem; every 60 s) |
 //! | 6 | 2026-12-06 | control through the mesh: `ControlExits` (the overlay addresses of routers that relay the control channel to the controller, ≤ 16, after every Welcome and on change); the control relay (`discovery::CONTROL_RELAY_PORT`, `relay::RelayPreamble`: what an exit's relay writes before the piped bytes so the controller knows the session is relayed) |
+//! | 7 | 2026-12-06 | `Route.upstreams`: the neighbours, beyond the next hops, through which the route's sources may arrive on a repair path (≤ `control::MAX_ROUTE_UPSTREAMS`); the feasible-source rule accepts them |
 
 pub mod api;
 pub mod control;
@@ -39,4 +40,4 @@ pub use key::{KEY_LEN, KeyError, NodeId, PublicKeyBytes, decode_key, encode_key}
 
 /// The protocol version this build speaks. Bump it, and add a row to the
 /// changelog in this crate's docs, whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;

@@ -64,6 +64,7 @@ pub(super) fn controller_change_next_to_discovery(
                 Some((peer, _)) => {
                     tracing::debug!(%prefix, neighbour = %peer, "route kept over the discovered link: the controller removed it");
                     EngineChange::SetRoute(Route {
+                        upstreams: Vec::new(),
                         prefix,
                         via: vec![*peer],
                         segment: Segment::Infrastructure,
@@ -274,7 +275,7 @@ async fn carry_out(shared: &Shared, action: DiscoveryAction) {
                         if engine.table().route(prefix).is_some() {
                             continue;
                         }
-                        let route = Route {
+                        let route = Route { upstreams: Vec::new(),
                             prefix,
                             via: vec![key],
                             segment: Segment::Infrastructure,
@@ -365,6 +366,7 @@ mod tests {
         let controllers: IpNet = "fd00::55/128".parse().expect("prefix");
         for (prefix, via) in [(ours, peer), (controllers, other)] {
             let route = Route {
+                upstreams: Vec::new(),
                 prefix,
                 via: vec![via],
                 segment: Segment::Infrastructure,
@@ -463,6 +465,7 @@ mod tests {
         assert_eq!(
             controller_change_next_to_discovery(EngineChange::RemoveRoute(own), &with_routes),
             Some(EngineChange::SetRoute(Route {
+                upstreams: Vec::new(),
                 prefix: own,
                 via: vec![peer],
                 segment: Segment::Infrastructure,

@@ -174,6 +174,7 @@ pub(crate) mod tests {
                 allowed_sources: Vec::new(),
             }],
             routes: vec![Route {
+                upstreams: Vec::new(),
                 prefix: "fd00::2/128".parse().expect("net"),
                 via: vec![peer],
                 segment: Segment::Infrastructure,

@@ -46,22 +46,26 @@ fn links() -> Vec<LinkAssignment> {
 fn routes() -> Vec<Route> {
     vec![
         Route {
+            upstreams: Vec::new(),
             prefix: net("10.99.0.2/32"),
             via: vec![key(2), key(3)],
             segment: Segment::Infrastructure,
         },
         Route {
+            upstreams: Vec::new(),
             prefix: net("10.99.0.3/32"),
             via: vec![key(3), key(2)],
             segment: Segment::Infrastructure,
         },
         Route {
+            upstreams: Vec::new(),
             prefix: net("10.20.0.0/24"),
             via: vec![key(3)],
             segment: Segment::Intranet,
         },
         // The controller's route for our own address is kept, not applied.
         Route {
+            upstreams: Vec::new(),
             prefix: net("10.99.0.1/32"),
             via: vec![key(1)],
             segment: Segment::Infrastructure,

@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::{ControllerMsg, RouteChange};
-use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 use proptest::prelude::*;
 
-use super::{Controller, Outgoing};
+use super::{Controller, Outgoing, RouteEntry};
 use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
 const NODES: u32 = 8;
@@ -90,25 +89,30 @@ fn change() -> impl Strategy<Value = Change> {
     ]
 }
 
-type Table = BTreeMap<IpNet, (Vec<PublicKeyBytes>, Segment)>;
+type Table = BTreeMap<IpNet, RouteEntry>;
 
 /// Applies the frames of one step to the nodes' tables as an agent does:
 /// a full `Routes` replaces the table, a `RoutesDelta` changes it.
+fn entry(r: freimesh_proto::control::Route) -> RouteEntry {
+    RouteEntry {
+        via: r.via,
+        upstreams: r.upstreams,
+        segment: r.segment,
+    }
+}
+
 fn deliver(core: &mut Controller, tables: &mut BTreeMap<u32, Table>) {
     while let Some((id, out)) = core.poll_transmit() {
         let table = tables.entry(id).or_default();
         match out {
             Outgoing::Frame(ControllerMsg::Routes { routes, .. }) => {
-                *table = routes
-                    .into_iter()
-                    .map(|r| (r.prefix, (r.via, r.segment)))
-                    .collect();
+                *table = routes.into_iter().map(|r| (r.prefix, entry(r))).collect();
             }
             Outgoing::Frame(ControllerMsg::RoutesDelta(changes)) => {
                 for c in changes {
                     match c {
                         RouteChange::Set(r) => {
-                            table.insert(r.prefix, (r.via, r.segment));
+                            table.insert(r.prefix, entry(r));
                         }
                         RouteChange::Remove(p) => {
                             table.remove(&p);

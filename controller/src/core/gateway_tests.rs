@@ -1,14 +1,14 @@
 //! Default routes toward gateways, segments on routes, client prefixes and
 //! standard WireGuard sites, against the sans-IO core.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::{ControllerMsg, Route, RouteChange};
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
-use super::{Controller, Hop, Outgoing, default_routes};
+use super::{Controller, Hop, Outgoing, RouteEntry, default_routes};
 use crate::records::{LinkRecord, MeshSettings, NodeRecord, NodeState, SiteRecord};
 
 fn settings() -> MeshSettings {
@@ -128,7 +128,7 @@ fn an_uplink_down_moves_everyone_to_the_other_gateway_and_back() {
     assert!(
         out.iter().any(|(n, o)| *n == 3
             && matches!(o, Outgoing::Frame(ControllerMsg::RoutesDelta(c))
-                if c.contains(&RouteChange::Set(Route { prefix: v4, via: vec![key(2)], segment: Segment::Internet })))),
+                if c.contains(&RouteChange::Set(Route { upstreams: Vec::new(), prefix: v4, via: vec![key(2)], segment: Segment::Internet })))),
         "{out:?}"
     );
     // Only nodes whose default route changed hear of it: 4 goes via 1
@@ -310,16 +310,26 @@ fn a_site_is_a_leaf_behind_its_via_node() {
                         && a.allowed_sources == vec![address, lan])))),
         "{out:?}"
     );
+    let via_of = |routes: &BTreeMap<IpNet, RouteEntry>, prefix: &IpNet| {
+        routes.get(prefix).map(|e| (e.via.clone(), e.segment))
+    };
     let routes_1 = core.desired_routes(1);
-    assert_eq!(routes_1.get(&lan), Some(&(vec![key(2)], Segment::Intranet)));
     assert_eq!(
-        routes_1.get(&address),
-        Some(&(vec![key(2)], Segment::Intranet))
+        via_of(&routes_1, &lan),
+        Some((vec![key(2)], Segment::Intranet))
+    );
+    assert_eq!(
+        via_of(&routes_1, &address),
+        Some((vec![key(2)], Segment::Intranet))
     );
     let routes_2 = core.desired_routes(2);
     assert_eq!(
-        routes_2.get(&lan),
-        Some(&(vec![site_key], Segment::Intranet))
+        via_of(&routes_2, &lan),
+        Some((vec![site_key], Segment::Intranet))
+    );
+    assert!(
+        routes_2[&lan].upstreams.is_empty(),
+        "a site's own routes name no upstreams"
     );
     assert!(!core.desired_links(1).contains_key(&site_key));
     core.load_sites(vec![]);

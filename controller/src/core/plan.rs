@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::LinkAssignment;
+use freimesh_proto::control::{LinkAssignment, MAX_ROUTE_UPSTREAMS};
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
@@ -220,25 +220,40 @@ impl Controller {
         // Every prefix toward `dst` (its sites' too) goes over the same
         // next hops: turn them into keys once, not once per prefix.
         // Unreachable: no keys, so every prefix maps to None.
-        let keys: Vec<PublicKeyBytes> = self
+        let hops: Vec<u32> = self
             .router
             .next_hops(id, dst)
             .map(|hops| {
                 std::iter::once(hops.primary)
                     .chain(hops.alternates.iter().copied())
-                    .filter_map(|n| self.key_of(n))
                     .collect()
             })
             .unwrap_or_default();
+        let keys: Vec<PublicKeyBytes> = hops.iter().filter_map(|n| self.key_of(*n)).collect();
+        let upstreams = self.upstream_keys(id, dst, &hops);
         let mut all = Vec::new();
         self.plan_to_node(dst, Vec::new(), self.router.distance(id, dst), &mut all);
         all.into_iter()
             .map(|r| {
-                (
-                    r.prefix,
-                    (!keys.is_empty()).then(|| (keys.clone(), r.segment)),
-                )
+                let entry = RouteEntry {
+                    via: keys.clone(),
+                    upstreams: upstreams.clone(),
+                    segment: r.segment,
+                };
+                (r.prefix, (!keys.is_empty()).then_some(entry))
             })
+            .collect()
+    }
+
+    /// The neighbours of node `id`, other than its next hops `via`,
+    /// through which traffic from node `source` may arrive (repair paths,
+    /// [`crate::routing::Upstreams`]), as keys in node order.
+    fn upstream_keys(&self, id: u32, source: u32, via: &[u32]) -> Vec<PublicKeyBytes> {
+        self.upstreams
+            .senders(id, source)
+            .filter(|n| !via.contains(n))
+            .filter_map(|n| self.key_of(n))
+            .take(MAX_ROUTE_UPSTREAMS)
             .collect()
     }
 
@@ -298,15 +313,27 @@ impl Controller {
         out
     }
 
-    /// [`Self::plan_routes`] as the agent gets it: next hops as keys.
+    /// [`Self::plan_routes`] as the agent gets it: next hops as keys, and
+    /// the upstreams of each route's sources (the internet's for the
+    /// default routes; none for a site's own routes at the node it joins
+    /// through: its link names its sources).
     pub(super) fn desired_routes(&self, id: u32) -> BTreeMap<IpNet, RouteEntry> {
         let mut out = BTreeMap::new();
         // A destination's prefixes come one after the other with the same
         // hops: look their keys up once.
-        let mut last: Option<(Vec<Hop>, Vec<PublicKeyBytes>)> = None;
+        // (hops, source) → (next-hop keys, upstream keys)
+        type Resolved = ((Vec<Hop>, u32), (Vec<PublicKeyBytes>, Vec<PublicKeyBytes>));
+        let mut last: Option<Resolved> = None;
         for r in self.plan_routes(id) {
-            let via = match &last {
-                Some((hops, keys)) if *hops == r.via => keys.clone(),
+            let source = if r.prefix.prefix_len() == 0 {
+                INTERNET
+            } else {
+                r.destination
+            };
+            let (via, upstreams) = match &last {
+                Some(((hops, src), (keys, ups))) if *hops == r.via && *src == source => {
+                    (keys.clone(), ups.clone())
+                }
                 _ => {
                     let keys: Vec<PublicKeyBytes> = r
                         .via
@@ -316,12 +343,30 @@ impl Controller {
                             Hop::Site(k) => Some(*k),
                         })
                         .collect();
-                    last = Some((r.via, keys.clone()));
-                    keys
+                    let nodes: Vec<u32> = r
+                        .via
+                        .iter()
+                        .filter_map(|h| match h {
+                            Hop::Node(n) => Some(*n),
+                            Hop::Site(_) => None,
+                        })
+                        .collect();
+                    let ups = if nodes.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.upstream_keys(id, source, &nodes)
+                    };
+                    last = Some(((r.via, source), (keys.clone(), ups.clone())));
+                    (keys, ups)
                 }
             };
             if !via.is_empty() {
-                out.insert(r.prefix, (via, r.segment));
+                let entry = RouteEntry {
+                    via,
+                    upstreams,
+                    segment: r.segment,
+                };
+                out.insert(r.prefix, entry);
             }
         }
         out

@@ -11,13 +11,31 @@ use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::LinkAssignment;
+use freimesh_proto::control::{LinkAssignment, Route};
 use freimesh_proto::segment::Segment;
 use ipnet::IpNet;
 
 /// What a node holds for one prefix: its next hops as keys (primary
-/// first) and the segment.
-pub(super) type RouteEntry = (Vec<PublicKeyBytes>, Segment);
+/// first), the other neighbours its sources may arrive through, and the
+/// segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct RouteEntry {
+    pub(super) via: Vec<PublicKeyBytes>,
+    pub(super) upstreams: Vec<PublicKeyBytes>,
+    pub(super) segment: Segment,
+}
+
+impl RouteEntry {
+    /// The wire route for `prefix`.
+    pub(super) fn into_route(self, prefix: IpNet) -> Route {
+        Route {
+            prefix,
+            via: self.via,
+            segment: self.segment,
+            upstreams: self.upstreams,
+        }
+    }
+}
 
 /// A [`RouteEntry`] reduced to 128 bits: equal entries, equal digests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,14 +80,30 @@ mod tests {
 
     #[test]
     fn equal_routes_equal_digests_and_any_difference_shows() {
-        let base: RouteEntry = (vec![key(1), key(2)], Segment::Infrastructure);
+        let entry =
+            |via: Vec<PublicKeyBytes>, upstreams: Vec<PublicKeyBytes>, segment| RouteEntry {
+                via,
+                upstreams,
+                segment,
+            };
+        let base = entry(vec![key(1), key(2)], vec![key(4)], Segment::Infrastructure);
         assert_eq!(RouteDigest::of(&base), RouteDigest::of(&base.clone()));
-        let variants: [RouteEntry; 5] = [
-            (vec![key(2), key(1)], Segment::Infrastructure),
-            (vec![key(1)], Segment::Infrastructure),
-            (vec![key(1), key(2), key(3)], Segment::Infrastructure),
-            (vec![key(1), key(2)], Segment::Intranet),
-            (Vec::new(), Segment::Infrastructure),
+        let variants: [RouteEntry; 7] = [
+            entry(vec![key(2), key(1)], vec![key(4)], Segment::Infrastructure),
+            entry(vec![key(1)], vec![key(4)], Segment::Infrastructure),
+            entry(
+                vec![key(1), key(2), key(3)],
+                vec![key(4)],
+                Segment::Infrastructure,
+            ),
+            entry(vec![key(1), key(2)], vec![key(4)], Segment::Intranet),
+            entry(Vec::new(), vec![key(4)], Segment::Infrastructure),
+            entry(vec![key(1), key(2)], Vec::new(), Segment::Infrastructure),
+            entry(
+                vec![key(1), key(2)],
+                vec![key(4), key(5)],
+                Segment::Infrastructure,
+            ),
         ];
         for v in &variants {
             assert_ne!(RouteDigest::of(&base), RouteDigest::of(v), "{v:?}");
@@ -78,7 +112,11 @@ mod tests {
 
     #[test]
     fn the_two_halves_differ() {
-        let RouteDigest(d) = RouteDigest::of(&(vec![key(7)], Segment::Public));
+        let RouteDigest(d) = RouteDigest::of(&RouteEntry {
+            via: vec![key(7)],
+            upstreams: Vec::new(),
+            segment: Segment::Public,
+        });
         assert_ne!(d >> 64, d & u128::from(u64::MAX));
     }
 
@@ -87,7 +125,14 @@ mod tests {
         let routes: BTreeMap<IpNet, RouteEntry> =
             [("10.0.0.1/32", vec![key(1)]), ("fd00::1/128", vec![key(1)])]
                 .into_iter()
-                .map(|(p, via)| (p.parse().expect("prefix"), (via, Segment::Infrastructure)))
+                .map(|(p, via)| {
+                    let entry = RouteEntry {
+                        via,
+                        upstreams: Vec::new(),
+                        segment: Segment::Infrastructure,
+                    };
+                    (p.parse().expect("prefix"), entry)
+                })
                 .collect();
         let d = digests(&routes);
         assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use freimesh_proto::control::{ControllerMsg, LinkChange, Route, RouteChange};
+use freimesh_proto::control::{ControllerMsg, LinkChange, RouteChange};
 
 use super::sent::{self, RouteDigest};
 use super::{Controller, Outgoing};
@@ -31,11 +31,7 @@ impl Controller {
                 Some(entry) => {
                     let digest = RouteDigest::of(&entry);
                     if sent.routes.insert(prefix, digest) != Some(digest) {
-                        changes.push(RouteChange::Set(Route {
-                            prefix,
-                            via: entry.0,
-                            segment: entry.1,
-                        }));
+                        changes.push(RouteChange::Set(entry.into_route(prefix)));
                     }
                 }
                 None => {
@@ -85,13 +81,7 @@ impl Controller {
                 routes
                     .into_iter()
                     .filter(|(p, _)| sent.routes.get(p) != digests.get(p))
-                    .map(|(prefix, (via, segment))| {
-                        RouteChange::Set(Route {
-                            prefix,
-                            via,
-                            segment,
-                        })
-                    }),
+                    .map(|(prefix, entry)| RouteChange::Set(entry.into_route(prefix))),
             );
             sent.links = links;
             sent.routes = digests;

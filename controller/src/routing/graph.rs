@@ -130,6 +130,11 @@ pub(crate) struct Top {
 }
 
 impl Top {
+    /// The primary, then the alternates.
+    pub fn hops(&self) -> impl Iterator<Item = NodeIdx> + '_ {
+        self.hops[..self.len].iter().copied()
+    }
+
     pub fn to_next_hops(self) -> NextHops {
         NextHops {
             primary: self.hops[0],

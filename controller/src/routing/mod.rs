@@ -129,10 +129,12 @@ pub mod redundancy;
 mod router;
 #[cfg(test)]
 mod tests;
+mod upstreams;
 
 use std::collections::BTreeMap;
 
 pub use router::Router;
+pub use upstreams::Upstreams;
 
 /// A node as the route computation knows it: a dense index assigned by the
 /// caller (store row → index). Keep indices dense and reuse freed ones; the

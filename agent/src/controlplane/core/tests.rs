@@ -34,6 +34,7 @@ fn route(prefix: &str, via: &[u8]) -> Route {
 
 fn route_in(prefix: &str, via: &[u8], segment: Segment) -> Route {
     Route {
+        upstreams: Vec::new(),
         prefix: net(prefix),
         via: via.iter().copied().map(key).collect(),
         segment,
@@ -409,6 +410,7 @@ fn dst_prefix(dst: u8) -> IpNet {
 
 fn route_to(dst: u8, via: [u8; 2]) -> Route {
     Route {
+        upstreams: Vec::new(),
         prefix: dst_prefix(dst),
         // The controller never names a next hop twice (the engine refuses).
         via: if via[0] == via[1] {

@@ -130,6 +130,7 @@ fn the_control_path_applies_a_chunked_full_state_once_both_sets_are_complete() {
     )
     .expect("links");
     let route = Route {
+        upstreams: Vec::new(),
         prefix: "10.99.0.2/32".parse().expect("net"),
         via: vec![PublicKeyBytes([2; 32])],
         segment: freimesh_proto::segment::Segment::Infrastructure,

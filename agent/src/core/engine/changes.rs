@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use freimesh_proto::PublicKeyBytes;
-use freimesh_proto::control::Route;
+use freimesh_proto::control::{MAX_ROUTE_UPSTREAMS, Route};
 use ipnet::IpNet;
 
 use super::{Engine, EngineError, LinkSpec, segments};
+use crate::core::LinkId;
 use crate::core::table::Hop;
 
 /// One change to what the engine holds on the controller's behalf.
@@ -115,6 +116,7 @@ impl Engine {
             self.remove_controller_route(prefix);
             return Ok(());
         }
+        self.set_route_upstreams(prefix, &route.upstreams);
         let table_hops = segments::table_hops(prefix, hops.clone());
         if self.repair.configured.get(&prefix) != Some(&table_hops)
             || self.route_segments.get(&prefix) != Some(&route.segment)
@@ -129,7 +131,38 @@ impl Engine {
         if self.repair.configured.contains_key(&prefix) {
             self.remove_route(prefix);
         }
+        self.set_route_upstreams(prefix, &[]);
         self.unpoison_unless_uplink(prefix);
+    }
+
+    /// Replaces the upstreams of the route for `prefix` (at most
+    /// `MAX_ROUTE_UPSTREAMS` are kept). A neighbour that stops being one
+    /// stays feasible for the hold, as a former next hop does.
+    fn set_route_upstreams(&mut self, prefix: IpNet, upstreams: &[PublicKeyBytes]) {
+        let new: Vec<PublicKeyBytes> = upstreams
+            .iter()
+            .take(MAX_ROUTE_UPSTREAMS)
+            .copied()
+            .collect();
+        let old = if new.is_empty() {
+            self.route_upstreams.remove(&prefix)
+        } else {
+            self.route_upstreams.insert(prefix, new.clone())
+        };
+        for peer in old.iter().flatten().filter(|p| !new.contains(p)) {
+            if let Some(link) = self.link_by_peer(peer) {
+                self.former_hops
+                    .route_changed(prefix, &[Hop::Link(link)], &[]);
+            }
+        }
+    }
+
+    /// Whether the controller named `link`'s neighbour as an upstream of
+    /// the route for `prefix`.
+    pub(super) fn is_route_upstream(&self, prefix: IpNet, link: LinkId) -> bool {
+        self.route_upstreams
+            .get(&prefix)
+            .is_some_and(|peers| peers.contains(&self.links[link.0].peer))
     }
 
     /// A default route that no longer leaves through our uplink needs no
@@ -182,6 +215,7 @@ mod tests {
 
     fn route(prefix: &str, via: &[u8]) -> EngineChange {
         EngineChange::SetRoute(Route {
+            upstreams: Vec::new(),
             prefix: prefix.parse().expect("prefix"),
             via: via.iter().copied().map(public).collect(),
             segment: Segment::Infrastructure,

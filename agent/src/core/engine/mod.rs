@@ -276,6 +276,10 @@ pub struct Engine {
     segments: SegmentTable,
     /// The destination segment of every configured route.
     route_segments: BTreeMap<IpNet, Segment>,
+    /// Per controller route, the neighbours beyond its hops that its
+    /// sources may arrive through (repair paths; `Route::upstreams`), as
+    /// keys: a neighbour whose link comes later counts from then on.
+    route_upstreams: BTreeMap<IpNet, Vec<PublicKeyBytes>>,
     /// Public Wi-Fi client prefixes assigned to this node.
     client_prefixes: BTreeSet<IpNet>,
     /// Neighbours that were next hops toward a prefix until recently: still
@@ -375,6 +379,7 @@ impl Engine {
             epoch: now,
             segments: SegmentTable::default(),
             route_segments: BTreeMap::new(),
+            route_upstreams: BTreeMap::new(),
             client_prefixes: BTreeSet::new(),
             former_hops: feasible::FormerHops::default(),
             tunnels: TunnelKind::WireGuard,

@@ -364,6 +364,62 @@ fn after_a_failover_the_alternates_packets_pass() {
 }
 
 #[test]
+fn a_routes_upstreams_may_carry_its_sources_and_nobody_else() {
+    use freimesh_proto::control::Route;
+
+    use crate::core::EngineChange;
+
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    let (two, three) = (mesh.engine(2).public_key(), mesh.engine(3).public_key());
+    // Node 4 reaches node 2 directly; 3 is no next hop toward it, but the
+    // controller may name 3 an upstream (a repair path of node 2's
+    // traffic runs 2 → 1 → 3 → 4).
+    let to_two = IpNet::from(IpAddr::V4(overlay(2)));
+    let route = |upstreams| {
+        EngineChange::SetRoute(Route {
+            prefix: to_two,
+            via: vec![two],
+            segment: Segment::Infrastructure,
+            upstreams,
+        })
+    };
+    let lan = net("10.20.0.0/24");
+    let via2 = link(&mut mesh, 4, 2);
+    mesh.engine(4).insert_route(lan, vec![via2]).expect("lan");
+    let repair = ipv4_packet(overlay(2), overlay(4), 64, b"repair");
+    let now = mesh.now;
+    mesh.engine(4)
+        .apply(&route(Vec::new()), now)
+        .expect("route");
+    inject(&mut mesh, 3, 4, &repair);
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 1);
+    assert!(mesh.delivered.is_empty());
+    mesh.engine(4)
+        .apply(&route(vec![three]), now)
+        .expect("route");
+    inject(&mut mesh, 3, 4, &repair);
+    assert_eq!(delivered_at(&mesh), vec![4]);
+    // Being an upstream of node 2's address lets 3 speak for nothing else.
+    inject(
+        &mut mesh,
+        3,
+        4,
+        &ipv4_packet(BUILDING_HOST, overlay(4), 64, b"x"),
+    );
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 2);
+    // An upstream the controller takes back stays feasible for the hold,
+    // like a former next hop.
+    mesh.engine(4)
+        .apply(&route(Vec::new()), now)
+        .expect("route");
+    mesh.advance(20 * MS, 10 * MS);
+    inject(&mut mesh, 3, 4, &repair);
+    assert_eq!(delivered_at(&mesh), vec![4, 4]);
+    assert_eq!(mesh.engine(4).drops(DropReason::SourceNotFeasible), 2);
+}
+
+#[test]
 fn a_neighbour_that_just_stopped_being_a_next_hop_stays_feasible_for_the_hold() {
     let mut mesh = diamond();
     mesh.advance(100 * MS, 10 * MS);

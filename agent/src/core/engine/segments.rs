@@ -120,14 +120,20 @@ impl Engine {
 
     /// The feasible-source (reverse path) rule for a mesh neighbour without
     /// `allowed_sources`: `src` may arrive through `link` only if `link` is
-    /// one of our next hops (primary or loop-free alternate) toward `src`.
-    /// The controller's next hops are exactly the neighbours strictly
-    /// closer to `src` than we are, which every neighbour on a shortest
-    /// path from `src` to us is (metrics are symmetric), so honest transit
-    /// passes and a neighbour cannot inject sources from elsewhere in the
-    /// mesh. A source covered only by the default route is feasible through
-    /// the default route's next hops (the gateways' side). One longest-
-    /// prefix match per packet.
+    /// one of our next hops (primary or loop-free alternate) toward `src`,
+    /// or one of the route's upstreams. The controller's next hops are the
+    /// neighbours strictly closer to `src` than we are, which every
+    /// neighbour on a shortest path from `src` to us is (metrics are
+    /// symmetric), so transit on primary paths passes with one longest-
+    /// prefix match per packet. A packet on a repair path (a node upstream
+    /// forwarded it over a loop-free alternate) can come through a
+    /// neighbour that is no next hop of ours toward `src`: the controller
+    /// names exactly those neighbours as the route's upstreams
+    /// (`Route::upstreams`, computed over every mix of primaries and
+    /// alternates), so the repair carries traffic at once and a neighbour
+    /// still cannot inject sources that no forwarding path brings through
+    /// it. A source covered only by the default route is feasible through
+    /// the default route's next hops (the gateways' side) and upstreams.
     ///
     /// A neighbour that stopped being a next hop toward the source less
     /// than `FEASIBLE_HOLD` (five minutes) ago still passes: route changes
@@ -147,12 +153,12 @@ impl Engine {
         {
             return true;
         }
-        // Rare: only while some route changed within the hold.
-        !self.former_hops.is_empty()
-            && self
-                .table
-                .lookup_prefix(src)
-                .is_some_and(|prefix| self.former_hops.contains(prefix, link))
+        // Rare: a repair path, or a route that changed within the hold.
+        let Some(prefix) = self.table.lookup_prefix(src) else {
+            return false;
+        };
+        self.is_route_upstream(prefix, link)
+            || (!self.former_hops.is_empty() && self.former_hops.contains(prefix, link))
     }
 
     /// How logs name where a packet came from: the link's name, or `local`.

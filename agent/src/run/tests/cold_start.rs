@@ -36,6 +36,7 @@ fn saved_state(key: &PrivateKey, controller: &PrivateKey, neighbour: &Neighbour)
             allowed_sources: Vec::new(),
         }],
         routes: vec![Route {
+            upstreams: Vec::new(),
             prefix: host_route(neighbour_overlay()),
             via: vec![neighbour.key.public()],
             segment: Segment::Infrastructure,
@@ -162,6 +163,7 @@ async fn an_agent_comes_up_from_its_state_file_and_the_controller_changes_only_w
         Ok(AgentMsg::Hello(_))
     ));
     let extra = Route {
+        upstreams: Vec::new(),
         prefix: "10.99.0.3/32".parse().expect("net"),
         via: vec![neighbour.key.public()],
         segment: Segment::Infrastructure,
