@@ -315,7 +315,7 @@ impl AgentConfig {
 
     /// Parses and checks configuration text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let raw: RawConfig = basic_toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: PathBuf::from("<config>"),
             message: e.to_string().trim_end().to_owned(),
         })?;
