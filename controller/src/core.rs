@@ -22,7 +22,9 @@
 //! 5. A gateway's uplink report: [`Controller::handle_uplink`]. Sites
 //!    from the store: [`Controller::load_sites`] (at start and whenever
 //!    the registry changed).
-//! 6. After each step, drain [`Controller::poll_transmit`] until `None`.
+//! 6. On the shell's periodic tick: [`Controller::handle_upstreams_tick`]
+//!    with the shell's clock (route upstreams, batched).
+//! 7. After each step, drain [`Controller::poll_transmit`] until `None`.
 //!
 //! [`Controller::recomputed_routes`] recomputes every route from scratch,
 //! for checks that the incremental result is right.
@@ -56,6 +58,13 @@ pub use plan::{Hop, INTERNET, Planned, SITE_PROFILE, UPLINK_METRIC, default_rout
 /// The metric of a link nobody has measured yet: a 10 ms round trip, so a
 /// measured fast link wins over it but it still carries traffic.
 pub const UNMEASURED_RTT_US: u32 = 10_000;
+/// The route upstreams are recomputed at most this often while next hops
+/// keep moving ([`Controller::handle_upstreams_tick`]).
+pub const UPSTREAMS_REFRESH_MS: i64 = 5_000;
+/// Above this many active nodes no route upstreams are computed (see
+/// [`Controller::handle_upstreams_tick`]): a computation would block the
+/// controller for over a second.
+pub const MAX_UPSTREAM_NODES: usize = 2_000;
 /// The link profile assigned until operators can choose per link.
 pub const DEFAULT_PROFILE: &str = "default";
 
@@ -95,9 +104,13 @@ pub struct Controller {
     router: Router,
     /// Per directed link, the sources whose traffic may cross it over
     /// primaries and alternates: sent with each route as its upstreams,
-    /// for the agents' feasible-source rule. Recomputed after every
-    /// router update.
+    /// for the agents' feasible-source rule. Recomputed by
+    /// [`Controller::handle_upstreams_tick`] once next hops moved.
     upstreams: Upstreams,
+    /// Next hops moved since the upstreams were computed.
+    upstreams_stale: bool,
+    /// When the upstreams were last computed (the shell's clock).
+    upstreams_at_ms: Option<i64>,
     /// Standard WireGuard sites by name, and their overlay addresses.
     sites: BTreeMap<String, SiteRecord>,
     site_addresses: BTreeSet<IpNet>,
@@ -165,6 +178,8 @@ impl Controller {
             disputes: VecDeque::new(),
             router: Router::new(),
             upstreams: Upstreams::default(),
+            upstreams_stale: false,
+            upstreams_at_ms: None,
             sites: BTreeMap::new(),
             site_addresses: BTreeSet::new(),
             uplinks: BTreeMap::new(),
@@ -350,26 +365,72 @@ impl Controller {
         touched
     }
 
-    /// Runs the incremental route update and recomputes the upstreams:
-    /// per node, the destinations whose next hops or upstreams changed.
+    /// Runs the incremental route update: per source node, the
+    /// destinations whose next hops changed. The upstreams follow at the
+    /// next [`Self::handle_upstreams_tick`].
     fn route_moves(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
-        let mut moved: BTreeMap<u32, BTreeSet<u32>> = self
+        let moved: BTreeMap<u32, BTreeSet<u32>> = self
             .router
             .update()
             .into_iter()
             .map(|(id, deltas)| (id, deltas.iter().map(|d| d.dst()).collect()))
             .collect();
-        for (id, sources) in self.refresh_upstreams() {
-            moved.entry(id).or_default().extend(sources);
-        }
+        self.upstreams_stale |= !moved.is_empty();
         moved
+    }
+
+    /// Recomputes the route upstreams if next hops moved since the last
+    /// computation and that was at least [`UPSTREAMS_REFRESH_MS`] ago,
+    /// and queues the routes whose upstreams changed. The shell calls it
+    /// on its periodic tick. Returns whether it computed.
+    ///
+    /// Why not after every change: a full computation costs about three
+    /// route computations (0.14 s at 1,000 nodes, `docs/benchmarks.md`),
+    /// and upstreams only matter for the *next* failure: a route change
+    /// that adds a path to a source is feasible through its next hops at
+    /// once, one that removes it leaves the old neighbours feasible for
+    /// the agents' hold. Above [`MAX_UPSTREAM_NODES`] active nodes nothing
+    /// is computed (the cost grows with the cube of the mesh) and routes
+    /// carry no upstreams: repair paths are then accepted only through
+    /// next hops, as before protocol 7.
+    pub fn handle_upstreams_tick(&mut self, now_ms: i64) -> bool {
+        let due = self
+            .upstreams_at_ms
+            .is_none_or(|at| now_ms.saturating_sub(at) >= UPSTREAMS_REFRESH_MS);
+        if !self.upstreams_stale || !due {
+            return false;
+        }
+        self.upstreams_at_ms = Some(now_ms);
+        let changed = self.refresh_upstreams();
+        let mut full = BTreeSet::new();
+        let mut partial = Vec::new();
+        for (id, sources) in changed {
+            if !self.sessions.contains_key(&id) {
+                continue;
+            }
+            if sources.contains(&INTERNET) {
+                full.insert(id);
+            } else {
+                partial.push((id, sources));
+            }
+        }
+        self.sync(&full);
+        for (id, sources) in partial {
+            self.sync_destinations(id, &sources);
+        }
+        true
     }
 
     /// Recomputes the upstreams from the router's last computation;
     /// returns, per node, the sources whose upstreams changed.
     fn refresh_upstreams(&mut self) -> BTreeMap<u32, BTreeSet<u32>> {
-        let internet = self.router.contains(INTERNET).then_some(INTERNET);
-        let fresh = Upstreams::compute(&self.router, internet);
+        self.upstreams_stale = false;
+        let fresh = if self.active_ids().count() > MAX_UPSTREAM_NODES {
+            Upstreams::default()
+        } else {
+            let internet = self.router.contains(INTERNET).then_some(INTERNET);
+            Upstreams::compute(&self.router, internet)
+        };
         let changed = fresh.changed_since(&self.upstreams);
         self.upstreams = fresh;
         changed
@@ -591,8 +652,7 @@ impl Controller {
         links: Vec<LinkRecord>,
     ) {
         self.load(nodes, prefixes, links);
-        self.router.update();
-        self.refresh_upstreams();
+        self.upstreams_stale |= !self.router.update().is_empty();
         let connected: Vec<u32> = self.sessions.keys().copied().collect();
         for id in connected {
             let state = self.nodes.get(&id).map(|n| n.state);

@@ -165,6 +165,10 @@ fn check(changes: &[Change]) -> Result<(), TestCaseError> {
     deliver(&mut core, &mut tables);
     for (step, change) in changes.iter().enumerate() {
         apply(&mut core, change);
+        // The shell's tick, far enough apart that every one may recompute
+        // the upstreams: their changes must arrive as deltas too.
+        let now_ms = i64::try_from(step + 1).unwrap_or(i64::MAX) * super::UPSTREAMS_REFRESH_MS;
+        core.handle_upstreams_tick(now_ms);
         deliver(&mut core, &mut tables);
         for id in 1..=NODES {
             prop_assert_eq!(

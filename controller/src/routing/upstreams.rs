@@ -86,7 +86,10 @@ impl Upstreams {
         let mut row = vec![0u64; words];
         let mut scratch = Vec::new();
         for &d in &present {
-            let dist = |x: NodeIdx| router.distance(x, d).unwrap_or(INF);
+            // dist(x, d) from d's own column (distances are symmetric):
+            // read in order, not one column per node.
+            let col = router.cols.get(ix(d)).map_or(&[][..], Vec::as_slice);
+            let dist = |x: NodeIdx| col.get(ix(x)).copied().unwrap_or(INF);
             order.clear();
             order.extend(
                 present

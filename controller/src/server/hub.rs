@@ -300,6 +300,11 @@ impl HubCore {
         self.exits_may_have_changed();
         // Renewals come due with time alone.
         self.credentials_due_check();
+        if self.core.handle_upstreams_tick(now_ms) {
+            // A route computation of its own: into the histogram.
+            self.computed = true;
+            tracing::debug!("route upstreams recomputed");
+        }
         self.finish_step();
     }
 

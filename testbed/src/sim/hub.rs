@@ -114,6 +114,12 @@ impl SimController {
         self.flush()
     }
 
+    /// The shell's periodic tick.
+    pub fn handle_tick(&mut self, now_ms: i64) -> Result<()> {
+        self.hub()?.handle_tick(now_ms);
+        self.flush()
+    }
+
     /// `session`'s connection ended.
     pub fn handle_gone(&mut self, session: u64, now_ms: i64) -> Result<()> {
         self.hub()?.handle_gone(session, now_ms);

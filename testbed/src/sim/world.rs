@@ -27,6 +27,9 @@ pub const CONTROL_DELAY: Duration = Duration::from_millis(10);
 /// (no close: its pings go unanswered).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// First reconnect delay of an agent; doubles up to [`MAX_BACKOFF`].
+/// The controller shell's periodic tick (its `REGISTRY_POLL`): registry
+/// changes, credential renewals, route upstreams.
+const CONTROLLER_TICK: Duration = freimesh_controller::server::REGISTRY_POLL;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// The store's clock at virtual time zero (a fixed date: runs replay).
@@ -76,6 +79,8 @@ pub enum Event {
         node: usize,
         session: u64,
     },
+    /// The controller shell's periodic tick.
+    ControllerTick,
     /// An agent's first start.
     Start(usize),
     Action(Action),
@@ -284,6 +289,9 @@ impl World {
             let at = world.rng.below(nanos(Duration::from_secs(1)));
             world.queue.push(at, Event::Start(i));
         }
+        world
+            .queue
+            .push(nanos(CONTROLLER_TICK), Event::ControllerTick);
         Ok(world)
     }
 
@@ -428,6 +436,15 @@ impl World {
                 if self.controller_up {
                     self.mix(&[now, 9, node as u64]);
                     self.controller.handle_gone(session, self.unix_ms())?;
+                    self.flush_controller();
+                }
+            }
+            Event::ControllerTick => {
+                self.queue
+                    .push(now + nanos(CONTROLLER_TICK), Event::ControllerTick);
+                if self.controller_up {
+                    self.mix(&[now, 10]);
+                    self.controller.handle_tick(self.unix_ms())?;
                     self.flush_controller();
                 }
             }
