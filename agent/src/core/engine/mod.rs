@@ -83,7 +83,7 @@ use self::repair::{Event, Repair};
 pub use self::repair::{EventView, Failover};
 pub use self::trace::NextHop;
 use super::LinkId;
-use super::link::{Link, LinkStatus};
+use super::link::{EARLY_HANDSHAKE_RETRY, Link, LinkStatus};
 use super::liveness::{Liveness, Profile};
 use super::segments::SegmentTable;
 use super::table::{self, ForwardingTable, Hop, TableError};
@@ -442,6 +442,7 @@ impl Engine {
             }
             if revived {
                 self.initiate(id, false, now);
+                self.links[id.0].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
             }
             return Ok(id);
         }
@@ -472,6 +473,7 @@ impl Engine {
             });
         }
         self.initiate(id, false, now);
+        self.links[id.0].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
         Ok(id)
     }
 
@@ -600,6 +602,7 @@ impl Engine {
     pub fn start(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             self.initiate(LinkId(i), false, now);
+            self.links[i].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
             if let Some(endpoint) = self.links[i].endpoint {
                 self.outputs.push_back(Output::ResolveUnderlay {
                     link: LinkId(i),

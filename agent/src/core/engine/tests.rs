@@ -635,6 +635,34 @@ fn status_lists_links_and_routes_by_name() {
     assert_eq!(to4.active.as_deref(), Some("n3"));
 }
 
+#[test]
+fn an_unanswered_first_handshake_goes_again_after_300_ms_once() {
+    let now = Instant::now();
+    let mut engine = Engine::new(secret(1), vec![spec(2)], 7, now).expect("engine");
+    engine.start(now);
+    // WireGuard's handshake initiation is message type 1.
+    let initiations = |engine: &mut Engine| {
+        let mut count = 0;
+        while let Some(out) = engine.poll_output() {
+            if let Output::Transmit { datagram, .. } = &out
+                && datagram.first() == Some(&1)
+            {
+                count += 1;
+            }
+        }
+        count
+    };
+    assert_eq!(initiations(&mut engine), 1);
+    engine.handle_timeout(now + Duration::from_millis(200));
+    assert_eq!(initiations(&mut engine), 0, "not before 300 ms");
+    engine.handle_timeout(now + Duration::from_millis(310));
+    assert_eq!(initiations(&mut engine), 1, "once more at 300 ms");
+    for ms in (400..4_500).step_by(100) {
+        engine.handle_timeout(now + Duration::from_millis(ms));
+    }
+    assert_eq!(initiations(&mut engine), 0, "then WireGuard's own 5 s");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]

@@ -157,6 +157,19 @@ impl Engine {
         }
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
+            // A new link's first initiation got no answer: once more now,
+            // not after WireGuard's 5 s (see `EARLY_HANDSHAKE_RETRY`).
+            let retry_early = !link.retired
+                && link.early_retry_at.is_some_and(|at| now >= at)
+                && link.tunn.since_handshake(now).is_none();
+            if link.early_retry_at.is_some_and(|at| now >= at) {
+                link.early_retry_at = None;
+            }
+            if retry_early {
+                self.initiate(LinkId(i), true, now);
+                continue;
+            }
+            let link = &mut self.links[i];
             match link.tunn.update_timers(&mut self.tx_scratch, now) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(to) = link.endpoint {
