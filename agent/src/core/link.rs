@@ -74,8 +74,9 @@ pub(crate) struct Link {
     pub early_retry_at: Option<Instant>,
 }
 
-/// A new link's first handshake is sent again after this long if nothing
-/// answered, instead of after WireGuard's 5 s. Two routers that discover
+/// A new link's first handshake is sent again after this long (twice
+/// this at the end with the larger key) if nothing answered, instead of
+/// after WireGuard's 5 s. Two routers that discover
 /// each other at the same moment (a town restarting at once) each send an
 /// initiation before the other has the link, and both are dropped as from
 /// an unknown key; the town lab saw such links come up exactly 5 s late.

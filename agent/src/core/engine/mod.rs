@@ -442,7 +442,7 @@ impl Engine {
             }
             if revived {
                 self.initiate(id, false, now);
-                self.links[id.0].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
+                self.arm_early_retry(id, now);
             }
             return Ok(id);
         }
@@ -473,7 +473,7 @@ impl Engine {
             });
         }
         self.initiate(id, false, now);
-        self.links[id.0].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
+        self.arm_early_retry(id, now);
         Ok(id)
     }
 
@@ -592,6 +592,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Schedules the early second initiation of a new link. The end with
+    /// the smaller key goes after [`EARLY_HANDSHAKE_RETRY`], the other
+    /// after twice that: two routers that discovered each other at the
+    /// same moment would otherwise initiate at the same moment again.
+    fn arm_early_retry(&mut self, link: LinkId, now: Instant) {
+        let ours_first = self.public_key() < self.links[link.0].peer;
+        let delay = if ours_first {
+            EARLY_HANDSHAKE_RETRY
+        } else {
+            2 * EARLY_HANDSHAKE_RETRY
+        };
+        self.links[link.0].early_retry_at = Some(now + delay);
+    }
+
     pub fn table(&self) -> &ForwardingTable {
         &self.table
     }
@@ -602,7 +616,7 @@ impl Engine {
     pub fn start(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             self.initiate(LinkId(i), false, now);
-            self.links[i].early_retry_at = Some(now + EARLY_HANDSHAKE_RETRY);
+            self.arm_early_retry(LinkId(i), now);
             if let Some(endpoint) = self.links[i].endpoint {
                 self.outputs.push_back(Output::ResolveUnderlay {
                     link: LinkId(i),
