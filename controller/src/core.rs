@@ -354,6 +354,7 @@ impl Controller {
         for (id, dsts) in partial {
             self.sync_destinations(id, &dsts);
         }
+        self.sync_exit_gateways();
     }
 
     /// Runs the incremental route update; returns the nodes whose routes
@@ -513,6 +514,7 @@ impl Controller {
         let sent = Sent {
             links: self.desired_links(id),
             routes: sent::digests(&routes),
+            exit_gateway: self.exit_gateway_key(id),
         };
         self.push(id, Outgoing::Frame(welcome));
         let links = sent.links.values().cloned().collect();
@@ -527,6 +529,10 @@ impl Controller {
         self.push(
             id,
             Outgoing::Frame(ControllerMsg::Routes { routes, last: true }),
+        );
+        self.push(
+            id,
+            Outgoing::Frame(ControllerMsg::ExitGateway(sent.exit_gateway)),
         );
         self.sessions.insert(id, sent);
     }

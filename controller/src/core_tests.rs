@@ -80,7 +80,7 @@ fn link(core: &mut Controller, a: u8, b: u8) {
 }
 
 #[test]
-fn connect_queues_welcome_then_full_links_and_routes() {
+fn connect_queues_welcome_then_full_links_and_routes_then_the_exit_gateway() {
     let mut core = Controller::new(settings(), vec![node(1, NodeState::Active)], vec![], vec![]);
     core.handle_connect(1);
     let out = drain(&mut core);
@@ -95,7 +95,12 @@ fn connect_queues_welcome_then_full_links_and_routes() {
         &out[2],
         (1, Outgoing::Frame(ControllerMsg::Routes { last: true, .. }))
     ));
-    assert_eq!(out.len(), 3);
+    // No gateway in this mesh: the agent still hears that it has none.
+    assert!(matches!(
+        &out[3],
+        (1, Outgoing::Frame(ControllerMsg::ExitGateway(None)))
+    ));
+    assert_eq!(out.len(), 4);
 }
 
 #[test]

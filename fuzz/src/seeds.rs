@@ -142,6 +142,7 @@ fn controller_messages() -> Vec<ControllerMsg> {
             "[fd00::1]:51819".parse().expect("addr"),
             "10.99.0.1:51819".parse().expect("addr"),
         ]),
+        ControllerMsg::ExitGateway(Some(PublicKeyBytes([5; 32]))),
         ControllerMsg::Pending {
             node_id: NodeId([2; 8]),
         },

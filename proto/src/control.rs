@@ -249,6 +249,12 @@ pub enum ControllerMsg {
     /// the mesh. The whole list after every Welcome and whenever it
     /// changes.
     ControlExits(Vec<SocketAddr>),
+    /// The node's exit gateway (v7): the gateway its primary default
+    /// route leaves the mesh through (its own key on a gateway that is its
+    /// own exit), `None` without a default route. Shown to collectors
+    /// (respondd `statistics.gateway`); routing does not depend on it.
+    /// After every Welcome and whenever it changes.
+    ExitGateway(Option<PublicKeyBytes>),
 }
 
 /// The most control exits one [`ControllerMsg::ControlExits`] may name:

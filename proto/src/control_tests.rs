@@ -326,3 +326,14 @@ fn the_longest_control_exit_list_fits_a_small_frame() {
     assert!(bytes.len() < 400, "{} bytes", bytes.len());
     assert_eq!(decode::<ControllerMsg>(&bytes), Ok(msg));
 }
+
+#[test]
+fn exit_gateway_round_trips() {
+    for msg in [
+        ControllerMsg::ExitGateway(Some(PublicKeyBytes([7; 32]))),
+        ControllerMsg::ExitGateway(None),
+    ] {
+        let bytes = encode(&msg).expect("encode");
+        assert_eq!(decode::<ControllerMsg>(&bytes), Ok(msg));
+    }
+}

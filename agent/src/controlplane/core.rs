@@ -143,6 +143,12 @@ pub struct ControlCore {
     /// The control exits the controller named last (v6): overlay relays
     /// to dial when the underlay has no route to the controller.
     control_exits: Vec<std::net::SocketAddr>,
+    /// The exit gateway the controller named last (v7), for respondd.
+    /// Not in the state file: it only labels the node on maps, and after
+    /// a restart the controller names it again right after the Welcome
+    /// (until then respondd leaves `statistics.gateway` out rather than
+    /// show a gateway that may have changed while the agent was down).
+    exit_gateway: Option<PublicKeyBytes>,
 }
 
 impl ControlCore {
@@ -168,6 +174,12 @@ impl ControlCore {
     /// back to the controller).
     pub fn control_exits(&self) -> &[std::net::SocketAddr] {
         &self.control_exits
+    }
+
+    /// The exit gateway the controller named last (kept across
+    /// disconnects, like the routes it describes).
+    pub fn exit_gateway(&self) -> Option<PublicKeyBytes> {
+        self.exit_gateway
     }
 
     /// The links as applied, by neighbour key.
@@ -261,6 +273,7 @@ impl ControlCore {
             // brings a new one. What was applied stays (headless mode).
             ControllerEvent::Disconnected { .. } => self.resync = None,
             ControllerEvent::ControlExits(exits) => self.control_exits.clone_from(exits),
+            ControllerEvent::ExitGateway(gateway) => self.exit_gateway = *gateway,
             // Membership is folded beside this core (`apply_to_membership`).
             ControllerEvent::Pending { .. }
             | ControllerEvent::Refused(_)

@@ -133,6 +133,9 @@ pub enum ControllerEvent {
     /// The control exits' overlay relay addresses (v6), at most
     /// [`MAX_CONTROL_EXITS`]: the whole list, replacing the previous one.
     ControlExits(Vec<SocketAddr>),
+    /// This node's exit gateway (v7), replacing the previous one: what
+    /// respondd reports as `statistics.gateway`.
+    ExitGateway(Option<PublicKeyBytes>),
     /// The controller refused us (revoked, token expired, prefix not
     /// approved, …); the client retries with backoff.
     Refused(ErrorMsg),
@@ -357,6 +360,9 @@ impl Session {
                     return Err(SessionEnded::TooManyControlExits(exits.len()));
                 }
                 self.events.push_back(ControllerEvent::ControlExits(exits));
+            }
+            ControllerMsg::ExitGateway(gateway) => {
+                self.events.push_back(ControllerEvent::ExitGateway(gateway));
             }
             ControllerMsg::Error(err) => {
                 tracing::warn!(code = ?err.code, "controller refused: {}", err.message);

@@ -218,6 +218,8 @@ struct StatisticsJson {
     memory: Option<Memory>,
     clients: Clients,
     #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     gateway_nexthop: Option<String>,
 }
 
@@ -335,7 +337,14 @@ fn statistics(own: &OwnNode, snapshot: &Snapshot) -> StatisticsJson {
         clients: Clients {
             total: snapshot.clients.unwrap_or(0),
         },
-        // yanic maps a link address to the node that lists it.
+        // yanic maps a link address to the node that lists it. A node
+        // whose default route leaves through its own uplink is its own
+        // exit, whatever the controller named last.
+        gateway: if snapshot.gateway_nexthop == Some(own.key) {
+            Some(link_address(&own.key))
+        } else {
+            snapshot.gateway.as_ref().map(link_address)
+        },
         gateway_nexthop: snapshot.gateway_nexthop.as_ref().map(link_address),
     }
 }

@@ -234,8 +234,12 @@ pub struct Snapshot {
     pub links: Vec<NeighbourLink>,
     /// Public Wi-Fi clients holding a lease (a count, never who).
     pub clients: Option<u32>,
-    /// The neighbour the default route leaves through now.
+    /// The active first hop of the default route: a neighbour, or this
+    /// node itself when it leaves through its own uplink.
     pub gateway_nexthop: Option<PublicKeyBytes>,
+    /// The exit gateway the controller named last
+    /// (`ControllerMsg::ExitGateway`).
+    pub gateway: Option<PublicKeyBytes>,
 }
 
 /// An answer for the shell to send.

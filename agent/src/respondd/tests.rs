@@ -73,6 +73,7 @@ fn snapshot() -> Snapshot {
         ],
         clients: Some(4),
         gateway_nexthop: Some(key(2)),
+        gateway: Some(key(9)),
     }
 }
 
@@ -198,6 +199,36 @@ fn identities_are_what_yanic_keeps_and_links_match_from_both_ends() {
     assert!(reported.get(listed.as_str().expect("address")).is_some());
 }
 
+/// yanic fills meshviewer's `gateway` and `gateway_nexthop` from these
+/// two keys (`output/meshviewer-ffrgb/struct.go`), mapping each link
+/// address to the node that lists it.
+#[test]
+fn statistics_name_the_exit_gateway_and_the_first_hop_toward_it() {
+    let stats = section(&own(), &snapshot(), Section::Statistics);
+    assert_eq!(stats["gateway"], link_address(&key(9)).as_str());
+    assert_eq!(stats["gateway_nexthop"], link_address(&key(2)).as_str());
+    // A gateway leaving through its own uplink is its own exit and first
+    // hop, whatever the controller named last.
+    let gateway = Snapshot {
+        gateway_nexthop: Some(own().key),
+        gateway: None,
+        ..snapshot()
+    };
+    let stats = section(&own(), &gateway, Section::Statistics);
+    assert_eq!(stats["gateway"], link_address(&own().key).as_str());
+    assert_eq!(stats["gateway_nexthop"], link_address(&own().key).as_str());
+    // Without a default route (and before the controller named a
+    // gateway) both are left out, never empty strings.
+    let none = Snapshot {
+        gateway_nexthop: None,
+        gateway: None,
+        ..snapshot()
+    };
+    let stats = section(&own(), &none, Section::Statistics);
+    assert!(stats.get("gateway").is_none());
+    assert!(stats.get("gateway_nexthop").is_none());
+}
+
 #[test]
 fn tq_follows_loss() {
     assert_eq!(tq(0), 255);
@@ -259,6 +290,7 @@ fn hostile_fields_stay_bounded() {
             .collect(),
         clients: Some(u32::MAX),
         gateway_nexthop: Some(key(200)),
+        gateway: Some(key(201)),
     };
     let mut core = Respondd::new(own, policy());
     core.handle_snapshot(snapshot);

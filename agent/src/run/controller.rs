@@ -83,6 +83,10 @@ fn log_event(event: &ControllerEvent) {
         ControllerEvent::ControlExits(exits) => {
             tracing::info!(?exits, "control exits from the controller")
         }
+        ControllerEvent::ExitGateway(gateway) => {
+            let gateway = gateway.map(|g| g.to_base64());
+            tracing::debug!(?gateway, "exit gateway from the controller")
+        }
     }
 }
 
@@ -266,6 +270,7 @@ pub(super) async fn apply_events(
     let mut outputs = Vec::new();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
     publish_exits(&shared, &core, &own);
+    shared.set_exit_gateway(core.exit_gateway());
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -290,6 +295,7 @@ pub(super) async fn apply_events(
         core.handle_event(&event, clock::now());
         apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
         publish_exits(&shared, &core, &own);
+        shared.set_exit_gateway(core.exit_gateway());
         if let ControllerEvent::Refused(err) = &event
             && err.code == ErrorCode::Revoked
         {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 
 use super::Shared;
@@ -48,6 +49,7 @@ pub(super) fn mesh_prefixes(kernel_routes: &[IpNet], addresses: &[IpNet]) -> Vec
 
 /// Serves respondd until the agent stops.
 pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: RespondSettings) {
+    let own_key = settings.own.key;
     let mut core = Respondd::new(settings.own, settings.policy);
     *shared.respondd_counters() = Some(core.counters());
     let mut interfaces = MeshInterfaces::new(&settings.interfaces);
@@ -75,7 +77,7 @@ pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: Re
             (len, from) = socket.recv(&mut buf) => {
                 if read_at.is_none_or(|at| clock::now().saturating_duration_since(at) >= SNAPSHOT_MAX_AGE) {
                     read_at = Some(clock::now());
-                    if let Some(snapshot) = snapshot(&shared, &collector).await {
+                    if let Some(snapshot) = snapshot(&shared, &collector, &own_key).await {
                         core.handle_snapshot(snapshot);
                     }
                 }
@@ -91,8 +93,13 @@ pub(super) async fn run(shared: Arc<Shared>, socket: RespondSocket, settings: Re
     }
 }
 
-/// Reads the router's files (on a blocking thread) and the engine's links.
-async fn snapshot(shared: &Shared, collector: &Collector) -> Option<Snapshot> {
+/// Reads the router's files (on a blocking thread), the engine's links
+/// and default route, and the exit gateway the controller named.
+async fn snapshot(
+    shared: &Shared,
+    collector: &Collector,
+    own_key: &PublicKeyBytes,
+) -> Option<Snapshot> {
     let reader = collector.clone();
     let (info, stats) = match tokio::task::spawn_blocking(move || {
         (reader.node_info(), reader.statistics())
@@ -108,19 +115,20 @@ async fn snapshot(shared: &Shared, collector: &Collector) -> Option<Snapshot> {
     let (links, gateway_nexthop) = {
         let engine = shared.engine();
         let states = engine.link_states();
-        let default_hop = ["0.0.0.0/0", "::/0"]
+        // The active first hop of the default route: a neighbour, or this
+        // node's own uplink (a gateway that is its own exit names itself,
+        // as the controller's meshviewer export does).
+        let nexthop = ["0.0.0.0/0", "::/0"]
             .into_iter()
             .filter_map(|p| p.parse::<IpNet>().ok())
             .find_map(|p| match engine.table().route(p)?.active()? {
-                Hop::Link(id) => Some(id),
-                _ => None,
+                Hop::Link(id) => states
+                    .iter()
+                    .find(|l| engine.link_by_peer(&l.peer) == Some(id))
+                    .map(|l| l.peer),
+                Hop::Uplink => Some(*own_key),
+                Hop::Local | Hop::Unreachable => None,
             });
-        let nexthop = default_hop.and_then(|id| {
-            states
-                .iter()
-                .find(|l| engine.link_by_peer(&l.peer) == Some(id))
-                .map(|l| l.peer)
-        });
         let links = states
             .iter()
             .filter(|l| l.up)
@@ -141,6 +149,7 @@ async fn snapshot(shared: &Shared, collector: &Collector) -> Option<Snapshot> {
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
         gateway_nexthop,
+        gateway: shared.exit_gateway(),
     })
 }
 

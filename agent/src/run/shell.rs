@@ -65,6 +65,8 @@ pub(super) struct Shared {
     discovery_counters: Mutex<Option<DiscoveryCounters>>,
     /// respondd's totals, once it runs (for `status`).
     respondd_counters: Mutex<Option<crate::respondd::RespondCounters>>,
+    /// The exit gateway the controller named last, for respondd.
+    exit_gateway: Mutex<Option<PublicKeyBytes>>,
     /// The neighbours the controller assigns links to (`None` until it
     /// has been heard), for discovery's dense-cell policy.
     pub(super) controller_links: watch::Sender<Option<BTreeSet<PublicKeyBytes>>>,
@@ -161,6 +163,7 @@ impl Shared {
             discovered: Mutex::new(BTreeMap::new()),
             discovery_counters: Mutex::new(None),
             respondd_counters: Mutex::new(None),
+            exit_gateway: Mutex::new(None),
             controller_links: watch::Sender::new(None),
             mesh_control: super::mesh_control::MeshControl::default(),
             alarm: TimerAlarm::new(),
@@ -187,6 +190,21 @@ impl Shared {
         self.respondd_counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The exit gateway the controller named last.
+    pub(super) fn exit_gateway(&self) -> Option<PublicKeyBytes> {
+        *self
+            .exit_gateway
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn set_exit_gateway(&self, gateway: Option<PublicKeyBytes>) {
+        *self
+            .exit_gateway
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = gateway;
     }
 
     pub(super) fn discovered(&self) -> MutexGuard<'_, BTreeMap<PublicKeyBytes, DiscoveredLink>> {

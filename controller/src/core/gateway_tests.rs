@@ -143,6 +143,63 @@ fn an_uplink_down_moves_everyone_to_the_other_gateway_and_back() {
     assert_eq!(core.uplink(3), Some(true));
 }
 
+/// The ExitGateway frames in `out`, by node.
+fn exit_gateways(out: &[(u32, Outgoing)]) -> BTreeMap<u32, Vec<Option<PublicKeyBytes>>> {
+    let mut by_node: BTreeMap<u32, Vec<Option<PublicKeyBytes>>> = BTreeMap::new();
+    for (n, o) in out {
+        if let Outgoing::Frame(ControllerMsg::ExitGateway(g)) = o {
+            by_node.entry(*n).or_default().push(*g);
+        }
+    }
+    by_node
+}
+
+#[test]
+fn the_exit_gateway_follows_every_welcome_and_goes_out_again_only_when_it_changes() {
+    let mut core = line();
+    // After the Welcome and the full sets: 2 leaves through 3, a gateway
+    // through itself.
+    core.handle_disconnect(2);
+    core.handle_connect(2);
+    let out = drain(&mut core);
+    let frames: Vec<&Outgoing> = out.iter().map(|(_, o)| o).collect();
+    assert!(
+        matches!(
+            frames[..],
+            [
+                Outgoing::Frame(ControllerMsg::Welcome(_)),
+                Outgoing::Frame(ControllerMsg::Links { .. }),
+                Outgoing::Frame(ControllerMsg::Routes { .. }),
+                Outgoing::Frame(ControllerMsg::ExitGateway(Some(g))),
+            ] if *g == key(3)
+        ),
+        "{out:?}"
+    );
+    core.handle_disconnect(1);
+    core.handle_connect(1);
+    assert_eq!(
+        exit_gateways(&drain(&mut core)),
+        BTreeMap::from([(1, vec![Some(key(1))])])
+    );
+    // 3's uplink fails: 2 and 3 now leave through 1, 1 and 4 did already
+    // and hear nothing.
+    assert!(core.handle_uplink(3, false));
+    assert_eq!(
+        exit_gateways(&drain(&mut core)),
+        BTreeMap::from([(2, vec![Some(key(1))]), (3, vec![Some(key(1))])])
+    );
+    // A change that moves no exit sends none.
+    core.apply_links(&[link(1, 4, 20)]);
+    assert_eq!(exit_gateways(&drain(&mut core)), BTreeMap::new());
+    // No gateway left: `None`, once.
+    assert!(core.handle_uplink(1, false));
+    let gone = exit_gateways(&drain(&mut core));
+    assert_eq!(gone.len(), 4, "{gone:?}");
+    assert!(gone.values().all(|g| *g == vec![None]), "{gone:?}");
+    assert!(!core.handle_uplink(1, false));
+    assert_eq!(exit_gateways(&drain(&mut core)), BTreeMap::new());
+}
+
 #[test]
 fn no_gateway_up_means_no_default_routes() {
     let mut core = connected(vec![node(1, true), node(2, false)], vec![link(1, 2, 10)]);

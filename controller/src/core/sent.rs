@@ -68,6 +68,8 @@ pub(super) fn digests(routes: &BTreeMap<IpNet, RouteEntry>) -> BTreeMap<IpNet, R
 pub(super) struct Sent {
     pub(super) links: BTreeMap<PublicKeyBytes, LinkAssignment>,
     pub(super) routes: BTreeMap<IpNet, RouteDigest>,
+    /// Its exit gateway (`ControllerMsg::ExitGateway`).
+    pub(super) exit_gateway: Option<PublicKeyBytes>,
 }
 
 #[cfg(test)]

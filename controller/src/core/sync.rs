@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use freimesh_proto::PublicKeyBytes;
 use freimesh_proto::control::{ControllerMsg, LinkChange, RouteChange};
 
 use super::sent::{self, RouteDigest};
@@ -96,6 +97,32 @@ impl Controller {
             }
             if !removes.is_empty() {
                 self.push(*id, Outgoing::Frame(ControllerMsg::LinksDelta(removes)));
+            }
+        }
+        self.sync_exit_gateways();
+    }
+
+    /// Node `id`'s exit gateway as a key ([`Controller::default_gateway`]).
+    pub(super) fn exit_gateway_key(&self, id: u32) -> Option<PublicKeyBytes> {
+        let (gateway, _) = self.default_gateway(id)?;
+        self.key_of(gateway)
+    }
+
+    /// Queues an ExitGateway for every connected node whose exit gateway
+    /// is not the one it was sent last. A node's exit can move without
+    /// any of its own routes moving (a hop further along switched
+    /// gateways), so every connected node is checked: a walk along its
+    /// primary default path, cheap beside the route update before it.
+    pub(super) fn sync_exit_gateways(&mut self) {
+        let ids: Vec<u32> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let gateway = self.exit_gateway_key(id);
+            let Some(sent) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if sent.exit_gateway != gateway {
+                sent.exit_gateway = gateway;
+                self.push(id, Outgoing::Frame(ControllerMsg::ExitGateway(gateway)));
             }
         }
     }

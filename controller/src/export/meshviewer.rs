@@ -30,8 +30,10 @@
 //!   `nproc`, `memory_usage`, `rootfs_usage`, `model`, `firmware`,
 //!   `autoupdater`, `domain` come from the node's `NodeInfo`/`Statistics`;
 //!   `gateway`/`gateway_nexthop` from the controller's routes
-//!   ([`DefaultGateway`]). `docs/api.md` names the meshviewer code each
-//!   field serves.
+//!   ([`DefaultGateway`]): the current ones for online nodes, for offline
+//!   ones the last known (as yanic keeps an offline node's last
+//!   statistics; meshviewer always draws the gateway row, blank without
+//!   them). `docs/api.md` names the meshviewer code each field serves.
 //! * Consent: `location` only with `share_location`, `owner` (the contact)
 //!   only with `share_contact`; both keys are left out otherwise, never
 //!   `null` (meshviewer reads `.latitude` of whatever is there).
@@ -139,8 +141,9 @@ pub struct MapLocation {
     pub latitude: f64,
 }
 
-/// A node's current default route: the gateway it leaves the mesh
-/// through and its first hop toward it (the node itself on a gateway).
+/// A node's default route: the gateway it leaves the mesh through and
+/// its first hop toward it (the node itself on a gateway); current for an
+/// online node, the last known for an offline one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultGateway {
     pub gateway: u32,
@@ -252,11 +255,11 @@ fn map_node(
     // The gateway row needs both ends among the nodes, else it would show
     // a raw id.
     let (gateway_id, nexthop_id) = match gateway {
-        Some(g) if n.online => match (node_id_of(g.gateway), node_id_of(g.nexthop)) {
+        Some(g) => match (node_id_of(g.gateway), node_id_of(g.nexthop)) {
             (Some(gw), Some(hop)) => (Some(gw), Some(hop)),
             _ => (None, None),
         },
-        _ => (None, None),
+        None => (None, None),
     };
     let clients = if n.online { n.clients.unwrap_or(0) } else { 0 };
     Node {
@@ -310,7 +313,8 @@ fn map_node(
 }
 
 /// The meshviewer document for these nodes and links at `now_ms`, with
-/// each node's default route from `gateways` (see the module docs for
+/// each node's default route from `gateways` (current for online nodes,
+/// last known for offline ones; see the module docs for
 /// what is exported and how it is mapped). Nodes come in id order, links
 /// in `(a, b)` order.
 pub fn meshviewer(

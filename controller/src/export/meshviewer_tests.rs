@@ -307,6 +307,14 @@ fn telemetry_sample() -> Meshviewer {
                 nexthop: 1,
             },
         ),
+        // Offline: the last known, kept by the hub.
+        (
+            3,
+            DefaultGateway {
+                gateway: 1,
+                nexthop: 2,
+            },
+        ),
     ]);
     meshviewer(&[n3, n2, n1], &links, &gateways, 1_700_000_060_000)
 }
@@ -360,14 +368,11 @@ fn telemetry_fields_follow_meshviewers_rules() {
     assert_eq!(behind["owner"], "kita@example.org");
     assert!(behind.get("nproc").is_none() && behind.get("uptime").is_none());
     assert_eq!(behind["autoupdater"], json!({"enabled": false}));
-    for absent in [
-        "location",
-        "uptime",
-        "gateway",
-        "memory_usage",
-        "model",
-        "owner",
-    ] {
+    // meshviewer draws the gateway row for offline nodes too: the last
+    // known default route, as yanic keeps it.
+    assert_eq!(offline["gateway"], "000000000001");
+    assert_eq!(offline["gateway_nexthop"], "000000000002");
+    for absent in ["location", "uptime", "memory_usage", "model", "owner"] {
         assert!(
             offline.get(absent).is_none(),
             "{absent} on a node without reports"

@@ -47,6 +47,7 @@ use super::exits::ControlExits;
 use super::telemetry::Telemetry;
 use crate::core::quota::{EventQuota, PendingGate};
 use crate::core::{Controller, Outgoing, plan_hello};
+use crate::export::meshviewer::DefaultGateway;
 use crate::export::metrics::BoundedCounts;
 use crate::hub_api::{AdminReply, AdminRequest, OpError, OperatorList};
 use crate::store::Store;
@@ -119,6 +120,11 @@ pub struct HubCore {
     pub(super) credentials: Credentials,
     /// Relayed sessions and the control exits (`exits.rs`).
     pub(super) exits: ControlExits,
+    /// Each node's default route when it last disconnected, for the
+    /// meshviewer export's offline nodes (`views.rs`). In memory only
+    /// (offline nodes show none after a controller restart until they
+    /// come back), at most one entry per node in the registry.
+    pub(super) last_gateways: BTreeMap<u32, DefaultGateway>,
 }
 
 impl std::fmt::Debug for HubCore {
@@ -163,6 +169,7 @@ impl HubCore {
         Ok(Self {
             credentials,
             exits: ControlExits::default(),
+            last_gateways: BTreeMap::new(),
             data_version: store.data_version()?,
             events: EventLog::new(&store)?,
             operators: Arc::new(RwLock::new(store.operator_credentials()?)),
@@ -441,6 +448,17 @@ impl HubCore {
 
     pub(super) fn disconnected(&mut self, id: u32) {
         self.telemetry.last_seen.insert(id, self.now_ms);
+        match self.core.default_gateway(id) {
+            Some((gateway, nexthop)) => {
+                self.last_gateways
+                    .insert(id, DefaultGateway { gateway, nexthop });
+            }
+            None => {
+                self.last_gateways.remove(&id);
+            }
+        }
+        let nodes = self.core.nodes();
+        self.last_gateways.retain(|id, _| nodes.contains_key(id));
         self.emit(EventKind::Disconnected { node: id });
     }
 

@@ -708,3 +708,50 @@ fn renewal_is_due_when_at_most_half_the_lifetime_is_left() {
     assert_eq!(credentials::unix_seconds(1_999), 1);
     assert_eq!(credentials::unix_seconds(-5), 0);
 }
+
+#[test]
+fn an_offline_node_keeps_its_last_default_route_for_the_map() {
+    let mut store = Store::open_in_memory().expect("store");
+    store.init(&settings()).expect("init");
+    let gateway = Roles {
+        gateway: true,
+        public_wifi: false,
+    };
+    let tokens = [
+        store
+            .create_token_with_roles(T0_S + HOUR_S, &[], gateway, T0_S)
+            .expect("token"),
+        store.create_token(T0_S + HOUR_S, &[], T0_S).expect("token"),
+    ];
+    let mut hub = HubCore::new(store, HubConfig::default(), T0_MS).expect("hub");
+    let mut now = T0_MS;
+    for n in 1..=2u8 {
+        let mut h = hello(Some(&tokens[usize::from(n) - 1]));
+        if n == 1 {
+            h.roles = gateway;
+        }
+        hub.handle_hello(u64::from(n), source(), key(n), h, now);
+        now += 1_000;
+    }
+    hub.handle_agent_msg(1, report(1, &[(2, true)]), now);
+    hub.handle_agent_msg(2, report(2, &[(1, true)]), now);
+    let out = drain(&mut hub);
+    // Node 2 heard its exit gateway once the link made one.
+    assert!(
+        frames_to(&out, 2)
+            .iter()
+            .any(|m| matches!(m, ControllerMsg::ExitGateway(Some(g)) if *g == key(1))),
+        "{out:?}"
+    );
+    let route = |hub: &HubCore| hub.map().gateways.get(&2).map(|g| (g.gateway, g.nexthop));
+    assert_eq!(route(&hub), Some((1, 1)));
+    hub.handle_gone(2, now + 1_000);
+    drain(&mut hub);
+    assert_eq!(hub.node_of(2), None);
+    assert_eq!(route(&hub), Some((1, 1)), "the last known, while offline");
+    // Its link goes down: the live routes no longer reach it, the map
+    // still shows where it left the mesh.
+    hub.handle_agent_msg(1, report(1, &[(2, false)]), now + 2_000);
+    drain(&mut hub);
+    assert_eq!(route(&hub), Some((1, 1)));
+}

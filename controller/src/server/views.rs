@@ -107,20 +107,24 @@ impl HubCore {
             .unwrap_or_default()
     }
 
-    /// What the meshviewer export needs: nodes, links and every online
-    /// node's default route (gateway and first hop).
+    /// What the meshviewer export needs: nodes, links and every node's
+    /// default route (gateway and first hop): an online node's current
+    /// one, an offline node's when it disconnected.
     pub(super) fn map(&self) -> crate::hub_api::MapSnapshot {
-        let gateways = self
-            .conns
-            .keys()
-            .filter_map(|id| Some((*id, self.core.default_gateway(*id)?)))
-            .map(|(id, (gateway, nexthop))| {
-                (
-                    id,
-                    crate::export::meshviewer::DefaultGateway { gateway, nexthop },
-                )
-            })
-            .collect();
+        let mut gateways = self.last_gateways.clone();
+        for id in self.conns.keys() {
+            match self.core.default_gateway(*id) {
+                Some((gateway, nexthop)) => {
+                    gateways.insert(
+                        *id,
+                        crate::export::meshviewer::DefaultGateway { gateway, nexthop },
+                    );
+                }
+                None => {
+                    gateways.remove(id);
+                }
+            }
+        }
         crate::hub_api::MapSnapshot {
             nodes: self.nodes(),
             links: self.links(None),

@@ -76,6 +76,26 @@ fn started() -> ControlCore {
 }
 
 #[test]
+fn the_exit_gateway_is_kept_across_disconnects_and_changes_nothing_in_the_engine() {
+    let now = Instant::now();
+    let mut core = started();
+    assert_eq!(core.exit_gateway(), None);
+    core.handle_event(&ControllerEvent::ExitGateway(Some(key(3))), now);
+    assert_eq!(core.exit_gateway(), Some(key(3)));
+    assert!(drain(&mut core).is_empty(), "display only");
+    core.handle_event(
+        &ControllerEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: Duration::from_secs(1),
+        },
+        now,
+    );
+    assert_eq!(core.exit_gateway(), Some(key(3)), "like the routes");
+    core.handle_event(&ControllerEvent::ExitGateway(None), now);
+    assert_eq!(core.exit_gateway(), None);
+}
+
+#[test]
 fn a_drained_queue_gives_back_the_room_a_full_table_took() {
     let now = Instant::now();
     let mut core = ControlCore::default();

@@ -342,6 +342,27 @@ fn credentials_and_revocation_pages_are_handed_on_in_order() {
 }
 
 #[test]
+fn the_exit_gateway_becomes_an_event() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(None));
+    s.handle_connected(t0);
+    s.handle_message(welcome(), t0).expect("welcome");
+    heard(&mut s);
+    let gateway = PublicKeyBytes([9; 32]);
+    s.handle_message(ControllerMsg::ExitGateway(Some(gateway)), t0)
+        .expect("exit gateway");
+    s.handle_message(ControllerMsg::ExitGateway(None), t0)
+        .expect("no exit gateway");
+    assert_eq!(
+        heard(&mut s),
+        vec![
+            ControllerEvent::ExitGateway(Some(gateway)),
+            ControllerEvent::ExitGateway(None)
+        ]
+    );
+}
+
+#[test]
 fn a_frame_with_more_than_16_revocation_pages_ends_the_session() {
     let t0 = Instant::now();
     let mut s = Session::new(config(None));
