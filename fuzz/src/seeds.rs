@@ -116,6 +116,7 @@ fn controller_messages() -> Vec<ControllerMsg> {
         prefix: prefix("fd99::2/128"),
         via: vec![key(2), key(3)],
         segment: Segment::Infrastructure,
+        upstreams: vec![key(4)],
     };
     vec![
         ControllerMsg::Welcome(Welcome {
