@@ -420,6 +420,27 @@ fn a_routes_upstreams_may_carry_its_sources_and_nobody_else() {
 }
 
 #[test]
+fn a_neighbour_that_withdrew_a_source_may_still_carry_it() {
+    let mut mesh = diamond();
+    mesh.advance(100 * MS, 10 * MS);
+    // Node 2 loses node 4 and withdraws it: node 1 now routes toward 4
+    // via 3 alone. Node 2 may still be on a repair path of 4's traffic
+    // (what it cannot reach, it can still forward from), and the
+    // controller named it a next hop toward 4.
+    mesh.cut(2, 4);
+    mesh.advance(300 * MS, 5 * MS);
+    assert_eq!(mesh.next_node(1, 4), Some(3));
+    inject(
+        &mut mesh,
+        2,
+        1,
+        &ipv4_packet(overlay(4), overlay(1), 64, b"repair"),
+    );
+    assert_eq!(delivered_at(&mesh), vec![1]);
+    assert_eq!(mesh.engine(1).drops(DropReason::SourceNotFeasible), 0);
+}
+
+#[test]
 fn a_neighbour_that_just_stopped_being_a_next_hop_stays_feasible_for_the_hold() {
     let mut mesh = diamond();
     mesh.advance(100 * MS, 10 * MS);

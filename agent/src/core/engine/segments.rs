@@ -135,6 +135,11 @@ impl Engine {
     /// it. A source covered only by the default route is feasible through
     /// the default route's next hops (the gateways' side) and upstreams.
     ///
+    /// The route's hops count as the controller (or the configuration) set
+    /// them, not as local repair left them: a neighbour that withdrew
+    /// `src` (it cannot reach it any more) may be the very hop that
+    /// carries `src`'s traffic to us on a repair path.
+    ///
     /// A neighbour that stopped being a next hop toward the source less
     /// than `FEASIBLE_HOLD` (five minutes) ago still passes: route changes
     /// reach the nodes of a path at slightly different moments.
@@ -153,11 +158,18 @@ impl Engine {
         {
             return true;
         }
-        // Rare: a repair path, or a route that changed within the hold.
+        // Rare: a repair path, a route whose hops a neighbour's withdrawal
+        // took out of the table (a neighbour that cannot reach `src` now
+        // may still carry `src`'s traffic toward us), or a route that
+        // changed within the hold.
         let Some(prefix) = self.table.lookup_prefix(src) else {
             return false;
         };
-        self.is_route_upstream(prefix, link)
+        self.repair
+            .configured
+            .get(&prefix)
+            .is_some_and(|hops| hops.contains(&hop))
+            || self.is_route_upstream(prefix, link)
             || (!self.former_hops.is_empty() && self.former_hops.contains(prefix, link))
     }
 
