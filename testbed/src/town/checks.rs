@@ -93,7 +93,6 @@ pub fn silent_cut(
     wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
         Ok(town.next_hops(from, dst)? >= 2)
     })?;
-    let victim = town.next_hop(from, dst)?;
     let records = town.dir().join("cut-flow");
     std::fs::create_dir_all(&records)?;
     let flow = ProbeFlow::start(
@@ -105,6 +104,13 @@ pub fn silent_cut(
         &records,
     )?;
     std::thread::sleep(BASELINE);
+    // Routes move with measured round trips, also during the baseline: the
+    // route may have lost its alternate since (a loaded machine's RTTs
+    // swing), and the cut goes to the next hop of the route as it is now.
+    wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
+        Ok(town.next_hops(from, dst)? >= 2)
+    })?;
+    let victim = town.next_hop(from, dst)?;
     let name = town.name(victim).to_owned();
     let cells = town.plan.routers[victim].cells.clone();
     let ifs: Vec<String> = (0..cells.len()).map(mesh_interface).collect();
