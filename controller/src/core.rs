@@ -339,6 +339,14 @@ impl Controller {
     fn update_and_sync(&mut self, mut touched: BTreeSet<u32>) {
         let moved = self.route_moves();
         touched.extend(self.gateways());
+        self.sync_moved(touched, moved);
+        self.sync_exit_gateways();
+    }
+
+    /// Syncs `touched` in full and every other node only for the
+    /// destinations in `moved` (a node whose route to the internet moved
+    /// in full too).
+    fn sync_moved(&mut self, mut touched: BTreeSet<u32>, moved: BTreeMap<u32, BTreeSet<u32>>) {
         let mut partial = Vec::new();
         for (id, dsts) in moved {
             if id == INTERNET || touched.contains(&id) {
@@ -354,7 +362,6 @@ impl Controller {
         for (id, dsts) in partial {
             self.sync_destinations(id, &dsts);
         }
-        self.sync_exit_gateways();
     }
 
     /// Runs the incremental route update; returns the nodes whose routes
@@ -403,22 +410,8 @@ impl Controller {
         }
         self.upstreams_at_ms = Some(now_ms);
         let changed = self.refresh_upstreams();
-        let mut full = BTreeSet::new();
-        let mut partial = Vec::new();
-        for (id, sources) in changed {
-            if !self.sessions.contains_key(&id) {
-                continue;
-            }
-            if sources.contains(&INTERNET) {
-                full.insert(id);
-            } else {
-                partial.push((id, sources));
-            }
-        }
-        self.sync(&full);
-        for (id, sources) in partial {
-            self.sync_destinations(id, &sources);
-        }
+        // Upstreams of source s at node r are sent with r's routes to s.
+        self.sync_moved(BTreeSet::new(), changed);
         true
     }
 
