@@ -187,6 +187,35 @@ fn a_yanic_shaped_client_collects_both_routers() -> anyhow::Result<()> {
     let r0_overlay = mesh.nodes[0].overlay_v6();
     let r1_overlay = mesh.nodes[1].overlay_v6();
     mesh.wait_reachable(1, r0_overlay.into(), Duration::from_secs(15))?;
+    // Answers to a link-local requester come from the link-local address,
+    // once the kernel has finished duplicate address detection on it; until
+    // then it picks the global one (CI saw "answered from 2001:db8:1::1").
+    for i in 0..2 {
+        let node = mesh.name(i).to_owned();
+        let dev = format!("to-{}", mesh.name(1 - i));
+        freimesh_testbed::traffic::retry(Duration::from_secs(10), || {
+            let out = mesh.lab.exec(
+                &node,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    &dev,
+                    "scope",
+                    "link",
+                    "tentative",
+                ],
+            )?;
+            let tentative = String::from_utf8_lossy(&out.stdout).into_owned();
+            if tentative.trim().is_empty() {
+                Ok(())
+            } else {
+                bail!("{node} {dev} link-local still tentative: {tentative}")
+            }
+        })?;
+    }
 
     // Multicast, as yanic asks: both routers answer (r1's own request
     // loops back to its agent), and their answers make the link r0–r1.
