@@ -102,6 +102,10 @@ pub struct LinuxConfig {
     pub mtu: u16,
     /// Prefixes steered from the kernel into the TUN device.
     pub kernel_routes: Vec<IpNet>,
+    /// TUN offloads (`IFF_VNET_HDR`: the kernel hands the agent whole TCP
+    /// segments of up to 64 KiB and takes coalesced ones back). On unless
+    /// `linux.offload = false`.
+    pub offload: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +225,7 @@ struct RawLinux {
     tun_name: Option<String>,
     mtu: Option<i64>,
     kernel_routes: Option<Vec<String>>,
+    offload: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -408,6 +413,7 @@ impl AgentConfig {
             tun_name,
             mtu: parse_mtu("linux.mtu", raw.linux.mtu)?,
             kernel_routes,
+            offload: raw.linux.offload.unwrap_or(true),
         };
 
         let mut tcp_forwards = Vec::new();

@@ -38,6 +38,7 @@
 //!     mtu: DEFAULT_MTU,
 //!     addresses: vec!["10.99.0.1/32".parse()?, "fd99::1/128".parse()?],
 //!     routes: vec!["10.99.0.0/16".parse()?, "fd99::/64".parse()?],
+//!     offload: false,
 //! })
 //! .await?;
 //! // One task reads what local programs send into the mesh…
@@ -113,6 +114,10 @@ pub struct LinuxSettings {
     /// Prefixes routed into the device (e.g. `10.99.0.0/16`, `fd99::/64`).
     /// Host bits are cleared before they reach the kernel.
     pub routes: Vec<IpNet>,
+    /// Open the device with offloads (`IFF_VNET_HDR`, TSO and checksum
+    /// offload): reads may be 64 KiB TCP segments, writes carry a virtio
+    /// header ([`tun_rs::AsyncDevice::recv_multiple`]).
+    pub offload: bool,
 }
 
 /// The TUN device and the kernel state that goes with it.
@@ -140,7 +145,7 @@ impl LinuxBackend {
     pub async fn open(settings: LinuxSettings) -> Result<Self, LinuxError> {
         check_settings(&settings)?;
         let name = settings.tun_name.clone();
-        let device = tun::create(&name)?;
+        let device = tun::create(&name, settings.offload)?;
         let ifindex = device.if_index().map_err(|cause| LinuxError::Device {
             device: name.clone(),
             cause,

@@ -13,15 +13,15 @@ use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Shared;
 use super::state::StateKeeper;
+use super::{Outputs, Shared};
 use crate::clock;
 use crate::config::AgentConfig;
 use crate::controlplane::{
     Candidate, ControlCore, ControllerEvent, ErrorCode, KernelRouteRule, LinkReporter,
     MembershipUpdate, REPORT_TICK, Upstream, Welcome, apply_to_membership,
 };
-use crate::core::{EngineChange, Output};
+use crate::core::EngineChange;
 
 /// Brings a fresh `core` to the state the state file kept: the Welcome and
 /// full sets it replays go through the same path as the controller's, so
@@ -152,7 +152,7 @@ async fn apply_changes(
     shared: &Shared,
     core: &mut ControlCore,
     kernel: Option<&KernelRoutes>,
-    outputs: &mut Vec<Output>,
+    outputs: &mut Outputs,
 ) {
     let changes: Vec<EngineChange> = {
         let discovered = shared.discovered();
@@ -267,7 +267,7 @@ pub(super) async fn apply_events(
             local: kernel.local.clone(),
         });
     }
-    let mut outputs = Vec::new();
+    let mut outputs = Outputs::default();
     apply_changes(&shared, &mut core, kernel.as_ref(), &mut outputs).await;
     publish_exits(&shared, &core, &own);
     shared.set_exit_gateway(core.exit_gateway());

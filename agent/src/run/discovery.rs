@@ -16,8 +16,8 @@ use freimesh_proto::{NodeId, PublicKeyBytes};
 use ipnet::IpNet;
 use tokio::sync::watch;
 
-use super::Shared;
 use super::mesh_control::MeshControl;
+use super::{Outputs, Shared};
 use crate::clock;
 use crate::core::{EngineChange, Hop, LinkSpec};
 use crate::discovery::shell::{
@@ -234,7 +234,7 @@ pub(super) async fn run(
 }
 
 async fn carry_out(shared: &Shared, action: DiscoveryAction) {
-    let mut outputs = Vec::new();
+    let mut outputs = Outputs::default();
     match action {
         DiscoveryAction::LinkUp {
             interface,

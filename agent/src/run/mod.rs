@@ -20,6 +20,7 @@
 //! takes any, which is how the shell is tested without root.
 
 pub mod backend;
+mod batch;
 mod controller;
 mod discovery;
 mod mesh_control;
@@ -30,6 +31,7 @@ mod state;
 mod status;
 #[cfg(test)]
 mod tests;
+mod underlay_socket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,7 +45,7 @@ use tokio::task::JoinSet;
 
 use self::backend::{BackendError, LocalBackend};
 use self::roles::Roles;
-use self::shell::Shared;
+use self::shell::{Outputs, Shared};
 use self::state::StateKeeper;
 use self::status::StatusContext;
 use crate::clock;
@@ -207,6 +209,7 @@ where
         cause,
     };
     let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
+    let udp = underlay_socket::UnderlaySocket::new(udp).map_err(bind_error)?;
     let listen = udp.local_addr().map_err(bind_error)?;
     let control = ControlServer::bind(&config.control_socket).await?;
     let respondd_socket = if config.respondd {
@@ -242,7 +245,7 @@ where
     if let Some(membership) = controlled.as_mut().and_then(|c| c.membership.take()) {
         *shared.membership() = membership;
     }
-    shared.with_engine(&mut Vec::new(), |_| {}).await;
+    shared.with_engine(&mut Outputs::default(), |_| {}).await;
     let mut tasks = JoinSet::new();
     shell::spawn_engine_tasks(&shared, &mut tasks);
     let applier = controlled.map(|controlled| {

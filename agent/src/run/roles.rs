@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use super::RunError;
 use super::backend::KernelDevice;
-use super::shell::Shared;
+use super::shell::{Outputs, Shared};
 use crate::clock;
 use crate::config::{AgentConfig, Backend};
 use crate::controlplane::Upstream;
@@ -142,7 +142,7 @@ pub(super) async fn start_roles(
 /// Hands the uplink checker's verdicts to the engine (which withdraws or
 /// restores the default routes) and to the controller.
 async fn uplink_task(shared: Arc<Shared>, mut verdicts: mpsc::Receiver<bool>) {
-    let mut outputs = Vec::new();
+    let mut outputs = Outputs::default();
     while let Some(up) = verdicts.recv().await {
         if up {
             tracing::info!("uplink up");

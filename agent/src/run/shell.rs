@@ -3,19 +3,19 @@
 //! and carry out what it asks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use freimesh_proto::PublicKeyBytes;
 use ipnet::IpNet;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::backend::LocalBackend;
+use super::backend::{LocalBackend, LocalBatch};
+use super::batch::plan_runs;
 use super::discovery::DiscoveredLink;
+use super::underlay_socket::{RecvBatch, UnderlaySocket};
 use crate::clock;
 use crate::controlplane::Upstream;
 use crate::controlplane::link_event;
@@ -24,18 +24,27 @@ use crate::discovery::DiscoveryCounters;
 use crate::linux::CarrierEvent;
 use crate::membership::Membership;
 
-/// Largest datagram or packet we read; larger than any MTU we configure.
-const MAX_PACKET: usize = 65_536;
-/// How long a send may wait for room in a full socket buffer.
-const SEND_WAIT: Duration = Duration::from_millis(2);
-/// Datagrams the timer takes in before a liveness check, at most.
-const MAX_DRAIN: usize = 256;
+/// Receives (each up to a whole [`RecvBatch`]) the timer takes in before a
+/// liveness check, at most.
+const MAX_DRAIN: usize = 32;
 /// Carrier events waiting for the engine: a burst is one per interface.
 const CARRIER_QUEUE: usize = 64;
 
+/// What one engine step leaves for the shell, kept by each task from step
+/// to step so nothing is allocated per packet: the outputs (their
+/// datagrams go back to the engine for reuse) and the buffer a GSO run is
+/// assembled in.
+#[derive(Debug, Default)]
+pub(super) struct Outputs {
+    outputs: Vec<Output>,
+    gso: Vec<u8>,
+    /// The step's packets for this node, handed to the backend together.
+    local: Vec<Vec<u8>>,
+}
+
 pub(super) struct Shared {
     engine: Mutex<Engine>,
-    udp: UdpSocket,
+    udp: UnderlaySocket,
     pub(super) local: Box<dyn LocalBackend>,
     /// To the controller client, when there is a controller: failovers
     /// go up as they happen.
@@ -146,7 +155,7 @@ fn hand_over_failovers(
 impl Shared {
     pub(super) fn new(
         engine: Engine,
-        udp: UdpSocket,
+        udp: UnderlaySocket,
         local: Box<dyn LocalBackend>,
         upstream: Option<mpsc::Sender<Upstream>>,
     ) -> Self {
@@ -213,21 +222,33 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sends one datagram to the underlay. A full socket buffer gets a
-    /// moment to drain (a burst clears in microseconds); past that the
-    /// datagram is dropped, as a router drops at a full queue, rather than
-    /// holding up every other link behind one that cannot send.
-    async fn transmit(&self, to: SocketAddr, datagram: &[u8]) {
-        match self.udp.try_send_to(datagram, to) {
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(SEND_WAIT, self.udp.send_to(datagram, to)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => tracing::debug!(%to, %err, "underlay send failed"),
-                    Err(_) => tracing::debug!(%to, "underlay socket full: datagram dropped"),
+    /// Sends the step's datagrams to the underlay in order, consecutive
+    /// ones to the same neighbour together in one GSO send
+    /// ([`super::batch`]).
+    async fn transmit_all(&self, outputs: &[Output], gso: &mut Vec<u8>) {
+        let transmits = || {
+            outputs.iter().filter_map(|output| match output {
+                Output::Transmit { to, datagram } => Some((*to, datagram.as_slice())),
+                _ => None,
+            })
+        };
+        let runs = plan_runs(
+            transmits().map(|(to, datagram)| (to, datagram.len())),
+            self.udp.max_segments(),
+        );
+        let mut datagrams = transmits();
+        for run in &runs {
+            if run.count == 1 {
+                if let Some((_, datagram)) = datagrams.next() {
+                    self.udp.send(run, datagram).await;
                 }
+                continue;
             }
-            Err(err) => tracing::debug!(%to, %err, "underlay send failed"),
+            gso.clear();
+            for (_, datagram) in datagrams.by_ref().take(run.count) {
+                gso.extend_from_slice(datagram);
+            }
+            self.udp.send(run, gso).await;
         }
     }
 
@@ -243,7 +264,12 @@ impl Shared {
     /// (the engine contract's step 5: outputs in order, then failovers).
     /// `outputs` is the caller's, kept from call to call: the datagrams it
     /// sent last time go back to the engine for reuse under the same lock.
-    pub(super) async fn with_engine(&self, outputs: &mut Vec<Output>, f: impl FnOnce(&mut Engine)) {
+    pub(super) async fn with_engine(&self, outputs: &mut Outputs, f: impl FnOnce(&mut Engine)) {
+        let Outputs {
+            outputs,
+            gso,
+            local,
+        } = outputs;
         let mut failovers = Vec::new();
         let took = {
             let mut engine = self.engine();
@@ -274,9 +300,10 @@ impl Shared {
                 );
             }
         }
+        self.transmit_all(outputs, gso).await;
         for output in outputs.iter_mut() {
             match output {
-                Output::Transmit { to, datagram } => self.transmit(*to, datagram).await,
+                Output::Transmit { .. } => {}
                 Output::ResolveUnderlay { link, peer } => {
                     // A backend that cannot tell leaves the link to
                     // heartbeat detection.
@@ -284,8 +311,11 @@ impl Shared {
                         self.engine().set_link_underlay(*link, ifindex);
                     }
                 }
-                Output::Local(packet) => self.local.deliver(std::mem::take(packet)),
+                Output::Local(packet) => local.push(std::mem::take(packet)),
             }
+        }
+        if !local.is_empty() {
+            self.local.deliver(local);
         }
     }
 }
@@ -301,43 +331,44 @@ pub(super) fn spawn_engine_tasks(shared: &Arc<Shared>, tasks: &mut JoinSet<()>) 
 }
 
 async fn underlay_task(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; MAX_PACKET];
-    let mut outputs = Vec::new();
+    let mut batch = RecvBatch::new();
+    let mut outputs = Outputs::default();
     loop {
-        let (len, from) = match shared.udp.recv_from(&mut buf).await {
-            Ok(received) => received,
-            Err(err) => {
-                // ICMP errors surface here (e.g. a neighbour's port is
-                // closed); they say nothing about our own socket.
-                tracing::trace!(%err, "underlay receive error");
-                continue;
-            }
-        };
-        let datagram = &buf[..len];
+        if let Err(err) = shared.udp.recv(&mut batch).await {
+            // ICMP errors surface here (e.g. a neighbour's port is
+            // closed); they say nothing about our own socket.
+            tracing::trace!(%err, "underlay receive error");
+            continue;
+        }
         shared
-            .with_engine(&mut outputs, |engine| {
-                engine.handle_datagram(from, datagram, clock::now())
-            })
+            .with_engine(&mut outputs, |engine| handle_batch(engine, &batch))
             .await;
+    }
+}
+
+/// One receive's datagrams into the engine, in the order they arrived,
+/// in one step: their replies and forwards leave together.
+fn handle_batch(engine: &mut Engine, batch: &RecvBatch) {
+    for (from, datagram) in batch.datagrams() {
+        engine.handle_datagram(from, datagram, clock::now());
     }
 }
 
 /// Packets the host sends into the mesh.
 async fn local_task(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; MAX_PACKET];
-    let mut outputs = Vec::new();
+    let mut batch = LocalBatch::default();
+    let mut outputs = Outputs::default();
     loop {
-        let len = match std::future::poll_fn(|cx| shared.local.poll_receive(cx, &mut buf)).await {
-            Ok(len) => len,
-            Err(err) => {
-                tracing::error!(%err, "local backend read failed");
-                return;
-            }
-        };
-        let packet = &mut buf[..len];
+        if let Err(err) = std::future::poll_fn(|cx| shared.local.poll_receive(cx, &mut batch)).await
+        {
+            tracing::error!(%err, "local backend read failed");
+            return;
+        }
         shared
             .with_engine(&mut outputs, |engine| {
-                engine.handle_local_packet(packet, clock::now())
+                for packet in batch.packets_mut() {
+                    engine.handle_local_packet(packet, clock::now());
+                }
             })
             .await;
     }
@@ -349,8 +380,8 @@ async fn local_task(shared: Arc<Shared>) {
 /// for all idle links) instead of a fixed tick, and is woken early only
 /// when a step moved that schedule earlier ([`TimerAlarm`]).
 async fn timer_task(shared: Arc<Shared>) {
-    let mut outputs = Vec::new();
-    let mut buf = vec![0u8; MAX_PACKET];
+    let mut outputs = Outputs::default();
+    let mut batch = RecvBatch::new();
     loop {
         // Armed under the engine's lock, as `TimerAlarm::follow` is: no
         // step can move the deadline between reading and arming it.
@@ -371,14 +402,11 @@ async fn timer_task(shared: Arc<Shared>) {
         // the neighbours sent meanwhile before judging their silence, so a
         // heartbeat waiting in the socket is not mistaken for a dead link.
         for _ in 0..MAX_DRAIN {
-            let Ok((len, from)) = shared.udp.try_recv_from(&mut buf) else {
+            if shared.udp.try_recv(&mut batch).is_err() {
                 break;
-            };
-            let datagram = &buf[..len];
+            }
             shared
-                .with_engine(&mut outputs, |engine| {
-                    engine.handle_datagram(from, datagram, clock::now())
-                })
+                .with_engine(&mut outputs, |engine| handle_batch(engine, &batch))
                 .await;
         }
         shared
@@ -417,7 +445,7 @@ async fn carrier_task(shared: Arc<Shared>) {
             }
         });
     }
-    let mut outputs = Vec::new();
+    let mut outputs = Outputs::default();
     let mut rule = CarrierRule::default();
     while let Some(event) = rx.recv().await {
         tracing::debug!(interface = %event.name, carrier = event.carrier_up, "underlay carrier");

@@ -99,6 +99,8 @@ pub(super) fn settings(name: &str, addresses: &[&str], routes: &[&str]) -> Linux
         mtu: DEFAULT_MTU,
         addresses: nets(addresses),
         routes: nets(routes),
+        // These tests read and write the device as bare IP packets.
+        offload: false,
     }
 }
 

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use ipnet::IpNet;
 use tokio::sync::{Notify, mpsc};
 
-use super::{BackendError, KernelDevice, LocalBackend};
+use super::{BackendError, KernelDevice, LocalBackend, LocalBatch};
 use crate::linux::CarrierEvent;
 use crate::ping::PingReport;
 
@@ -156,22 +156,25 @@ impl LocalBackend for TestBackend {
         self.kernel_device.clone()
     }
 
-    fn deliver(&self, packet: Vec<u8>) {
-        self.shared.record(|r| r.delivered.push(packet));
+    fn deliver(&self, packets: &mut Vec<Vec<u8>>) {
+        self.shared.record(|r| r.delivered.append(packets));
     }
 
     fn poll_receive(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut Vec<u8>,
-    ) -> Poll<Result<usize, BackendError>> {
+        batch: &mut LocalBatch,
+    ) -> Poll<Result<(), BackendError>> {
         let mut from_host = self
             .from_host
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         from_host.poll_recv(cx).map(|packet| {
+            let buf = batch.single();
             *buf = packet.ok_or(BackendError::Closed)?;
-            Ok(buf.len())
+            let len = buf.len();
+            batch.received_one(len);
+            Ok(())
         })
     }
 

@@ -12,9 +12,12 @@
 //! ping) it says in its answer, not through a type the shell matches on.
 //!
 //! Every method takes `&self` (the backend is shared by the shell's tasks),
-//! so the trait stays object-safe. The per-packet methods allocate nothing:
-//! [`LocalBackend::deliver`] never waits, and [`LocalBackend::poll_receive`]
-//! is polled by one long-lived reader in the shell. The rare operations
+//! so the trait stays object-safe. The per-packet methods allocate nothing
+//! and take packets in batches (a step's deliveries, a receive's
+//! [`LocalBatch`]), which is what lets the TUN device's offloads move a
+//! whole TCP segment per system call: [`LocalBackend::deliver`] never
+//! waits, and [`LocalBackend::poll_receive`] is polled by one long-lived
+//! reader in the shell. The rare operations
 //! (lookups, kernel routes, ping, close) return a boxed future.
 
 mod double;
@@ -51,6 +54,86 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest IP packet a backend hands the shell; a backend that reads
 /// into the caller's buffer first makes it this long.
 pub const MAX_LOCAL_PACKET: usize = 65_536;
+
+/// What one receive from the host brought, kept by the shell's reader from
+/// read to read so nothing is allocated per packet.
+#[derive(Debug)]
+pub struct LocalBatch {
+    /// `packets[i][..sizes[i]]` for `i < count`; never empty.
+    packets: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    count: usize,
+    /// An offloading device's read: the virtio header and the unsplit packet.
+    raw: Vec<u8>,
+}
+
+impl Default for LocalBatch {
+    fn default() -> Self {
+        Self {
+            packets: vec![Vec::new()],
+            sizes: vec![0],
+            count: 0,
+            raw: Vec::new(),
+        }
+    }
+}
+
+impl LocalBatch {
+    /// The packets of the last receive, in order, to be handed on in place.
+    pub fn packets_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        let count = self.count;
+        self.packets
+            .iter_mut()
+            .zip(&self.sizes)
+            .take(count)
+            .map(|(packet, &len)| {
+                let len = len.min(packet.len());
+                &mut packet[..len]
+            })
+    }
+
+    /// For a backend that receives one packet at a time: the buffer to read
+    /// into or to swap a held packet into; [`LocalBatch::received_one`] then
+    /// says how long it is.
+    pub fn single(&mut self) -> &mut Vec<u8> {
+        self.count = 0;
+        &mut self.packets[0]
+    }
+
+    pub fn received_one(&mut self, len: usize) {
+        self.sizes[0] = len;
+        self.count = 1;
+    }
+
+    /// For an offloading device: `slots` buffers of `slot_bytes` each, and
+    /// room for one raw read of `raw_bytes`; then the three parts that
+    /// tun-rs's `recv_multiple` fills, and [`LocalBatch::received`].
+    pub fn offload_parts(
+        &mut self,
+        slots: usize,
+        slot_bytes: usize,
+        raw_bytes: usize,
+    ) -> (&mut [u8], &mut [Vec<u8>], &mut [usize]) {
+        self.count = 0;
+        if self.packets.len() != slots {
+            self.packets.resize_with(slots.max(1), Vec::new);
+            self.sizes.resize(slots.max(1), 0);
+        }
+        for packet in &mut self.packets {
+            if packet.len() < slot_bytes {
+                packet.resize(slot_bytes, 0);
+            }
+        }
+        if self.raw.len() < raw_bytes {
+            self.raw.resize(raw_bytes, 0);
+        }
+        (&mut self.raw, &mut self.packets, &mut self.sizes)
+    }
+
+    pub fn received(&mut self, count: usize) {
+        self.count = count.min(self.packets.len());
+    }
+}
 
 /// The kernel network device local traffic crosses, for what configures
 /// the kernel around it (gateway NAT, public Wi-Fi policy routing).
@@ -93,22 +176,22 @@ pub trait LocalBackend: Send + Sync {
     /// may the node be a gateway or serve public Wi-Fi.
     fn kernel_device(&self) -> Option<KernelDevice>;
 
-    /// Hands the host one IP packet addressed to this node. Never waits: a
-    /// backend that cannot take it now drops it (and counts it), as a full
-    /// NIC queue would.
-    fn deliver(&self, packet: Vec<u8>);
+    /// Hands the host the IP packets of one engine step addressed to this
+    /// node, emptying `packets`. Never waits: a backend that cannot take a
+    /// packet now drops it (and counts it), as a full NIC queue would. One
+    /// call per step lets a backend with offloads coalesce a flow's packets
+    /// into one write.
+    fn deliver(&self, packets: &mut Vec<Vec<u8>>);
 
-    /// Polls for the next IP packet the host sends into the mesh; when one
-    /// is ready, its length, the packet being `buf[..len]`. A backend either
-    /// reads into `buf` (first making it [`MAX_LOCAL_PACKET`] long if it is
-    /// shorter) or, holding the packet already, puts it in `buf`'s place, so
-    /// nothing is copied. One reader polls at a time (the shell's); an
-    /// error ends the shell: the host side is gone.
+    /// Polls for the next packets the host sends into the mesh: one, or
+    /// with TUN offloads the MTU-sized packets of one TCP segment of up to
+    /// 64 KiB, in order, in `batch`. One reader polls at a time (the
+    /// shell's); an error ends the shell: the host side is gone.
     fn poll_receive(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut Vec<u8>,
-    ) -> Poll<Result<usize, BackendError>>;
+        batch: &mut LocalBatch,
+    ) -> Poll<Result<(), BackendError>>;
 
     /// The underlay interface (ifindex) the host reaches `peer` over, if
     /// the backend can tell; the answer to `Output::ResolveUnderlay`.

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 
-use super::{BackendError, KernelDevice, LocalBackend, PING_INTERVAL, PING_TIMEOUT};
+use super::{BackendError, KernelDevice, LocalBackend, LocalBatch, PING_INTERVAL, PING_TIMEOUT};
 use crate::config::AgentConfig;
 use crate::linux::CarrierEvent;
 use crate::userspace::{
@@ -82,15 +82,17 @@ impl LocalBackend for StackBackend {
         None
     }
 
-    fn deliver(&self, packet: Vec<u8>) {
-        self.inlet.deliver(packet);
+    fn deliver(&self, packets: &mut Vec<Vec<u8>>) {
+        for packet in packets.drain(..) {
+            self.inlet.deliver(packet);
+        }
     }
 
     fn poll_receive(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut Vec<u8>,
-    ) -> Poll<Result<usize, BackendError>> {
+        batch: &mut LocalBatch,
+    ) -> Poll<Result<(), BackendError>> {
         // Only the shell's one reader takes this lock: it is never contended.
         let mut from_stack = self
             .from_stack
@@ -98,8 +100,10 @@ impl LocalBackend for StackBackend {
             .unwrap_or_else(PoisonError::into_inner);
         from_stack.poll_recv(cx).map(|packet| {
             let packet = packet.ok_or(BackendError::Closed)?;
-            *buf = packet;
-            Ok(buf.len())
+            let len = packet.len();
+            *batch.single() = packet;
+            batch.received_one(len);
+            Ok(())
         })
     }
 
