@@ -42,12 +42,15 @@ pub enum ControlError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
+    /// The status as data ([`Response::Status`]), for programs.
     Status,
+    /// The status as `freimesh-agent status` prints it, rendered by the
+    /// agent ([`Response::Report`]): the command-line client then needs
+    /// no deserializer for the whole status (≈ 20 KB of the router
+    /// binary; `status --json` prints [`Response::Status`] as it comes).
+    StatusReport,
     /// Echo requests from this node's own stack (userspace backend).
-    Ping {
-        target: IpAddr,
-        count: u16,
-    },
+    Ping { target: IpAddr, count: u16 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,7 +58,13 @@ pub enum Request {
 pub enum Response {
     Status(Box<AgentStatus>),
     Ping(PingSummary),
-    Error { message: String },
+    /// Text to print as it is.
+    Report {
+        text: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +206,16 @@ where
 
 /// Sends one request to the agent listening on `path`.
 pub async fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+    let answer = request_text(path, request).await?;
+    parse_response(&answer).map_err(|e| ControlError::Protocol {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Sends one request and returns the answer as the agent wrote it (one
+/// JSON line), for a caller that prints it: `status --json`.
+pub async fn request_text(path: &Path, request: &Request) -> Result<String, ControlError> {
     let io = |operation, cause| ControlError::Io {
         path: path.to_owned(),
         operation,
@@ -220,16 +239,101 @@ pub async fn request(path: &Path, request: &Request) -> Result<Response, Control
             .read_line(&mut answer)
             .await
             .map_err(|e| io("reading", e))?;
-        serde_json::from_str(&answer).map_err(|e| ControlError::Protocol {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        Ok(answer)
     };
     tokio::time::timeout(CLIENT_TIMEOUT, exchange)
         .await
         .map_err(|_| ControlError::Timeout {
             path: path.to_owned(),
         })?
+}
+
+/// What an answer read with [`read_answer`] may be instead of the one
+/// expected.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The agent answered with an error.
+    #[error("{0}")]
+    Agent(String),
+    #[error("the agent answered {found:?}, not {expected:?}")]
+    Unexpected {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("the agent's answer is not readable: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// Reads an answer of the kind `expected` (the `response` tag) as `T`, the
+/// variant's fields, without linking a deserializer for every other
+/// answer: the command-line client reads only what it asked for.
+pub fn read_answer<T: serde::de::DeserializeOwned>(
+    answer: &str,
+    expected: &'static str,
+) -> Result<T, AnswerError> {
+    #[derive(Deserialize)]
+    struct Tagged {
+        response: String,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let tagged: Tagged = serde_json::from_str(answer)?;
+    if tagged.response == expected {
+        Ok(serde_json::from_str(answer)?)
+    } else if tagged.response == "error" {
+        Err(AnswerError::Agent(tagged.message.unwrap_or_default()))
+    } else {
+        Err(AnswerError::Unexpected {
+            expected,
+            found: tagged.response,
+        })
+    }
+}
+
+/// The fields of [`Response::Report`], for [`read_answer`].
+#[derive(Debug, Deserialize)]
+pub struct ReportText {
+    pub text: String,
+}
+
+/// Any answer's own fields, for [`read_answer`] when only its kind matters.
+#[derive(Debug, Deserialize)]
+pub struct AnyFields {}
+
+/// Reads an answer as deserializing [`Response`] would, without serde's
+/// buffering of internally tagged enums (≈ 20 KB of the router binary for
+/// one command-line client): the tag first, then the variant's own fields
+/// from the same text, where the tag is one more field to ignore.
+fn parse_response(answer: &str) -> serde_json::Result<Response> {
+    #[derive(Deserialize)]
+    struct Tag {
+        response: String,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        message: String,
+    }
+    #[derive(Deserialize)]
+    struct Text {
+        text: String,
+    }
+    let tag: Tag = serde_json::from_str(answer)?;
+    Ok(match tag.response.as_str() {
+        "status" => Response::Status(Box::new(serde_json::from_str(answer)?)),
+        "ping" => Response::Ping(serde_json::from_str(answer)?),
+        "report" => Response::Report {
+            text: serde_json::from_str::<Text>(answer)?.text,
+        },
+        "error" => Response::Error {
+            message: serde_json::from_str::<Message>(answer)?.message,
+        },
+        other => {
+            return Err(serde::de::Error::unknown_variant(
+                other,
+                &["status", "ping", "report", "error"],
+            ));
+        }
+    })
 }
 
 fn age(ms: Option<u64>) -> String {
@@ -399,6 +503,45 @@ pub fn render_status(status: &AgentStatus) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn answers_read_back_as_the_response_they_were_written_from() {
+        for response in [
+            Response::Error {
+                message: "no".into(),
+            },
+            Response::Report {
+                text: "fm0\n".into(),
+            },
+            Response::Ping(PingSummary {
+                target: IpAddr::from([10, 99, 0, 1]),
+                sent: 3,
+                received: 2,
+                rtts_us: vec![100, 200],
+            }),
+        ] {
+            let text = serde_json::to_string(&response).expect("serialises");
+            let back = parse_response(&text).expect("parses");
+            assert_eq!(serde_json::to_string(&back).expect("serialises"), text);
+        }
+        let error = serde_json::to_string(&Response::Error {
+            message: "no".into(),
+        })
+        .expect("serialises");
+        let refused = read_answer::<ReportText>(&error, "report").expect_err("an error");
+        assert!(
+            matches!(refused, AnswerError::Agent(ref m) if m == "no"),
+            "{refused}"
+        );
+        let report = r#"{"response":"report","text":"x"}"#;
+        let read: ReportText = read_answer(report, "report").expect("a report");
+        assert_eq!(read.text, "x");
+        let other = read_answer::<ReportText>(report, "ping").expect_err("not a ping");
+        assert!(matches!(other, AnswerError::Unexpected { .. }), "{other}");
+        let err = parse_response(r#"{"response":"reboot"}"#).expect_err("unknown");
+        assert!(err.to_string().contains("reboot"), "{err}");
+        assert!(parse_response("{}").is_err());
+    }
+
     #[tokio::test]
     async fn serves_requests_with_mode_0600_and_refuses_to_steal() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -414,7 +557,7 @@ mod tests {
                     received: 0,
                     rtts_us: vec![],
                 }),
-                Request::Status => Response::Error {
+                Request::Status | Request::StatusReport => Response::Error {
                     message: "no status in this test".into(),
                 },
             }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use freimesh_agent::cli::{self, Command, SocketTarget};
 use freimesh_agent::config::AgentConfig;
-use freimesh_agent::control::{self, Request, Response};
+use freimesh_agent::control::{self, Request};
 use freimesh_agent::identity::PrivateKey;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -63,7 +63,9 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(
-                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                    cfg!(feature = "color")
+                        && std::io::stderr().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none(),
                 ),
         )
         .with(filter)
@@ -147,14 +149,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Help => say!("{}", cli::USAGE),
         Command::Status { target, json } => {
             let path = socket_path(&target)?;
-            let answer = runtime()?.block_on(control::request(&path, &Request::Status))?;
-            match answer {
-                Response::Status(status) if json => {
-                    say!("{}", serde_json::to_string_pretty(&status)?)
-                }
-                Response::Status(status) => say_raw!("{}", control::render_status(&status)),
-                Response::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer: {other:?}"),
+            // Only the part of the answer that is printed is read: the
+            // router binary carries no deserializer for the whole status.
+            if json {
+                // The status as the agent sent it: one line of JSON.
+                let answer = runtime()?.block_on(control::request_text(&path, &Request::Status))?;
+                control::read_answer::<control::AnyFields>(&answer, "status")?;
+                say!("{}", answer.trim_end());
+            } else {
+                let answer =
+                    runtime()?.block_on(control::request_text(&path, &Request::StatusReport))?;
+                let report: control::ReportText = control::read_answer(&answer, "report")?;
+                say_raw!("{}", report.text);
             }
         }
         Command::Ping {
@@ -163,25 +169,20 @@ fn execute(command: Command) -> anyhow::Result<()> {
             count,
         } => {
             let path = socket_path(&target)?;
-            let answer = runtime()?.block_on(control::request(
+            let answer = runtime()?.block_on(control::request_text(
                 &path,
                 &Request::Ping {
                     target: address,
                     count,
                 },
             ))?;
-            match answer {
-                Response::Ping(summary) => {
-                    for rtt in &summary.rtts_us {
-                        say!("reply from {address}: time={:.2} ms", *rtt as f64 / 1000.0);
-                    }
-                    say!("{} sent, {} received", summary.sent, summary.received);
-                    if summary.received == 0 {
-                        bail!("no reply from {address}");
-                    }
-                }
-                Response::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer: {other:?}"),
+            let summary: control::PingSummary = control::read_answer(&answer, "ping")?;
+            for rtt in &summary.rtts_us {
+                say!("reply from {address}: time={:.2} ms", *rtt as f64 / 1000.0);
+            }
+            say!("{} sent, {} received", summary.sent, summary.received);
+            if summary.received == 0 {
+                bail!("no reply from {address}");
             }
         }
     }

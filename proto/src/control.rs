@@ -546,7 +546,7 @@ fn noise_err(e: snow::Error) -> FrameError {
 
 fn builder() -> Result<snow::Builder<'static>, FrameError> {
     let params = NOISE_PATTERN.parse().map_err(noise_err)?;
-    snow::Builder::new(params)
+    snow::Builder::with_resolver(params, Box::new(crate::noise::ControlResolver))
         .prologue(NOISE_PROLOGUE)
         .map_err(noise_err)
 }

@@ -31,6 +31,7 @@ pub mod credential;
 pub mod discovery;
 mod key;
 pub mod mesh;
+mod noise;
 pub mod relay;
 pub mod roles;
 pub mod segment;

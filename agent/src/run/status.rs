@@ -39,34 +39,40 @@ fn membership_status(shared: &Shared) -> Option<MembershipStatus> {
     })
 }
 
+/// The agent's status now.
+fn status(shared: &Shared, context: &StatusContext) -> AgentStatus {
+    let engine = shared.engine().status(clock::now());
+    AgentStatus {
+        name: context.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: context.backend.clone(),
+        listen: context.listen,
+        addresses: context.addresses.clone(),
+        uptime_s: clock::now()
+            .saturating_duration_since(context.started)
+            .as_secs(),
+        discovery: *shared.discovery_counters(),
+        respondd: *shared.respondd_counters(),
+        engine,
+        state_writes: shared.upstream.is_some().then(|| {
+            shared
+                .state_writes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
+        membership: if context.controlled {
+            membership_status(shared)
+        } else {
+            None
+        },
+    }
+}
+
 pub(super) async fn answer(shared: &Shared, context: &StatusContext, request: Request) -> Response {
     match request {
-        Request::Status => {
-            let engine = shared.engine().status(clock::now());
-            Response::Status(Box::new(AgentStatus {
-                name: context.name.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                backend: context.backend.clone(),
-                listen: context.listen,
-                addresses: context.addresses.clone(),
-                uptime_s: clock::now()
-                    .saturating_duration_since(context.started)
-                    .as_secs(),
-                discovery: *shared.discovery_counters(),
-                respondd: *shared.respondd_counters(),
-                engine,
-                state_writes: shared.upstream.is_some().then(|| {
-                    shared
-                        .state_writes
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                }),
-                membership: if context.controlled {
-                    membership_status(shared)
-                } else {
-                    None
-                },
-            }))
-        }
+        Request::Status => Response::Status(Box::new(status(shared, context))),
+        Request::StatusReport => Response::Report {
+            text: crate::control::render_status(&status(shared, context)),
+        },
         Request::Ping { target, count } => match shared.local.ping(target, count).await {
             Ok(report) => Response::Ping(PingSummary {
                 target,
