@@ -62,11 +62,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the data plane against wireguard-go (root; see docs/benchmarks.md).
+    /// Measure the data plane against wireguard-go and boringtun-cli (root;
+    /// see docs/benchmarks.md).
     Bench {
         /// The agent built with the router profile, whose size is reported.
         #[arg(long)]
         router_binary: Option<PathBuf>,
+        /// boringtun's own CLI (`boringtun-cli`), a second reference pair;
+        /// skipped with a note when not given or not there.
+        #[arg(long)]
+        boringtun_binary: Option<PathBuf>,
         /// Also print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -233,8 +238,13 @@ fn main() -> ExitCode {
         }
         Command::Bench {
             router_binary,
+            boringtun_binary,
             json,
-        } => freimesh_testbed::bench::run(router_binary.as_deref(), json),
+        } => freimesh_testbed::bench::run(
+            router_binary.as_deref(),
+            boringtun_binary.as_deref(),
+            json,
+        ),
         Command::Lab {
             topology,
             scenario,
