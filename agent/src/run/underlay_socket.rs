@@ -251,44 +251,84 @@ mod tests {
     use super::*;
     use crate::run::batch::plan_runs;
 
-    /// Real sockets on loopback: a run of equal datagrams sent in one GSO
-    /// send (or one by one where loopback refuses GSO) arrives as the same
-    /// datagrams in the same order, however GRO coalesced them.
+    /// Real sockets on loopback: one step's mixed datagrams (handshake-,
+    /// data- and garbage-sized, to three neighbours, interleaved) sent in
+    /// runs (one GSO send each, or one by one where GSO is refused) arrive
+    /// at each neighbour as the same datagrams in the same order, however
+    /// GRO coalesced them: what the engine would have seen had each been
+    /// sent and received on its own.
     #[tokio::test]
-    async fn a_run_sent_in_one_call_arrives_as_the_same_datagrams() {
-        let bind = |addr: &'static str| async move {
-            UnderlaySocket::new(UdpSocket::bind(addr).await.expect("loopback"))
+    async fn a_batch_of_mixed_datagrams_arrives_as_sent_one_at_a_time() {
+        let bind = || async {
+            UnderlaySocket::new(UdpSocket::bind("127.0.0.1:0").await.expect("loopback"))
                 .expect("quinn-udp state")
         };
-        let sender = bind("127.0.0.1:0").await;
-        let receiver = bind("127.0.0.1:0").await;
-        let to = receiver.local_addr().expect("bound");
-        let datagrams: Vec<Vec<u8>> = (0..40u8)
-            .map(|i| vec![i; if i == 39 { 700 } else { 1_200 }])
+        let sender = bind().await;
+        let receivers = [bind().await, bind().await, bind().await];
+        let addresses: Vec<SocketAddr> = receivers
+            .iter()
+            .map(|r| r.local_addr().expect("bound"))
             .collect();
+        // A deterministic mix: runs of full data datagrams to one
+        // neighbour, handshake sizes (148, 92, 64), a short keepalive (32)
+        // and odd garbage sizes, switching neighbours now and then.
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let sizes = [1_452, 1_452, 1_452, 148, 92, 64, 32, 1, 777, 1_452];
+        let mut step: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let mut to = 0;
+        for i in 0..200u32 {
+            if next() % 7 == 0 {
+                to = (to + 1) % addresses.len();
+            }
+            let len = sizes[usize::try_from(next()).unwrap_or(0) % sizes.len()];
+            let fill = u8::try_from(i % 251).unwrap_or(0);
+            step.push((addresses[to], vec![fill; len]));
+        }
         let runs = plan_runs(
-            datagrams.iter().map(|d| (to, d.len())),
+            step.iter().map(|(to, d)| (*to, d.len())),
             sender.max_segments(),
         );
-        let mut next = 0;
+        assert!(
+            runs.iter().any(|r| r.count > 1),
+            "some datagrams go together"
+        );
+        let mut sent = 0;
         for run in &runs {
-            let contents: Vec<u8> = datagrams[next..next + run.count].concat();
-            next += run.count;
+            let contents: Vec<u8> = step[sent..sent + run.count]
+                .iter()
+                .flat_map(|(_, d)| d.iter().copied())
+                .collect();
+            sent += run.count;
             sender.send(run, &contents).await;
         }
-        let mut batch = RecvBatch::new();
-        let mut received = Vec::new();
-        while received.len() < datagrams.len() {
-            tokio::time::timeout(Duration::from_secs(5), receiver.recv(&mut batch))
-                .await
-                .expect("datagrams arrive")
-                .expect("receive");
-            received.extend(batch.datagrams().map(|(from, d)| {
-                assert_eq!(from, sender.local_addr().expect("bound"));
-                d.to_vec()
-            }));
+        let from = sender.local_addr().expect("bound");
+        for (receiver, address) in receivers.iter().zip(&addresses) {
+            let expected: Vec<&Vec<u8>> = step
+                .iter()
+                .filter(|(to, _)| to == address)
+                .map(|(_, d)| d)
+                .collect();
+            let mut batch = RecvBatch::new();
+            let mut received: Vec<Vec<u8>> = Vec::new();
+            while received.len() < expected.len() {
+                tokio::time::timeout(Duration::from_secs(5), receiver.recv(&mut batch))
+                    .await
+                    .expect("datagrams arrive")
+                    .expect("receive");
+                for (sender_address, datagram) in batch.datagrams() {
+                    assert_eq!(sender_address, from);
+                    received.push(datagram.to_vec());
+                }
+            }
+            let received: Vec<&Vec<u8>> = received.iter().collect();
+            assert_eq!(received, expected, "to {address}");
         }
-        assert_eq!(received, datagrams);
     }
 
     /// `getsockopt` with an `int` value, to read back what is set.
