@@ -67,6 +67,20 @@ pub fn wait_until(
     }
 }
 
+/// Waits until router `from` holds an alternate next hop toward `dst`;
+/// if it never does, the error shows the route and the router's links,
+/// and the statuses are kept (`no-alternate`).
+fn wait_for_alternate(town: &Town, from: usize, dst: IpAddr) -> anyhow::Result<()> {
+    wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
+        Ok(town.next_hops(from, dst)? >= 2)
+    })
+    .map(drop)
+    .map_err(|err| {
+        town.dump_status("no-alternate");
+        err.context(town.route_summary(from, dst))
+    })
+}
+
 /// What a silent cut cost.
 #[derive(Debug, Clone)]
 pub struct CutResult {
@@ -90,9 +104,7 @@ pub fn silent_cut(
     };
     // The controller's alternates come after the first routes: a cut
     // before them would measure global, not local, repair.
-    wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
-        Ok(town.next_hops(from, dst)? >= 2)
-    })?;
+    wait_for_alternate(town, from, dst)?;
     let records = town.dir().join("cut-flow");
     std::fs::create_dir_all(&records)?;
     let flow = ProbeFlow::start(
@@ -107,9 +119,7 @@ pub fn silent_cut(
     // Routes move with measured round trips, also during the baseline: the
     // route may have lost its alternate since (a loaded machine's RTTs
     // swing), and the cut goes to the next hop of the route as it is now.
-    wait_until("an alternate next hop", ALTERNATE_TIMEOUT, || {
-        Ok(town.next_hops(from, dst)? >= 2)
-    })?;
+    wait_for_alternate(town, from, dst)?;
     let victim = town.next_hop(from, dst)?;
     let name = town.name(victim).to_owned();
     let cells = town.plan.routers[victim].cells.clone();

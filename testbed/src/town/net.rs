@@ -422,6 +422,35 @@ join_token = "{token}"
         Ok(status.engine.routes[route].via.len())
     }
 
+    /// Router `i`'s route to `destination` and its links, one line, for an
+    /// error that says why a route has no alternate.
+    pub fn route_summary(&self, i: usize, destination: IpAddr) -> String {
+        let (status, route) = match self.route(i, destination) {
+            Ok(found) => found,
+            Err(err) => return format!("{}: {err:#}", self.name(i)),
+        };
+        let route = &status.engine.routes[route];
+        let links: Vec<String> = status
+            .engine
+            .links
+            .iter()
+            .map(|l| {
+                let peer = self
+                    .router_with_key(&l.peer)
+                    .map_or_else(|| l.peer.clone(), |r| self.name(r).to_owned());
+                format!("{}→{peer} {} rtt {:?} µs", l.name, l.state, l.rtt_us)
+            })
+            .collect();
+        format!(
+            "{}'s route {} via {:?} (active {:?}); links: {}",
+            self.name(i),
+            route.prefix,
+            route.via,
+            route.active,
+            links.join(", ")
+        )
+    }
+
     /// The neighbour router `i` forwards to for `destination` now.
     pub fn next_hop(&self, i: usize, destination: IpAddr) -> anyhow::Result<usize> {
         let (status, route) = self.route(i, destination)?;
