@@ -88,8 +88,12 @@ impl Coalescer {
         if packets.is_empty() {
             return None;
         }
-        self.buffers.resize_with(packets.len(), Vec::new);
-        for (buffer, packet) in self.buffers.iter_mut().zip(packets) {
+        // Buffers are kept from step to step (only ever more of them).
+        if self.buffers.len() < packets.len() {
+            self.buffers.resize_with(packets.len(), Vec::new);
+        }
+        let buffers = &mut self.buffers[..packets.len()];
+        for (buffer, packet) in buffers.iter_mut().zip(packets) {
             buffer.clear();
             buffer.resize(VIRTIO_NET_HDR_LEN, 0);
             buffer.extend_from_slice(packet);
@@ -97,9 +101,9 @@ impl Coalescer {
         // The device's own (non-blocking) batch write, not the async one:
         // a full queue drops, it does not wait.
         let device: &tun_rs::DeviceImpl = device;
-        let result = device.send_multiple(&mut self.table, &mut self.buffers, VIRTIO_NET_HDR_LEN);
+        let result = device.send_multiple(&mut self.table, buffers, VIRTIO_NET_HDR_LEN);
         // Coalescing may have grown a buffer to 64 KiB; do not keep that.
-        self.buffers
+        buffers
             .iter_mut()
             .for_each(|b| b.shrink_to(MAX_KEPT_BUFFER));
         result.err()
