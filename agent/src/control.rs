@@ -271,12 +271,6 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
     answer: &str,
     expected: &'static str,
 ) -> Result<T, AnswerError> {
-    #[derive(Deserialize)]
-    struct Tagged {
-        response: String,
-        #[serde(default)]
-        message: Option<String>,
-    }
     let tagged: Tagged = serde_json::from_str(answer)?;
     if tagged.response == expected {
         Ok(serde_json::from_str(answer)?)
@@ -288,6 +282,15 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
             found: tagged.response,
         })
     }
+}
+
+/// An answer's kind (its `response` tag) and, for an error, its message;
+/// every other field is skipped unread.
+#[derive(Deserialize)]
+struct Tagged {
+    response: String,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 /// The fields of [`Response::Report`], for [`read_answer`].
@@ -306,23 +309,15 @@ pub struct AnyFields {}
 /// from the same text, where the tag is one more field to ignore.
 fn parse_response(answer: &str) -> serde_json::Result<Response> {
     #[derive(Deserialize)]
-    struct Tag {
-        response: String,
-    }
-    #[derive(Deserialize)]
     struct Message {
         message: String,
     }
-    #[derive(Deserialize)]
-    struct Text {
-        text: String,
-    }
-    let tag: Tag = serde_json::from_str(answer)?;
+    let tag: Tagged = serde_json::from_str(answer)?;
     Ok(match tag.response.as_str() {
         "status" => Response::Status(Box::new(serde_json::from_str(answer)?)),
         "ping" => Response::Ping(serde_json::from_str(answer)?),
         "report" => Response::Report {
-            text: serde_json::from_str::<Text>(answer)?.text,
+            text: serde_json::from_str::<ReportText>(answer)?.text,
         },
         "error" => Response::Error {
             message: serde_json::from_str::<Message>(answer)?.message,
